@@ -1,0 +1,217 @@
+"""Run parameters (contract §2): their schema, in one place, and the resolved scope of a run.
+
+The DAG factory turns PARAM_SPECS into Airflow ``Param``s (the UI form); tasks
+turn the run's params into a ``RunScope`` with ``RunScope.from_params``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+SCHOOL_CODE = r"^[0-9]{7}$"
+PROGRAM_CODE = r"^[0-9]{3}$"
+LOCAL_STUDENT_ID = r"^[A-Za-z0-9-]{1,15}$"
+SUBDISTRICT = r"^[A-Za-z0-9 .,'&()/-]{1,60}$"
+MODES = ("submission", "replacement", "non_submission")
+SUBMISSIONS = ("fall1", "eoy2", "custom")
+
+
+class ScopeError(ValueError):
+    """A run parameter that cannot be used; the message says which and why."""
+
+
+def current_academic_year(today: date) -> str:
+    """CALPADS academic years run July 1 - June 30."""
+    first = today.year if today.month >= 7 else today.year - 1
+    return f"{first}-{first + 1}"
+
+
+def academic_year_bounds(academic_year: str) -> tuple[date, date]:
+    first, second = _split_year(academic_year)
+    return date(first, 7, 1), date(second, 6, 30)
+
+
+def _split_year(academic_year: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d{4})-(\d{4})", academic_year or "")
+    if not m or int(m.group(2)) != int(m.group(1)) + 1:
+        raise ScopeError(
+            f"academic_year {academic_year!r} is not of the form CCYY-CCYY with consecutive years (e.g. 2025-2026)"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def param_specs(today: date) -> dict[str, dict[str, Any]]:
+    """JSON-schema of every run param, with the descriptions the UI form shows."""
+    return {
+        "academic_year": dict(
+            default=current_academic_year(today), type="string", pattern=r"^[0-9]{4}-[0-9]{4}$",
+            title="Academic year", description="CALPADS academic year, CCYY-CCYY (July 1 to June 30).",
+        ),
+        "start_date": dict(
+            default="", type="string", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+            title="Report start date",
+            description="YYYY-MM-DD. Blank = first day of the academic year (July 1).",
+        ),
+        "end_date": dict(
+            default="", type="string", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+            title="Report end date",
+            description="YYYY-MM-DD. Blank = last day of the academic year (June 30).",
+        ),
+        "submission": dict(
+            default="eoy2", type="string", enum=list(SUBMISSIONS), title="Submission",
+            description="Program set (SPRG): fall1 = Fall 1 programs, eoy2 = End of Year 2 programs, "
+            "custom = the programs listed below.",
+        ),
+        "programs": dict(
+            default=[], type="array", items={"type": "string", "pattern": PROGRAM_CODE},
+            title="Programs (custom)", description="Education Program Codes, used when submission is custom.",
+        ),
+        "mode": dict(
+            default="submission", type="string", enum=list(MODES), title="Report mode",
+            description="submission = only new or changed records since the last saved submission, plus deletes; "
+            "replacement = every record; non_submission = every record, for troubleshooting (never saved).",
+        ),
+        "save_history": dict(
+            default=False, type="boolean", title="Save as submitted",
+            description="Record this run's records as submitted to CALPADS. Set it on the run whose files you upload. "
+            "Ignored in non_submission mode.",
+        ),
+        "schools": dict(
+            default=[], type="array", items={"type": "string", "pattern": SCHOOL_CODE},
+            title="Schools", description="7-digit CDS school codes. Empty = district-wide.",
+        ),
+        "subdistricts": dict(
+            default=[], type="array", items={"type": "string", "pattern": SUBDISTRICT},
+            title="Sub-districts", description="Sub-district names (SCHOOLS.SUBDISTRICT), narrowing the schools.",
+        ),
+        "students": dict(
+            default=[], type="array", items={"type": "string", "pattern": LOCAL_STUDENT_ID},
+            title="Students", description="Local Student IDs, for a run over selected students only. Empty = all.",
+        ),
+        "bypass_validation": dict(
+            default=False, type="boolean", title="Bypass validation",
+            description="Publish records that fail error rules too. The manifest, report and email say so.",
+        ),
+        "ods_file": dict(
+            default="", type="string", title="CALPADS ODS file",
+            description="Path or URL of a CALPADS ODS extract to compare against, or blank.",
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """Everything a run's tasks need to know about what it covers."""
+
+    record_type: str
+    academic_year: str
+    start_date: date
+    end_date: date
+    today: date
+    submission: str = "eoy2"
+    programs: tuple[str, ...] = ()
+    mode: str = "submission"
+    save_history: bool = False
+    schools: tuple[str, ...] = ()
+    subdistricts: tuple[str, ...] = ()
+    students: tuple[str, ...] = ()
+    bypass_validation: bool = False
+    ods_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_params(cls, record_type: str, params: dict[str, Any], today: date) -> RunScope:
+        p = dict(params)
+        year = p.get("academic_year") or current_academic_year(today)
+        first, last = academic_year_bounds(year)
+        start = _parse_date(p.get("start_date"), "start_date") or first
+        end = _parse_date(p.get("end_date"), "end_date") or last
+        if end < start:
+            raise ScopeError(f"end_date {end} is before start_date {start}")
+        if start < first or end > last:
+            raise ScopeError(f"the report range {start}..{end} is not inside academic year {year} ({first}..{last})")
+        mode = p.get("mode") or "submission"
+        if mode not in MODES:
+            raise ScopeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        submission = p.get("submission") or "eoy2"
+        if submission not in SUBMISSIONS:
+            raise ScopeError(f"submission {submission!r} is not one of {', '.join(SUBMISSIONS)}")
+        programs = tuple(_checked_list(p.get("programs"), PROGRAM_CODE, "programs"))
+        if submission == "custom" and not programs:
+            raise ScopeError("submission is custom but no programs were chosen")
+        return cls(
+            record_type=record_type.upper(),
+            academic_year=year,
+            start_date=start,
+            end_date=end,
+            today=today,
+            submission=submission,
+            programs=programs,
+            mode=mode,
+            save_history=bool(p.get("save_history")) and mode != "non_submission",
+            schools=tuple(_checked_list(p.get("schools"), SCHOOL_CODE, "schools")),
+            subdistricts=tuple(_checked_list(p.get("subdistricts"), SUBDISTRICT, "subdistricts")),
+            students=tuple(_checked_list(p.get("students"), LOCAL_STUDENT_ID, "students")),
+            bypass_validation=bool(p.get("bypass_validation")),
+            ods_file=str(p.get("ods_file") or ""),
+        )
+
+    @property
+    def year_id(self) -> int:
+        """PowerSchool's TERMS.YEARID: years counted from 1990-1991."""
+        return _split_year(self.academic_year)[0] - 1990
+
+    @property
+    def academic_year_first_day(self) -> date:
+        return academic_year_bounds(self.academic_year)[0]
+
+    @property
+    def academic_year_last_day(self) -> date:
+        return academic_year_bounds(self.academic_year)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        for k in ("start_date", "end_date", "today"):
+            d[k] = d[k].isoformat()
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunScope:
+        d = dict(d)
+        for k in ("start_date", "end_date", "today"):
+            d[k] = date.fromisoformat(d[k])
+        for k in ("programs", "schools", "subdistricts", "students"):
+            d[k] = tuple(d.get(k) or ())
+        return cls(**d)
+
+
+def _parse_date(value: Any, name: str) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ScopeError(f"{name} {value!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def _checked_list(value: Any, pattern: str, name: str) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    out = []
+    for v in value:
+        s = str(v)
+        if not re.fullmatch(pattern, s):
+            raise ScopeError(f"{name}: {s[:40]!r} is not a valid value")
+        out.append(s)
+    return out

@@ -1,0 +1,1 @@
+"""Where SIS data comes from: the SQL source today, vendor APIs later."""
