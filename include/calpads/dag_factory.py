@@ -1,0 +1,211 @@
+"""One factory for every CALPADS file DAG: calpads_<record type>.
+
+The same params, gate, history, publication and alerts for every layout that
+has a builder (calpads.extracts.registry). Nothing here touches connections,
+Variables or data at parse time: tasks resolve them when they run.
+
+Configuration without code changes (Airflow config, e.g. environment variables):
+  AIRFLOW__CALPADS__SCHEDULE_SPRG   cron, default "0 2 * * *"
+  AIRFLOW__CALPADS__TIMEZONE        default "America/Los_Angeles"
+  AIRFLOW__CALPADS__ERROR_CEILING   share of records in error that fails a run, default 0.05
+Variables (read by tasks): calpads_publish_root, calpads_work_root, integration_team_emails.
+Connections: sis_db, calpads_store, smtp_default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+DEFAULT_SCHEDULE = "0 2 * * *"
+DEFAULT_TZ = "America/Los_Angeles"
+
+
+def _conf(key: str, fallback: str) -> str:
+    from airflow.configuration import conf
+
+    return conf.get("calpads", key, fallback=fallback)
+
+
+def _doc(record_type: str, title: str) -> str:
+    return f"""
+### CALPADS {record_type} ({title}) extract
+
+**What it does.** Reads the SIS (`sis_db` connection), builds the CALPADS {record_type} records,
+checks every record against the CALPADS rules (quality gate), compares them with what was last
+submitted (`calpads_store`), and publishes the caret-delimited files, a `manifest.json` and a
+validation report under the `calpads_publish_root` Variable:
+`<root>/<academic year>/{record_type}/<run id>/`.
+
+**Nightly run** (02:00 Pacific by default): submission mode, history *not* saved. Each morning
+the folder of the latest run shows what the next submission would contain and which records break a
+rule. **Coordinator's run:** use *Trigger DAG w/ config*, choose the params, and set
+*Save as submitted* only on the run whose files you upload to CALPADS.
+
+**Which files to upload.** The `_AU` file(s) (adds/updates; `_AU2`, `_AU3` when a student has
+several records for the same program) and the `_D` file (deletes). The file without suffix holds all
+records, for checking counts only: never upload it.
+
+**When you get an alert.**
+- *Held back records*: they break an error rule and were not published. The email lists the rules;
+  the report (`report/index.html` in the run folder) lists each record by Local Record ID and Local
+  Student ID with what to fix in the SIS. Fix them; they go out in a later run.
+- *Quality gate failed*: more than the allowed share of records are in error; nothing was published.
+- *Extract failed*: the SIS could not be read: ask district IT to check the database and login.
+- *Publish failed*: the publish folder is missing, full or read-only; nothing partial was left.
+- *Save history failed*: files were published but not recorded as submitted; clear the task to retry
+  before uploading.
+"""
+
+
+def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: str | None = None):
+    from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from calpads.layouts import load_layout
+    from calpads.run_scope import ScopeError, param_specs
+    from calpads_airflow.notifiers import CalpadsFailureNotifier
+
+    record_type = record_type.upper()
+    layout = load_layout(record_type)
+    dag_id = dag_id or f"calpads_{record_type.lower()}"
+    tz = pendulum.timezone(_conf("timezone", DEFAULT_TZ))
+    cron = schedule or _conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
+    today = datetime.now(tz).date()
+    params = {name: Param(**spec) for name, spec in param_specs(today).items()}
+
+    def work_dir() -> Path:
+        from airflow.sdk import Variable
+
+        airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+        work_root = Variable.get("calpads_work_root", default=f"{airflow_home}/calpads_work")
+        run_id = get_current_context()["dag_run"].run_id
+        safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+        return Path(work_root) / dag_id / safe_run
+
+    def context_for(scope_dict: dict[str, Any]):
+        from airflow.sdk import ObjectStoragePath, Variable
+
+        from calpads.pipeline import RunContext
+        from calpads.run_scope import RunScope
+
+        ctx = get_current_context()
+        airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+        publish_root = Variable.get("calpads_publish_root", default=f"file://{airflow_home}/calpads_out")
+        if "://" not in publish_root:
+            publish_root = f"file://{os.path.abspath(publish_root)}"
+        return RunContext(
+            record_type=record_type, dag_id=dag_id, run_id=ctx["dag_run"].run_id,
+            scope=RunScope.from_dict(scope_dict), work_dir=work_dir(), publish_root=ObjectStoragePath(publish_root),
+        )
+
+    def engine(conn_id: str):
+        from calpads_airflow.connections import engine_for
+
+        return engine_for(conn_id)
+
+    @dag(
+        dag_id=dag_id,
+        dag_display_name=f"CALPADS {record_type} – {layout.title}",
+        description=f"CALPADS {record_type} extract: SIS pull, quality gate, history diff, publication",
+        schedule=CronTriggerTimetable(cron, timezone=tz),
+        start_date=pendulum.datetime(2025, 7, 1, tz=tz),
+        catchup=False,
+        max_active_runs=1,
+        params=params,
+        tags=["calpads", record_type],
+        owner_links={"integration-team": "mailto:integration-team@district.example"},
+        doc_md=_doc(record_type, layout.title),
+        default_args={
+            "owner": "integration-team",
+            "retries": 2,
+            "retry_delay": timedelta(minutes=2),
+            "retry_exponential_backoff": True,
+            "on_failure_callback": [CalpadsFailureNotifier()],
+        },
+    )
+    def calpads_file_dag():
+        @task(task_display_name="Check run parameters", retries=0)
+        def check_params() -> dict[str, Any]:
+            from calpads.run_scope import RunScope
+
+            ctx = get_current_context()
+            logical = ctx.get("logical_date") or ctx["dag_run"].run_after
+            run_date: date = pendulum.instance(logical).in_timezone(tz).date()
+            try:
+                scope = RunScope.from_params(record_type, dict(ctx["params"]), today=run_date)
+            except ScopeError as exc:
+                raise AirflowFailException(f"Run parameters rejected: {exc}") from None
+            return scope.to_dict()
+
+        @task(task_display_name="Pull SIS data and build records")
+        def extract_records(scope: dict[str, Any]) -> dict[str, Any]:
+            from calpads.pipeline import extract
+
+            return extract(context_for(scope), engine("sis_db"))
+
+        @task(task_display_name="Quality gate (CALPADS rules)")
+        def quality_gate(scope: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
+            from calpads.pipeline import GateFailed, gate
+
+            ctx = context_for(scope)
+            try:
+                summary = gate(ctx, run_date=ctx.scope.today, error_ceiling=float(_conf("error_ceiling", "0.05")))
+            except GateFailed as exc:
+                raise AirflowFailException(str(exc)) from None
+            print(f"Validation report: {summary['report']}")
+            return {k: v for k, v in summary.items() if k != "rules"} | {"rules_fired": sum(
+                1 for r in summary.get("rules", []) if r.get("count"))}
+
+        @task(task_display_name="Compare with submission history")
+        def diff_against_history(scope: dict[str, Any], gated: dict[str, Any]) -> dict[str, Any]:
+            from calpads.pipeline import diff
+
+            return diff(context_for(scope), engine("calpads_store"))
+
+        @task(task_display_name="Publish files")
+        def publish_files(scope: dict[str, Any], diffed: dict[str, Any]) -> dict[str, Any]:
+            from calpads.pipeline import publish
+
+            out = publish(context_for(scope))
+            print(f"Published {out['records']} records to {out['folder']}")
+            return out
+
+        @task(task_display_name="Save submission history")
+        def save_submission_history(scope: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+            from calpads.pipeline import save_history
+
+            return save_history(context_for(scope), engine("calpads_store"))
+
+        @task(task_display_name="Email run summary", trigger_rule="all_done", retries=1)
+        def send_run_summary() -> dict[str, Any]:
+            # No data inputs: it must run (trigger_rule all_done) even when an upstream task failed.
+            import json
+
+            from calpads.alerts.messages import needs_summary_email, summary_email
+            from calpads_airflow.notifiers import send
+
+            state_file = work_dir() / "state.json"
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            validation = state.get("validation", {})
+            if not needs_summary_email(validation):
+                return {"sent": False}
+            run_id = get_current_context()["dag_run"].run_id
+            subject, body = summary_email(dag_id=dag_id, run_id=run_id, validation=validation,
+                                          published=state.get("published"), report_link=validation.get("report"))
+            return {"sent": send(subject, body)}
+
+        scope = check_params()
+        extracted = extract_records(scope)
+        gated = quality_gate(scope, extracted)
+        diffed = diff_against_history(scope, gated)
+        published = publish_files(scope, diffed)
+        saved = save_submission_history(scope, published)
+        summary = send_run_summary()
+        [gated, saved] >> summary
+
+    return calpads_file_dag()

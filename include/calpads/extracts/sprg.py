@@ -1,0 +1,187 @@
+"""SPRG builder: every selection criterion and field derivation of the seed
+(shared/seeds/powerschool-student-program-records.txt) and the decisions of
+the contract (shared/contracts/README.md §4).
+
+Selection happens here; state business rules do not (they live in the quality
+suite). Records with a blank operational key are not extracted, as the seed
+says, but they are listed in ``SprgBuild.not_extracted`` so that the run
+report shows them instead of letting them vanish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_records, to_datetime
+from calpads.layouts import load_layout
+from calpads.run_scope import RunScope
+from calpads.sources.sql_sis import SprgPull, pull_sprg
+
+TITLE_I = "122"
+SPECIAL_ED = "144"
+
+PROGRAM_FIELDS = {  # layout column <- S_CA_STU_CALPADSPROGRAMS_C column, copied as stored
+    "cpa_id": "partnershipacademyid",
+    "migrant_id": "migrantstudentid",
+    "primary_disability_code": "prmarydisabilitycode",
+    "homeless_dwelling_type": "dwellingtype",
+    "unaccompanied_youth": "unaccompaniedyouth",
+    "runaway_youth": "runawayyouth",
+}
+
+
+@dataclass
+class SprgBuild:
+    records: pd.DataFrame        # layout columns + ctx_ columns
+    not_extracted: pd.DataFrame  # local_record_id, local_student_id, school_of_attendance, reason
+
+
+def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
+    """Pull and build in one call (tests, the demo)."""
+    return build_sprg(pull_sprg(engine, scope, program_set(load_layout("SPRG"), scope)), scope).records
+
+
+def enrollment_last_days(enrollments: pd.DataFrame, calendar: pd.DataFrame) -> pd.Series:
+    """PowerSchool's EXITDATE is exclusive: the enrollment's last day is the last
+    in-session day of its school before EXITDATE (or EXITDATE - 1 when the
+    school has no calendar). NaT for an open enrollment."""
+    exits = to_datetime(enrollments["exitdate"])
+    last = pd.Series(pd.NaT, index=enrollments.index, dtype="datetime64[ns]")
+    has_exit = exits.notna()
+    if not has_exit.any():
+        return last
+    left = pd.DataFrame({"row": enrollments.index[has_exit], "schoolid": enrollments.loc[has_exit, "schoolid"].astype(
+        "int64"), "exit": exits[has_exit].astype("datetime64[ns]")}).sort_values("exit")
+    cal = pd.DataFrame({"schoolid": calendar["schoolid"].astype("int64"),
+                        "day": to_datetime(calendar["date_value"]).astype("datetime64[ns]")}).dropna()
+    cal = cal.sort_values("day")
+    matched = pd.merge_asof(left, cal, left_on="exit", right_on="day", by="schoolid",
+                            allow_exact_matches=False, direction="backward")
+    day = matched["day"].fillna(matched["exit"] - pd.Timedelta(days=1))
+    last.loc[matched["row"].to_numpy()] = day.to_numpy()
+    return last
+
+
+def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
+    start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
+
+    # --- Student criteria: an enrollment in the report range (SQL pre-filtered on
+    # EXITDATE; the exact test needs the last in-session day).
+    enr = pull.enrollments.copy()
+    enr["entry"] = to_datetime(enr["entrydate"])
+    enr["last_day"] = enrollment_last_days(enr, pull.calendar)
+    enr = enr[(enr["entry"] <= end) & (enr["last_day"].isna() | (enr["last_day"] > start))]
+    enr = enr[["student_id", "schoolid", "entry", "last_day"]]
+
+    students = pull.students[pull.students["student_id"].isin(enr["student_id"].unique())].copy()
+    students["legal_first_name"] = blank_to_none(students["legalfirstname"]).fillna(
+        blank_to_none(students["first_name"]))
+    students["legal_last_name"] = blank_to_none(students["legallastname"]).fillna(
+        blank_to_none(students["last_name"]))
+    students["gender_code"] = blank_to_none(students["legalgender"]).fillna(blank_to_none(students["gender"]))
+
+    # --- Program criteria
+    progs = pull.programs.merge(students, on="student_id", how="inner")
+    progs = progs.merge(pull.scoped_schools[["school_number", "school_code"]], left_on="schoolid",
+                        right_on="school_number", how="inner")
+    for col in ("programcode", "programmembershipcode", "programstartdate", "programenddate"):
+        progs[col] = blank_to_none(progs[col])
+    progs["local_record_id"] = progs["student_id"].astype(str) + "." + progs["program_id"].astype(str)
+
+    not_extracted = []
+    for col, reason in (("programcode", "blank Education Program Code"),
+                        ("programmembershipcode", "blank Education Program Membership Code"),
+                        ("programstartdate", "blank Education Program Membership Start Date")):
+        blank = progs[col].isna()
+        not_extracted.append(_not_extracted(progs[blank], reason))
+        progs = progs[~blank]
+
+    # Title I: one record per distinct service code with a service in the range.
+    is_122 = progs["programcode"] == TITLE_I
+    services = pull.services.copy()
+    services["servicecode"] = blank_to_none(services["servicecode"])
+    t1 = progs[is_122].merge(services, on=["student_id", "schoolid"], how="inner")
+    blank_service = t1["servicecode"].isna()
+    not_extracted.append(_not_extracted(t1[blank_service], "blank Education Service Code"))
+    t1 = t1[~blank_service].drop_duplicates(["program_id", "servicecode"])
+    t1["local_record_id"] = t1["local_record_id"] + "." + t1["servicecode"]
+    others = progs[~is_122].assign(servicecode=None)
+    progs = pd.concat([others, t1], ignore_index=True)
+
+    # --- End date (16): own end date, else the enrollment's last day when it
+    # ended inside the range; never for 144 without a Special Education exit code.
+    progs["start_dt"] = to_datetime(progs["programstartdate"])
+    at_school = progs[["local_record_id", "student_id", "schoolid", "start_dt"]].merge(
+        enr, on=["student_id", "schoolid"], how="inner")
+    enrolled_at_school = set(at_school["local_record_id"])
+    relevant = at_school[at_school["last_day"].isna() | (at_school["last_day"] >= at_school["start_dt"])]
+    latest = relevant.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
+    latest_any = at_school.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
+    rid = progs["local_record_id"]
+    last_day = rid.map(latest["last_day"])
+    exit_for_rule = last_day.where(rid.isin(latest.index), rid.map(latest_any["last_day"]))
+    derived = last_day.where((last_day >= start) & (last_day <= end))
+    own_end = progs["programenddate"]
+    end_iso = own_end.where(own_end.notna(), derived.dt.strftime("%Y-%m-%d").where(derived.notna(), None))
+    no_sped_exit = (progs["programcode"] == SPECIAL_ED) & blank_to_none(progs["spedexitcode"]).isna()
+    end_iso = end_iso.where(~no_sped_exit, None)
+    progs["end_iso"] = end_iso
+
+    # Coverage for the cross-file rule, within the report range: an enrollment at
+    # the school from the membership start (or report start) to its end (or report end).
+    end_dt = to_datetime(progs["end_iso"])
+    cov = progs[["local_record_id", "student_id", "schoolid"]].assign(
+        rs=progs["start_dt"].clip(lower=start), re=end_dt.fillna(end).clip(upper=end)
+    ).merge(enr, on=["student_id", "schoolid"], how="inner")
+    covered = cov[(cov["entry"] <= cov["rs"]) & (cov["last_day"].isna() | (cov["last_day"] >= cov["re"]))]
+    covered_ids = set(covered["local_record_id"])
+
+    code = progs["programcode"]
+    dsea = blank_to_none(progs["distspedaccountability"])
+    records = pd.DataFrame({
+        "record_type": "SPRG",
+        "transaction_type": None,
+        "local_record_id": progs["local_record_id"],
+        "reporting_lea": pull.lea,
+        "school_of_attendance": progs["school_code"],
+        "academic_year_id": scope.academic_year,
+        "ssid": blank_to_none(progs["ssid"]),
+        "local_student_id": blank_to_none(progs["student_number"]),
+        "legal_first_name": progs["legal_first_name"],
+        "legal_last_name": progs["legal_last_name"],
+        "birth_date": ccyymmdd(progs["dob"]),
+        "gender_code": progs["gender_code"],
+        "program_code": code,
+        "membership_code": progs["programmembershipcode"],
+        "membership_start_date": ccyymmdd(progs["programstartdate"]),
+        "membership_end_date": ccyymmdd(progs["end_iso"]),
+        "service_academic_year": pd.Series(scope.academic_year, index=progs.index).where(code == TITLE_I, None),
+        "service_code": progs["servicecode"],
+        **{col: blank_to_none(progs[src]) for col, src in PROGRAM_FIELDS.items()},
+        "dsea": dsea.where(~((code == SPECIAL_ED) & dsea.isna()), pull.lea),
+        "ctx_student_id": progs["student_id"].astype(str),
+        "ctx_program_id": progs["program_id"].astype(str),
+        "ctx_preferred_gender": blank_to_none(progs["gender"]),
+        "ctx_legal_gender": blank_to_none(progs["legalgender"]),
+        "ctx_sped_exit_code": blank_to_none(progs["spedexitcode"]),
+        "ctx_enrolled_at_school": rid.isin(enrolled_at_school).map({True: "Y", False: "N"}),
+        "ctx_enrollment_covers_range": rid.isin(covered_ids).map({True: "Y", False: "N"}),
+        "ctx_enrollment_exit_date": exit_for_rule.dt.strftime("%Y%m%d").where(exit_for_rule.notna(), None),
+        "ctx_primary_residence_category": None,
+    })
+    layout = load_layout("SPRG")
+    records = records[[*layout.columns, *[c for c in records.columns if c.startswith("ctx_")]]]
+    records = records.astype("object").where(records.notna(), None)
+    return SprgBuild(sort_records(records, layout), pd.concat(not_extracted, ignore_index=True))
+
+
+def _not_extracted(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "local_record_id": rows["local_record_id"].astype(str),
+        "local_student_id": rows["student_number"].astype(str),
+        "school_of_attendance": rows["school_code"],
+        "reason": reason,
+    })

@@ -1,0 +1,261 @@
+"""The stages of one CALPADS file run, importable and testable without a scheduler:
+
+    extract (pull + build) -> gate -> diff -> publish -> save history
+
+Each stage reads what the previous one left in the run's work folder (Parquet
+files, which may hold student data and so are created owner-only) and returns
+a small JSON-able dict (counts, paths) for XCom. The DAG factory wires them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from calpads.extracts.common import program_set, sort_records
+from calpads.layouts import Layout, load_layout
+from calpads.publish import target
+from calpads.publish.writer import base_name, render_files
+from calpads.run_scope import RunScope
+
+log = logging.getLogger(__name__)
+
+RECORDS = "records.parquet"
+NOT_EXTRACTED = "not_extracted.parquet"
+PUBLISHABLE = "publishable.parquet"
+HELD_BACK = "held_back.parquet"
+DIFFED = "diffed.parquet"
+STATE = "state.json"
+
+
+class GateFailed(RuntimeError):
+    """Too many records failed error rules: nothing is published."""
+
+
+@dataclass
+class RunContext:
+    record_type: str
+    dag_id: str
+    run_id: str
+    scope: RunScope
+    work_dir: Path                # this run's work folder (shared storage under Celery)
+    publish_root: Any             # ObjectStoragePath (or pathlib.Path in tests)
+
+    @property
+    def layout(self) -> Layout:
+        return load_layout(self.record_type)
+
+    @property
+    def run_folder(self) -> Any:
+        return target.run_folder(self.publish_root, self.scope.academic_year, self.record_type, self.run_id)
+
+    def path(self, name: str) -> Path:
+        return self.work_dir / name
+
+    def state(self) -> dict[str, Any]:
+        p = self.path(STATE)
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def update_state(self, **values: Any) -> None:
+        state = self.state()
+        state.update(values)
+        _write_private(self.path(STATE), json.dumps(state, indent=2, sort_keys=True, default=str).encode())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _to_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    df.to_parquet(tmp, index=False)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def prepare_work_dir(ctx: RunContext) -> None:
+    ctx.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(ctx.work_dir, 0o700)
+
+
+# --------------------------------------------------------------------------- extract
+def extract(ctx: RunContext, sis_engine: sa.Engine) -> dict[str, Any]:
+    from calpads.extracts import registry
+
+    prepare_work_dir(ctx)
+    t0 = time.perf_counter()
+    built = registry.builder(ctx.record_type)(sis_engine, ctx.scope)
+    _to_parquet(built.records, ctx.path(RECORDS))
+    _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
+    ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes)
+    out = {
+        "records_extracted": len(built.records),
+        "not_extracted_blank_key": len(built.not_extracted),
+        "reporting_lea": built.lea,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    log.info("Extracted %(records_extracted)s %(rt)s records (%(not_extracted_blank_key)s not extracted: blank "
+             "operational key) in %(seconds)ss", {**out, "rt": ctx.record_type})
+    return out
+
+
+# --------------------------------------------------------------------------- gate
+def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, Any]:
+    from calpads.quality.gate import run_gate
+    from calpads.quality.report import write_report
+
+    t0 = time.perf_counter()
+    records = pd.read_parquet(ctx.path(RECORDS))
+    result = run_gate(records, ctx.record_type, run_date, error_ceiling=error_ceiling,
+                      bypass=ctx.scope.bypass_validation)
+    _to_parquet(result.publishable, ctx.path(PUBLISHABLE))
+    _to_parquet(result.held_back, ctx.path(HELD_BACK))
+
+    local_report = ctx.path("report")
+    if local_report.exists():
+        shutil.rmtree(local_report)
+    local_report.mkdir(mode=0o700)
+    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type)
+    not_extracted = pd.read_parquet(ctx.path(NOT_EXTRACTED))
+    if len(not_extracted):
+        fd = os.open(local_report / "not_extracted.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="") as fh:
+            not_extracted.to_csv(fh, index=False)
+    folder = ctx.run_folder
+    target.ensure_folder(folder)
+    report_folder = folder / "report"
+    target.ensure_folder(report_folder)
+    target.put_tree(local_report, report_folder)
+
+    summary = dict(result.summary)
+    summary["not_extracted_blank_key"] = len(not_extracted)
+    summary["report"] = str(report_folder / "index.html")
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    ctx.update_state(validation=summary)
+    if result.ceiling_exceeded and not ctx.scope.bypass_validation:
+        raise GateFailed(
+            f"{summary.get('records_held_back')} of {summary.get('records_checked')} {ctx.record_type} records "
+            f"failed error rules, more than the {error_ceiling:.0%} ceiling: nothing was published. "
+            f"Fix the records listed in the validation report ({summary['report']}) and run again."
+        )
+    return summary
+
+
+# --------------------------------------------------------------------------- diff
+def diff(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
+    from calpads.history.diff import ScopeFilter, compute_transactions
+    from calpads.history.store import HistoryStore
+
+    t0 = time.perf_counter()
+    layout = ctx.layout
+    publishable = pd.read_parquet(ctx.path(PUBLISHABLE))
+    held_back = pd.read_parquet(ctx.path(HELD_BACK))
+    lea = ctx.state()["lea"]
+    store = HistoryStore(store_engine)
+    store.migrate()
+    last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id)
+    if len(held_back) and len(last):
+        # A held-back record is still in the SIS: never turn it into a delete.
+        keys = list(layout.operational_keys)
+        held_keys = held_back[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
+        last_keys = last[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
+        last = last[~last_keys.isin(set(held_keys))]
+    result = compute_transactions(publishable[layout.columns], layout, last, ctx.scope.mode, scope_filter(ctx))
+    records = sort_records(result.records, layout)
+    _to_parquet(records, ctx.path(DIFFED))
+    out = {**{k: int(v) for k, v in result.counts.items()}, "records_out": len(records),
+           "seconds": round(time.perf_counter() - t0, 2)}
+    ctx.update_state(diff=out)
+    return out
+
+
+def scope_filter(ctx: RunContext) -> Any:
+    from calpads.history.diff import ScopeFilter
+
+    scope, layout = ctx.scope, ctx.layout
+    schools = set(scope.schools) or None
+    if scope.subdistricts:
+        schools = set(ctx.state().get("scoped_school_codes", [])) or schools
+    programs = set(program_set(layout, scope)) if "program_code" in layout.columns else None
+    return ScopeFilter(schools=schools, programs=programs, students=set(scope.students) or None)
+
+
+# --------------------------------------------------------------------------- publish
+def publish(ctx: RunContext) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    layout = ctx.layout
+    records = pd.read_parquet(ctx.path(DIFFED))
+    state = ctx.state()
+    lea = state["lea"]
+    local_out = ctx.path("files")
+    if local_out.exists():
+        shutil.rmtree(local_out)
+    local_out.mkdir(mode=0o700)
+    files = render_files(records, layout, local_out, base_name(layout, lea, ctx.scope.academic_year))
+    folder = ctx.run_folder
+    target.ensure_folder(folder)
+    target.remove_stale(folder, [f.name for f in files])
+    for f in files:
+        target.put_file(Path(f.local_path), folder, f.name)
+
+    by_kind = {f.kind: f.records for f in files}
+    full = by_kind.get("full", 0)
+    split_total = sum(n for k, n in by_kind.items() if k != "full")
+    validation = state.get("validation", {})
+    manifest = {
+        "record_type": ctx.record_type,
+        "dag_id": ctx.dag_id,
+        "run_id": ctx.run_id,
+        "reporting_lea": lea,
+        "academic_year": ctx.scope.academic_year,
+        "params": ctx.scope.to_dict(),
+        "files": [f.manifest_entry() for f in files],
+        "counts": {
+            "records_in_full_file": full,
+            "records_in_split_files": split_total,
+            "split_files_add_up": full == split_total,
+            "deletes": by_kind.get("D", 0),
+            "diff": state.get("diff", {}),
+        },
+        "validation": validation,
+        "bypass_validation": ctx.scope.bypass_validation,
+        "upload": "Upload the _AU file(s) and the _D file; the file without suffix is for checking counts only.",
+    }
+    if ctx.scope.bypass_validation:
+        manifest["WARNING"] = ("Validation was BYPASSED for this run: records that fail CALPADS rules were "
+                               "published. Check the report before uploading.")
+    if not manifest["counts"]["split_files_add_up"]:
+        raise RuntimeError(f"internal error: split files hold {split_total} records, the full file {full}")
+    target.put_json(manifest, folder, "manifest.json")
+    out = {"folder": str(folder), "files": [f.name for f in files], "records": full,
+           "seconds": round(time.perf_counter() - t0, 2)}
+    ctx.update_state(published=out)
+    return out
+
+
+# --------------------------------------------------------------------------- history
+def save_history(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
+    from calpads.history.store import HistoryStore
+
+    if not ctx.scope.save_history:
+        return {"saved": 0, "reason": "save_history is off (or the mode never saves)"}
+    records = pd.read_parquet(ctx.path(DIFFED))
+    store = HistoryStore(store_engine)
+    store.migrate()
+    saved = store.save_run(records[ctx.layout.columns], ctx.layout, lea=ctx.state()["lea"],
+                           academic_year=ctx.scope.academic_year, run_id=ctx.run_id, params=ctx.scope.to_dict())
+    return {"saved": int(saved)}

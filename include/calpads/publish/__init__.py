@@ -1,0 +1,1 @@
+"""Publication: caret-delimited files written whole or not at all, manifest last."""

@@ -1,0 +1,94 @@
+"""Render records into the layout's caret-delimited files (contract §3).
+
+Files are rendered locally first (pyarrow's CSV writer: fast, and it refuses a
+value containing the delimiter or a line break instead of quoting it, so a
+caret in a name can never shift a record's fields), then copied to the publish
+root by ``calpads.publish.target``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from calpads.layouts import Layout
+
+BLANK_TYPES = (None, "", "A", "U", "R")
+
+
+class StructuralCharacterError(ValueError):
+    """A value would break the caret-delimited format; the gate should have held it back."""
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    kind: str          # full | AU | AU2 | AU3 ... | D
+    records: int
+    sha256: str
+    bytes: int
+    local_path: str
+
+    def manifest_entry(self) -> dict:
+        d = asdict(self)
+        d.pop("local_path")
+        return d
+
+
+def base_name(layout: Layout, lea: str, academic_year: str) -> str:
+    return f"{layout.record_type}_{lea}_{academic_year}"
+
+
+def split_kinds(records: pd.DataFrame, layout: Layout) -> pd.Series:
+    """The file each record goes to besides the full file: D for deletes; AU,
+    AU2, AU3 ... for the others, by the rank of the record among the student's
+    records with the same split key (e.g. the same program code), in file order."""
+    is_delete = records["transaction_type"].fillna("").eq("D")
+    kinds = pd.Series("D", index=records.index, dtype="object")
+    au = records[~is_delete]
+    if layout.split_duplicates_by and len(au):
+        rank = au.groupby(list(layout.split_duplicates_by), sort=False, dropna=False).cumcount() + 1
+        kinds.loc[au.index] = rank.map(lambda r: "AU" if r == 1 else f"AU{r}")
+    else:
+        kinds.loc[au.index] = "AU"
+    return kinds
+
+
+def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str) -> list[RenderedFile]:
+    """Write the full file and its split files into out_dir; records must already be in file order."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = records[layout.columns]
+    kinds = split_kinds(records, layout)
+    files = [_write(table, out_dir, f"{name}.txt", "full")]
+
+    def order(kind: str) -> tuple[int, int]:
+        return (1, 0) if kind == "D" else (0, int(kind[2:] or 1))
+
+    for kind in sorted(kinds.unique(), key=order):
+        files.append(_write(table[kinds == kind], out_dir, f"{name}_{kind}.txt", kind))
+    return files
+
+
+def _write(table: pd.DataFrame, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
+    path = out_dir / file_name
+    arrow = pa.Table.from_pandas(table.astype("object").where(table.notna(), None), preserve_index=False,
+                                 schema=pa.schema([(c, pa.string()) for c in table.columns]))
+    try:
+        pacsv.write_csv(arrow, path, pacsv.WriteOptions(include_header=False, delimiter="^", quoting_style="none"))
+    except pa.ArrowInvalid:
+        path.unlink(missing_ok=True)
+        # "from None": pyarrow's message quotes the offending value, which may be a student's name.
+        raise StructuralCharacterError(
+            f"{file_name}: a value contains a caret or a line break; refusing to write a file whose "
+            "records would have the wrong number of fields"
+        ) from None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return RenderedFile(file_name, kind, len(table), digest.hexdigest(), path.stat().st_size, str(path))

@@ -1,0 +1,1 @@
+"""Airflow glue for the calpads package: connections, notifiers."""

@@ -1,0 +1,22 @@
+# Environment for running the project locally (sourced by setup/demo/test scripts).
+# Everything lives under the project folder; nothing is installed system-wide.
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PROJECT_ROOT
+export VENV="${VENV:-$PROJECT_ROOT/.venv}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$PROJECT_ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
+export GX_ANALYTICS_ENABLED=false
+export PYTHONPATH="$PROJECT_ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
+# Embedded defaults for the connections and variables (a district overrides them in Airflow).
+export DEMO_DIR="${DEMO_DIR:-$PROJECT_ROOT/demo_out}"
+export AIRFLOW_CONN_SIS_DB="${AIRFLOW_CONN_SIS_DB:-sqlite:///$DEMO_DIR/demo_sis.db}"
+export AIRFLOW_CONN_CALPADS_STORE="${AIRFLOW_CONN_CALPADS_STORE:-sqlite:///$AIRFLOW_HOME/calpads_store.db}"
+export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-smtp://127.0.0.1:8025?disable_tls=true&disable_ssl=true&from_email=calpads-pipeline%40district.example&timeout=10&retry_limit=1}"
+export AIRFLOW_VAR_CALPADS_PUBLISH_ROOT="${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT:-file://$DEMO_DIR/published}"
+export AIRFLOW_VAR_CALPADS_WORK_ROOT="${AIRFLOW_VAR_CALPADS_WORK_ROOT:-$AIRFLOW_HOME/calpads_work}"
+export AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS="${AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS:-integration-team@district.example}"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh machine: venv, pinned install, Airflow metadata DB (SQLite).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.installed-$(cat "$PROJECT_ROOT/requirements.txt" "$PROJECT_ROOT/constraints.txt" "$PROJECT_ROOT/pyproject.toml" 2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "== installing pinned requirements (a few minutes the first time)"
+  "$VENV/bin/pip" install -q --upgrade pip
+  cons=(); [ -f "$PROJECT_ROOT/constraints.txt" ] && cons=(-c "$PROJECT_ROOT/constraints.txt")
+  "$VENV/bin/pip" install -q -r "$PROJECT_ROOT/requirements.txt" "${cons[@]}"
+  "$VENV/bin/pip" install -q --no-deps -e "$PROJECT_ROOT"
+  rm -f "$VENV"/.installed-*; touch "$stamp"
+fi
+mkdir -p "$AIRFLOW_HOME" "$DEMO_DIR"
+if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
+  echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
+  "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
+fi
