@@ -8,6 +8,7 @@ Configuration without code changes (Airflow config, e.g. environment variables):
   AIRFLOW__CALPADS__SCHEDULE_SPRG   cron, default "0 2 * * *"
   AIRFLOW__CALPADS__TIMEZONE        default "America/Los_Angeles"
   AIRFLOW__CALPADS__ERROR_CEILING   share of records in error that fails a run, default 0.05
+  AIRFLOW__CALPADS__TASK_RETRIES    retries of a failed task, default 2
 Variables (read by tasks): calpads_publish_root, calpads_work_root, integration_team_emails.
 Connections: sis_db, calpads_store, smtp_default.
 """
@@ -122,7 +123,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         doc_md=_doc(record_type, layout.title),
         default_args={
             "owner": "integration-team",
-            "retries": 2,
+            "retries": int(_conf("task_retries", "2")),
             "retry_delay": timedelta(minutes=2),
             "retry_exponential_backoff": True,
             "on_failure_callback": [CalpadsFailureNotifier()],
@@ -199,6 +200,12 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
                                           published=state.get("published"), report_link=validation.get("report"))
             return {"sent": send(subject, body)}
 
+        @task(task_display_name="Run outcome", trigger_rule="one_failed", retries=0, on_failure_callback=None)
+        def run_outcome() -> None:
+            # The summary email runs whatever happened (all_done) and would otherwise make a failed run look
+            # successful in the UI: this watcher fails the run when any task failed.
+            raise AirflowFailException("A task of this run failed: see the failed task's log and alert email.")
+
         scope = check_params()
         extracted = extract_records(scope)
         gated = quality_gate(scope, extracted)
@@ -207,5 +214,6 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         saved = save_submission_history(scope, published)
         summary = send_run_summary()
         [gated, saved] >> summary
+        [scope, extracted, gated, diffed, published, saved, summary] >> run_outcome()
 
     return calpads_file_dag()

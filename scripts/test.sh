@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), lint, then the whole pytest suite.
+# PostgreSQL tests need 127.0.0.1:5432; with CI set they fail (not skip) when it is unreachable.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+"$PROJECT_ROOT/scripts/setup.sh"
+cd "$PROJECT_ROOT"
+echo "== ruff"
+"$VENV/bin/ruff" check include plugins dags tests bench
+echo "== pytest"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,55 @@
+"""Run a DAG for real with `airflow dags test` in a subprocess and read back its states."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import airflow_base_env, smtp_conn_uri
+
+
+@dataclass
+class DagRunResult:
+    returncode: int
+    output: str
+    run_id: str | None
+    state: str | None
+    task_states: dict[str, str]
+
+
+def project_env(home: Path, *, sis_url: str, store_url: str, publish_root: Path, work_root: Path,
+                smtp_port: int | None = None, emails: str = "team@district.example") -> dict[str, str]:
+    env = airflow_base_env(home)
+    env.update({
+        "AIRFLOW_CONN_SIS_DB": sis_url,
+        "AIRFLOW_CONN_CALPADS_STORE": store_url,
+        "AIRFLOW_VAR_CALPADS_PUBLISH_ROOT": f"file://{publish_root}",
+        "AIRFLOW_VAR_CALPADS_WORK_ROOT": str(work_root),
+        "AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS": emails,
+    })
+    if smtp_port is not None:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_conn_uri(smtp_port)
+    return env
+
+
+def run_dag(env: dict[str, str], dag_id: str, logical_date: str, conf: dict, timeout: int = 600) -> DagRunResult:
+    cmd = [sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date, "-c", json.dumps(conf)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    con = sqlite3.connect(db)
+    try:
+        row = con.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? AND logical_date LIKE ? ORDER BY id DESC LIMIT 1",
+            (dag_id, logical_date[:10] + "%"),
+        ).fetchone()
+        run_id, state = (row or (None, None))
+        tasks = dict(con.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                                 (dag_id, run_id)).fetchall()) if run_id else {}
+    finally:
+        con.close()
+    return DagRunResult(proc.returncode, output, run_id, state, tasks)

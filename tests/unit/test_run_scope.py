@@ -1,0 +1,53 @@
+from datetime import date
+
+import pytest
+
+from calpads.run_scope import RunScope, ScopeError, current_academic_year, param_specs
+
+
+def test_current_academic_year_turns_on_july_first():
+    assert current_academic_year(date(2026, 6, 30)) == "2025-2026"
+    assert current_academic_year(date(2026, 7, 1)) == "2026-2027"
+
+
+def test_defaults_cover_the_whole_academic_year():
+    s = RunScope.from_params("sprg", {"academic_year": "2025-2026"}, today=date(2026, 1, 5))
+    assert (s.start_date, s.end_date) == (date(2025, 7, 1), date(2026, 6, 30))
+    assert s.record_type == "SPRG" and s.mode == "submission" and s.submission == "eoy2"
+    assert s.year_id == 35  # PowerSchool counts years from 1990-1991
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"academic_year": "2025-2027"}, "consecutive"),
+    ({"academic_year": "2025-2026", "start_date": "2026-02-30"}, "start_date"),
+    ({"academic_year": "2025-2026", "start_date": "2026-03-01", "end_date": "2026-02-01"}, "before"),
+    ({"academic_year": "2025-2026", "end_date": "2026-07-15"}, "not inside"),
+    ({"academic_year": "2025-2026", "submission": "custom"}, "no programs"),
+    ({"academic_year": "2025-2026", "schools": ["0000001' OR 1=1 --"]}, "schools"),
+    ({"academic_year": "2025-2026", "mode": "delete_everything"}, "mode"),
+])
+def test_bad_params_are_rejected_with_the_param_named(params, message):
+    with pytest.raises(ScopeError, match=message):
+        RunScope.from_params("SPRG", params, today=date(2026, 1, 5))
+
+
+def test_save_history_is_never_on_in_non_submission_mode():
+    s = RunScope.from_params("SPRG", {"academic_year": "2025-2026", "mode": "non_submission",
+                                      "save_history": True}, today=date(2026, 1, 5))
+    assert s.save_history is False
+
+
+def test_round_trip_through_xcom_dict():
+    s = RunScope.from_params("SPRG", {"academic_year": "2025-2026", "schools": ["1234567"], "submission": "custom",
+                                      "programs": ["122"]}, today=date(2026, 1, 5))
+    assert RunScope.from_dict(s.to_dict()) == s
+
+
+def test_param_schema_rejects_injection_in_school_codes():
+    import jsonschema
+
+    spec = param_specs(date(2026, 1, 5))["schools"]
+    schema = {k: v for k, v in spec.items() if k not in ("default", "title", "description")}
+    jsonschema.validate(["1234567"], schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(["0000001' OR 1=1 --"], schema)
