@@ -16,7 +16,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-
 from calpads.sources.sis_schema import create_sis_schema
 
 YEAR_ID = 35  # 2025-2026

@@ -37,7 +37,8 @@ def program_set(layout: Layout, scope: RunScope) -> list[str]:
 
 
 def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """The layout's sort order; text compares case-insensitively ("de la Cruz" sorts with "D")."""
     keys = list(layout.sort_by)
-    order = df[keys].fillna("").astype(str)
+    order = df[keys].fillna("").astype(str).apply(lambda col: col.str.upper())
     idx = order.sort_values(keys, kind="stable").index
     return df.loc[idx].reset_index(drop=True)

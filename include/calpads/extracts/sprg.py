@@ -121,8 +121,8 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     latest = relevant.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
     latest_any = at_school.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
     rid = progs["local_record_id"]
-    last_day = rid.map(latest["last_day"])
-    exit_for_rule = last_day.where(rid.isin(latest.index), rid.map(latest_any["last_day"]))
+    last_day = _lookup(rid, latest["last_day"])
+    exit_for_rule = last_day.where(rid.isin(latest.index), _lookup(rid, latest_any["last_day"]))
     derived = last_day.where((last_day >= start) & (last_day <= end))
     own_end = progs["programenddate"]
     end_iso = own_end.where(own_end.notna(), derived.dt.strftime("%Y-%m-%d").where(derived.notna(), None))
@@ -130,11 +130,16 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     end_iso = end_iso.where(~no_sped_exit, None)
     progs["end_iso"] = end_iso
 
-    # Coverage for the cross-file rule, within the report range: an enrollment at
-    # the school from the membership start (or report start) to its end (or report end).
+    # Coverage for the cross-file rule: an enrollment at the school from the
+    # membership start to its end (blank = report end), clipped to this year's
+    # part of the range: the SIS holds only this year's enrollments, so a
+    # membership that began in an earlier year is checked from the later of the
+    # report start and the school's first in-session day.
     end_dt = to_datetime(progs["end_iso"])
+    first_day = _first_school_day(pull.calendar, start)
+    floor = progs["schoolid"].map(first_day).fillna(start).clip(lower=start)
     cov = progs[["local_record_id", "student_id", "schoolid"]].assign(
-        rs=progs["start_dt"].clip(lower=start), re=end_dt.fillna(end).clip(upper=end)
+        rs=progs["start_dt"].where(progs["start_dt"] > floor, floor), re=end_dt.fillna(end).clip(upper=end)
     ).merge(enr, on=["student_id", "schoolid"], how="inner")
     covered = cov[(cov["entry"] <= cov["rs"]) & (cov["last_day"].isna() | (cov["last_day"] >= cov["re"]))]
     covered_ids = set(covered["local_record_id"])
@@ -176,6 +181,19 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     records = records[[*layout.columns, *[c for c in records.columns if c.startswith("ctx_")]]]
     records = records.astype("object").where(records.notna(), None)
     return SprgBuild(sort_records(records, layout), pd.concat(not_extracted, ignore_index=True))
+
+
+def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """keys.map(values) that keeps a datetime dtype even when values is empty."""
+    out = keys.map(values) if len(values) else pd.Series(pd.NaT, index=keys.index)
+    return pd.to_datetime(out)
+
+
+def _first_school_day(calendar: pd.DataFrame, start: pd.Timestamp) -> pd.Series:
+    """Each school's first in-session day on or after the report start."""
+    days = pd.DataFrame({"schoolid": calendar["schoolid"], "day": to_datetime(calendar["date_value"])})
+    days = days[days["day"] >= start]
+    return days.groupby("schoolid")["day"].min()
 
 
 def _not_extracted(rows: pd.DataFrame, reason: str) -> pd.DataFrame:

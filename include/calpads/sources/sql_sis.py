@@ -162,7 +162,8 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
             # "not extracted" instead of vanishing.
             sa.or_(p.programcode.in_(program_codes), p.programcode.is_(None), p.programcode == ""),
             sa.or_(p.programstartdate.is_(None), p.programstartdate <= end),
-            sa.or_(p.programenddate.is_(None), p.programenddate > start),
+            # '' is blank too on a SIS that stores dates as text (never true for a DATE column)
+            sa.or_(p.programenddate.is_(None), _text(p.programenddate) == "", p.programenddate > start),
         )
         programs = pd.read_sql(programs_q, conn)
 
