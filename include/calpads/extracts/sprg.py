@@ -137,7 +137,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     # report start and the school's first in-session day.
     end_dt = to_datetime(progs["end_iso"])
     first_day = _first_school_day(pull.calendar, start)
-    floor = progs["schoolid"].map(first_day).fillna(start).clip(lower=start)
+    floor = _lookup(progs["schoolid"], first_day).fillna(start).clip(lower=start)
     cov = progs[["local_record_id", "student_id", "schoolid"]].assign(
         rs=progs["start_dt"].where(progs["start_dt"] > floor, floor), re=end_dt.fillna(end).clip(upper=end)
     ).merge(enr, on=["student_id", "schoolid"], how="inner")

@@ -1,0 +1,153 @@
+"""The transaction diff: which records a run sends, given what was last submitted.
+
+Modes (seed "Report Mode", contract §2/§4):
+- ``submission``: records whose operational key is new, or whose updatable fields changed since
+  the last saved submission (transaction type blank = add/update), plus a ``D`` record for every
+  previously submitted key inside the run's scope that is no longer extracted; the D record
+  repeats the fields as they were last submitted. A changed key is therefore a D of the old key
+  and an add of the new one.
+- ``replacement`` / ``non_submission``: every record, blank type, no deletes.
+
+Keys and hashes are compared in DuckDB over the pandas frames (see ``keys``); only row
+positions come back to Python, so the output is built with ``iloc`` and stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from calpads.history.keys import hash_sql, op_key_sql, string_frame
+from calpads.layouts import Layout
+from calpads.run_scope import MODES
+
+# Columns ``HistoryStore.last_submitted`` adds to the layout columns.
+HIST_OP_KEY = "hist_op_key"
+HIST_HASH = "hist_hash"
+HIST_RUN_ID = "hist_run_id"
+
+NEW, CHANGED, UNCHANGED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ScopeFilter:
+    """Which previously submitted records a run may delete. ``None`` = no restriction on that
+    attribute; a set restricts to its members (an empty set: nothing is in scope).
+
+    schools -> school_of_attendance, programs -> program_code, students -> local_student_id,
+    reporting_lea / academic_year -> the record's own fields (``last_submitted`` already reads
+    one LEA and year only; these guard a hand-made history frame). A filter on a column the
+    layout does not have is ignored (e.g. schools for an LEA-level file).
+    """
+
+    schools: set[str] | None = None
+    programs: set[str] | None = None
+    students: set[str] | None = None
+    reporting_lea: str | None = None
+    academic_year: str | None = None
+
+    def mask(self, history: pd.DataFrame, layout: Layout) -> np.ndarray:
+        """True for the history rows inside the scope."""
+        keep = np.ones(len(history), dtype=bool)
+        checks: list[tuple[str, Iterable[str] | None]] = [
+            ("school_of_attendance", self.schools),
+            ("program_code", self.programs),
+            ("local_student_id", self.students),
+            ("reporting_lea", None if self.reporting_lea is None else [self.reporting_lea]),
+            ("academic_year_id", None if self.academic_year is None else [self.academic_year]),
+        ]
+        for column, allowed in checks:
+            if allowed is None or column not in layout.columns:
+                continue
+            values = history[column] if column in history.columns else pd.Series([None] * len(history))
+            keep &= values.isin([str(v) for v in allowed]).to_numpy(dtype=bool)
+        return keep
+
+
+@dataclass
+class DiffResult:
+    """``records``: the layout columns, ``transaction_type`` None (add/update) or "D"; the other
+    columns keep the dtypes they came with (a 1.5M-row replacement run is not converted to objects).
+    ``counts``: new, changed, unchanged (extracted, not sent in submission mode), deleted."""
+
+    records: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: pd.DataFrame, mode: str,
+                         in_scope: ScopeFilter) -> DiffResult:
+    """The records a run publishes. ``last_submitted`` holds one row per operational key (the
+    latest saved, not deleted; see ``HistoryStore.last_submitted``), with the layout columns and,
+    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    columns = layout.columns
+    cur = string_frame(records, columns).reset_index(drop=True)
+    prev = last_submitted if last_submitted is not None else pd.DataFrame()
+    prev = string_frame(prev, [*columns, *[c for c in (HIST_OP_KEY, HIST_HASH) if c in prev.columns]])
+    prev = prev.reset_index(drop=True)
+
+    deletes_allowed = mode == "submission"
+    scope = in_scope.mask(prev, layout) if deletes_allowed else np.zeros(len(prev), dtype=bool)
+    status, delete_pos = _match(cur, prev, scope, layout)
+    counts = {
+        "new": int((status == NEW).sum()),
+        "changed": int((status == CHANGED).sum()),
+        "unchanged": int((status == UNCHANGED).sum()),
+        "deleted": int(len(delete_pos)),
+    }
+    if not deletes_allowed:
+        out = cur.copy()
+        out["transaction_type"] = _blank(len(out))
+        return DiffResult(out, counts)
+
+    sent = cur.iloc[np.flatnonzero(status != UNCHANGED)].copy()
+    sent["transaction_type"] = _blank(len(sent))
+    deleted = prev.iloc[delete_pos][columns].copy()
+    deleted["transaction_type"] = "D"
+    parts = [p for p in (sent, deleted) if len(p)]
+    out = pd.concat(parts, ignore_index=True) if parts else cur.iloc[:0].copy()
+    return DiffResult(out[columns], counts)
+
+
+def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
+           layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per current row NEW/CHANGED/UNCHANGED, and the positions of in-scope history rows whose key
+    is no longer extracted."""
+    if len(prev) == 0:
+        return np.full(len(cur), NEW, dtype=np.int8), np.empty(0, dtype=np.int64)
+    cur_in = cur.assign(__pos=np.arange(len(cur), dtype=np.int64))
+    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64), __scope=scope)
+    prev_key = HIST_OP_KEY if HIST_OP_KEY in prev.columns else f"({op_key_sql(layout)})"
+    prev_hash = HIST_HASH if HIST_HASH in prev.columns else f"({hash_sql(layout)})"
+    # Layout column names only (from the layout YAML), never user input.
+    sql = f"""
+        WITH c AS (SELECT __pos, {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM cur_in),
+             p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h, __scope AS s FROM prev_in)
+        SELECT coalesce(c.__pos, -1) AS cpos, coalesce(p.__pos, -1) AS ppos,
+               coalesce(c.h = p.h, false) AS same, coalesce(p.s, false) AS in_scope
+        FROM c FULL OUTER JOIN p ON c.k = p.k
+    """  # noqa: S608
+    with duckdb.connect() as con:
+        con.register("cur_in", cur_in)
+        con.register("prev_in", prev_in)
+        res = con.sql(sql).fetchnumpy()
+    cpos, ppos = np.asarray(res["cpos"]), np.asarray(res["ppos"])
+    same, in_scope = np.asarray(res["same"], dtype=bool), np.asarray(res["in_scope"], dtype=bool)
+
+    status = np.full(len(cur), NEW, dtype=np.int8)
+    matched = (cpos >= 0) & (ppos >= 0)
+    # A current row matching several history rows (a hand-made frame with duplicate keys) is
+    # unchanged only if it equals one of them: CHANGED first, UNCHANGED overwrites.
+    status[cpos[matched & ~same]] = CHANGED
+    status[cpos[matched & same]] = UNCHANGED
+    delete_pos = np.sort(ppos[(cpos < 0) & in_scope])
+    return status, delete_pos
+
+
+def _blank(n: int) -> np.ndarray:
+    return np.full(n, None, dtype=object)

@@ -1,0 +1,47 @@
+"""Operational keys and updatable-field hashes, computed by DuckDB over pandas frames.
+
+Canonical form (shared by the store and the diff, so stored values compare with fresh ones):
+the values joined by the unit separator U+001F, each cast to text, None and "" equal.
+- op key: the layout's operational key values, joined;
+- hash:   sha256 hex of the layout's updatable values, joined.
+Changing either definition changes every stored key/hash: don't, without a migration.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from calpads.layouts import Layout
+
+
+def ident(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def joined_sql(columns: list[str], alias: str = "") -> str:
+    """SQL text of the canonical joined value of ``columns`` (layout column names, never user input)."""
+    prefix = f"{alias}." if alias else ""
+    if not columns:
+        return "''"
+    parts = ", ".join(f"coalesce(CAST({prefix}{ident(c)} AS VARCHAR), '')" for c in columns)
+    return f"concat_ws(chr(31), {parts})"
+
+
+def op_key_sql(layout: Layout, alias: str = "") -> str:
+    return joined_sql(list(layout.operational_keys), alias)
+
+
+def hash_sql(layout: Layout, alias: str = "") -> str:
+    return f"sha256({joined_sql(layout.updatable_fields, alias)})"
+
+
+def json_sql(columns: list[str]) -> str:
+    """SQL text of a JSON object of ``columns`` (in order), values as text or null."""
+    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in columns)
+    return f"to_json(struct_pack({pack}))"
+
+
+def string_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The frame's ``columns`` (missing ones as all-None), without copying the data."""
+    return pd.DataFrame({c: (df[c] if c in df.columns else pd.Series([None] * len(df), dtype=object, index=df.index))
+                         for c in columns}, index=df.index, copy=False)

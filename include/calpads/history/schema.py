@@ -1,0 +1,60 @@
+"""The history tables. Alembic migrations (``migrations/versions``) create them; this module is
+what the code reads and writes, and must stay in step with the latest migration."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+VERSION_TABLE = "calpads_alembic_version"
+RUNS = "calpads_history_runs"
+RECORDS = "calpads_history_records"
+LOCKS = "calpads_history_locks"
+
+# A BIGINT primary key that is still SQLite's rowid (INTEGER PRIMARY KEY) there.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    RUNS, metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("record_type", sa.String(8), nullable=False),
+    sa.Column("reporting_lea", sa.String(7), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),              # JSON
+    sa.Column("record_count", sa.Integer, nullable=False),
+    sa.Column("add_update_count", sa.Integer, nullable=False),
+    sa.Column("delete_count", sa.Integer, nullable=False),
+    sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
+    # Idempotency: one save per run (an Airflow retry/clear of the same run saves nothing new).
+    sa.UniqueConstraint("record_type", "reporting_lea", "run_id", name="uq_calpads_history_runs_run"),
+)
+
+records = sa.Table(
+    RECORDS, metadata,
+    # Saves are serialised (lock row), so ids grow with save order: the latest row per key is max(id).
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_pk", BigId, sa.ForeignKey(f"{RUNS}.id", name="fk_calpads_history_records_run"), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("record_type", sa.String(8), nullable=False),
+    sa.Column("reporting_lea", sa.String(7), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("op_key", sa.Text, nullable=False),               # key values joined by \x1f, blank = ""
+    sa.Column("key_values", sa.Text, nullable=False),           # JSON {key column: value}
+    sa.Column("updatable_hash", sa.String(64), nullable=False),  # sha256 hex of the joined updatable values
+    sa.Column("transaction_type", sa.String(1)),                # None (add/update) or "D"
+    sa.Column("local_student_id", sa.Text),
+    sa.Column("ssid", sa.Text),
+    sa.Column("fields", sa.Text, nullable=False),               # JSON {layout column: value}, as published
+    sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_calpads_history_records_latest", "record_type", "reporting_lea", "academic_year", "op_key", "id"),
+    sa.Index("ix_calpads_history_records_local_id", "record_type", "local_student_id"),
+    sa.Index("ix_calpads_history_records_ssid", "record_type", "ssid"),
+    sa.Index("ix_calpads_history_records_run", "run_pk"),
+)
+
+locks = sa.Table(
+    LOCKS, metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+)

@@ -1,0 +1,308 @@
+"""The quality gate: validate a run's records against the record type's GX suite.
+
+One GX batch, one validation per run: the suite (great_expectations/expectations/<rt>.json)
+holds every rule; GX finds the failing rows (result_format COMPLETE, indexed by a row
+number column), and this module only turns GX's answer into findings, the records to
+publish and the records held back.
+
+Before validating, the gate adds a few ``ctx_`` columns that GX expectations cannot
+derive themselves (see ``derived_columns``): typed dates, the run-date limit, the academic
+year of the end date, and blank-as-empty text where a rule must treat a blank as a failure
+(GX map expectations skip nulls). No rule is decided here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from calpads.layouts import Layout, load_layout
+from calpads.quality.suite_builder import default_gx_root, suite_name
+
+log = logging.getLogger(__name__)
+
+DATASOURCE = "calpads_records"     # pandas datasource of great_expectations.yml
+BATCH_DEFINITION = "whole_dataframe"
+ROW = "ctx_row"                    # row number: the index GX reports failing rows by
+REPORT_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance"]
+FINDING_COLUMNS = [*REPORT_COLUMNS, "rule_id", "severity", "field", "column", "value", "rule_text", "fix"]
+ALWAYS_PII = ("ssid",)             # identifying although the layout does not flag it
+MASK = "(hidden)"
+_CACHE: dict[tuple[str, str], Any] = {}
+
+
+class GateError(RuntimeError):
+    """The gate could not check the records (a rule raised, the suite is missing...)."""
+
+
+@dataclass
+class GateResult:
+    publishable: pd.DataFrame
+    held_back: pd.DataFrame
+    findings: pd.DataFrame
+    summary: dict[str, Any]
+    ceiling_exceeded: bool
+    validation_result: Any = field(default=None, repr=False)   # GX ExpectationSuiteValidationResult (raw, has PII)
+    pii_columns: tuple[str, ...] = ()
+
+
+def pii_columns(layout: Layout) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*layout.pii_columns, *(c for c in ALWAYS_PII if c in layout.columns)]))
+
+
+# --------------------------------------------------------------------------- GX objects
+def gx_context(context_root: Path | None = None) -> Any:
+    """The committed file context, created once per process (it is slow to build)."""
+    import great_expectations as gx
+
+    root = str(Path(context_root or default_gx_root()).resolve())
+    key = ("context", root)
+    if key not in _CACHE:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        _CACHE[key] = gx.get_context(mode="file", context_root_dir=root)
+    return _CACHE[key]
+
+
+def gx_suite(record_type: str, context_root: Path | None = None) -> Any:
+    root = Path(context_root or default_gx_root()).resolve()
+    path = root / "expectations" / f"{suite_name(record_type)}.json"
+    if not path.exists():
+        raise GateError(f"no expectation suite for {record_type} at {path}")
+    key = (f"suite:{record_type}", f"{root}:{path.stat().st_mtime_ns}")
+    if key not in _CACHE:
+        _CACHE[key] = gx_context(root).suites.get(suite_name(record_type))
+    return _CACHE[key]
+
+
+def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> Any:
+    context = gx_context(context_root)
+    try:
+        asset = context.data_sources.get(DATASOURCE).get_asset(record_type)
+        batch_definition = asset.get_batch_definition(BATCH_DEFINITION)
+    except Exception as exc:  # the committed great_expectations.yml lacks the asset
+        raise GateError(f"GX datasource {DATASOURCE!r} has no dataframe asset {record_type!r} with batch "
+                        f"definition {BATCH_DEFINITION!r} (great_expectations.yml)") from exc
+    return batch_definition.get_batch(batch_parameters={"dataframe": frame})
+
+
+# --------------------------------------------------------------------------- frame to validate
+def _blank_to_none(values: pd.Series) -> pd.Series:
+    s = values.astype("object")
+    text = s.astype("string")
+    blank = s.isna() | text.str.strip().eq("").fillna(True)
+    return s.where(~blank, None)
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Blank as '' (object dtype: pandas 3's arrow strings make GX's per-rule row copies several times slower)."""
+    return values.astype("object").where(values.notna(), "").map(str).astype("object")
+
+
+def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]:
+    """ctx_ columns the SPRG business rules read (documented in docs/rules.md).
+
+    A date that is blank or not a real CCYYMMDD date becomes NaT, and the pair rules skip
+    it (the field's format rule reports it alone)."""
+    cols: dict[str, pd.Series] = {}
+    if "birth_date" in frame:
+        cols["ctx_birth_dt"] = _dates(frame["birth_date"])
+    if "membership_start_date" in frame:
+        start = _dates(frame["membership_start_date"])
+        cols["ctx_start_dt"] = start
+        limit = pd.Timestamp(run_date) + pd.DateOffset(months=6)
+        cols["ctx_start_limit"] = pd.Series(limit, index=frame.index, dtype="datetime64[ns]")
+    if "membership_end_date" in frame:
+        end = _dates(frame["membership_end_date"])
+        cols["ctx_end_dt"] = end
+        first = end.dt.year - (end.dt.month < 7).astype("int64")     # academic years start July 1
+        year = first.astype("Int64").astype("string") + "-" + (first + 1).astype("Int64").astype("string")
+        cols["ctx_end_academic_year"] = year.astype("object").where(end.notna(), None)
+    if "ctx_enrollment_exit_date" in frame:
+        cols["ctx_exit_dt"] = _dates(frame["ctx_enrollment_exit_date"])
+    if {"service_code", "service_academic_year", "academic_year_id"} <= set(frame.columns):
+        cols["ctx_service_fields"] = (_text(frame["service_code"]) + "|" + _text(frame["service_academic_year"]) + "|"
+                                      + _text(frame["academic_year_id"])).astype("object")
+    if "migrant_id" in frame:
+        cols["ctx_migrant_id_text"] = _text(frame["migrant_id"])
+    if "ctx_primary_residence_category" in frame:
+        cols["ctx_primary_residence_text"] = _text(frame["ctx_primary_residence_category"])
+    return cols
+
+
+def validation_frame(records: pd.DataFrame, layout: Layout, run_date: date) -> pd.DataFrame:
+    """Layout columns (blank text -> None) + the builder's ctx_ columns + derived ctx_ columns + row number."""
+    missing = [c for c in layout.columns if c not in records.columns]
+    if missing:
+        raise GateError(f"{layout.record_type} records lack layout columns: {', '.join(missing)}")
+    data = {c: _blank_to_none(records[c]).to_numpy() for c in layout.columns}
+    for c in records.columns:
+        if c.startswith("ctx_") and c not in data:
+            data[c] = _blank_to_none(records[c]).to_numpy()
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)), dtype="object")
+    for name, values in derived_columns(frame, run_date).items():
+        frame[name] = values if values.dtype.kind == "M" else values.astype("object")
+    frame[ROW] = np.arange(len(frame), dtype="int64")
+    return frame
+
+
+# --------------------------------------------------------------------------- run
+def run_gate(records: pd.DataFrame, record_type: str, run_date: date, *, error_ceiling: float = 0.05,
+             bypass: bool = False, context_root: Path | None = None) -> GateResult:
+    layout = load_layout(record_type)
+    records = records.reset_index(drop=True)
+    frame = validation_frame(records, layout, run_date)
+    suite = gx_suite(record_type, context_root)
+    # GX copies the frame for every filtered rule: hand it only the columns the rules read.
+    used = suite_columns(suite)
+    batch = _batch(record_type, frame[[c for c in frame.columns if c in used or c == ROW]], context_root)
+    with warnings.catch_warnings():
+        # GX runs regexes through str.contains; a back-reference needs a group, which pandas warns about.
+        warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
+        result = batch.validate(suite, result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [ROW],
+            "return_unexpected_index_query": False,
+        })
+    broken = [r.expectation_config.meta.get("rule_id", r.expectation_config.type)
+              for r in result.results if _raised(r.exception_info)]
+    if broken:
+        raise GateError(f"{record_type} rules could not run: {', '.join(broken)}")
+
+    pii = pii_columns(layout)
+    findings = _findings(result, frame, pii)
+    n = len(records)
+    error_rows = np.unique(findings.loc[findings["severity"] == "error", "_row"].to_numpy(dtype="int64"))
+    warning_rows = np.unique(findings.loc[findings["severity"] == "warning", "_row"].to_numpy(dtype="int64"))
+    is_error = np.zeros(n, dtype=bool)
+    is_error[error_rows] = True
+    warned_only = np.setdiff1d(warning_rows, error_rows)
+
+    if bypass:
+        publishable, held_back = records, records.iloc[0:0]
+    else:
+        publishable, held_back = records[~is_error], records[is_error]
+    share = len(error_rows) / n if n else 0.0
+    ceiling_exceeded = share > error_ceiling
+    findings = findings.drop(columns="_row").reset_index(drop=True)
+    summary = _summary(record_type, result, findings, n=n, errors=len(error_rows), warned=len(warned_only),
+                       held_back=len(held_back), share=share, ceiling=error_ceiling,
+                       ceiling_exceeded=ceiling_exceeded, bypass=bypass)
+    log.info("%s gate: %s records, %s with errors (%.1f%%), %s warned only, bypass=%s", record_type, n,
+             len(error_rows), share * 100, len(warned_only), bypass)
+    return GateResult(publishable.reset_index(drop=True), held_back.reset_index(drop=True), findings, summary,
+                      ceiling_exceeded, result, pii)
+
+
+def suite_columns(suite: Any) -> set[str]:
+    """Every column an expectation or its row_condition reads."""
+    used: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("column"), dict) and "name" in node["column"]:
+                used.add(node["column"]["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for e in suite.expectations:
+        cfg = e.configuration
+        kw = cfg.kwargs
+        used.update(str(kw[k]) for k in ("column", "column_A", "column_B") if kw.get(k))
+        used.update(kw.get("column_list") or [])
+        cond = kw.get("row_condition")
+        walk(cond.dict() if hasattr(cond, "dict") else cond)
+    return used
+
+
+def _raised(info: Any) -> bool:
+    """GX reports an exception either flat or per metric ({metric id: {raised_exception: ...}})."""
+    if not isinstance(info, dict):
+        return False
+    if info.get("raised_exception"):
+        return True
+    return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+
+
+def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...]) -> pd.DataFrame:
+    parts = []
+    for r in result.results:
+        if r.success:
+            continue
+        meta = r.expectation_config.meta or {}
+        rows = np.fromiter((d[ROW] for d in r.result.get("unexpected_index_list") or []), dtype="int64")
+        if not len(rows):   # a failed rule must name its rows, or no record could be held back for it
+            raise GateError(f"rule {meta.get('rule_id', r.expectation_config.type)} failed without naming the "
+                            "failing rows (use a per-row expectation)")
+        columns = meta.get("columns") or [r.expectation_config.kwargs.get("column")]
+        part = frame.iloc[rows][REPORT_COLUMNS].copy()
+        part["_row"] = rows
+        part["rule_id"] = meta.get("rule_id", r.expectation_config.type)
+        part["severity"] = meta.get("severity", "error")
+        part["field"] = meta.get("field")
+        part["column"] = ", ".join(columns)
+        part["value"] = _shown_values(frame.iloc[rows], columns, pii)
+        part["rule_text"] = meta.get("rule_text")
+        part["fix"] = meta.get("fix")
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row"]})
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["_row", "rule_id"], kind="stable")[[*FINDING_COLUMNS, "_row"]]
+
+
+def _shown_values(rows: pd.DataFrame, columns: list[str], pii: tuple[str, ...]) -> np.ndarray:
+    """The failing values as the report shows them: PII columns masked, blanks as ''."""
+    shown = []
+    for c in columns:
+        if c not in rows:
+            continue
+        v = pd.Series(MASK, index=rows.index) if c in pii else _text(rows[c])
+        shown.append(v if len(columns) == 1 else c + "=" + v)
+    if not shown:
+        return np.array([""] * len(rows), dtype=object)
+    out = shown[0]
+    for v in shown[1:]:
+        out = out + "; " + v
+    return out.to_numpy(dtype=object)
+
+
+def _summary(record_type: str, result: Any, findings: pd.DataFrame, *, n: int, errors: int, warned: int,
+             held_back: int, share: float, ceiling: float, ceiling_exceeded: bool, bypass: bool) -> dict[str, Any]:
+    rules: dict[str, dict[str, Any]] = {}
+    if len(findings):
+        counts = findings.groupby("rule_id", sort=True).size()
+        first = findings.drop_duplicates("rule_id").set_index("rule_id")
+        for rule_id, count in counts.items():
+            row = first.loc[rule_id]
+            rules[str(rule_id)] = {"count": int(count), "severity": str(row["severity"]), "field": row["field"],
+                                   "rule_text": row["rule_text"], "fix": row["fix"]}
+    return {
+        "record_type": record_type,
+        "suite": suite_name(record_type),
+        "rules_checked": len(result.results),
+        "records_checked": n,
+        "records_with_errors": errors,
+        "records_held_back": held_back,
+        "records_warned": warned,            # records with a warning and no error (published)
+        "findings": len(findings),
+        "error_share": round(share, 6),
+        "ceiling": ceiling,
+        "ceiling_exceeded": ceiling_exceeded,
+        "bypass": bypass,
+        "rules": rules,
+    }

@@ -1,0 +1,248 @@
+"""PowerSchool SIS over its plugin API (OAuth2), producing the same SprgPull as the SQL source.
+
+The district installs a data-access plugin whose plugin.xml grants read access to
+the contract tables (shared/contracts/powerschool_sis.sql); the plugin's client
+ID and secret go into the Airflow connection (hook: calpads_airflow.hooks.powerschool).
+
+API used (PowerSchool developer documentation, as quoted by PowerSchool's own
+admin guide and the customization reference):
+- POST /oauth/access_token (Basic client_id:client_secret, grant_type=client_credentials)
+  https://ps.powerschool-docs.com/pssis-admin/latest/view-oauth-client-credentials
+- GET /ws/v1/metadata -> {"metadata": {"schema_table_query_max_page_size": n, ...}}
+  (the plugin's maximum page size; https://support.powerschool.com/developer/#/page/data-access)
+- GET /ws/schema/table/{table}?projection=a,b&q=col==v;col=ge=v&page=n&pagesize=m
+  -> {"name": table, "record": [{"id": .., "tables": {table: {col: "text", ...}}}]}
+- GET /ws/schema/table/{table}/count?q=... -> {"count": n}
+- GET /ws/schema/table/{table}/metadata?expansions=access -> columns with their access
+- POST /ws/schema/query/{name}?page=n&pagesize=m (PowerQuery; JSON body = its arguments),
+  POST /ws/schema/query/{name}/count
+  (endpoint list: https://mba-link.com/wp-content/uploads/2025/04/Customization-Reference-25.4.zip,
+  "API - General"; q operators ==, =gt=, =ge=, =lt=, =le= joined with ';':
+  https://git.qipusong.site/tulsaschoolsdata/ps_utilities/blob/main/PS_API_NOTES.md)
+PowerSchool hands every value over as text and leaves out null columns; the
+contract's column types are restored in calpads.sources.sprg_frames.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calpads.run_scope import RunScope
+from calpads.sources.api_common import (
+    AccessDenied,
+    ApiSourceError,
+    FlowCheck,
+    HttpClient,
+    OAuthClientCredentials,
+    PageStore,
+    RetryPolicy,
+    paged_fetch,
+    read_denied_message,
+    write_denied_message,
+)
+from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
+from calpads.sources.sql_sis import SprgPull
+
+SOURCE = "powerschool_api"
+DEFAULT_POOL = "sis_powerschool"
+DEFAULT_PAGE_SIZE = 1000
+
+# What each data flow reads or writes, with the words the coordinator uses.
+TABLE_WORDS = {
+    "PREFS": "district settings table", "SCHOOLS": "schools table", "CALENDAR_DAY": "school calendar table",
+    "STUDENTS": "students table", "REENROLLMENTS": "re-enrollments table",
+    "S_CA_STU_X": "California student fields table", "S_CA_STU_CALPADSPROGRAMS_C": "CALPADS programs table",
+    "S_CA_CALPADS_STUDENTSERVICES_C": "CALPADS student services table", "ATTENDANCE": "attendance table",
+    "ATTENDANCE_CODE": "attendance codes table",
+}
+FLOW_TABLES = {
+    "read_enrollment": ("PREFS", "SCHOOLS", "CALENDAR_DAY", "STUDENTS", "REENROLLMENTS", "S_CA_STU_X"),
+    "read_attendance": ("ATTENDANCE", "ATTENDANCE_CODE"),
+    "read_programs": ("S_CA_STU_CALPADSPROGRAMS_C", "S_CA_CALPADS_STUDENTSERVICES_C"),
+}
+WRITE_ACCESS = {"FullAccess"}  # column access levels that allow writing (others: ViewOnly, NoAccess, ...)
+
+
+@dataclass
+class PowerSchoolSettings:
+    base_url: str
+    client_id: str
+    client_secret: str
+    page_size: int = DEFAULT_PAGE_SIZE
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    verify: bool | str = True
+    participation_table: str = "S_CA_STU_CALPADSPROGRAMS_C"
+    pull_timeout: float = 4 * 3600.0
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> PowerSchoolSettings:
+        """From an Airflow Connection: host = server URL, login = client ID, password = client secret."""
+        extra = dict(conn.extra_dejson or {})
+        host = (conn.host or "").rstrip("/")
+        if host and "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+        if conn.port and host.count(":") < 2:
+            host = f"{host}:{conn.port}"
+        if not host or not conn.login or not conn.password:
+            raise ApiSourceError("The PowerSchool connection needs the server URL (host), the plugin's client ID "
+                                 "(login) and client secret (password).")
+        return cls(
+            base_url=host, client_id=conn.login, client_secret=conn.password,
+            page_size=int(extra.get("page_size") or DEFAULT_PAGE_SIZE),
+            policy=RetryPolicy.from_extra(extra),
+            verify=extra.get("verify", True),
+            participation_table=str(extra.get("participation_table") or "S_CA_STU_CALPADSPROGRAMS_C").upper(),
+            pull_timeout=float(extra.get("pull_timeout") or 4 * 3600.0),
+        )
+
+
+class PowerSchoolClient:
+    source = SOURCE
+
+    def __init__(self, settings: PowerSchoolSettings, sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.http = HttpClient(settings.base_url, settings.policy, verify=settings.verify, sleep=sleep)
+        self.token = OAuthClientCredentials(self.http, "/oauth/access_token", settings.client_id,
+                                            settings.client_secret)
+        self.http.auth = self.token
+        self._metadata: dict[str, Any] | None = None
+        self.stores: list[PageStore] = []
+
+    # -- plumbing ------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = dict(self.http.get_json("/ws/v1/metadata").get("metadata") or {})
+        return self._metadata
+
+    def page_size(self, kind: str = "schema_table_query") -> int:
+        """The configured page size, capped by the plugin's maximum from /ws/v1/metadata."""
+        limit = self.metadata().get(f"{kind}_max_page_size") or self.metadata().get("schema_table_query_max_page_size")
+        size = self.settings.page_size
+        return max(1, min(size, int(limit))) if limit else max(1, size)
+
+    def table_count(self, table: str, q: str | None = None) -> int:
+        body = self.http.get_json(f"/ws/schema/table/{table.lower()}/count", params=_params(q=q))
+        return int(body.get("count") or 0)
+
+    def table_page(self, table: str, page: int, pagesize: int, columns: list[str], q: str | None = None
+                   ) -> list[dict[str, Any]]:
+        name = table.lower()
+        body = self.http.get_json(f"/ws/schema/table/{name}", params=_params(
+            projection=",".join(columns), q=q, page=page, pagesize=pagesize))
+        return [dict((rec.get("tables") or {}).get(name) or {}) for rec in (body.get("record") or [])]
+
+    def fetch_table(self, table: str, columns: list[str], work_dir: str | Path, q: str | None = None,
+                    deadline: float | None = None) -> list[dict[str, Any]]:
+        """Every row of a table (projection = columns), checkpointed page by page in work_dir."""
+        size = self.page_size()
+        count = self.table_count(table, q)
+        store = PageStore.for_dataset(work_dir, SOURCE, table.lower(), {
+            "server": self.settings.base_url, "table": table.lower(), "q": q, "columns": columns, "pagesize": size})
+        self.stores.append(store)
+        return paged_fetch(store, count=count, page_size=size, columns=columns, deadline=deadline,
+                           label=f"PowerSchool table {table.upper()}",
+                           fetch_page=lambda page: self.table_page(table, page, size, columns, q))
+
+    def powerquery_count(self, name: str, args: dict[str, Any] | None = None) -> int:
+        body = self.http.post_json(f"/ws/schema/query/{name}/count", json_body=args or {})
+        return int(body.get("count") or 0)
+
+    def powerquery_page(self, name: str, page: int, pagesize: int, args: dict[str, Any] | None = None
+                        ) -> list[dict[str, Any]]:
+        body = self.http.post_json(f"/ws/schema/query/{name}", params={"page": page, "pagesize": pagesize},
+                                   json_body=args or {})
+        return [_flatten(rec) for rec in (body.get("record") or [])]
+
+    def fetch_powerquery(self, name: str, columns: list[str], work_dir: str | Path,
+                         args: dict[str, Any] | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Every row of a PowerQuery (POST, paged with page/pagesize, counted with /count), checkpointed."""
+        size = self.page_size("powerquery")
+        count = self.powerquery_count(name, args)
+        store = PageStore.for_dataset(work_dir, SOURCE, f"pq-{name}", {
+            "server": self.settings.base_url, "query": name, "args": args, "pagesize": size})
+        self.stores.append(store)
+        return paged_fetch(store, count=count, page_size=size, columns=columns, deadline=deadline,
+                           label=f"PowerSchool PowerQuery {name}",
+                           fetch_page=lambda page: self.powerquery_page(name, page, size, args))
+
+    def table_column_access(self, table: str) -> dict[str, str]:
+        body = self.http.get_json(f"/ws/schema/table/{table.lower()}/metadata", params={"expansions": "access"})
+        return {str(c.get("name", "")).lower(): str(c.get("access", "")) for c in body.get("columns") or []}
+
+    # -- what the pipeline needs ------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.metadata()
+            size = self.page_size()
+        except ApiSourceError as exc:
+            return False, str(exc)
+        return True, f"Connected to PowerSchool; page size {size}."
+
+    def check_flows(self, flows: list[str]) -> list[FlowCheck]:
+        out: list[FlowCheck] = []
+        for flow in flows:
+            if flow == "write_participation":
+                out.append(self._check_write(self.settings.participation_table))
+                continue
+            for table in FLOW_TABLES[flow]:
+                out.append(self._check_read(flow, table))
+        return out
+
+    def _check_read(self, flow: str, table: str) -> FlowCheck:
+        words = TABLE_WORDS.get(table, f"{table} table")
+        resp = self.http.send("GET", f"/ws/schema/table/{table.lower()}/count", ok=(401, 403, 404))
+        if resp.status_code == 200:
+            return FlowCheck(flow, table, True, f"The pipeline can read the {words} ({table}).")
+        if resp.status_code == 404:
+            return FlowCheck(flow, table, False, f"The SIS has no {words} ({table}): ask district IT whether the "
+                             "California state reporting tables are installed and shared with the plugin.")
+        return FlowCheck(flow, table, False, read_denied_message(words, table, "plugin"))
+
+    def _check_write(self, table: str) -> FlowCheck:
+        words = "participation records"
+        try:
+            access = self.table_column_access(table)
+        except AccessDenied:
+            access = {}
+        granted = bool(access) and all(a in WRITE_ACCESS for a in access.values())
+        if granted:
+            return FlowCheck("write_participation", table, True, f"The pipeline can write {words} ({table}).")
+        return FlowCheck("write_participation", table, False, write_denied_message(words, table, "plugin"))
+
+    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
+        deadline = time.monotonic() + self.settings.pull_timeout
+        start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
+        # Server-side filters only where they are exact (NOT NULL columns); the rest of
+        # the selection is sprg_frames', as for every API source.
+        q = {
+            "calendar_day": "insession==1",
+            "students": "state_excludefromreporting==0",
+            "s_ca_calpads_studentservices_c": f"servicedate=ge={start};servicedate=le={end}",
+        }
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for table, cols in SPRG_TABLE_COLUMNS.items():
+            if table == "s_ca_calpads_studentservices_c" and "122" not in program_codes:
+                continue
+            tables[table] = self.fetch_table(table, cols, work_dir, q=q.get(table), deadline=deadline)
+        return assemble_sprg_pull(tables, scope, program_codes)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _params(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v not in (None, "")}
+
+
+def _flatten(rec: dict[str, Any]) -> dict[str, Any]:
+    """A PowerQuery record: flat {column: value}, or {"tables": {table: {...}}} when not flattened."""
+    if "tables" in rec and isinstance(rec["tables"], dict):
+        out: dict[str, Any] = {}
+        for cols in rec["tables"].values():
+            out.update(cols or {})
+        return out
+    return dict(rec)

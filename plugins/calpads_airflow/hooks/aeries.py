@@ -1,0 +1,29 @@
+"""Aeries SIS API v5 hook (AERIES-CERT certificate header)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from calpads_airflow.hooks.base import SisApiHook, retry_fields
+
+
+class AeriesHook(SisApiHook):
+    """Connection: Host = the district's Aeries URL up to the api folder
+    (https://district.aeries.net/admin), Password = the vendor certificate
+    (Aeries: Security > API Security > the product's certificate)."""
+
+    default_conn_name = "sis_aeries"
+    conn_type = "calpads_aeries"
+    hook_name = "Aeries SIS v5 (CALPADS)"
+    source = "aeries_api"
+    default_pool = "sis_aeries"
+    CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
+        **retry_fields(),
+        "database_year": {"label": "Database year", "description": "YYYY of the school year's first half; blank = "
+                          "the district's default year.", "schema": {"type": ["string", "null"]}},
+    }
+    UI_BEHAVIOUR: ClassVar[dict[str, Any]] = {
+        "hidden_fields": ["schema", "port", "login", "extra"],
+        "relabeling": {"host": "Aeries URL", "password": "AERIES-CERT certificate"},
+        "placeholders": {"host": "https://district.aeries.net/admin"},
+    }

@@ -1,0 +1,248 @@
+"""The SIS API sources against local vendor servers serving the demo district's SIS database.
+
+Each API source must produce the very SprgPull of the SQL source (same rows,
+columns and dtypes after a canonical sort), survive 429/5xx/expiring tokens,
+resume a failed pull from its page checkpoint, and never log a secret or
+student data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from calpads.extracts.common import program_set
+from calpads.layouts import load_layout
+from calpads.run_scope import RunScope
+from calpads.sources.api_common import ApiSourceError, MissingSourceData, check_data_flows
+from calpads.sources.api_sources import pull_sprg_api
+from calpads.sources.sprg_frames import canonical
+from calpads.sources.sql_sis import SprgPull, pull_sprg
+from tests.integration.vendor_servers.common import Fault
+from tests.integration.vendor_servers.powerschool import STUDENTS_PQ, PowerSchoolServer
+
+FRAMES = ("schools", "scoped_schools", "calendar", "enrollments", "students", "programs", "services")
+CLIENT_ID, CLIENT_SECRET = "calpads-client-7f3e", "s3cr3t-Zq81-do-not-log"
+FAST_RETRIES = {"max_attempts": 4, "backoff_base": 0.02, "backoff_cap": 0.2, "read_timeout": 10, "connect_timeout": 5}
+
+
+@pytest.fixture(scope="module")
+def sis(tmp_path_factory) -> sa.Engine:
+    from calpads.demo.generator import generate_district
+
+    path = tmp_path_factory.mktemp("sis") / "sis.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    generate_district(engine, students=600, seed=11, dirty=0.05, academic_year="2025-2026", log=lambda m: None)
+    return engine
+
+
+def scope_of(**params) -> RunScope:
+    return RunScope.from_params("SPRG", {"academic_year": "2025-2026", **params}, date(2026, 6, 30))
+
+
+SCOPES = {
+    "eoy2": {},
+    "fall1": {"submission": "fall1"},
+    "custom-range": {"submission": "custom", "programs": ["122", "144", "181", "191"], "start_date": "2025-10-01",
+                     "end_date": "2026-01-15"},
+}
+
+
+def assert_same_pull(a: SprgPull, b: SprgPull) -> None:
+    assert a.lea == b.lea
+    for name in FRAMES:
+        left, right = canonical(getattr(a, name)), canonical(getattr(b, name))
+        assert list(left.columns) == list(right.columns), name
+        pd.testing.assert_frame_equal(left, right, check_dtype=True, obj=name)
+
+
+def set_conn(monkeypatch, conn_id: str, conn_type: str, host: str, login: str | None, password: str,
+             **extra) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+        "conn_type": conn_type, "host": host, "login": login, "password": password, "extra": extra}))
+
+
+# -- PowerSchool -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ps_server(sis) -> Iterator[PowerSchoolServer]:
+    server = PowerSchoolServer(sis, CLIENT_ID, CLIENT_SECRET, max_page_size=100,
+                               writable={"S_CA_STU_CALPADSPROGRAMS_C"})
+    with server:
+        yield server
+
+
+@pytest.fixture
+def ps_conn(ps_server, monkeypatch) -> str:
+    set_conn(monkeypatch, "ps_test", "calpads_powerschool", ps_server.url, CLIENT_ID, CLIENT_SECRET,
+             page_size=50, **FAST_RETRIES)
+    return "ps_test"
+
+
+@pytest.mark.parametrize("scope_name", list(SCOPES))
+def test_powerschool_pull_equals_sql_pull(sis, ps_server, ps_conn, tmp_path, scope_name):
+    scope = scope_of(**SCOPES[scope_name])
+    codes = program_set(load_layout("SPRG"), scope)
+    api = pull_sprg_api("powerschool_api", ps_conn, scope, codes, tmp_path)
+    assert_same_pull(pull_sprg(sis, scope, codes), api)
+    assert len(api.programs) > 0 and len(api.students) > 0
+
+
+def test_powerschool_honours_the_plugin_page_size(ps_server, ps_conn, tmp_path, monkeypatch):
+    # The connection asks for 500 a page; the plugin allows 100 (metadata): every page request uses 100.
+    set_conn(monkeypatch, "ps_big", "calpads_powerschool", ps_server.url, CLIENT_ID, CLIENT_SECRET,
+             page_size=500, **FAST_RETRIES)
+    scope = scope_of()
+    pull_sprg_api("powerschool_api", "ps_big", scope, program_set(load_layout("SPRG"), scope), tmp_path)
+    sizes = {e.query.get("pagesize") for e in ps_server.requests("/ws/schema/table/") if "pagesize" in e.query}
+    assert sizes == {"100"}
+    assert not ps_server.requests(status=400)
+
+
+def _data_pages(server: PowerSchoolServer, status: int | None = 200) -> list[tuple[str, int]]:
+    return [(e.path.rsplit("/", 1)[-1], int(e.query["page"])) for e in server.requests("/ws/schema/table/")
+            if "page" in e.query and (status is None or e.status == status)]
+
+
+def test_powerschool_survives_429_500_and_an_expiring_token(sis, ps_server, ps_conn, tmp_path, caplog):
+    ps_server.faults += [
+        Fault("/ws/schema/table/students", status=429, page=2, retry_after="1"),
+        Fault("/ws/schema/table/s_ca_stu_calpadsprograms_c", status=503, page=1, times=2),
+        Fault("/ws/schema/table/calendar_day/count", status=500),
+    ]
+    ps_server.token_max_uses = 25  # the token dies mid-pull, several times
+    scope = scope_of()
+    codes = program_set(load_layout("SPRG"), scope)
+    caplog.set_level(logging.DEBUG)
+    from calpads.sources.api_sources import client_for, get_connection
+
+    client = client_for("powerschool_api", get_connection(ps_conn))
+    api = client.pull_sprg(scope, codes, tmp_path)
+    assert_same_pull(pull_sprg(sis, scope, codes), api)
+    assert all(f.times == 0 for f in ps_server.faults)
+    # Retry-After: 1 was honoured; 2 + 1 retries; every 401 led to exactly one new token.
+    assert client.http.stats.waited_seconds >= 1.0
+    assert client.http.stats.retries == 4
+    unauthorised = len(ps_server.requests(status=401))
+    assert unauthorised >= 2 and client.token.fetches == unauthorised + 1 == len(ps_server.issued)
+    # the 429'd page was asked twice, every other page once
+    pages = _data_pages(ps_server, status=None)
+    assert pages.count(("students", 2)) >= 2
+    client.close()
+
+
+def test_powerschool_resumes_from_the_checkpoint(sis, ps_server, ps_conn, tmp_path):
+    scope = scope_of()
+    codes = program_set(load_layout("SPRG"), scope)
+    # Page 4 of STUDENTS keeps failing (more often than the retries allow): the pull fails.
+    ps_server.faults.append(Fault("/ws/schema/table/students", status=500, page=4, times=100))
+    with pytest.raises(ApiSourceError, match="kept failing"):
+        pull_sprg_api("powerschool_api", ps_conn, scope, codes, tmp_path)
+    first = set(_data_pages(ps_server))
+    assert ("students", 3) in first and ("students", 4) not in first
+    # The task retry: the SIS is healthy again. Only page 4 onwards is fetched.
+    ps_server.faults.clear()
+    ps_server.clear_log()
+    api = pull_sprg_api("powerschool_api", ps_conn, scope, codes, tmp_path)
+    second = _data_pages(ps_server)
+    assert first.isdisjoint(second), sorted(first & set(second))
+    assert min(p for t, p in second if t == "students") == 4
+    assert_same_pull(pull_sprg(sis, scope, codes), api)
+    # and a third run fetches no page at all
+    ps_server.clear_log()
+    pull_sprg_api("powerschool_api", ps_conn, scope, codes, tmp_path)
+    assert _data_pages(ps_server) == []
+
+
+def test_powerschool_powerquery_pages(sis, ps_server, ps_conn, tmp_path):
+    from calpads.sources.api_sources import client_for, get_connection
+
+    client = client_for("powerschool_api", get_connection(ps_conn))
+    rows = client.fetch_powerquery(STUDENTS_PQ, ["students.id", "students.dcid", "s_ca_stu_x.legallastname"],
+                                   tmp_path)
+    with sis.connect() as c:
+        n = c.exec_driver_sql("SELECT COUNT(*) FROM STUDENTS").scalar()
+        with_legal = c.exec_driver_sql("SELECT COUNT(*) FROM S_CA_STU_X WHERE LEGALLASTNAME IS NOT NULL").scalar()
+    assert len(rows) == n and len({r["students.id"] for r in rows}) == n
+    assert sum(r["s_ca_stu_x.legallastname"] is not None for r in rows) == with_legal
+    posts = ps_server.requests(f"/ws/schema/query/{STUDENTS_PQ}", method="POST")
+    assert len(posts) == 1 + -(-n // 50)  # count + pages of 50
+    client.close()
+
+
+def test_powerschool_data_flows_in_the_integration_teams_words(sis, monkeypatch):
+    server = PowerSchoolServer(sis, CLIENT_ID, CLIENT_SECRET,
+                               granted={"PREFS", "SCHOOLS", "CALENDAR_DAY", "STUDENTS", "REENROLLMENTS", "S_CA_STU_X",
+                                        "S_CA_STU_CALPADSPROGRAMS_C", "S_CA_CALPADS_STUDENTSERVICES_C",
+                                        "ATTENDANCE_CODE"})
+    with server:
+        set_conn(monkeypatch, "ps_flows", "calpads_powerschool", server.url, CLIENT_ID, CLIENT_SECRET, **FAST_RETRIES)
+        from calpads_airflow.hooks import PowerSchoolHook
+
+        hook = PowerSchoolHook("ps_flows")
+        checks = check_data_flows(hook, ["read_enrollment", "read_attendance", "read_programs",
+                                         "write_participation"])
+    by_resource = {c.resource: c for c in checks if c.flow != "write_participation"}
+    assert all(by_resource[t].granted for t in ("STUDENTS", "REENROLLMENTS", "S_CA_STU_CALPADSPROGRAMS_C"))
+    assert by_resource["ATTENDANCE"].granted is False
+    assert by_resource["ATTENDANCE"].message == (
+        "The pipeline cannot read the attendance table (ATTENDANCE): ask district IT to grant the plugin read "
+        "access to ATTENDANCE")
+    assert by_resource["ATTENDANCE_CODE"].granted is True
+    write = [c for c in checks if c.flow == "write_participation"]
+    assert len(write) == 1 and write[0].granted is False
+    assert "write access to S_CA_STU_CALPADSPROGRAMS_C" in write[0].message
+
+
+def test_powerschool_hook_connection_and_pool(ps_server, ps_conn, monkeypatch):
+    from calpads_airflow.hooks import PowerSchoolHook, get_provider_info
+
+    hook = PowerSchoolHook(ps_conn)
+    ok, message = hook.test_connection()
+    assert ok and "page size 50" in message
+    assert hook.pool == "sis_powerschool"
+    set_conn(monkeypatch, "ps_wrong", "calpads_powerschool", ps_server.url, CLIENT_ID, "not-the-secret",
+             **FAST_RETRIES)
+    ok, message = PowerSchoolHook("ps_wrong").test_connection()
+    assert not ok and "client ID and secret" in message and "not-the-secret" not in message
+    info = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
+    assert info["calpads_powerschool"]["ui-field-behaviour"]["relabeling"]["login"] == "Client ID"
+    assert PowerSchoolHook.get_ui_field_behaviour()["hidden_fields"] == ["schema", "port", "extra"]
+
+
+# -- no secrets, no student data in logs ----------------------------------------------------------
+
+
+def _student_words(engine: sa.Engine) -> set[str]:
+    words: set[str] = set()
+    with engine.connect() as c:
+        for row in c.exec_driver_sql("SELECT FIRST_NAME, LAST_NAME, DOB, STATE_STUDENTNUMBER FROM STUDENTS"):
+            words.update(str(v) for v in row if v)
+        for row in c.exec_driver_sql("SELECT LEGALFIRSTNAME, LEGALLASTNAME FROM S_CA_STU_X"):
+            words.update(str(v) for v in row if v)
+    return {w for w in words if len(w) >= 3}
+
+
+def test_no_secret_or_student_data_in_logs(sis, ps_server, ps_conn, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    ps_server.faults += [Fault("/ws/schema/table/students", status=500, page=2),
+                         Fault("/ws/schema/table/prefs", status=429, retry_after="0")]
+    ps_server.token_max_uses = 30
+    scope = scope_of()
+    pull_sprg_api("powerschool_api", ps_conn, scope, program_set(load_layout("SPRG"), scope), tmp_path)
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert caplog.records, "the pull logs its requests"
+    secrets = {CLIENT_SECRET, *ps_server.issued}
+    assert not [s for s in secrets if s in text]
+    tokens = set(re.findall(r"[A-Za-z0-9'-]+", text))
+    leaked = tokens & _student_words(sis)
+    assert not leaked, sorted(leaked)[:5]

@@ -1,0 +1,106 @@
+"""The run's validation report: findings.csv, index.html, Data Docs; owner-only files; no PII anywhere."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from calpads.quality.gate import GateResult, run_gate
+from calpads.quality.report import write_report
+
+from tests.unit.test_gate_rules import BIRTH_DATE, FIRST_NAME, LAST_NAME, RUN_DATE, SSID, all_cases, base_record, frame
+
+SECRETS = (FIRST_NAME, LAST_NAME, BIRTH_DATE, SSID)
+
+
+@pytest.fixture(scope="module")
+def gated() -> GateResult:
+    records, _ = all_cases()
+    return run_gate(records, "SPRG", RUN_DATE)
+
+
+@pytest.fixture(scope="module")
+def report(gated, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path_factory.mktemp("report") / "report"
+    return folder, write_report(gated, folder, run_id="manual__2026-01-15T00:00:00", record_type="SPRG")
+
+
+def test_written_paths(report) -> None:
+    folder, written = report
+    assert written == {"findings": "findings.csv", "index": "index.html", "data_docs": "data_docs/index.html"}
+    for rel in written.values():
+        assert (folder / rel).is_file()
+    assert list((folder / "data_docs" / "validations").rglob("*.html"))
+
+
+def test_findings_csv_has_one_row_per_finding(report, gated) -> None:
+    folder, _ = report
+    with open(folder / "findings.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(gated.findings)
+    assert set(rows[0]) == {"local_record_id", "local_student_id", "school_of_attendance", "rule_id", "severity",
+                            "field", "column", "value", "rule_text", "fix"}
+    gender = [r for r in rows if r["rule_id"] == "SPRG-GENDER-X-LEGAL"]
+    assert len(gender) == 2 and gender[0]["severity"] == "error" and gender[0]["value"] == "X"
+
+
+def test_index_html_shows_rules_fixes_and_records(report) -> None:
+    folder, _ = report
+    page = (folder / "index.html").read_text()
+    assert "SPRG-END-BEFORE-EXIT" in page
+    assert "must be on or before the last day of the student&#x27;s enrollment" in page
+    assert "Move the program end date on or before the student&#x27;s last day at the school" in page
+    assert "Records held back (errors)" in page and "Records published with warnings" in page
+    assert "S1001" in page and "1930001" in page
+    assert "VALIDATION BYPASSED" not in page
+
+
+def test_data_docs_show_the_rule_in_plain_words(report) -> None:
+    folder, _ = report
+    (page,) = (folder / "data_docs" / "validations").rglob("*.html")
+    text = page.read_text()
+    assert "SPRG-START-AFTER-BIRTH" in text and "Correct the program start date" in text
+
+
+def test_no_pii_in_any_report_file_or_summary(report, gated) -> None:
+    folder, _ = report
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in {".html", ".csv", ".json", ".js"}:
+            text = path.read_text(errors="replace")
+            for secret in SECRETS:
+                assert secret not in text, f"{secret!r} in {path}"
+    summary = json.dumps(gated.summary)
+    for secret in SECRETS:
+        assert secret not in summary
+
+
+def test_report_files_are_owner_only(report) -> None:
+    folder, _ = report
+    for path in [folder, *folder.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o007 == 0, f"{path} is world-accessible ({oct(mode)})"
+        assert mode & 0o027 == 0, f"{path} is group-writable or -readable beyond 0640 ({oct(mode)})"
+
+
+def test_banners_for_bypass_and_ceiling(tmp_path: Path) -> None:
+    records = frame([base_record(i) for i in range(1, 10)] + [base_record(10, program_code="999")])
+    result = run_gate(records, "SPRG", RUN_DATE, bypass=True, error_ceiling=0.05)
+    write_report(result, tmp_path / "r", run_id="r1", record_type="SPRG")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "VALIDATION BYPASSED" in page and "TOO MANY ERRORS" in page and "Published anyway" in page
+
+    result = run_gate(records, "SPRG", RUN_DATE, error_ceiling=0.05)
+    write_report(result, tmp_path / "s", run_id="r2", record_type="SPRG")
+    page = (tmp_path / "s" / "index.html").read_text()
+    assert "VALIDATION BYPASSED" not in page and "Nothing from this run was published" in page
+
+
+def test_clean_run_report(tmp_path: Path) -> None:
+    result = run_gate(frame([base_record()]), "SPRG", RUN_DATE)
+    write_report(result, tmp_path / "r", run_id="r1", record_type="SPRG")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Every record passed every rule" in page
+    assert (tmp_path / "r" / "findings.csv").read_text().startswith("local_record_id,")
