@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+
 from calpads.history.diff import HIST_HASH, HIST_OP_KEY, ScopeFilter, compute_transactions
 from calpads.history.keys import hash_sql, op_key_sql, string_frame
 from calpads.layouts import Layout, load_layout
@@ -160,6 +161,7 @@ def main() -> None:
 
     if args.store:
         import sqlalchemy as sa
+
         from calpads.history.store import HistoryStore
 
         store = HistoryStore(sa.create_engine(args.store))

@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from calpads.layouts import load_layout  # noqa: E402
 from calpads.quality.gate import derived_columns, run_gate, validation_frame  # noqa: E402
 from calpads.quality.suite_builder import suite_path  # noqa: E402
-
 from tests.unit.test_gate_rules import CASES, RUN_DATE, base_record, frame  # noqa: E402
 
 

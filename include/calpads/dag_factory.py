@@ -159,8 +159,8 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             except GateFailed as exc:
                 raise AirflowFailException(str(exc)) from None
             print(f"Validation report: {summary['report']}")
-            return {k: v for k, v in summary.items() if k != "rules"} | {"rules_fired": sum(
-                1 for r in summary.get("rules", []) if r.get("count"))}
+            # XCom gets counts only; per-rule detail stays in the work folder and the report.
+            return {k: v for k, v in summary.items() if k != "rules"} | {"rules_fired": len(summary.get("rules", {}))}
 
         @task(task_display_name="Compare with submission history")
         def diff_against_history(scope: dict[str, Any], gated: dict[str, Any]) -> dict[str, Any]:

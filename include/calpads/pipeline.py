@@ -157,7 +157,7 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
 
 # --------------------------------------------------------------------------- diff
 def diff(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
-    from calpads.history.diff import ScopeFilter, compute_transactions
+    from calpads.history.diff import compute_transactions
     from calpads.history.store import HistoryStore
 
     t0 = time.perf_counter()

@@ -246,3 +246,41 @@ def test_no_secret_or_student_data_in_logs(sis, ps_server, ps_conn, tmp_path, ca
     tokens = set(re.findall(r"[A-Za-z0-9'-]+", text))
     leaked = tokens & _student_words(sis)
     assert not leaked, sorted(leaked)[:5]
+
+
+# -- OneRoster -------------------------------------------------------------------------------------
+
+
+def test_oneroster_roster_pages_and_sprg_fails_in_plain_words(sis, tmp_path, monkeypatch):
+    from calpads.sources.api_sources import client_for, get_connection
+    from calpads.sources.oneroster import SPRG_GAP
+    from tests.integration.vendor_servers.oneroster import OneRosterServer
+
+    with OneRosterServer(sis, CLIENT_ID, CLIENT_SECRET, max_limit=100) as server:
+        set_conn(monkeypatch, "or_test", "calpads_oneroster", server.url, CLIENT_ID, CLIENT_SECRET,
+                 page_size=100, token_url=f"{server.url}/oauth/token", **FAST_RETRIES)
+        server.faults.append(Fault("/students", status=429, retry_after="0", page=None))
+        client = client_for("oneroster", get_connection("or_test"))
+        roster = client.pull_roster(tmp_path)
+        with sis.connect() as c:
+            n_students = c.exec_driver_sql("SELECT COUNT(*) FROM STUDENTS").scalar()
+            n_enr = n_students + c.exec_driver_sql("SELECT COUNT(*) FROM REENROLLMENTS").scalar()
+        assert len(roster["students"]) == n_students and len(roster["enrollments"]) == n_enr
+        assert {e["user"] for e in roster["enrollments"]} <= {s["sourcedId"] for s in roster["students"]}
+        offsets = [int(e.query["offset"]) for e in server.requests("/students", status=200)]
+        assert offsets == list(range(0, n_students + 1, 100))[: len(offsets)] and len(offsets) == n_students // 100 + 1
+        client.close()
+        checks = {c.flow: c for c in check_data_flows(client, ["read_enrollment", "read_programs"])}
+        assert checks["read_enrollment"].granted and checks["read_programs"].granted is False
+        scope = scope_of()
+        with pytest.raises(MissingSourceData) as err:
+            pull_sprg_api("oneroster", "or_test", scope, program_set(load_layout("SPRG"), scope), tmp_path)
+        assert str(err.value) == SPRG_GAP and "Education Program Code (13)" in SPRG_GAP
+
+
+def test_aeries_source_says_it_is_not_available(monkeypatch, tmp_path):
+    set_conn(monkeypatch, "ae_test", "calpads_aeries", "http://127.0.0.1:9", None, "cert")
+    scope = scope_of()
+    with pytest.raises(ApiSourceError, match="not available yet"):
+        pull_sprg_api("aeries_api", "ae_test", scope, ["101"], tmp_path)
+    assert not Path(tmp_path, "api_pages").exists()

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
 from calpads.demo.cli import main as cli_main
 from calpads.demo.generator import generate_district
 from calpads.extracts.sprg import extract_sprg
 from calpads.run_scope import RunScope
 from calpads.sources.sis_schema import SIS_TABLES
-
 from tests.conftest import PG_ADMIN_URL, require_postgres
 
 pytestmark = pytest.mark.postgres

@@ -28,8 +28,8 @@ def make_sis(path: Path) -> sa.Engine:
     eng = sa.create_engine(f"sqlite:///{path}")
     create_sis_schema(eng)
     with eng.begin() as c:
-        c.exec_driver_sql(f"INSERT INTO PREFS VALUES (1, 'districtnumber', '{LEA}', 0)")
-        c.exec_driver_sql(f"INSERT INTO SCHOOLS VALUES (1, 100, 'Elm Elementary', '{SCHOOL}', 'North', 0)")
+        c.exec_driver_sql("INSERT INTO PREFS VALUES (1, 'districtnumber', ?, 0)", (LEA,))
+        c.exec_driver_sql("INSERT INTO SCHOOLS VALUES (1, 100, 'Elm Elementary', ?, 'North', 0)", (SCHOOL,))
         c.exec_driver_sql("INSERT INTO TERMS VALUES (1, 100, 35, '2025-08-13', '2026-06-05', 1)")
         # Student 1: Ann Lee; Student 2: Bob Diaz (sorts first: Diaz < Lee)
         c.exec_driver_sql("INSERT INTO STUDENTS VALUES (1, 11, '1001', '1000000001', 'Ann', 'Lee', '2015-03-04', 'F',"

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+
 from calpads.sources.sis_schema import create_sis_schema
 
 YEAR_ID = 35  # 2025-2026

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
 from calpads.demo.cli import main as cli_main
 from calpads.demo.generator import generate_district
 from calpads.demo.planting import KINDS

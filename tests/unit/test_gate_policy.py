@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from calpads.quality import suite_builder
 from calpads.quality.gate import GateError, run_gate
-
 from tests.unit.test_gate_rules import RUN_DATE, base_record, frame
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from calpads.layouts import load_layout
 from calpads.quality.gate import GateResult, run_gate
 

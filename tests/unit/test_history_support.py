@@ -26,8 +26,10 @@ YEAR, LAST_YEAR = "2025-2026", "2024-2025"
 S1, S2 = "7654321", "7654322"
 
 
-@pytest.fixture
-def pg_history_url() -> Iterator[str]:
+# Fixture functions are named *_fixture (name= gives the fixture name) so that test modules can
+# import them without their parameters shadowing an import (ruff F811).
+@pytest.fixture(name="pg_history_url")
+def pg_history_url_fixture() -> Iterator[str]:
     require_postgres()
     name = f"calpads_hist_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -41,8 +43,8 @@ def pg_history_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def history_engine(request, tmp_path) -> Iterator[sa.Engine]:
+@pytest.fixture(name="history_engine", params=["sqlite", "postgresql"])
+def history_engine_fixture(request, tmp_path) -> Iterator[sa.Engine]:
     url = f"sqlite:///{tmp_path}/store.db" if request.param == "sqlite" else request.getfixturevalue("pg_history_url")
     engine = sa.create_engine(url)
     try:
@@ -51,8 +53,8 @@ def history_engine(request, tmp_path) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-@pytest.fixture
-def store(history_engine) -> HistoryStore:
+@pytest.fixture(name="store")
+def store_fixture(history_engine) -> HistoryStore:
     s = HistoryStore(history_engine)
     s.migrate()
     return s

@@ -8,9 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from calpads.quality.gate import GateResult, run_gate
 from calpads.quality.report import write_report
-
 from tests.unit.test_gate_rules import BIRTH_DATE, FIRST_NAME, LAST_NAME, RUN_DATE, SSID, all_cases, base_record, frame
 
 SECRETS = (FIRST_NAME, LAST_NAME, BIRTH_DATE, SSID)

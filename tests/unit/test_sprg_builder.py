@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from calpads.run_scope import RunScope
 
+from calpads.run_scope import RunScope
 from tests.unit.sis_fixtures import Sis, number_of, ssid_of
 
 A, CDS_A = 100, "0111111"  # sub-district North

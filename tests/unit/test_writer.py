@@ -44,7 +44,7 @@ def test_split_into_full_au_au2_and_d(tmp_path):
     assert [line.split("^")[2] for line in read["AU3"]] == ["1.9.10"]
     assert [line.split("^")[:3] for line in read["D"]] == [["SPRG", "D", "3.4"]]
     assert sum(f.records for k, f in files.items() if k != "full") == files["full"].records == 6
-    for k, f in files.items():
+    for f in files.values():
         data = (tmp_path / f.name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f.sha256
         for line in data.decode().splitlines():

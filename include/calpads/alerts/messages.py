@@ -63,12 +63,14 @@ def summary_email(*, dag_id: str, run_id: str, validation: dict[str, Any], publi
     state = "BYPASSED VALIDATION" if bypass else f"{held} held back, {warned} warnings"
     subject = f"[CALPADS] {dag_id}: {state} ({run_id})"
     rows = []
-    for rule in sorted(validation.get("rules", []), key=lambda r: (r.get("severity") != "error", -r.get("count", 0))):
+    rules = validation.get("rules", {})  # rule id -> {count, severity, field, rule_text, fix}
+    for rule_id, rule in sorted(rules.items(), key=lambda kv: (kv[1].get("severity") != "error",
+                                                               -kv[1].get("count", 0), kv[0])):
         if not rule.get("count"):
             continue
         rows.append(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                html.escape(str(rule.get("rule_id"))), html.escape(str(rule.get("severity"))),
+                html.escape(str(rule_id)), html.escape(str(rule.get("severity"))),
                 int(rule.get("count", 0)), html.escape(str(rule.get("rule_text", ""))),
                 html.escape(str(rule.get("fix", ""))),
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -47,6 +48,8 @@ def _url(raw: str) -> sa.URL:
     url = sa.make_url(raw)
     if url.drivername == "postgresql":   # plain postgresql:// as Airflow writes it
         url = url.set(drivername="postgresql+psycopg2")
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 

@@ -98,7 +98,7 @@ def plan_district(students: int, first_year: int) -> District:
             schools.append(School(
                 index=idx, id=idx + 1, school_number=100 + 10 * idx, name=name,
                 code=f"{code_base[level] + 37 * (i + 1):07d}", subdistrict=SUBDISTRICTS[idx % len(SUBDISTRICTS)],
-                level=level, title1=(level == ELEMENTARY and i % 2 == 0) or (level == MIDDLE and i == 0),
+                level=level, title1=(level == ELEMENTARY and i % 3 != 1) or (level == MIDDLE and i == 0),
                 academies=academies, calendar=calendars[1 if level == ELEMENTARY else 0],
             ))
     idx = len(schools)

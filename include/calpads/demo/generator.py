@@ -147,6 +147,7 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
     if export:
         summary.afterschool_sessions, summary.afterschool_registrations = export.sessions, export.registrations
     summary.programs = dict(sorted(summary.programs.items()))
+    summary.planted = {k: summary.planted[k] for k in KINDS if k in summary.planted}
     summary.seconds = round(time.perf_counter() - t0, 2)
     log(f"demo district: done in {summary.seconds:.1f} s ({summary.enrollments:,} enrollments, "
         f"{sum(summary.programs.values()):,} program rows, {summary.services:,} services, "
@@ -394,7 +395,7 @@ def choose_planted(d: District, ch: Chunk, stu_x: dict[int, Any], quota: dict[st
     for kind, count in quota.items():
         need = KINDS[kind].needs
         cands = np.flatnonzero(pools[need] & ~taken)
-        if len(cands) == 0 and need != "exit":
+        if len(cands) == 0 and need not in ("exit", "late"):   # these kinds need that kind of enrollment
             cands = np.flatnonzero(full & ~taken)
         chosen = rng.choice(cands, size=min(count, len(cands)), replace=False) if len(cands) else []
         for i in sorted(int(v) for v in chosen):
@@ -480,7 +481,7 @@ def clean_programs(d: District, ch: Chunk, rng: np.random.Generator, exclude: np
     add("108", g >= 7, 0.012, "3", 0.25, seg_ok=np.isin(level, [MIDDLE, HIGH]))
     academy = _academies(d, ch.seg_school, rng)
     add("113", g >= 10, 0.08, "3", 0.05, seg_ok=pd.notna(academy), seg_fields={"cpa": academy})
-    add("122", g <= 8, 0.15, "3", 0.10, seg_ok=d.title1[ch.seg_school])
+    add("122", g <= 8, 0.22, "3", 0.10, seg_ok=d.title1[ch.seg_school])
     prior = _prior_start(d, ch, rng, min_grade=3)
     add("127", g >= 3, 0.07, m1(0.85), 0.01, early=prior)
     migrant = np.array(["06" + f"{v:09d}" for v in rng.integers(0, 10**9, n)], dtype=object)

@@ -8,6 +8,14 @@ exact per SPRG record, also for the student-level kinds (SSID, gender, legal
 name) where every record of the student fires. Ground truth rows go to
 DEMO_PLANTED_VIOLATIONS keyed by STUDENTS.ID, program row ID and, for 122,
 the service code.
+
+The ground truth holds for report ranges that cover the enrollment (the
+default full-year EOY 2 / Fall 1 runs). A narrower range can hide a kind:
+start_before_entry is clipped to the range start by the coverage check, and a
+range after an end date deselects the record. Which program set a planted
+record shows up in follows from its program code (KINDS[kind].program):
+181/135 kinds only in Fall 1, 101/108/113/122 kinds only in EOY 2, 191/192
+kinds in both.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as _pg_insert
@@ -41,6 +43,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BATCH = 20_000
 PG_COPY_BATCH = 200_000
 SQLITE_BUSY_MS = 300_000
+_MIGRATE_LOCK = threading.Lock()
 
 # Columns of calpads_history_records written by save_run, in order.
 INSERT_COLUMNS = ["run_pk", "run_id", "record_type", "reporting_lea", "academic_year", "op_key", "key_values",
@@ -78,8 +81,16 @@ class HistoryStore:
 
         if self.current_revision() == self.head_revision():
             return
-        with self.engine.begin() as conn:
-            command.upgrade(self._alembic_config(conn), "head")
+        # Alembic's context is process-global: one migration at a time per process. Across
+        # processes: a PostgreSQL advisory lock (env.py), SQLite's write lock (BEGIN IMMEDIATE, and
+        # SQLite DDL is transactional), so a second migrator waits, then finds the head revision.
+        with _MIGRATE_LOCK:
+            if self.engine.dialect.name == "sqlite":
+                with _sqlite_immediate(self.engine) as conn:
+                    command.upgrade(self._alembic_config(conn), "head")
+            else:
+                with self.engine.begin() as conn:
+                    command.upgrade(self._alembic_config(conn), "head")
 
     # ------------------------------------------------------------------ save
     def save_run(self, published: pd.DataFrame, layout: Layout, *, lea: str, academic_year: str, run_id: str,
@@ -151,18 +162,8 @@ class HistoryStore:
             return
         if engine.dialect.name != "sqlite":
             raise NotImplementedError(f"history store on {engine.dialect.name}: only SQLite and PostgreSQL")
-        # pysqlite begins transactions lazily (deferred); take the write lock up front instead, so a
-        # second saver waits here rather than failing when it upgrades a read lock.
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
-                raise
-            conn.exec_driver_sql("COMMIT")
+        with _sqlite_immediate(engine) as conn:
+            yield conn
 
     def _bulk_insert(self, conn: sa.Connection, rows: pd.DataFrame) -> None:
         if rows.empty:
@@ -212,16 +213,18 @@ class HistoryStore:
                 if pk is not None:
                     scope.append(r.c.run_pk < pk)
             latest = sa.select(sa.func.max(r.c.id).label("id")).where(*scope).group_by(r.c.op_key).subquery()
+            # No ORDER BY: sorting 1.5M keys costs seconds; the pipeline sorts what it publishes.
             query = (sa.select(r.c.op_key, r.c.updatable_hash, r.c.run_id, r.c.fields)
                      .join(latest, latest.c.id == r.c.id)
-                     .where(sa.or_(r.c.transaction_type.is_(None), r.c.transaction_type != "D"))
-                     .order_by(r.c.op_key))
+                     .where(sa.or_(r.c.transaction_type.is_(None), r.c.transaction_type != "D")))
             rows = conn.execute(query).all()
-        fetched = pd.DataFrame(rows, columns=["op_key", "hash", "run_id", "fields"], dtype=object)
-        fields = _parse_fields(fetched["fields"], layout.columns)
-        fields[HIST_OP_KEY] = fetched["op_key"].to_numpy(dtype=object)
-        fields[HIST_HASH] = fetched["hash"].to_numpy(dtype=object)
-        fields[HIST_RUN_ID] = fetched["run_id"].to_numpy(dtype=object)
+        # Columns straight from the row tuples: DataFrame(rows) would probe every Row object.
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+        op_keys, hashes, run_ids, texts = (_objects(c) for c in cols)
+        fields = _parse_fields(texts, layout.columns)
+        fields[HIST_OP_KEY] = op_keys
+        fields[HIST_HASH] = hashes
+        fields[HIST_RUN_ID] = run_ids
         return fields
 
     def records_for_student(self, record_type: str, local_student_id: str | None = None, ssid: str | None = None,
@@ -268,6 +271,23 @@ class HistoryStore:
 
 
 # ---------------------------------------------------------------------- helpers
+@contextmanager
+def _sqlite_immediate(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A SQLite transaction that holds the database write lock from its start. pysqlite begins
+    transactions lazily (deferred) and never before DDL; this way a second writer waits here
+    (busy timeout) instead of failing when it upgrades a read lock."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")   # pysqlite: no implicit BEGIN/COMMIT
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
 def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> None:
     """Every record must be the run's own LEA and year: one LEA's data is never saved as another's."""
     for column, expected in (("reporting_lea", lea), ("academic_year_id", academic_year)):
@@ -277,17 +297,23 @@ def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> Non
                 raise ValueError(f"{wrong} records have a {column} other than the run's {expected}: nothing saved")
 
 
-def _parse_fields(texts: pd.Series, columns: list[str]) -> pd.DataFrame:
+def _objects(values: Any) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _parse_fields(texts: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """JSON field texts to a frame of the layout columns (str or None), parsed by DuckDB."""
     spec = json.dumps({c: "VARCHAR" for c in columns})
     select = ", ".join(f"s.{ident(c)} AS {ident(c)}" for c in columns)
-    frame = pd.DataFrame({"fields": texts.to_numpy(dtype=object)})
+    frame = pd.DataFrame({"fields": texts}, dtype=object)
     # json_transform needs a constant structure: a literal of layout column names (no quotes in them).
     sql = f"SELECT {select} FROM (SELECT json_transform(fields, '{spec}') AS s FROM frame)"  # noqa: S608
     with duckdb.connect() as con:
         con.register("frame", frame)
         table = con.sql(sql).to_arrow_table()
-    return pd.DataFrame({c: table.column(c).to_pylist() for c in columns}, dtype=object)
+    return pd.DataFrame({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}, dtype=object)
 
 
 def _pg_copy_text(values: pd.Series) -> pd.Series:

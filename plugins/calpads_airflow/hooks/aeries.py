@@ -1,4 +1,15 @@
-"""Aeries SIS API v5 hook (AERIES-CERT certificate header)."""
+"""Aeries SIS API v5 hook (AERIES-CERT certificate header).
+
+The source client behind it is not built yet (calpads.sources.api_sources says so).
+Docs for the build: request header AERIES-CERT and DatabaseYear
+https://support.aeries.com/support/solutions/articles/14000113681-aeries-api-building-a-request ;
+/api/v5/systeminfo, /api/v5/schools/{sc} (LOC.DNR = do not report)
+https://support.aeries.com/support/solutions/articles/14000113682-aeries-api-school-related-end-points ;
+/api/v5/schools/{sc}/students with StartingRecord/EndingRecord
+https://support.aeries.com/support/solutions/articles/14000113683-aeries-api-student-related-end-points ;
+/api/v5/schools/{sc}/enrollment/0/year/{yyyy}
+https://support.aeries.com/support/solutions/articles/14000113684-aeries-api-attendance-and-enrollment-related-end-points
+"""
 
 from __future__ import annotations
 

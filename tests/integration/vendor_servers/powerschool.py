@@ -20,8 +20,8 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from calpads.sources.sis_schema import SIS_TABLES
 
+from calpads.sources.sis_schema import SIS_TABLES
 from tests.integration.vendor_servers.common import Request, Response, VendorServer, read_tables
 
 Q_CLAUSE = re.compile(r"^([a-z0-9_.]+)(==|=gt=|=ge=|=lt=|=le=)(.*)$")

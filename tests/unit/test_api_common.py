@@ -1,0 +1,55 @@
+"""Unit tests of the API plumbing: Retry-After, backoff bounds, resumable paging without a count."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from calpads.sources.api_common import ApiSourceError, PageStore, RetryPolicy, paged_fetch, retry_after_seconds
+
+
+def test_retry_after_seconds_and_http_date():
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(email.utils.formatdate(1_000_030, usegmt=True), now=1_000_000) == pytest.approx(30)
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_backoff_grows_and_is_capped_with_jitter():
+    p = RetryPolicy(backoff_base=1.0, backoff_cap=8.0)
+    for attempt, ceiling in ((0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (9, 8.0)):
+        waits = [p.backoff(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(set(waits)) > 1  # jitter
+
+
+def test_paging_without_count_resumes_after_a_failure(tmp_path):
+    rows = [{"k": str(i)} for i in range(23)]
+    calls: list[int] = []
+
+    def fetch(page: int, fail_on: int | None = None) -> list[dict[str, str]]:
+        calls.append(page)
+        if page == fail_on:
+            raise ApiSourceError("boom")
+        return rows[(page - 1) * 5: page * 5]
+
+    store = PageStore.for_dataset(tmp_path, "t", "rows", {"q": 1})
+    with pytest.raises(ApiSourceError):
+        paged_fetch(store, count=None, page_size=5, columns=["k"], fetch_page=lambda p: fetch(p, fail_on=3))
+    assert calls == [1, 2, 3]
+    calls.clear()
+    store = PageStore.for_dataset(tmp_path, "t", "rows", {"q": 1})
+    out = paged_fetch(store, count=None, page_size=5, columns=["k"], fetch_page=fetch)
+    assert out == rows and calls == [3, 4, 5] and store.reused_pages == [1, 2]
+    calls.clear()
+    store = PageStore.for_dataset(tmp_path, "t", "rows", {"q": 1})
+    assert paged_fetch(store, count=None, page_size=5, columns=["k"], fetch_page=fetch) == rows and calls == []
+
+
+def test_a_changed_count_discards_the_checkpoint(tmp_path):
+    store = PageStore.for_dataset(tmp_path, "t", "rows", {})
+    paged_fetch(store, count=4, page_size=2, columns=["k"], fetch_page=lambda p: [{"k": "a"}, {"k": "b"}])
+    calls: list[int] = []
+    store = PageStore.for_dataset(tmp_path, "t", "rows", {})
+    paged_fetch(store, count=6, page_size=2, columns=["k"], fetch_page=lambda p: calls.append(p) or [{"k": "c"}] * 2)
+    assert calls == [1, 2, 3]

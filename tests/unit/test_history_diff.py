@@ -1,0 +1,212 @@
+"""The transaction diff, run after run through the real store (SQLite and PostgreSQL).
+
+Each expected output is worked out by hand from the seed's Report Mode / the contract §4:
+submission mode sends new keys and changed updatable fields with a blank type, and a D
+(with the fields as last submitted) for in-scope keys no longer extracted.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from calpads.history.diff import ScopeFilter, compute_transactions
+from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
+    LAST_YEAR,
+    LAYOUT,
+    LEA,
+    OTHER_LEA,
+    S1,
+    S2,
+    YEAR,
+    bob,
+    frame,
+    history_engine_fixture,
+    pg_history_url_fixture,
+    rec,
+    run,
+    sent,
+    store_fixture,
+)
+
+# The first submission: Ann's 101 and 122 (service 08), Bob's 108.
+A = rec("1.21")
+B = rec("1.22.08", program_code="122", membership_start_date="20250820", service_academic_year=YEAR,
+        service_code="08")
+C = bob("2.23", program_code="108", membership_start_date="20251001", membership_end_date="20260301")
+
+
+def first(store):
+    result = run(store, frame(A, B, C), "run1")
+    assert sent(result) == [("", "1.21"), ("", "1.22.08"), ("", "2.23")]
+    assert result.counts == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0}
+    return result
+
+
+def test_first_submission_sends_everything_with_a_blank_type(store):
+    result = first(store)
+    assert list(result.records.columns) == LAYOUT.columns
+
+
+def test_no_change_sends_nothing(store):
+    first(store)
+    result = run(store, frame(A, B, C), "run2")
+    assert sent(result) == []
+    assert result.counts == {"new": 0, "changed": 0, "unchanged": 3, "deleted": 0}
+
+
+def test_program_added_sends_only_the_new_record(store):
+    first(store)
+    d = bob("2.25", program_code="191", membership_start_date="20251103", homeless_dwelling_type="110",
+            unaccompanied_youth="N", runaway_youth="N")
+    result = run(store, frame(A, B, C, d), "run2")
+    assert sent(result, "program_code") == [("", "2.25", "191")]
+    assert result.counts["new"] == 1 and result.counts["unchanged"] == 3
+
+
+def test_end_date_changed_is_an_update_with_a_blank_type(store):
+    first(store)
+    result = run(store, frame({**A, "membership_end_date": "20260115"}, B, C), "run2")
+    assert sent(result, "membership_end_date") == [("", "1.21", "20260115")]
+    assert result.counts == {"new": 0, "changed": 1, "unchanged": 2, "deleted": 0}
+    # and clearing it again is another update
+    result = run(store, frame(A, B, C), "run3")
+    assert sent(result, "membership_end_date") == [("", "1.21", None)]
+
+
+def test_start_date_corrected_is_a_delete_of_the_old_key_and_an_add_of_the_new(store):
+    first(store)
+    result = run(store, frame({**A, "membership_start_date": "20250903"}, B, C), "run2")
+    assert sent(result, "membership_start_date") == [("", "1.21", "20250903"), ("D", "1.21", "20250902")]
+    assert result.counts == {"new": 1, "changed": 0, "unchanged": 2, "deleted": 1}
+    # run 3: the old key is deleted in the history; nothing to send again
+    assert sent(run(store, frame({**A, "membership_start_date": "20250903"}, B, C), "run3")) == []
+
+
+def test_program_deleted_is_a_d_record_repeating_the_last_submitted_fields(store):
+    first(store)
+    result = run(store, frame(A, B), "run2")
+    assert result.counts == {"new": 0, "changed": 0, "unchanged": 2, "deleted": 1}
+    (row,) = result.records.to_dict(orient="records")
+    assert row == {**C, "transaction_type": "D"}
+    # Deleted once; a later run does not delete it again, and re-adding it is an add.
+    assert sent(run(store, frame(A, B), "run3")) == []
+    assert sent(run(store, frame(A, B, C), "run4")) == [("", "2.23")]
+
+
+def test_changed_fields_then_deleted_repeats_the_latest_submitted_values(store):
+    first(store)
+    run(store, frame(A, B, {**C, "membership_end_date": "20260315"}), "run2")
+    result = run(store, frame(A, B), "run3")
+    assert sent(result, "membership_end_date") == [("D", "2.23", "20260315")]
+
+
+def test_school_changed_is_a_delete_and_an_add(store):
+    first(store)
+    result = run(store, frame({**A, "school_of_attendance": S2}, B, C), "run2")
+    assert sent(result, "school_of_attendance") == [("", "1.21", S2), ("D", "1.21", S1)]
+
+
+def test_primary_disability_changed_is_an_update(store):
+    e = rec("1.26", program_code="144", membership_start_date="20250815", primary_disability_code="210",
+            dsea="1234567")
+    run(store, frame(A, e), "run1")
+    result = run(store, frame(A, {**e, "primary_disability_code": "240"}), "run2")
+    assert sent(result, "primary_disability_code") == [("", "1.26", "240")]
+    assert result.counts == {"new": 0, "changed": 1, "unchanged": 1, "deleted": 0}
+
+
+def test_history_of_another_school_is_never_deleted(store):
+    at_s2 = rec("1.30", school_of_attendance=S2, program_code="108", membership_start_date="20250905")
+    run(store, frame(A, C, at_s2), "run1")
+    # A run for S1 only: Bob's 108 at S1 was removed (deleted); Ann's 108 at S2 is not extracted (other school).
+    result = run(store, frame(A), "run2", scope=ScopeFilter(schools={S1}))
+    assert sent(result) == [("D", "2.23")]
+
+
+def test_history_of_another_program_set_is_never_deleted(store):
+    fall = bob("2.27", program_code="135", membership_start_date="20250901", migrant_id="06123456789")
+    run(store, frame(A, C, fall), "run1")
+    # An eoy2-like run (101, 108): the 135 (fall1 program) is out of scope; the 108 was removed.
+    result = run(store, frame(A), "run2", scope=ScopeFilter(programs={"101", "108"}))
+    assert sent(result, "program_code") == [("D", "2.23", "108")]
+
+
+def test_history_of_other_students_is_never_deleted_in_a_run_over_selected_students(store):
+    a2 = rec("1.28", program_code="108", membership_start_date="20250910")
+    run(store, frame(A, a2, C), "run1")
+    result = run(store, frame(A), "run2", scope=ScopeFilter(students={"1001"}))
+    assert sent(result) == [("D", "1.28")]
+
+
+def test_history_of_another_academic_year_is_neither_base_nor_deleted(store):
+    old = rec("1.21", academic_year_id=LAST_YEAR, membership_start_date="20240902")
+    run(store, frame(old, {**C, "academic_year_id": LAST_YEAR}), "run_ly", year=LAST_YEAR)
+    # This year's first run: everything is new, and last year's records are not deleted.
+    result = run(store, frame(A), "run1")
+    assert sent(result) == [("", "1.21")]
+    assert result.counts["deleted"] == 0
+    # ... and last year's history is intact.
+    assert len(store.last_submitted("SPRG", LEA, LAST_YEAR)) == 2
+
+
+def test_history_of_another_lea_is_neither_base_nor_deleted(store):
+    other = {**C, "reporting_lea": OTHER_LEA}
+    run(store, frame(other), "run1", lea=OTHER_LEA)
+    result = run(store, frame(A, C), "run1")       # same run id, other LEA: its own run
+    assert sent(result) == [("", "1.21"), ("", "2.23")]
+    assert sent(run(store, frame(A), "run2")) == [("D", "2.23")]
+    assert len(store.last_submitted("SPRG", OTHER_LEA, YEAR)) == 1
+
+
+@pytest.mark.parametrize("mode", ["replacement", "non_submission"])
+def test_replacement_and_non_submission_send_every_record_and_no_deletes(store, mode):
+    first(store)
+    result = run(store, frame({**A, "membership_end_date": "20260115"}, B), "run2", mode=mode,
+                 save=mode == "replacement")
+    assert sent(result, "membership_end_date") == [("", "1.21", "20260115"), ("", "1.22.08", None)]
+    assert result.counts == {"new": 0, "changed": 1, "unchanged": 1, "deleted": 0}
+    if mode == "replacement":
+        # The replacement was saved: C was never deleted in CALPADS, so a submission run now deletes it.
+        assert sent(run(store, frame({**A, "membership_end_date": "20260115"}, B), "run3")) == [("D", "2.23")]
+
+
+def test_rerun_of_a_saved_run_diffs_against_the_same_base(store):
+    first(store)
+    changed = frame({**A, "membership_end_date": "20260115"}, B)
+    original = run(store, changed, "run2")
+    assert sent(original) == [("", "1.21"), ("D", "2.23")]
+    again = run(store, changed, "run2")              # Airflow retry/clear: same output, nothing saved twice
+    pd.testing.assert_frame_equal(again.records, original.records)
+    assert again.counts == original.counts
+    run(store, frame(A, B), "run3")                   # a later run saved in between
+    later = run(store, changed, "run2", save=False)
+    pd.testing.assert_frame_equal(later.records, original.records)
+    assert store.runs()["run_id"].tolist() == ["run1", "run2", "run3"]
+
+
+# ------------------------------------------------------------------ the diff alone (no store)
+def test_none_and_empty_string_are_equal_and_hand_made_history_works_without_hash_columns():
+    last = frame({**A, "dsea": ""}, C)
+    cur = frame(A, {**C, "membership_end_date": ""})
+    result = compute_transactions(cur, LAYOUT, last, "submission", ScopeFilter())
+    assert result.counts == {"new": 0, "changed": 1, "unchanged": 1, "deleted": 0}
+    assert sent(result) == [("", "2.23")]
+
+
+def test_an_empty_scope_set_deletes_nothing_and_none_means_everything():
+    last = frame(A, C)
+    for scope, expected in ((ScopeFilter(schools=set()), []), (ScopeFilter(), [("D", "2.23")])):
+        result = compute_transactions(frame(A), LAYOUT, last, "submission", scope)
+        assert sent(result) == expected
+
+
+def test_no_history_at_all_and_no_records_at_all():
+    empty = compute_transactions(frame(), LAYOUT, pd.DataFrame(), "submission", ScopeFilter())
+    assert empty.records.empty and list(empty.records.columns) == LAYOUT.columns
+    assert compute_transactions(frame(A), LAYOUT, pd.DataFrame(), "submission", ScopeFilter()).counts["new"] == 1
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="mode"):
+        compute_transactions(frame(A), LAYOUT, frame(), "replace", ScopeFilter())

@@ -1,0 +1,202 @@
+"""The history store on SQLite and PostgreSQL: migrations, idempotent and serialised saves,
+what last_submitted returns, the student look-up and its CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from calpads.history import cli, schema
+from calpads.history.store import HistoryStore
+from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
+    LAYOUT,
+    LEA,
+    YEAR,
+    bob,
+    frame,
+    history_engine_fixture,
+    pg_history_url_fixture,
+    rec,
+    store_fixture,
+)
+
+TABLES = {schema.RUNS, schema.RECORDS, schema.LOCKS, schema.VERSION_TABLE}
+
+
+def count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
+
+
+def many(n: int, start: int = 0) -> pd.DataFrame:
+    return frame(*[rec(f"{i}.1", ssid=f"{2_000_000_000 + i}", local_student_id=str(10_000 + i))
+                   for i in range(start, start + n)])
+
+
+def save(store: HistoryStore, df: pd.DataFrame, run_id: str, **kw) -> int:
+    return store.save_run(df, LAYOUT, lea=kw.get("lea", LEA), academic_year=kw.get("year", YEAR), run_id=run_id,
+                          params=kw.get("params", {"mode": "submission"}))
+
+
+# ------------------------------------------------------------------ migrations
+def test_migrate_from_empty_creates_the_tables_and_twice_is_a_no_op(history_engine):
+    store = HistoryStore(history_engine)
+    assert store.current_revision() is None
+    store.migrate()
+    assert TABLES <= set(sa.inspect(history_engine).get_table_names())
+    assert store.current_revision() == store.head_revision() == "0001"
+    with history_engine.connect() as conn:
+        version = sa.table(schema.VERSION_TABLE, sa.column("version_num"))
+        assert conn.execute(sa.select(version.c.version_num)).scalars().all() == ["0001"]
+    save(store, many(2), "run1")
+    indexes = {ix["name"] for ix in sa.inspect(history_engine).get_indexes(schema.RECORDS)}
+    assert "ix_calpads_history_records_latest" in indexes
+    store.migrate()                                  # again: nothing changes, data kept
+    assert count(history_engine, schema.RECORDS) == 2
+    assert count(history_engine, schema.VERSION_TABLE) == 1
+    # The store's tables leave other tables (and an "alembic_version" of someone else) alone.
+    assert "alembic_version" not in sa.inspect(history_engine).get_table_names()
+
+
+def test_several_processes_migrating_a_fresh_database_at_once_all_succeed(history_engine):
+    url = history_engine.url.render_as_string(hide_password=False)
+    code = "import sys, sqlalchemy as sa; from calpads.history.store import HistoryStore; " \
+           "HistoryStore(sa.create_engine(sys.argv[1])).migrate()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
+    assert HistoryStore(history_engine).current_revision() == "0001"
+    assert count(history_engine, schema.VERSION_TABLE) == 1
+
+
+# ------------------------------------------------------------------ saving
+def test_save_is_idempotent_per_run(store):
+    df = many(5)
+    assert save(store, df, "run1") == 5
+    assert save(store, df, "run1") == 0                 # Airflow retry/clear of the same run
+    assert count(store.engine, schema.RECORDS) == 5
+    runs = store.runs("SPRG")
+    assert runs["run_id"].tolist() == ["run1"]
+    assert runs.loc[0, "record_count"] == 5 and runs.loc[0, "delete_count"] == 0
+    assert json.loads(runs.loc[0, "params"]) == {"mode": "submission"}
+
+
+def test_an_empty_run_is_recorded_and_counted_once(store):
+    assert save(store, frame(), "run1") == 0
+    assert save(store, frame(), "run1") == 0
+    assert store.runs()["record_count"].tolist() == [0]
+
+
+def test_saved_rows_carry_key_hash_type_and_fields(store):
+    d = {**bob("2.23", program_code="108", membership_start_date="20251001"), "transaction_type": "D"}
+    save(store, frame(rec("1.21"), d), "run1")
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.records).order_by(schema.records.c.id)).mappings().all()
+    assert [r["transaction_type"] for r in rows] == [None, "D"]
+    assert rows[0]["op_key"] == "7654321\x1f1000000001\x1f101\x1f20250902\x1f"
+    assert json.loads(rows[0]["key_values"]) == {"school_of_attendance": "7654321", "ssid": "1000000001",
+                                                "program_code": "101", "membership_start_date": "20250902",
+                                                "service_code": None}
+    assert json.loads(rows[1]["fields"]) == d
+    assert (rows[0]["local_student_id"], rows[1]["ssid"]) == ("1001", "1000000002")
+    assert len(rows[0]["updatable_hash"]) == 64
+    assert {r["run_id"] for r in rows} == {"run1"} and {r["academic_year"] for r in rows} == {YEAR}
+    assert store.runs().loc[0, ["add_update_count", "delete_count"]].tolist() == [1, 1]
+
+
+def test_values_round_trip_exactly(store):
+    # Backslashes, tabs, newlines, quotes, non-ASCII, "\N" and "" survive (COPY text format on PostgreSQL).
+    odd = rec("1.21", legal_first_name='Zoë\t"Q"', legal_last_name="O'Brien\\N\nx\r", cpa_id="", migrant_id="\\N")
+    save(store, frame(odd), "run1")
+    last = store.last_submitted("SPRG", LEA, YEAR)
+    assert {c: last.loc[0, c] for c in LAYOUT.columns} == odd
+
+
+def test_records_of_another_lea_or_year_are_refused(store):
+    with pytest.raises(ValueError, match="reporting_lea"):
+        save(store, frame(rec("1.21", reporting_lea="9999999")), "run1")
+    with pytest.raises(ValueError, match="academic_year_id"):
+        save(store, frame(rec("1.21")), "run1", year="2024-2025")
+    assert count(store.engine, schema.RECORDS) == 0 and store.runs().empty
+
+
+@pytest.mark.parametrize("same_run", [True, False])
+def test_concurrent_saves_from_two_threads_serialise_without_duplicates(store, same_run):
+    n = 3000
+    frames = [many(n), many(n) if same_run else many(n, start=n)]
+    run_ids = ["run1", "run1" if same_run else "run2"]
+    barrier = threading.Barrier(2)
+    results: list[int] = [0, 0]
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = save(store, frames[i], run_ids[i])
+        except BaseException as e:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    if same_run:
+        assert sorted(results) == [0, n]
+        assert count(store.engine, schema.RECORDS) == n and len(store.runs()) == 1
+    else:
+        assert results == [n, n]
+        assert count(store.engine, schema.RECORDS) == 2 * n
+        # Not interleaved: each run's ids are one contiguous block (latest-per-key relies on save order).
+        with store.engine.connect() as conn:
+            blocks = conn.execute(sa.select(schema.records.c.run_id, sa.func.min(schema.records.c.id),
+                                            sa.func.max(schema.records.c.id)).group_by(schema.records.c.run_id)
+                                  ).all()
+        assert all(hi - lo == n - 1 for _, lo, hi in blocks)
+    assert len(store.last_submitted("SPRG", LEA, YEAR)) == (n if same_run else 2 * n)
+
+
+# ------------------------------------------------------------------ reading
+def test_last_submitted_is_the_latest_row_per_key_without_deleted_keys(store):
+    a, c = rec("1.21"), bob("2.23", program_code="108", membership_start_date="20251001")
+    save(store, frame(a, c), "run1")
+    save(store, frame({**a, "membership_end_date": "20260115"}, {**c, "transaction_type": "D"}), "run2")
+    last = store.last_submitted("SPRG", LEA, YEAR)
+    assert last["local_record_id"].tolist() == ["1.21"]
+    assert last.loc[0, "membership_end_date"] == "20260115" and last.loc[0, "hist_run_id"] == "run2"
+    before_run2 = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    assert sorted(before_run2["local_record_id"]) == ["1.21", "2.23"]
+    assert before_run2.set_index("local_record_id").loc["1.21", "membership_end_date"] is None
+    # a run id never saved excludes nothing
+    assert len(store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="nope")) == 1
+
+
+def test_records_for_student_and_the_cli(store, capsys):
+    a = rec("1.21")
+    save(store, frame(a, bob("2.23")), "run1")
+    save(store, frame({**a, "membership_end_date": "20260115"}), "run2")
+    mine = store.records_for_student("SPRG", local_student_id="1001")
+    assert mine["run_id"].tolist() == ["run1", "run2"]
+    assert mine["membership_end_date"].tolist() == [None, "20260115"]
+    assert store.records_for_student("SPRG", ssid="1000000002")["local_record_id"].tolist() == ["2.23"]
+    assert store.records_for_student("SPRG", local_student_id="1001", lea="0000000").empty
+    with pytest.raises(ValueError):
+        store.records_for_student("SPRG")
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    assert cli.main(["student", "--record-type", "sprg", "--local-id", "1001", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- ") == 2 and "20260115" in out and "run2" in out
+    assert cli.main(["student", "--record-type", "SPRG", "--local-id", "1001", "--url", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["local_record_id"] for r in rows] == ["1.21", "1.21"]
+    assert cli.main(["runs", "--url", url, "--format", "csv"]) == 0
+    assert [ln.split(",")[4] for ln in capsys.readouterr().out.splitlines()[1:]] == ["run1", "run2"]
