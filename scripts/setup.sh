@@ -18,7 +18,21 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.installed-*; touch "$stamp"
 fi
 mkdir -p "$AIRFLOW_HOME" "$DEMO_DIR"
+# The UI browser test drives Debian's chromium (Playwright cannot download its own browser here).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (apt) for the UI browser test"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >"$AIRFLOW_HOME/apt-chromium.log" 2>&1 \
+      || { tail -20 "$AIRFLOW_HOME/apt-chromium.log"; exit 1; }
+  else
+    echo "== chromium missing and not root with apt: install it (apt-get install chromium) for the UI test"
+  fi
+fi
 if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
   echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
   "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
+  # One pool per SIS API keeps parallel tasks under the vendor's rate limit.
+  for pool in sis_powerschool sis_aeries sis_oneroster; do
+    "$VENV/bin/airflow" pools set "$pool" 2 "SIS API calls ($pool)" >>"$AIRFLOW_HOME/db-migrate.log" 2>&1 || true
+  done
 fi

@@ -8,7 +8,15 @@ Configuration without code changes (Airflow config, e.g. environment variables):
   AIRFLOW__CALPADS__SCHEDULE_SPRG   cron, default "0 2 * * *"
   AIRFLOW__CALPADS__TIMEZONE        default "America/Los_Angeles"
   AIRFLOW__CALPADS__ERROR_CEILING   share of records in error that fails a run, default 0.05
+  AIRFLOW__CALPADS__STAGING_COUNT_TOLERANCE  drop of the SIS pull's students/programs against the last
+                                    accepted pull of the same scope that fails the run before build, default 0.20
+  AIRFLOW__CALPADS__MAX_DELETE_SHARE  share of the previously submitted records in scope that one run may
+                                    delete (more fails the run unless its conf has allow_mass_delete), default 0.20
   AIRFLOW__CALPADS__TASK_RETRIES    retries of a failed task, default 2
+  AIRFLOW__CALPADS__RETRY_DELAY_SECONDS  first retry delay (doubles each retry), default 120
+  AIRFLOW__CALPADS__SIS_SOURCE      sql (default) | powerschool_api | aeries_api | oneroster
+  AIRFLOW__CALPADS__SIS_CONN_ID     the API connection, default sis_powerschool / sis_aeries / sis_oneroster
+  AIRFLOW__CALPADS__LEA_CODE        the <lea> of the SIS asset URIs (calpads.assets), default "district"
 Variables (read by tasks): calpads_publish_root, calpads_work_root, integration_team_emails.
 Connections: sis_db, calpads_store, smtp_default.
 """
@@ -67,8 +75,10 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
     from airflow.sdk.exceptions import AirflowFailException
 
+    from calpads.assets import file_schedule
     from calpads.layouts import load_layout
     from calpads.run_scope import ScopeError, param_specs
+    from calpads_airflow.links import attach_report_link
     from calpads_airflow.notifiers import CalpadsFailureNotifier
 
     record_type = record_type.upper()
@@ -78,6 +88,10 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     cron = schedule or _conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
     today = datetime.now(tz).date()
     params = {name: Param(**spec) for name, spec in param_specs(today).items()}
+    # Where the SIS is read from: sql (the sis_db connection) or a vendor API, whose
+    # calls go through a pool per SIS to stay under the vendor's rate limit.
+    sis_source = _conf("sis_source", "sql")
+    sis_pool = "default_pool" if sis_source == "sql" else f"sis_{sis_source.removesuffix('_api')}"
 
     def work_dir() -> Path:
         from airflow.sdk import Variable
@@ -113,7 +127,8 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         dag_id=dag_id,
         dag_display_name=f"CALPADS {record_type} – {layout.title}",
         description=f"CALPADS {record_type} extract: SIS pull, quality gate, history diff, publication",
-        schedule=CronTriggerTimetable(cron, timezone=tz),
+        # Its own cron, or a fresh nightly SIS pull of the assets it reads (calpads.assets).
+        schedule=file_schedule(record_type, CronTriggerTimetable(cron, timezone=tz)),
         start_date=pendulum.datetime(2025, 7, 1, tz=tz),
         catchup=False,
         max_active_runs=1,
@@ -124,7 +139,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         default_args={
             "owner": "integration-team",
             "retries": int(_conf("task_retries", "2")),
-            "retry_delay": timedelta(minutes=2),
+            "retry_delay": timedelta(seconds=int(_conf("retry_delay_seconds", "120"))),
             "retry_exponential_backoff": True,
             "on_failure_callback": [CalpadsFailureNotifier()],
         },
@@ -143,30 +158,49 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
                 raise AirflowFailException(f"Run parameters rejected: {exc}") from None
             return scope.to_dict()
 
-        @task(task_display_name="Pull SIS data and build records")
+        @task(task_display_name="Pull SIS data and build records", pool=sis_pool)
         def extract_records(scope: dict[str, Any]) -> dict[str, Any]:
+            from calpads.extracts.registry import ApiSource
             from calpads.pipeline import extract
 
-            return extract(context_for(scope), engine("sis_db"))
+            ctx = context_for(scope)
+            # The staging gate keeps each pull's counts in calpads_store (StagingCheckFailed: our own text).
+            staging = {"store_engine": engine("calpads_store"),
+                       "count_tolerance": float(_conf("staging_count_tolerance", "0.20"))}
+            if sis_source == "sql":
+                return extract(ctx, engine("sis_db"), **staging)
+            conn_id = _conf("sis_conn_id", f"sis_{sis_source.removesuffix('_api')}")
+            return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
 
         @task(task_display_name="Quality gate (CALPADS rules)")
         def quality_gate(scope: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
             from calpads.pipeline import GateFailed, gate
 
             ctx = context_for(scope)
+            from calpads_airflow.links import push_report_url
+
             try:
                 summary = gate(ctx, run_date=ctx.scope.today, error_ceiling=float(_conf("error_ceiling", "0.05")))
             except GateFailed as exc:
+                push_report_url(ctx.state().get("validation", {}).get("report"))   # the button works on failure too
                 raise AirflowFailException(str(exc)) from None
+            push_report_url(summary["report"])
             print(f"Validation report: {summary['report']}")
             # XCom gets counts only; per-rule detail stays in the work folder and the report.
             return {k: v for k, v in summary.items() if k != "rules"} | {"rules_fired": len(summary.get("rules", {}))}
 
         @task(task_display_name="Compare with submission history")
         def diff_against_history(scope: dict[str, Any], gated: dict[str, Any]) -> dict[str, Any]:
+            from calpads.history.guard import MassDeleteBlocked, parse_share
+            from calpads.history.ods import OdsFormatError
             from calpads.pipeline import diff
 
-            return diff(context_for(scope), engine("calpads_store"))
+            try:
+                return diff(context_for(scope), engine("calpads_store"),
+                            max_delete_share=parse_share(_conf("max_delete_share", "0.20")))
+            except (MassDeleteBlocked, OdsFormatError) as exc:
+                # No retry can fix these; the alert names the cause (messages.WHAT_TO_DO_FOR).
+                raise AirflowFailException(str(exc)) from exc
 
         @task(task_display_name="Publish files")
         def publish_files(scope: dict[str, Any], diffed: dict[str, Any]) -> dict[str, Any]:
@@ -193,11 +227,13 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             state_file = work_dir() / "state.json"
             state = json.loads(state_file.read_text()) if state_file.exists() else {}
             validation = state.get("validation", {})
-            if not needs_summary_email(validation):
+            ods = state.get("diff", {}).get("ods_comparison")
+            if not needs_summary_email(validation, ods):
                 return {"sent": False}
             run_id = get_current_context()["dag_run"].run_id
             subject, body = summary_email(dag_id=dag_id, run_id=run_id, validation=validation,
-                                          published=state.get("published"), report_link=validation.get("report"))
+                                          published=state.get("published"), report_link=validation.get("report"),
+                                          ods=ods)
             return {"sent": send(subject, body)}
 
         @task(task_display_name="Run outcome", trigger_rule="one_failed", retries=0, on_failure_callback=None)
@@ -208,7 +244,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
 
         scope = check_params()
         extracted = extract_records(scope)
-        gated = quality_gate(scope, extracted)
+        gated = attach_report_link(quality_gate(scope, extracted))   # "Validation report" button in the UI
         diffed = diff_against_history(scope, gated)
         published = publish_files(scope, diffed)
         saved = save_submission_history(scope, published)

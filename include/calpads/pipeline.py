@@ -35,6 +35,7 @@ NOT_EXTRACTED = "not_extracted.parquet"
 PUBLISHABLE = "publishable.parquet"
 HELD_BACK = "held_back.parquet"
 DIFFED = "diffed.parquet"
+EXTRA_REPORTS = "extra_reports"
 STATE = "state.json"
 
 
@@ -93,17 +94,35 @@ def prepare_work_dir(ctx: RunContext) -> None:
 
 
 # --------------------------------------------------------------------------- extract
-def extract(ctx: RunContext, sis_engine: sa.Engine) -> dict[str, Any]:
+def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
+            count_tolerance: float | None = None) -> dict[str, Any]:
+    """sis: a SQLAlchemy engine on the SIS database, or a registry.ApiSource. The staging gate
+    (calpads.quality.staging) checks the pulled frames before the build and raises StagingCheckFailed;
+    it compares row counts with the last pull kept in store_engine (calpads_store) when one is given."""
+    import inspect
+
     from calpads.extracts import registry
+    from calpads.quality.staging import StagingCheck
 
     prepare_work_dir(ctx)
     t0 = time.perf_counter()
-    built = registry.builder(ctx.record_type)(sis_engine, ctx.scope)
+    build = registry.builder(ctx.record_type)
+    check = StagingCheck(ctx.record_type, ctx.scope, ctx.run_id, store_engine, count_tolerance)
+    built = build(sis, ctx.scope, **({"check": check} if "check" in inspect.signature(build).parameters else {}))
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
-    ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes)
+    extra = ctx.path(EXTRA_REPORTS)
+    if extra.exists():
+        shutil.rmtree(extra)
+    extra.mkdir(mode=0o700)
+    for name, frame in getattr(built, "reports", {}).items():   # builder's side reports -> the run's report folder
+        fd = os.open(extra / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="") as fh:
+            frame.to_csv(fh, index=False)
+    ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes, staging=check.summary)
     out = {
         "records_extracted": len(built.records),
+        "staging_counts": check.summary.get("counts"),
         "not_extracted_blank_key": len(built.not_extracted),
         "reporting_lea": built.lea,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -135,6 +154,9 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
         fd = os.open(local_report / "not_extracted.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", newline="") as fh:
             not_extracted.to_csv(fh, index=False)
+    if ctx.path(EXTRA_REPORTS).exists():
+        for extra in sorted(ctx.path(EXTRA_REPORTS).iterdir()):
+            shutil.copyfile(extra, local_report / extra.name)
     folder = ctx.run_folder
     target.ensure_folder(folder)
     report_folder = folder / "report"
@@ -156,29 +178,48 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- diff
-def diff(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
+def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | None = None) -> dict[str, Any]:
+    """Transaction types against the history (or, in submission mode with an ``ods_file``, against
+    the ODS: see calpads.history.ods). Raises MassDeleteBlocked (calpads.history.guard) before
+    anything is written when the deletes exceed ``max_delete_share`` of the records in scope."""
     from calpads.history.diff import compute_transactions
+    from calpads.history.guard import DEFAULT_MAX_DELETE_SHARE, check_deletes, in_scope_count
     from calpads.history.store import HistoryStore
 
     t0 = time.perf_counter()
     layout = ctx.layout
+    ctx.path(DIFFED).unlink(missing_ok=True)   # a blocked attempt must not leave an earlier attempt's records
     publishable = pd.read_parquet(ctx.path(PUBLISHABLE))
     held_back = pd.read_parquet(ctx.path(HELD_BACK))
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
     last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id)
+    ods_counts = None
+    if ctx.scope.ods_file:
+        from calpads.history.ods import compare_for_run
+
+        ods_base, ods_counts = compare_for_run(ctx, publishable, held_back, scope_filter(ctx), lea)
+        last = ods_base if ods_base is not None else last
+    in_scope = in_scope_count(last, layout, scope_filter(ctx))
     if len(held_back) and len(last):
         # A held-back record is still in the SIS: never turn it into a delete.
         keys = list(layout.operational_keys)
         held_keys = held_back[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
         last_keys = last[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
         last = last[~last_keys.isin(set(held_keys))]
-    result = compute_transactions(publishable[layout.columns], layout, last, ctx.scope.mode, scope_filter(ctx))
+    # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
+    mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
+    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx))
+    guard = check_deletes(result.counts["deleted"], in_scope, record_type=ctx.record_type,
+                          max_share=DEFAULT_MAX_DELETE_SHARE if max_delete_share is None else max_delete_share,
+                          allow_mass_delete=ctx.scope.allow_mass_delete)
     records = sort_records(result.records, layout)
     _to_parquet(records, ctx.path(DIFFED))
     out = {**{k: int(v) for k, v in result.counts.items()}, "records_out": len(records),
-           "seconds": round(time.perf_counter() - t0, 2)}
+           "delete_guard": guard.as_dict(), "seconds": round(time.perf_counter() - t0, 2)}
+    if ods_counts is not None:
+        out["ods_comparison"] = ods_counts
     ctx.update_state(diff=out)
     return out
 
@@ -214,7 +255,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
 
     by_kind = {f.kind: f.records for f in files}
     full = by_kind.get("full", 0)
-    split_total = sum(n for k, n in by_kind.items() if k != "full")
+    split_total = sum(n for k, n in by_kind.items() if k != "full") if layout.processing != "replacement" else full
     validation = state.get("validation", {})
     manifest = {
         "record_type": ctx.record_type,
@@ -233,7 +274,9 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         },
         "validation": _without_timings(validation),
         "bypass_validation": ctx.scope.bypass_validation,
-        "upload": "Upload the _AU file(s) and the _D file; the file without suffix is for checking counts only.",
+        "upload": "Upload the _AU file(s) and the _D file; the file without suffix is for checking counts only."
+        if layout.processing != "replacement" else "Upload the file: replacement processing, it replaces the "
+        "LEA's records of this academic year.",
     }
     if ctx.scope.bypass_validation:
         manifest["WARNING"] = ("Validation was BYPASSED for this run: records that fail CALPADS rules were "

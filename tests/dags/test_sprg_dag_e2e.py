@@ -1,0 +1,120 @@
+"""calpads_sprg through `airflow dags test` on a generated district: published files, manifest,
+sort order and transaction types across two runs with a change in between; the same files from the
+PowerSchool API source as from the SQL source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.dags.dagrun import project_env, run_dag
+
+pytestmark = pytest.mark.dag
+YEAR = "2025-2026"
+
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory) -> Path:
+    from calpads.demo.generator import generate_district
+
+    path = tmp_path_factory.mktemp("district") / "sis.db"
+    generate_district(sa.create_engine(f"sqlite:///{path}"), students=1500, seed=21, dirty=0.01, academic_year=YEAR,
+                      log=lambda m: None)
+    return path
+
+
+def run_folder(publish_root: Path, run_id: str) -> Path:
+    return publish_root / YEAR / "SPRG" / run_id
+
+
+def read(folder: Path, suffix: str) -> list[list[str]]:
+    files = list(folder.glob(f"SPRG_*_{YEAR}{suffix}.txt"))
+    return [ln.split("^") for ln in files[0].read_text().splitlines()] if files else []
+
+
+def test_two_runs_with_a_change_between(airflow_home, district, tmp_path, smtp_server):
+    sis_copy = tmp_path / "sis.db"
+    sis_copy.write_bytes(district.read_bytes())
+    pub = tmp_path / "pub"
+    env = project_env(airflow_home, sis_url=f"sqlite:///{sis_copy}", store_url=f"sqlite:///{tmp_path}/store.db",
+                      publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port)
+
+    first = run_dag(env, "calpads_sprg", "2026-04-01", {"academic_year": YEAR, "save_history": True})
+    assert first.state == "success", first.output[-4000:]
+    folder = run_folder(pub, first.run_id)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {p.name for p in folder.glob("*.txt")} == {f["name"] for f in manifest["files"]}
+    for f in manifest["files"]:
+        data = (folder / f["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"]
+        lines = data.decode().splitlines()
+        assert len(lines) == f["records"]
+        assert all(len(line.split("^")) == 25 for line in lines)
+    full = read(folder, "")
+    assert len(full) > 300 and all(r[0] == "SPRG" and r[1] == "" for r in full)
+    # sorted by legal last name, first name, local student id, start date, school (case-insensitive)
+    keys = [(r[9].upper(), r[8].upper(), r[7], r[14], r[4]) for r in full]
+    assert keys == sorted(keys)
+    assert manifest["counts"]["split_files_add_up"] is True
+    held = manifest["validation"]["records_held_back"]
+    assert held > 0 and len(full) == manifest["validation"]["records_checked"] - held
+    # the alert email reports the held-back records with per-rule counts and the report link
+    texts = smtp_server.texts()
+    assert any(f"{held} held back" in t and "report" in t for t in texts), texts
+
+    # A change in the SIS: one published program gets an end date, another is deleted.
+    au = read(folder, "_AU")
+    changed = next(r for r in au if r[12] in ("101", "108") and r[15] == "")
+    deleted = next(r for r in au if r[12] in ("181", "182", "192", "191", "190") and r[2] != changed[2])
+    changed_pid, deleted_pid = changed[2].split(".")[1], deleted[2].split(".")[1]
+    eng = sa.create_engine(f"sqlite:///{sis_copy}")
+    with eng.begin() as c:
+        c.exec_driver_sql("UPDATE S_CA_STU_CALPADSPROGRAMS_C SET PROGRAMENDDATE = '2026-03-13' WHERE ID = ?",
+                          (int(changed_pid),))
+        c.exec_driver_sql("DELETE FROM S_CA_STU_CALPADSPROGRAMS_C WHERE ID = ?", (int(deleted_pid),))
+
+    second = run_dag(env, "calpads_sprg", "2026-04-02", {"academic_year": YEAR, "save_history": True})
+    assert second.state == "success", second.output[-4000:]
+    folder2 = run_folder(pub, second.run_id)
+    au2 = read(folder2, "_AU")
+    assert [(r[1], r[2], r[15]) for r in au2] == [("", changed[2], "20260313")]
+    d = read(folder2, "_D")
+    assert [r[:3] for r in d] == [["SPRG", "D", deleted[2]]]
+    assert d[0][3:] == deleted[3:]  # a delete repeats the fields as last submitted
+
+
+def test_powerschool_api_source_publishes_the_same_files_as_sql(airflow_home, district, tmp_path, smtp_server):
+    from tests.integration.vendor_servers.powerschool import PowerSchoolServer
+
+    sis_url = f"sqlite:///{district}"
+    results = {}
+    for source in ("sql", "powerschool_api"):
+        pub = tmp_path / source / "pub"
+        env = project_env(airflow_home, sis_url=sis_url, store_url=f"sqlite:///{tmp_path}/{source}_store.db",
+                          publish_root=pub, work_root=tmp_path / source / "work", smtp_port=smtp_server.port)
+        env["AIRFLOW__CALPADS__SIS_SOURCE"] = source
+        if source == "sql":
+            results[source] = run_dag(env, "calpads_sprg", "2026-04-10", {"academic_year": YEAR}), pub
+            continue
+        subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "sis_powerschool", "2", "PowerSchool"],
+                       env=env, check=True, capture_output=True)
+        server = PowerSchoolServer(sa.create_engine(sis_url), "cid", "csecret", max_page_size=500)
+        with server:
+            env["AIRFLOW_CONN_SIS_POWERSCHOOL"] = json.dumps({
+                "conn_type": "calpads_powerschool", "host": server.url, "login": "cid", "password": "csecret",
+                "extra": {"page_size": 500}})
+            results[source] = run_dag(env, "calpads_sprg", "2026-04-11", {"academic_year": YEAR}), pub
+        assert server.requests("/ws/schema/table/"), "the API source did not call the PowerSchool server"
+    files = {}
+    for source, (res, pub) in results.items():
+        failed = {t: s for t, s in res.task_states.items() if s != "success"}
+        assert res.state == "success", (source, failed, res.output[-3000:])
+        folder = run_folder(pub, res.run_id)
+        files[source] = {p.name: p.read_bytes() for p in folder.glob("*.txt")}
+    assert files["sql"] and files["sql"] == files["powerschool_api"]
