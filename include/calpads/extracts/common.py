@@ -24,10 +24,8 @@ def ccyymmdd(values: pd.Series) -> pd.Series:
 
 def blank_to_none(values: pd.Series) -> pd.Series:
     """Strip text; empty strings and nulls become None (CALPADS blank)."""
-    s = values.astype("object")
-    s = s.where(s.notna(), None)
-    s = s.map(lambda v: (str(v).strip() or None) if v is not None else None)
-    return s
+    text = values.astype("string").str.strip()
+    return text.astype("object").where(text.notna() & (text != ""), None)
 
 
 def program_set(layout: Layout, scope: RunScope) -> list[str]:

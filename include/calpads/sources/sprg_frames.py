@@ -155,7 +155,10 @@ def assemble_sprg_pull(tables: dict[str, Rows], scope: RunScope, program_codes: 
     calendar = _frame([(c["schoolid"], c["date_value"]) for c in t["calendar_day"]
                        if c["insession"] == 1 and c["schoolid"] in school_numbers], ["schoolid", "date_value"])
 
-    selected = {s["id"]: s for s in t["students"] if student_selected(s, scope)}
+    # sql_sis: students.dcid IN (candidate programs' studentsdcid)
+    candidates = {p["studentsdcid"] for p in t["s_ca_stu_calpadsprograms_c"]
+                  if p["schoolid"] in scoped_numbers and program_selected(p, program_codes, start, end)}
+    selected = {s["id"]: s for s in t["students"] if student_selected(s, scope) and s["dcid"] in candidates}
     by_dcid = {s["dcid"]: s for s in selected.values()}
     enr = [(s["id"], s["schoolid"], s["entrydate"], s["exitdate"]) for s in selected.values()
            if s["schoolid"] in school_numbers and enrollment_in_range(s["entrydate"], s["exitdate"], start, end)]

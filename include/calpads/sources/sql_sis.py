@@ -118,6 +118,21 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
         all_schools = reportable_schools(conn)
         schools = narrow_schools(all_schools, scope)
         school_numbers = [int(n) for n in all_schools["school_number"]]
+        p = PROGRAMS.c
+        scoped_numbers = [int(n) for n in schools["school_number"]]
+        program_filters = [
+            p.schoolid.in_(scoped_numbers),
+            # Blank program codes are fetched too, so that they can be counted as
+            # "not extracted" instead of vanishing.
+            sa.or_(p.programcode.in_(program_codes), p.programcode.is_(None), p.programcode == ""),
+            sa.or_(p.programstartdate.is_(None), p.programstartdate <= end),
+            # '' is blank too on a SIS that stores dates as text (never true for a DATE column)
+            sa.or_(p.programenddate.is_(None), _text(p.programenddate) == "", p.programenddate > start),
+        ]
+        # Only students with a candidate program matter to SPRG: the rest of the
+        # district's students, enrollments and services never leave the database.
+        candidates = sa.select(p.studentsdcid).where(*program_filters)
+        student_filters = [*_student_filters(scope), STUDENTS.c.dcid.in_(candidates)]
         cal = sa.select(CALENDAR_DAY.c.schoolid, _text(CALENDAR_DAY.c.date_value).label("date_value")).where(
             CALENDAR_DAY.c.insession == 1, CALENDAR_DAY.c.schoolid.in_(school_numbers)
         )
@@ -128,14 +143,14 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
             s.id.label("student_id"), s.schoolid, _text(s.entrydate).label("entrydate"),
             _text(s.exitdate).label("exitdate"),
         ).where(
-            *_student_filters(scope), s.schoolid.in_(school_numbers), s.entrydate <= end,
+            *student_filters, s.schoolid.in_(school_numbers), s.entrydate <= end,
             sa.or_(s.exitdate.is_(None), s.exitdate > start),
         )
         earlier = sa.select(
             r.studentid.label("student_id"), r.schoolid, _text(r.entrydate).label("entrydate"),
             _text(r.exitdate).label("exitdate"),
         ).select_from(REENROLLMENTS.join(STUDENTS, s.id == r.studentid)).where(
-            *_student_filters(scope), r.state_excludefromreporting == 0, r.schoolid.in_(school_numbers),
+            *student_filters, r.state_excludefromreporting == 0, r.schoolid.in_(school_numbers),
             r.entrydate <= end, sa.or_(r.exitdate.is_(None), r.exitdate > start),
         )
         enrollments = pd.read_sql(sa.union_all(current, earlier), conn)
@@ -145,26 +160,16 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
             s.id.label("student_id"), s.dcid, s.student_number, s.state_studentnumber.label("ssid"),
             s.first_name, s.last_name, _text(s.dob).label("dob"), s.gender,
             x.legalfirstname, x.legallastname, x.legalgender,
-        ).select_from(STUDENTS.outerjoin(STU_X, x.studentsdcid == s.dcid)).where(*_student_filters(scope))
+        ).select_from(STUDENTS.outerjoin(STU_X, x.studentsdcid == s.dcid)).where(*student_filters)
         students = pd.read_sql(students_q, conn)
 
-        p = PROGRAMS.c
-        scoped_numbers = [int(n) for n in schools["school_number"]]
         programs_q = sa.select(
             s.id.label("student_id"), p.id.label("program_id"), p.schoolid, p.programcode, p.programmembershipcode,
             _text(p.programstartdate).label("programstartdate"), _text(p.programenddate).label("programenddate"),
             p.partnershipacademyid, p.migrantstudentid, p.prmarydisabilitycode, p.distspedaccountability,
             p.dwellingtype, p.unaccompaniedyouth, p.runawayyouth, p.spedexitcode,
-        ).select_from(PROGRAMS.join(STUDENTS, s.dcid == p.studentsdcid)).where(
-            *_student_filters(scope),
-            p.schoolid.in_(scoped_numbers),
-            # Blank program codes are fetched too, so that they can be counted as
-            # "not extracted" instead of vanishing.
-            sa.or_(p.programcode.in_(program_codes), p.programcode.is_(None), p.programcode == ""),
-            sa.or_(p.programstartdate.is_(None), p.programstartdate <= end),
-            # '' is blank too on a SIS that stores dates as text (never true for a DATE column)
-            sa.or_(p.programenddate.is_(None), _text(p.programenddate) == "", p.programenddate > start),
-        )
+        ).select_from(PROGRAMS.join(STUDENTS, s.dcid == p.studentsdcid)).where(*_student_filters(scope),
+                                                                               *program_filters)
         programs = pd.read_sql(programs_q, conn)
 
         v = SERVICES.c
@@ -172,6 +177,6 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
         if "122" in program_codes:
             services_q = sa.select(s.id.label("student_id"), v.schoolid, v.servicecode).distinct().select_from(
                 SERVICES.join(STUDENTS, s.dcid == v.studentsdcid)
-            ).where(*_student_filters(scope), v.servicedate >= start, v.servicedate <= end)
+            ).where(*student_filters, v.servicedate >= start, v.servicedate <= end)
             services = pd.read_sql(services_q, conn)
     return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services)
