@@ -16,6 +16,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_records, to_datetime
+# One enrollment logic for SPRG's ctx_ columns and the SENR/STAS builders (calpads.extracts.enrollment).
+from calpads.extracts.enrollment import enrollment_last_days, in_report_range
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull, pull_sprg
@@ -44,27 +46,6 @@ def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
     return build_sprg(pull_sprg(engine, scope, program_set(load_layout("SPRG"), scope)), scope).records
 
 
-def enrollment_last_days(enrollments: pd.DataFrame, calendar: pd.DataFrame) -> pd.Series:
-    """PowerSchool's EXITDATE is exclusive: the enrollment's last day is the last
-    in-session day of its school before EXITDATE (or EXITDATE - 1 when the
-    school has no calendar). NaT for an open enrollment."""
-    exits = to_datetime(enrollments["exitdate"])
-    last = pd.Series(pd.NaT, index=enrollments.index, dtype="datetime64[ns]")
-    has_exit = exits.notna()
-    if not has_exit.any():
-        return last
-    left = pd.DataFrame({"row": enrollments.index[has_exit], "schoolid": enrollments.loc[has_exit, "schoolid"].astype(
-        "int64"), "exit": exits[has_exit].astype("datetime64[ns]")}).sort_values("exit")
-    cal = pd.DataFrame({"schoolid": calendar["schoolid"].astype("int64"),
-                        "day": to_datetime(calendar["date_value"]).astype("datetime64[ns]")}).dropna()
-    cal = cal.sort_values("day")
-    matched = pd.merge_asof(left, cal, left_on="exit", right_on="day", by="schoolid",
-                            allow_exact_matches=False, direction="backward")
-    day = matched["day"].fillna(matched["exit"] - pd.Timedelta(days=1))
-    last.loc[matched["row"].to_numpy()] = day.to_numpy()
-    return last
-
-
 def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
 
@@ -73,7 +54,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     enr = pull.enrollments.copy()
     enr["entry"] = to_datetime(enr["entrydate"])
     enr["last_day"] = enrollment_last_days(enr, pull.calendar)
-    enr = enr[(enr["entry"] <= end) & (enr["last_day"].isna() | (enr["last_day"] > start))]
+    enr = enr[in_report_range(enr["entry"], enr["last_day"], start, end)]
     enr = enr[["student_id", "schoolid", "entry", "last_day"]]
 
     students = pull.students[pull.students["student_id"].isin(enr["student_id"].unique())].copy()
@@ -89,7 +70,8 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
                         right_on="school_number", how="inner")
     for col in ("programcode", "programmembershipcode", "programstartdate", "programenddate"):
         progs[col] = blank_to_none(progs[col])
-    progs["local_record_id"] = progs["student_id"].astype(str) + "." + progs["program_id"].astype(str)
+    # object dtype: pandas' arrow-backed strings make isin/map on large id sets slow (a Python loop)
+    progs["local_record_id"] = (progs["student_id"].astype(str) + "." + progs["program_id"].astype(str)).astype(object)
 
     not_extracted = []
     for col, reason in (("programcode", "blank Education Program Code"),
@@ -107,7 +89,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     blank_service = t1["servicecode"].isna()
     not_extracted.append(_not_extracted(t1[blank_service], "blank Education Service Code"))
     t1 = t1[~blank_service].drop_duplicates(["program_id", "servicecode"])
-    t1["local_record_id"] = t1["local_record_id"] + "." + t1["servicecode"]
+    t1["local_record_id"] = (t1["local_record_id"] + "." + t1["servicecode"]).astype(object)
     others = progs[~is_122].assign(servicecode=None)
     progs = pd.concat([others, t1], ignore_index=True)
 
