@@ -34,6 +34,14 @@ DEFAULT_SCHEDULE = "0 2 * * *"
 DEFAULT_TZ = "America/Los_Angeles"
 
 
+def _form_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The UI's trigger form sends an empty text field as null: a string param that may be blank must
+    accept null too, or the form keeps its Trigger button disabled (RunScope reads None as blank)."""
+    if spec.get("type") == "string" and spec.get("default") == "":
+        return {**spec, "type": ["string", "null"]}
+    return spec
+
+
 def _conf(key: str, fallback: str) -> str:
     from airflow.configuration import conf
 
@@ -87,7 +95,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     tz = pendulum.timezone(_conf("timezone", DEFAULT_TZ))
     cron = schedule or _conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
     today = datetime.now(tz).date()
-    params = {name: Param(**spec) for name, spec in param_specs(today).items()}
+    params = {name: Param(**_form_spec(spec)) for name, spec in param_specs(today).items()}
     # Where the SIS is read from: sql (the sis_db connection) or a vendor API, whose
     # calls go through a pool per SIS to stay under the vendor's rate limit.
     sis_source = _conf("sis_source", "sql")

@@ -250,6 +250,25 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     folder = ctx.run_folder
     target.ensure_folder(folder)
     target.remove_stale(folder, [f.name for f in files])
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():   # an earlier attempt's manifest: the folder is incomplete until the new one
+        manifest_path.unlink()
+    try:
+        out = _publish_into(ctx, folder, files, state, lea, t0)
+    except BaseException:
+        # No .txt may stay without a manifest listing it: remove what this attempt put in place.
+        try:
+            target.remove_stale(folder, [])
+        except OSError:
+            log.error("Could not remove the files of the failed publish from %s: remove them by hand", folder)
+        raise
+    ctx.update_state(published=out)
+    return out
+
+
+def _publish_into(ctx: RunContext, folder: Any, files: list, state: dict[str, Any], lea: str,
+                  t0: float) -> dict[str, Any]:
+    layout = ctx.layout
     for f in files:
         target.put_file(Path(f.local_path), folder, f.name)
 
@@ -284,10 +303,8 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     if not manifest["counts"]["split_files_add_up"]:
         raise RuntimeError(f"internal error: split files hold {split_total} records, the full file {full}")
     target.put_json(manifest, folder, "manifest.json")
-    out = {"folder": str(folder), "files": [f.name for f in files], "records": full,
-           "seconds": round(time.perf_counter() - t0, 2)}
-    ctx.update_state(published=out)
-    return out
+    return {"folder": str(folder), "files": [f.name for f in files], "records": full,
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _without_timings(d: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,12 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             default="", type="string", title="CALPADS ODS file",
             description="Path or URL of a CALPADS ODS extract to compare against, or blank.",
         ),
+        "allow_mass_delete": dict(
+            default=False, type="boolean", title="Allow mass delete",
+            description="Let this run publish deletes of more than the allowed share (default 20%) of the "
+            "previously submitted records in its scope. Leave off unless you checked that the deletes are real: a "
+            "wrong date range or a broken SIS pull also looks like mass deletes.",
+        ),
     }
 
 
@@ -120,6 +126,7 @@ class RunScope:
     students: tuple[str, ...] = ()
     bypass_validation: bool = False
     ods_file: str = ""
+    allow_mass_delete: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -157,6 +164,7 @@ class RunScope:
             students=tuple(_checked_list(p.get("students"), LOCAL_STUDENT_ID, "students")),
             bypass_validation=bool(p.get("bypass_validation")),
             ods_file=str(p.get("ods_file") or ""),
+            allow_mass_delete=bool(p.get("allow_mass_delete")),
         )
 
     @property

@@ -34,6 +34,7 @@ def test_every_dag_is_documented_owned_tagged_and_alerting(dagbag):
 
 def test_sprg_schedule_is_nightly_pacific_by_default(dagbag):
     tt = dagbag.dags["calpads_sprg"].timetable
+    tt = getattr(tt, "timetable", tt)   # AssetOrTimeSchedule (calpads.assets): its own cron inside
     assert tt.expression == "0 2 * * *"
     assert str(tt.timezone) in ("America/Los_Angeles", "Timezone('America/Los_Angeles')")
 
@@ -41,7 +42,8 @@ def test_sprg_schedule_is_nightly_pacific_by_default(dagbag):
 def test_params_have_descriptions_and_defaults_that_validate(dagbag):
     dag = dagbag.dags["calpads_sprg"]
     expected = {"academic_year", "start_date", "end_date", "submission", "programs", "mode", "save_history",
-                "schools", "subdistricts", "students", "bypass_validation", "ods_file"}
+                "schools", "subdistricts", "students", "bypass_validation", "ods_file",
+                "allow_mass_delete"}
     assert set(dag.params.keys()) == expected
     for name in expected:
         param = dag.params.get_param(name)

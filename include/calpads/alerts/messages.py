@@ -14,7 +14,21 @@ from typing import Any
 # Exceptions whose messages we write ourselves, in the team's words and without student data.
 SAFE_EXCEPTIONS = {
     "GateFailed", "ScopeError", "SisDataError", "StructuralCharacterError", "MassDeleteBlocked",
-    "AirflowFailException", "ParamValidationError",
+    "AirflowFailException", "ParamValidationError", "OdsFormatError", "StagingCheckFailed",
+}
+
+# What to do for a failure of a known cause, whatever task raised it (the task wrapper may re-raise it
+# as AirflowFailException "from" it, so that no retry repeats it: the cause is looked up too).
+WHAT_TO_DO_FOR = {
+    "MassDeleteBlocked": "Nothing was published. Check the run's date range, schools and program set, and that "
+                         "the SIS pull is complete (compare the extracted record count with earlier runs). If the "
+                         "deletes are real, trigger the run again with allow_mass_delete: true in its conf.",
+    "OdsFormatError": "Nothing was published. Download the ODS extract again from CALPADS (caret-delimited, "
+                      "unedited), or trigger the run again without ods_file.",
+    "StagingCheckFailed": "Nothing was built or published: the SIS pull failed a check before any file was made. "
+                          "Do what the message above says, then clear the extract task. If fewer students or "
+                          "programs is real (e.g. a school left the district), trigger the run again with "
+                          "allow_mass_delete: true to accept the new counts.",
 }
 
 WHAT_TO_DO = {
@@ -38,7 +52,9 @@ def failure_email(*, dag_id: str, run_id: str, task_id: str, try_number: int, ex
         reason = str(exception)
     elif exception is not None:
         reason = f"{type(exception).__name__} (details in the task log)"
-    todo = WHAT_TO_DO.get(task_id, "Open the task log from the link below; if it is unclear, ask district IT.")
+    causes = [type(e).__name__ for e in (exception, getattr(exception, "__cause__", None)) if e is not None]
+    todo = next((WHAT_TO_DO_FOR[c] for c in causes if c in WHAT_TO_DO_FOR), None) or WHAT_TO_DO.get(
+        task_id, "Open the task log from the link below; if it is unclear, ask district IT.")
     subject = f"[CALPADS] FAILED: {dag_id} task {task_id} (run {run_id})"
     body = f"""<p><b>{html.escape(dag_id)}</b>: the task <b>{html.escape(task_id)}</b> failed
 (attempt {try_number}) in run <code>{html.escape(run_id)}</code>.</p>
@@ -49,13 +65,13 @@ def failure_email(*, dag_id: str, run_id: str, task_id: str, try_number: int, ex
     return subject, body
 
 
-def needs_summary_email(validation: dict[str, Any]) -> bool:
+def needs_summary_email(validation: dict[str, Any], ods: dict[str, Any] | None = None) -> bool:
     return bool(validation.get("records_held_back") or validation.get("records_warned")
-                or validation.get("bypass") or validation.get("ceiling_exceeded"))
+                or validation.get("bypass") or validation.get("ceiling_exceeded") or ods)
 
 
 def summary_email(*, dag_id: str, run_id: str, validation: dict[str, Any], published: dict[str, Any] | None,
-                  report_link: str | None) -> tuple[str, str]:
+                  report_link: str | None, ods: dict[str, Any] | None = None) -> tuple[str, str]:
     held = int(validation.get("records_held_back") or 0)
     warned = int(validation.get("records_warned") or 0)
     checked = int(validation.get("records_checked") or 0)
@@ -79,6 +95,10 @@ def summary_email(*, dag_id: str, run_id: str, validation: dict[str, Any], publi
     if bypass:
         banner = ("<p style='color:#b00;font-weight:bold'>Validation was BYPASSED: records that fail CALPADS rules "
                   "were published. Review the report before uploading anything.</p>")
+    elif validation.get("ceiling_exceeded"):
+        banner = ("<p style='color:#b00;font-weight:bold'>Too many records fail error rules (more than the "
+                  f"{float(validation.get('ceiling') or 0):.0%} ceiling): nothing from this run was published. "
+                  "Fix the records in the report, then run again.</p>")
     files = ""
     if published:
         files = f"<p>Files published in <code>{html.escape(str(published.get('folder')))}</code>: " + ", ".join(
@@ -92,5 +112,21 @@ warnings.</p>
 <p>The records are listed by Local Record ID and Local Student ID in the validation report:
 {f'<a href="{html.escape(report_link)}">{html.escape(report_link)}</a>' if report_link else '(no report link)'}</p>
 {files}
+{_ods_section(ods)}
 <p>Held-back records will go in a later file once they are fixed in the SIS.</p>"""
     return subject, body
+
+
+def _ods_section(ods: dict[str, Any] | None) -> str:
+    """Counts of the comparison with a CALPADS ODS file (calpads.history.ods), no records."""
+    if not ods:
+        return ""
+    base = ("This run's files were computed against the ODS file (they bring CALPADS in line with the SIS)."
+            if ods.get("diff_base") == "ods" else "This run's files were computed against the submission history.")
+    report = str(ods.get("report") or "")
+    return f"""<p><b>Compared with the CALPADS ODS file</b> <code>{html.escape(str(ods.get('file', '')))}</code>:
+<b>{int(ods.get('not_in_calpads') or 0)}</b> records in the SIS but not in CALPADS,
+<b>{int(ods.get('not_in_sis') or 0)}</b> in CALPADS but not in the SIS,
+<b>{int(ods.get('fields_differ') or 0)}</b> with fields that differ ({int(ods.get('same') or 0)} identical).
+{html.escape(base)} Details: {f'<a href="{html.escape(report)}">{html.escape(report)}</a>' if report else
+'report/ods_comparison.html'}</p>"""

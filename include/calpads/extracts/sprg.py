@@ -16,8 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_records, to_datetime
-# One enrollment logic for SPRG's ctx_ columns and the SENR/STAS builders (calpads.extracts.enrollment).
-from calpads.extracts.enrollment import enrollment_last_days, in_report_range
+from calpads.extracts.enrollment import enrollment_last_days, in_report_range  # shared with SENR/STAS
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull, pull_sprg

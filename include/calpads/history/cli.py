@@ -3,6 +3,11 @@
     python -m calpads.history.cli student --record-type SPRG --local-id 12345 --url postgresql://...
     python -m calpads.history.cli student --record-type SPRG --ssid 1234567890 --url sqlite:////path/store.db
     python -m calpads.history.cli runs --record-type SPRG --url ...
+    python -m calpads.history.cli seed-from-ods --file ods_sprg.txt --url ... --lea 1234567 --academic-year 2025-2026
+
+``seed-from-ods`` saves a CALPADS ODS extract as the submission history (a district starting
+mid-year): one run ``ods-seed:<sha256 of the file>``, so the same file twice saves nothing new.
+It prints counts only.
 
 ``--url`` defaults to $CALPADS_STORE_URL, then to the Airflow connection $AIRFLOW_CONN_CALPADS_STORE.
 """
@@ -10,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -56,10 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_argument("--record-type")
     runs.add_argument("--lea")
     runs.add_argument("--academic-year")
-    for p in (st, runs):
+    seed = sub.add_parser("seed-from-ods", help="save a CALPADS ODS extract as the submission history")
+    seed.add_argument("--file", required=True, help="path or URL (file://, s3://...) of the ODS extract")
+    seed.add_argument("--record-type", default="SPRG")
+    seed.add_argument("--lea", required=True, help="Reporting LEA (7-digit CDS code) of the file's records")
+    seed.add_argument("--academic-year", required=True, help="CCYY-CCYY of the file's records")
+    for p in (st, runs, seed):
         p.add_argument("--url", help="SQLAlchemy URL of the calpads_store database")
         p.add_argument("--format", choices=("text", "csv", "json"), default="text")
     args = ap.parse_args(argv)
+    if args.command == "seed-from-ods":
+        return _seed(args)
 
     engine = sa.create_engine(_url(args.url))
     try:
@@ -72,6 +85,30 @@ def main(argv: list[str] | None = None) -> int:
         _print(df, args.format)
     finally:
         engine.dispose()
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from calpads.history.ods import OdsFormatError, seed_history
+    from calpads.layouts import load_layout
+
+    engine = sa.create_engine(_url(args.url))
+    try:
+        out = seed_history(HistoryStore(engine), args.file, load_layout(args.record_type.upper()), lea=args.lea,
+                           academic_year=args.academic_year)
+    except OdsFormatError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        state = "already seeded from this file: nothing saved" if out["already_seeded"] else f"{out['saved']} saved"
+        print(f"{out['records_in_file']} records in the ODS file; {state} (run {out['run_id']}).")
+        if out["history_keys_not_in_ods"]:
+            print(f"Note: {out['history_keys_not_in_ods']} records of the history are not in this ODS file and "
+                  "were left as they are.")
     return 0
 
 

@@ -283,7 +283,10 @@ def _sqlite_immediate(engine: sa.Engine) -> Iterator[sa.Connection]:
         try:
             yield conn
         except BaseException:
-            conn.exec_driver_sql("ROLLBACK")
+            # SQLite may have rolled back already (disk full, I/O error): a second ROLLBACK would fail
+            # with "no transaction is active" and hide the real error.
+            if conn.connection.dbapi_connection.in_transaction:
+                conn.exec_driver_sql("ROLLBACK")
             raise
         conn.exec_driver_sql("COMMIT")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -22,6 +24,10 @@ class Field:
     fixed: str | None = None
     pii: bool = False
     confirmed: bool = True
+    source: str | None = None          # where the field's number/name/length come from
+    derivation: str | None = None      # how the builder fills it ("blank: ..." when the SIS cannot)
+    required_rule: str | None = None   # a conditional requirement, in words (checked by a business rule)
+    fix_in: str | None = None          # where a coordinator corrects the value (report / rule text)
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,23 @@ def code_set(name: str) -> list[str]:
     return list(code_sets()[name]["codes"])
 
 
+def _extra_dirs() -> list[Path]:
+    """CALPADS_LAYOUTS_DIR (os.pathsep-separated folders): layouts found there come before the packaged ones,
+    so a district (or a test) adds a record type without touching the package."""
+    return [Path(p) for p in os.environ.get("CALPADS_LAYOUTS_DIR", "").split(os.pathsep) if p]
+
+
+def _layout_text(record_type: str) -> str:
+    name = f"{record_type.lower()}.yaml"
+    for folder in _extra_dirs():
+        if (folder / name).is_file():
+            return (folder / name).read_text()
+    return resources.files(__package__).joinpath(name).read_text()
+
+
 @cache
 def load_layout(record_type: str) -> Layout:
-    text = resources.files(__package__).joinpath(f"{record_type.lower()}.yaml").read_text()
-    raw = yaml.safe_load(text)
+    raw = yaml.safe_load(_layout_text(record_type))
     fields = tuple(Field(**f) for f in raw["fields"])
     layout = Layout(
         record_type=raw["record_type"],
@@ -96,4 +115,6 @@ def load_layout(record_type: str) -> Layout:
 
 def available_layouts() -> list[str]:
     names = [p.name for p in resources.files(__package__).iterdir()]
-    return sorted(n[:-5].upper() for n in names if n.endswith(".yaml") and n != "code_sets.yaml")
+    for folder in _extra_dirs():
+        names += [p.name for p in folder.glob("*.yaml")]
+    return sorted({n[:-5].upper() for n in names if n.endswith(".yaml") and n != "code_sets.yaml"})

@@ -35,19 +35,35 @@ def ensure_folder(folder: Any) -> None:
 def put_file(local: Path, dest_folder: Any, name: str) -> None:
     """Copy a local file to dest_folder/name through a temporary name, then rename."""
     tmp = dest_folder / f".{name}.partial"
-    with local.open("rb") as src, tmp.open("wb") as dst:
-        for chunk in iter(lambda: src.read(1 << 22), b""):
-            dst.write(chunk)
-    _restrict(tmp, FILE_MODE)
-    tmp.rename(dest_folder / name)
+    try:
+        with local.open("rb") as src, tmp.open("wb") as dst:
+            for chunk in iter(lambda: src.read(1 << 22), b""):
+                dst.write(chunk)
+        _restrict(tmp, FILE_MODE)
+        tmp.rename(dest_folder / name)
+    except BaseException:
+        _discard(tmp)   # disk full, read-only, network error: no partial file stays behind
+        raise
 
 
 def put_json(data: dict, dest_folder: Any, name: str) -> None:
     tmp = dest_folder / f".{name}.partial"
-    with tmp.open("wb") as dst:
-        dst.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
-    _restrict(tmp, FILE_MODE)
-    tmp.rename(dest_folder / name)
+    try:
+        with tmp.open("wb") as dst:
+            dst.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+        _restrict(tmp, FILE_MODE)
+        tmp.rename(dest_folder / name)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(path: Any) -> None:
+    try:
+        if path.exists():
+            path.unlink()
+    except OSError:   # e.g. a read-only folder, where nothing could be written in the first place
+        pass
 
 
 def remove_stale(dest_folder: Any, keep: Iterable[str]) -> list[str]:

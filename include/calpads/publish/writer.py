@@ -65,6 +65,8 @@ def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str
     table = records[layout.columns]
     kinds = split_kinds(records, layout)
     files = [_write(table, out_dir, f"{name}.txt", "full")]
+    if layout.processing == "replacement":   # one file: no transaction types, no _AU/_D split
+        return files
 
     def order(kind: str) -> tuple[int, int]:
         return (1, 0) if kind == "D" else (0, int(kind[2:] or 1))

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from calpads.layouts import Field, Layout, code_set, code_sets, load_layout
+from calpads.layouts import Field, Layout, available_layouts, code_set, code_sets, load_layout
 
 GX_ROOT_DEFAULT = Path(__file__).resolve().parents[3] / "great_expectations"  # <project>/great_expectations
 UUID_NAMESPACE = uuid.UUID("6f1c2f1e-3b7a-4c55-9a51-0c41b7e2ca1d")  # stable expectation ids across regenerations
@@ -37,17 +37,24 @@ UUID_NAMESPACE = uuid.UUID("6f1c2f1e-3b7a-4c55-9a51-0c41b7e2ca1d")  # stable exp
 # CCYYMMDD with each month's day count (February 29 is let through every year).
 DATE_RE = (r"^(?:19|20)[0-9]{2}(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)"
            r"|02(?:0[1-9]|[12][0-9]))$")
-NO_DELIMITER_RE = r"^[^\^\r\n]*$"
+# No caret, double quote, control character or Unicode line separator: the writer (pyarrow, no quoting)
+# refuses a caret, a quote or CR/LF, and a reader splitting lines could break at the others. \Z, not $:
+# "$" also matches before a final newline, which would let "Ann\n" through.
+NO_DELIMITER_RE = r'^[^\^"\x00-\x1f\x7f-\x9f\u2028\u2029]*\Z'
+NO_DELIMITER_WORDS = ("free of carets (^), double quotes (\"), line breaks and other control characters, "
+                      "which would break the file")
 # field type -> (regex, plain words)
 FORMATS: dict[str, tuple[str, str]] = {
     "cds_code": (r"^[0-9]{7}$", "exactly 7 digits (a CDS code)"),
     "academic_year": (r"^[0-9]{4}-[0-9]{4}$", "written CCYY-CCYY, e.g. 2025-2026"),
     "ssid": (r"^[0-9]{10}$", "exactly 10 digits"),
     "date": (DATE_RE, "a date written CCYYMMDD, e.g. 20250818"),
-    "text": (NO_DELIMITER_RE, "free of carets (^) and line breaks, which would break the file"),
-    "name": (NO_DELIMITER_RE, "free of carets (^) and line breaks, which would break the file"),
+    "text": (NO_DELIMITER_RE, NO_DELIMITER_WORDS),
+    "name": (NO_DELIMITER_RE, NO_DELIMITER_WORDS),
+    "days": (r"^[0-9]{1,3}(\.[0-9]{1,2})?$", "a number of days, e.g. 172 (at most 2 decimals)"),
+    "count": (r"^[0-9]{1,3}$", "a whole number, e.g. 3"),
 }
-LENGTH_BOUNDING_TYPES = {"cds_code", "academic_year", "ssid", "date"}
+LENGTH_BOUNDING_TYPES = {"cds_code", "academic_year", "ssid", "date", "days", "count"}
 
 # record type -> column -> {check: business rule id(s) that cover it}
 COVERED_BY_BUSINESS_RULE: dict[str, dict[str, dict[str, str]]] = {
@@ -55,6 +62,8 @@ COVERED_BY_BUSINESS_RULE: dict[str, dict[str, dict[str, str]]] = {
         "service_code": {"code_set": "SPRG-SERVICE-122, SPRG-SERVICE-ONLY-122"},
         "service_academic_year": {"format": "SPRG-SERVICE-122, SPRG-SERVICE-ONLY-122"},
     },
+    "STAS": {"attendance_recovery_days": {"format": "STAS0739"}},
+    "LEAP": {"elp_days": {"format": "LEAP-DAYS-RANGE"}},
 }
 
 # Where a coordinator corrects each value (PowerSchool names, see contracts/powerschool_sis.sql).
@@ -103,7 +112,7 @@ def field_expectations(layout: Layout) -> list[dict[str, Any]]:
     covered = COVERED_BY_BUSINESS_RULE.get(layout.record_type, {})
     out: list[dict[str, Any]] = []
     for f in layout.fields:
-        where = WHERE.get(f.column, PROGRAM_RECORD)
+        where = f.fix_in or WHERE.get(f.column) or layout.raw.get("fix_in", PROGRAM_RECORD)
         label = f"{f.name} ({f.number})"
         checks = _checks(f, label, where)
         for check, gx_type, kwargs, rule_text, fix in checks:
@@ -117,7 +126,7 @@ def field_expectations(layout: Layout) -> list[dict[str, Any]]:
                 "rule_text": rule_text,
                 "fix": fix,
                 "source": f"Layout {layout.record_type.lower()}.yaml field {f.number} {f.name} "
-                          "(contract §4; seed field table)",
+                          + (f"({f.source})" if f.source else "(contract §4; seed field table)"),
                 "generated": True,
             }))
     return out
@@ -172,7 +181,39 @@ def render_suite(record_type: str, gx_root: Path | None = None) -> str:
     return json.dumps(suite, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+ASSET_BLOCK = """      {name}:
+        type: dataframe
+        id: {asset_id}
+        batch_metadata: {{}}
+        batch_definitions:
+          whole_dataframe:
+            id: {batch_id}
+            partitioner:
+"""
+
+
+def has_asset(record_type: str, gx_root: Path | None = None) -> bool:
+    yml = (gx_root or default_gx_root()) / "great_expectations.yml"
+    return not yml.exists() or f"\n      {record_type}:\n" in yml.read_text()   # no yml: a suites-only folder
+
+
+def ensure_asset(record_type: str, gx_root: Path | None = None) -> None:
+    """The gate validates a record type's frame through the dataframe asset of that name in the
+    ``calpads_records`` datasource: add it to great_expectations.yml when missing (text insertion,
+    so the file's comments stay)."""
+    yml = (gx_root or default_gx_root()) / "great_expectations.yml"
+    if has_asset(record_type, gx_root):
+        return
+    text = yml.read_text()
+    anchor = "  calpads_records:\n"
+    at = text.index("    assets:\n", text.index(anchor)) + len("    assets:\n")
+    block = ASSET_BLOCK.format(name=record_type, asset_id=uuid.uuid5(UUID_NAMESPACE, f"asset:{record_type}"),
+                               batch_id=uuid.uuid5(UUID_NAMESPACE, f"batch:{record_type}"))
+    yml.write_text(text[:at] + block + text[at:])
+
+
 def write_suite(record_type: str, gx_root: Path | None = None) -> Path:
+    ensure_asset(record_type, gx_root)
     path = suite_path(record_type, gx_root)
     text = render_suite(record_type, gx_root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,15 +225,16 @@ def write_suite(record_type: str, gx_root: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("record_types", nargs="*", default=["SPRG"])
+    parser.add_argument("record_types", nargs="*", help="default: every layout (calpads.layouts.available_layouts)")
     parser.add_argument("--gx-root", type=Path, default=None)
     parser.add_argument("--check", action="store_true", help="only check that the committed suite is up to date")
     args = parser.parse_args(argv)
     stale = []
-    for rt in args.record_types:
+    for rt in args.record_types or available_layouts():
         path = suite_path(rt, args.gx_root)
         if args.check:
-            if not path.exists() or path.read_text() != render_suite(rt, args.gx_root):
+            if not path.exists() or path.read_text() != render_suite(rt, args.gx_root) \
+                    or not has_asset(rt, args.gx_root):
                 stale.append(str(path))
         else:
             print(f"wrote {write_suite(rt, args.gx_root)}")

@@ -26,6 +26,7 @@ from tests.integration.vendor_servers.common import Request, Response, VendorSer
 
 Q_CLAUSE = re.compile(r"^([a-z0-9_.]+)(==|=gt=|=ge=|=lt=|=le=)(.*)$")
 STUDENTS_PQ = "com.calpads.sis.students"
+EXTRA_TABLES = ("U_AFTERSCHOOL_PARTICIPATION",)   # district custom table (afterschool write-back), when present
 
 
 def _cmp(a: str, b: str) -> int:
@@ -67,14 +68,14 @@ class PowerSchoolServer(VendorServer):
         super().__init__()
         insp = sa.inspect(engine)
         names = {n.lower(): n for n in insp.get_table_names()}
-        cols = {t.lower(): [c["name"].lower() for c in insp.get_columns(names[t.lower()])] for t in SIS_TABLES
-                if t.lower() in names}
+        cols = {t.lower(): [c["name"].lower() for c in insp.get_columns(names[t.lower()])]
+                for t in (*SIS_TABLES, *EXTRA_TABLES) if t.lower() in names}
         self.tables = read_tables(engine, cols)
         self.columns = cols
         self.client_id, self.client_secret = client_id, client_secret
         self.max_page_size = max_page_size
         self.token_ttl, self.token_max_uses = token_ttl, token_max_uses
-        self.granted = {t.lower() for t in (granted if granted is not None else SIS_TABLES)}
+        self.granted = {t.lower() for t in (granted if granted is not None else (*SIS_TABLES, *EXTRA_TABLES))}
         self.writable = {t.lower() for t in (writable or set())}
         self.tokens: dict[str, list[float]] = {}   # token -> [expires_at, uses]
         self.issued: list[str] = []
@@ -119,6 +120,9 @@ class PowerSchoolServer(VendorServer):
         m = re.fullmatch(r"/ws/schema/table/([A-Za-z0-9_]+)(/count|/metadata)?", path)
         if m and req.method == "GET":
             return self._table(m.group(1).lower(), m.group(2), req)
+        m = re.fullmatch(r"/ws/schema/table/([A-Za-z0-9_]+)(?:/([0-9]+))?", path)
+        if m and req.method in ("POST", "PUT"):
+            return self._write(m.group(1).lower(), m.group(2), req)
         m = re.fullmatch(r"/ws/schema/query/([A-Za-z0-9_.]+?)(/count)?", path)
         if m and req.method == "POST":
             return self._powerquery(m.group(1), m.group(2), req)
@@ -152,6 +156,28 @@ class PowerSchoolServer(VendorServer):
         return Response(200, {"name": table, "record": [
             {"id": int(r[key]), "name": table, "tables": {table: {c: r[c] for c in cols if r[c] is not None}}}
             for r in chunk]})
+
+    def _write(self, table: str, rec_id: str | None, req: Request) -> Response:
+        """POST = insert, PUT /{id} = update; body {"tables": {table: {column: value}}} (in memory)."""
+        if table not in self.columns:
+            return Response(404, {"message": f"Invalid table name {table}"})
+        if table not in self.granted or table not in self.writable:
+            return Response(403, {"message": "Access denied"})
+        values = ((req.json() or {}).get("tables") or {}).get(table) or {}
+        if any(c not in self.columns[table] for c in values):
+            return Response(400, {"message": "Invalid column"})
+        rows, key = self.tables[table], self.columns[table][0]
+        if req.method == "POST":
+            new_id = str(max((int(r[key]) for r in rows), default=0) + 1)
+            rows.append({c: (new_id if c == key else (None if values.get(c) is None else str(values[c])))
+                         for c in self.columns[table]})
+            return Response(200, {"result": [{"status": "SUCCESS", "action": "INSERT",
+                                              "success_message": {"id": new_id}}]})
+        row = next((r for r in rows if r[key] == rec_id), None)
+        if row is None:
+            return Response(404, {"message": "Not Found"})
+        row.update({c: str(v) for c, v in values.items()})
+        return Response(200, {"result": [{"status": "SUCCESS", "action": "UPDATE", "success_message": {"id": rec_id}}]})
 
     def _paging(self, req: Request) -> tuple[int, int | None]:
         page = int(req.query.get("page") or 1)

@@ -1,0 +1,111 @@
+"""The afterschool attendance gate: the GX suite great_expectations/expectations/afterschool_attendance.json.
+
+This module only adds the ``ctx_`` columns GX cannot derive (does the SIS know the
+student, does the SSID match, is the date real and in the year, is the site a school,
+is the row a duplicate) and turns GX's answer into accepted rows, held-back rows and
+findings, reusing the SPRG gate's machinery (calpads.quality.gate). A flag is None
+where its input is blank, so a blank value fires only its ``required`` rule.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from calpads.afterschool import ATTENDANCE_COLUMNS
+from calpads.afterschool.sis_data import SisSnapshot
+from calpads.quality import gate as core
+
+RECORD_TYPE = "AFTERSCHOOL_ATTENDANCE"
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+@dataclass
+class AfterschoolGateResult:
+    accepted: pd.DataFrame      # the export's rows that pass, + student_id, schoolid (SIS keys)
+    held_back: pd.DataFrame     # rows with an error finding
+    findings: pd.DataFrame      # line, local_student_id, school, rule_id, severity, column, value, rule_text, fix
+    summary: dict[str, Any]
+
+
+def _flag(ok: pd.Series, applies: pd.Series) -> np.ndarray:
+    return np.where(applies.to_numpy(dtype=bool), np.where(ok.to_numpy(dtype=bool), "Y", "N"), None).astype(object)
+
+
+def validation_frame(rows: pd.DataFrame, sis: SisSnapshot, year_start: date, last_day: date) -> pd.DataFrame:
+    f = pd.DataFrame({c: rows[c].astype("object").where(rows[c].notna(), None) for c in ATTENDANCE_COLUMNS},
+                     index=pd.RangeIndex(len(rows)))
+    f["local_record_id"] = rows["line"].astype(str).to_numpy()
+    f["local_student_id"] = f["student_number"]
+    f["school_of_attendance"] = f["school_code"]
+
+    by_number = sis.students.dropna(subset=["student_number"]).drop_duplicates("student_number")
+    ssid_of = dict(zip(by_number["student_number"], by_number["ssid"], strict=True))
+    number = f["student_number"]
+    known = number.isin(ssid_of.keys())
+    f["ctx_known_student"] = _flag(known, number.notna())
+    sis_ssid = number.map(ssid_of)
+    f["ctx_ssid_matches"] = _flag(sis_ssid.astype("object") == f["ssid"], f["ssid"].notna() & known)
+
+    text = f["session_date"].fillna("")
+    parsed = pd.to_datetime(text.where(text.str.match(DATE_RE), None), format="%Y-%m-%d", errors="coerce")
+    f["ctx_date_valid"] = _flag(parsed.notna(), f["session_date"].notna())
+    in_year = (parsed >= pd.Timestamp(year_start)) & (parsed <= pd.Timestamp(last_day))
+    f["ctx_date_in_year"] = _flag(in_year, parsed.notna())
+    f["ctx_site_known"] = _flag(f["school_code"].isin(set(sis.schools["school_code"])), f["school_code"].notna())
+
+    key_cols = ["student_number", "session_date", "program"]
+    has_key = f[key_cols].notna().all(axis=1)
+    exact_repeat = f.duplicated(list(ATTENDANCE_COLUMNS), keep="first")
+    unique_rows = f[list(ATTENDANCE_COLUMNS)].drop_duplicates()
+    versions = unique_rows.groupby(key_cols, dropna=False).size()
+    conflicting = pd.MultiIndex.from_frame(f[key_cols]).isin(versions[versions > 1].index)
+    f["ctx_duplicate"] = _flag(~(exact_repeat | conflicting), has_key)
+    # _flag gives Y for "ok": this rule expects N (= not a duplicate)
+    f["ctx_duplicate"] = f["ctx_duplicate"].map({"Y": "N", "N": "Y", None: None})
+    f[core.ROW] = np.arange(len(f), dtype="int64")
+    return f
+
+
+def run_afterschool_gate(rows: pd.DataFrame, sis: SisSnapshot, *, year_start: date, last_day: date,
+                         context_root: Any = None) -> AfterschoolGateResult:
+    rows = rows.reset_index(drop=True)
+    frame = validation_frame(rows, sis, year_start, last_day)
+    suite = core.gx_suite(RECORD_TYPE, context_root)
+    used = core.suite_columns(suite)
+    batch = core._batch(RECORD_TYPE, frame[[c for c in frame.columns if c in used or c == core.ROW]], context_root)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE",
+                                                      "unexpected_index_column_names": [core.ROW],
+                                                      "return_unexpected_index_query": False})
+    broken = [r.expectation_config.meta.get("rule_id") for r in result.results if core._raised(r.exception_info)]
+    if broken:
+        raise core.GateError(f"afterschool rules could not run: {', '.join(map(str, broken))}")
+    findings = core._findings(result, frame, ("ssid",))
+    bad = np.zeros(len(rows), dtype=bool)
+    bad[findings.loc[findings["severity"] == "error", "_row"].to_numpy(dtype="int64")] = True
+    findings = findings.drop(columns="_row").rename(columns={"local_record_id": "line",
+                                                            "school_of_attendance": "school_code"})
+    accepted = rows[~bad].copy()
+    stu = sis.students.dropna(subset=["student_number"]).drop_duplicates("student_number")
+    accepted["student_id"] = accepted["student_number"].map(dict(zip(stu["student_number"], stu["student_id"],
+                                                                     strict=True))).astype("Int64")
+    accepted["schoolid"] = accepted["school_code"].map(dict(zip(sis.schools["school_code"],
+                                                                sis.schools["school_number"], strict=True)))
+    accepted["schoolid"] = accepted["schoolid"].astype("Int64")
+    accepted["minutes"] = accepted["minutes"].astype(int)
+    rules: dict[str, dict[str, Any]] = {}
+    for rule_id, grp in findings.groupby("rule_id", sort=True):
+        first = grp.iloc[0]
+        rules[str(rule_id)] = {"count": int(len(grp)), "severity": str(first["severity"]),
+                               "rule_text": first["rule_text"], "fix": first["fix"]}
+    summary = {"rows": int(len(rows)), "accepted": int((~bad).sum()), "held_back": int(bad.sum()),
+               "rules_checked": len(result.results), "rules": rules}
+    return AfterschoolGateResult(accepted.reset_index(drop=True), rows[bad].reset_index(drop=True), findings, summary)

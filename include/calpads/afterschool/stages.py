@@ -1,0 +1,233 @@
+"""The stages of the nightly afterschool_sync run, importable and testable without a scheduler:
+
+    import (parse -> gate -> stage) -> reconcile -> write back (dry_run | write) -> recovery list
+
+Each stage reads the SIS afresh through a reader (SQL or PowerSchool API), writes its report files
+owner-only into the run's work folder, copies them to the publish root
+(``<root>/<academic year>/AFTERSCHOOL/<run id>/``) and returns a small JSON-able summary (counts
+only) for XCom and the email.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from calpads.afterschool import ingest, reports
+from calpads.afterschool.gate import run_afterschool_gate
+from calpads.afterschool.reconcile import KINDS, reconcile, summary
+from calpads.afterschool.recovery import CHRONIC_THRESHOLD, recovered_days, recovery_candidates
+from calpads.afterschool.sis_data import PowerSchoolReader, SisSnapshot, SqlReader, read_snapshot
+from calpads.afterschool.store import AfterschoolStore
+from calpads.run_scope import academic_year_bounds
+
+log = logging.getLogger(__name__)
+RECORD_FOLDER = "AFTERSCHOOL"
+
+
+@dataclass
+class AfterschoolRun:
+    dag_id: str
+    run_id: str
+    academic_year: str
+    run_date: date
+    work_dir: Path
+    publish_root: Any            # ObjectStoragePath or Path
+
+    @property
+    def year_start(self) -> date:
+        return academic_year_bounds(self.academic_year)[0]
+
+    @property
+    def last_day(self) -> date:
+        """Sessions up to the run date (and never past June 30) are real."""
+        return min(academic_year_bounds(self.academic_year)[1], self.run_date)
+
+    @property
+    def report_dir(self) -> Path:
+        return self.work_dir / "report"
+
+    @property
+    def run_folder(self) -> Any:
+        return self.publish_root / self.academic_year / RECORD_FOLDER / self.run_id.replace("/", "_")
+
+    def snapshot(self, reader: SqlReader | PowerSchoolReader) -> SisSnapshot:
+        return read_snapshot(reader, self.year_start, academic_year_bounds(self.academic_year)[1])
+
+    def publish(self) -> str:
+        reports.publish_folder(self.report_dir, self.run_folder)
+        return str(self.run_folder)
+
+
+def _timed(out: dict[str, Any], t0: float) -> dict[str, Any]:
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+# --------------------------------------------------------------------------- 1. import
+def import_export(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, store_engine: sa.Engine, data: bytes,
+                  source: str, content_type: str = "") -> dict[str, Any]:
+    """Parse (whole file or nothing: ingest.MalformedExport), gate, stage (once per checksum)."""
+    t0 = time.perf_counter()
+    export = ingest.parse(data, source, content_type)
+    snap = run.snapshot(reader)
+    store = AfterschoolStore(store_engine)
+    seen = store.find_import(snap.lea, export.checksum)
+    if seen is not None:
+        log.info("Export %s (sha256 %s...) was imported by run %s: nothing staged", source, export.checksum[:12],
+                 seen["run_id"])
+        return _timed({"status": "already_imported", "import_id": int(seen["id"]), "source": source,
+                       "rows": int(seen["rows_total"]), "accepted": int(seen["rows_accepted"]),
+                       "held_back": int(seen["rows_held"]), "rules": json.loads(seen["summary"]).get("rules", {}),
+                       "reporting_lea": snap.lea}, t0)
+    result = run_afterschool_gate(export.rows, snap, year_start=run.year_start, last_day=run.last_day)
+    import_id, staged = store.stage(lea=snap.lea, academic_year=run.academic_year, checksum=export.checksum,
+                                    source=source, run_id=run.run_id, rows_total=len(export.rows),
+                                    accepted=result.accepted, held=len(result.held_back), summary=result.summary)
+    cols = ["line", "local_student_id", "school_code", "rule_id", "severity", "column", "value", "rule_text", "fix"]
+    findings = result.findings[cols]
+    reports.write_frame(run.report_dir, "import_held_back.csv", findings)
+    rules = pd.DataFrame([{"rule": k, **v} for k, v in result.summary["rules"].items()])
+    reports.write_private(run.report_dir / "import.html", reports.page(
+        "Afterschool attendance import",
+        f"<p>Export <code>{html.escape(source)}</code>: {result.summary['rows']} rows, "
+        f"{result.summary['accepted']} staged, {result.summary['held_back']} held back (not staged, not written "
+        "to the SIS). Fix them in the afterschool platform; the next export brings them in.</p>",
+        [("Rules broken", reports.table_html(rules) if len(rules) else "<p>None.</p>"),
+         ("Held-back rows (by line of the export and Local Student ID)", reports.table_html(findings))]))
+    folder = run.publish()
+    return _timed({"status": "staged" if staged else "already_imported", "import_id": import_id, "source": source,
+                   **{k: result.summary[k] for k in ("rows", "accepted", "held_back", "rules")},
+                   "reporting_lea": snap.lea, "report": f"{folder}/import.html"}, t0)
+
+
+# --------------------------------------------------------------------------- 2. reconcile
+def reconcile_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader,
+                    store_engine: sa.Engine) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    snap = run.snapshot(reader)
+    store = AfterschoolStore(store_engine)
+    sessions = store.current_sessions(snap.lea, run.academic_year)
+    rows = reconcile(sessions, snap.participation, snap.enrollments, snap.absences, snap.students)
+    last = store.last_import(snap.lea)
+    unknown = json.loads(last["summary"]).get("rules", {}).get("AS-KNOWN-STUDENT", {}).get("count", 0) if last else 0
+    counts = summary(rows, unknown)
+    shown = rows.drop(columns="student_id")
+    reports.write_frame(run.report_dir, "reconciliation.csv", shown)
+    table = pd.DataFrame([{"kind": k, **v} for k, v in counts.items()])
+    reports.write_private(run.report_dir / "reconciliation.html", reports.page(
+        "Afterschool platform vs SIS, per student per month",
+        "<p>A day = a date with any afterschool session. <b>missing_in_sis</b>: platform days the SIS participation "
+        "table lacks; <b>extra_in_sis</b>: SIS days the platform lacks; <b>absent_in_sis</b>: platform days the SIS "
+        "has the student absent; <b>not_enrolled</b>: platform days outside every SIS enrollment; "
+        "<b>unknown_student</b>: platform rows for student numbers the SIS does not know (held back at import). "
+        "Bring the discrepancies to the IT director and the CALPADS coordinator.</p>",
+        [("Counts by kind", reports.table_html(table)),
+         ("Student-months with a discrepancy (Local Student ID)",
+          reports.table_html(shown[shown["status"] == "discrepancy"]))]))
+    folder = run.publish()
+    return _timed({"student_months": int(len(rows)), "students": int(rows["student_id"].nunique()),
+                   "with_discrepancy": int((rows["status"] == "discrepancy").sum()),
+                   "kinds": {k: counts[k] for k in (*KINDS, "unknown_student")},
+                   "report": f"{folder}/reconciliation.html"}, t0)
+
+
+# --------------------------------------------------------------------------- 3. write back
+def writeback_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, target: Any,
+                    store_engine: sa.Engine, mode: str, ceiling: float = 0.05) -> dict[str, Any]:
+    from calpads.afterschool import writeback
+
+    t0 = time.perf_counter()
+    snap = run.snapshot(reader)
+    store = AfterschoolStore(store_engine)
+    sessions = store.current_sessions(snap.lea, run.academic_year)
+    p = writeback.plan(sessions, snap, year_start=run.year_start, last_day=run.last_day)
+    shown = ["local_student_id", "participation_date", "program", "minutes", "schoolid"]
+    planned = pd.concat([p.inserts[shown].assign(action="insert"),
+                         p.updates[shown].assign(action="update")], ignore_index=True)[["action", *shown]]
+    reports.write_frame(run.report_dir, "writeback_plan.csv", planned)
+    invalid = p.invalid[[*shown, "rule_id"]].assign(
+        what_is_wrong=p.invalid["rule_id"].map(lambda r: writeback.RULES[r][0]),
+        what_to_do=p.invalid["rule_id"].map(lambda r: writeback.RULES[r][1]))
+    reports.write_frame(run.report_dir, "writeback_invalid.csv", invalid)
+    verb = "would be written (dry run: nothing was written)" if mode == "dry_run" else "written"
+    reports.write_private(run.report_dir / "writeback.html", reports.page(
+        f"Afterschool participation write-back to the SIS ({mode})",
+        f"<p>Target <code>{html.escape(target.name)}</code>. {len(p.inserts)} new and {len(p.updates)} changed rows "
+        f"{verb}; {p.unchanged} already in the SIS; {len(p.invalid)} failed validation and are never written."
+        + ("" if p.table_exists else " <b>The SIS has no participation table yet: ask district IT to run the "
+           "migration (sql/sis/README.md).</b>") + "</p>",
+        [("Rows " + verb, reports.table_html(planned)), ("Rows that failed validation", reports.table_html(invalid))]))
+    folder = run.publish()
+    try:
+        out = writeback.apply(p, target, store, mode=mode, lea=snap.lea, academic_year=run.academic_year,
+                              dag_id=run.dag_id, run_id=run.run_id, ceiling=ceiling)
+    except writeback.WriteRejected:
+        raise
+    out["report"] = f"{folder}/writeback.html"
+    out["table_exists"] = p.table_exists
+    return _timed(out, t0)
+
+
+# --------------------------------------------------------------------------- 4. attendance recovery
+def recovery_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, store_engine: sa.Engine,
+                   threshold: float = CHRONIC_THRESHOLD) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    snap = run.snapshot(reader)
+    sessions = AfterschoolStore(store_engine).current_sessions(snap.lea, run.academic_year)
+    ar = sessions[sessions["program"] == "AR"]
+    grades = snap.students[["student_id", "grade_level"]]
+    rec = recovered_days(ar, snap.absences, grades)
+    cand = recovery_candidates(recovered=rec, absences=snap.absences, enrollments=snap.enrollments,
+                               calendar=snap.calendar, students=snap.students, as_of=run.last_day,
+                               threshold=threshold)
+    month = run.run_date.strftime("%Y-%m")
+    shown = cand.drop(columns="student_id")
+    reports.write_frame(run.report_dir / "recovery" / month, "attendance_recovery_list.csv", shown)
+    reports.write_private(run.report_dir / "recovery" / month / "attendance_recovery_list.html", reports.page(
+        f"Attendance recovery list for the afterschool director, {month}",
+        f"<p>Students absent on at least {threshold - 0.02:.0%} of their school days so far "
+        f"(chronic: {threshold:.0%} or more) who can still recover days: recoverable absences (suspensions "
+        "excluded), less days already recovered in AR sessions, within the 10-day yearly cap. "
+        "By Local Student ID only.</p>", [("Students", reports.table_html(shown))]))
+    folder = run.publish()
+    return _timed({"students_with_ar": int((rec["ar_days_attended"] > 0).sum()),
+                   "recovered_days_total": int(rec["recovered_days"].sum()),
+                   "candidates": int(len(cand)), "chronic": int((cand["status"] == "chronic").sum()),
+                   "report": f"{folder}/recovery/{month}/attendance_recovery_list.html"}, t0)
+
+
+def summary_email(run: AfterschoolRun, results: dict[str, Any]) -> tuple[str, str]:
+    """Counts only (no student data) for the integration team."""
+    imp, rec = results.get("import") or {}, results.get("reconcile") or {}
+    wb, ar = results.get("writeback") or {}, results.get("recovery") or {}
+    subject = (f"[CALPADS] afterschool_sync {run.academic_year}: {imp.get('held_back', '?')} rows held back, "
+               f"{rec.get('with_discrepancy', '?')} student-months with discrepancies ({run.run_id})")
+    kinds = "".join(f"<tr><td>{html.escape(k)}</td><td>{v.get('students', 0)}</td><td>{v.get('days', 0)}</td></tr>"
+                    for k, v in (rec.get("kinds") or {}).items())
+    rules = "".join(f"<tr><td>{html.escape(k)}</td><td>{v.get('count')}</td><td>{html.escape(str(v.get('fix')))}"
+                    "</td></tr>" for k, v in (imp.get("rules") or {}).items())
+    failed = "".join(f"<p style='color:#b00'><b>{html.escape(k)} failed:</b> {html.escape(str(v))}</p>"
+                     for k, v in (results.get("errors") or {}).items())
+    body = f"""{failed}<p><b>Import</b> ({html.escape(str(imp.get('status', 'not run')))}):
+{imp.get('rows', 0)} rows, {imp.get('accepted', 0)} staged, {imp.get('held_back', 0)} held back.</p>
+<table border="1" cellpadding="4" cellspacing="0"><tr><th>Rule</th><th>Rows</th><th>What to do</th></tr>{rules}</table>
+<p><b>Platform vs SIS</b>: {rec.get('student_months', 0)} student-months, {rec.get('with_discrepancy', 0)} with a
+discrepancy.</p>
+<table border="1" cellpadding="4" cellspacing="0"><tr><th>Kind</th><th>Students</th><th>Days</th></tr>{kinds}</table>
+<p><b>Write-back</b> ({html.escape(str(wb.get('write_mode', '?')))}, {html.escape(str(wb.get('status', 'not run')))}):
+{wb.get('inserts', 0)} new, {wb.get('updates', 0)} changed, {wb.get('unchanged', 0)} unchanged,
+{wb.get('invalid', 0)} failed validation, {wb.get('written', 0)} written.</p>
+<p><b>Attendance recovery</b>: {ar.get('candidates', 0)} students could still recover days
+({ar.get('chronic', 0)} chronically absent); {ar.get('recovered_days_total', 0)} days recovered so far.</p>
+<p>Reports (by Local Student ID): <code>{html.escape(str(run.run_folder))}</code></p>"""
+    return subject, body

@@ -1,0 +1,84 @@
+"""The calpads_deadline_watch DAG: a daily email from N days before each CALPADS certification deadline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+DAG_ID = "calpads_deadline_watch"
+
+DOC = """
+### CALPADS deadline watch (`calpads_deadline_watch`)
+
+**What it does.** Every morning (06:30 Pacific) reads the submission calendar (Fall 1, Fall 2, EOY 1,
+EOY 2: `include/calpads/deadlines/calendar.yaml`, 2025-26 dates from CDE as the cited default, merged
+with the district's Variable `calpads_submission_calendar`) and, from `notice_days` (30) days before
+each certification deadline, emails the readiness of each file of that window: open errors from the
+latest run's manifest (records held back, per rule) and pending changes not yet submitted. For a
+year whose dates are not published it derives Census Day (first Wednesday of October) and asks, on
+Mondays, for the other dates.
+
+**When you get an alert.** A file with *open errors*: fix the listed rules in the SIS and let the
+nightly run publish again. *Never run*: trigger the file's DAG. *Dates needed*: put the CDE dates in
+the Variable `calpads_submission_calendar`.
+"""
+
+
+def build_deadline_dag():
+    from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+    from calpads.afterschool import runtime
+    from calpads_airflow.notifiers import CalpadsFailureNotifier
+
+    tz = pendulum.timezone(runtime.conf("timezone", "America/Los_Angeles"))
+
+    @dag(
+        dag_id=DAG_ID,
+        dag_display_name="CALPADS deadline watch",
+        description="Daily readiness email before each CALPADS certification deadline",
+        schedule=CronTriggerTimetable(runtime.conf("schedule_deadline_watch", "30 6 * * *"), timezone=tz),
+        start_date=pendulum.datetime(2025, 7, 1, tz=tz),
+        catchup=False,
+        max_active_runs=1,
+        tags=["calpads", "deadlines"],
+        doc_md=DOC,
+        params={"as_of": Param("", type="string", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", title="As of",
+                               description="YYYY-MM-DD; blank = the run date. For checking the email ahead.")},
+        default_args={"owner": "integration-team", "retries": int(runtime.conf("task_retries", "2")),
+                      "retry_delay": timedelta(minutes=2), "on_failure_callback": [CalpadsFailureNotifier()]},
+    )
+    def calpads_deadline_watch():
+        @task(task_display_name="Check deadlines and file readiness")
+        def watch() -> dict[str, Any]:
+            from datetime import date
+
+            from airflow.sdk import Variable
+
+            from calpads.deadlines import watch as w
+            from calpads.run_scope import current_academic_year
+            from calpads_airflow.notifiers import send
+
+            ctx = get_current_context()
+            as_of = ctx["params"].get("as_of") or ""
+            logical = ctx.get("logical_date") or ctx["dag_run"].run_after
+            today = date.fromisoformat(as_of) if as_of else pendulum.instance(logical).in_timezone(tz).date()
+            cal = w.load_calendar(Variable.get("calpads_submission_calendar", default="") or None)
+            current = current_academic_year(today)
+            previous = f"{int(current[:4]) - 1}-{current[:4]}"
+            soon, unknown = w.due_soon(cal, today, [previous, current])
+            unknown = [u for u in unknown if u.academic_year == current]
+            root = runtime.publish_root()
+            ready = {rt: w.readiness(root, win.academic_year, rt) for win in soon for rt in win.files}
+            out = {"today": today.isoformat(), "due": [f"{x.key} {x.academic_year} {x.deadline}" for x in soon],
+                   "dates_needed": [f"{x.key} {x.academic_year}" for x in unknown],
+                   "readiness": {k: v["status"] for k, v in ready.items()}}
+            if soon or (unknown and today.weekday() == 0):
+                subject, body = w.email(today, soon, unknown, ready)
+                out["sent"] = send(subject, body)
+            return out
+
+        watch()
+
+    return calpads_deadline_watch()

@@ -1,0 +1,146 @@
+"""Deadline watch: the CALPADS submission calendar (calendar.yaml + the district's Variable) and the
+readiness of each file for the windows whose deadline is near.
+
+Readiness of a file = its latest run's manifest.json under ``<publish_root>/<year>/<RT>/``: open
+errors (records held back by the quality gate, per rule) and pending changes not yet submitted (the
+run's adds/updates and deletes against the saved submission history).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from importlib import resources
+from typing import Any
+
+import yaml
+
+WINDOWS = ("fall1", "fall2", "eoy1", "eoy2")
+
+
+def load_calendar(override: str | dict[str, Any] | None = None) -> dict[str, Any]:
+    base = yaml.safe_load(resources.files(__package__).joinpath("calendar.yaml").read_text())
+    if override:
+        extra = yaml.safe_load(override) if isinstance(override, str) else override
+        _merge(base, extra or {})
+    return base
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> None:
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _merge(a[k], v)
+        else:
+            a[k] = v
+
+
+def census_day(first_year: int) -> date:
+    """First Wednesday of October (CONFIRMED-OFFICIAL rule, calpads-reference.md §3)."""
+    d = date(first_year, 10, 1)
+    return d + timedelta(days=(2 - d.weekday()) % 7)
+
+
+@dataclass
+class Window:
+    key: str
+    name: str
+    academic_year: str
+    deadline: date | None
+    census_day: date | None
+    files: list[str]
+    confidence: str
+    missing: list[str] = field(default_factory=list)    # dates the district must supply
+
+
+def _as_date(v: Any) -> date | None:
+    if v is None or v == "":
+        return None
+    return v if isinstance(v, date) else date.fromisoformat(str(v))
+
+
+def windows(cal: dict[str, Any], academic_year: str) -> list[Window]:
+    first = int(academic_year[:4])
+    year = (cal.get("years") or {}).get(academic_year) or {}
+    out = []
+    for key in WINDOWS:
+        w = year.get(key) or {}
+        census = _as_date(w.get("census_day")) or (census_day(first) if key == "fall1" else None)
+        deadline = _as_date(w.get("deadline"))
+        confidence = str(w.get("confidence") or ("derived (Census Day rule)" if key == "fall1" else "not published"))
+        missing = [] if deadline else [f"{cal['windows'][key]} certification deadline"]
+        out.append(Window(key, cal["windows"][key], academic_year, deadline, census,
+                          list((cal.get("files") or {}).get(key) or []), confidence, missing))
+    return out
+
+
+def due_soon(cal: dict[str, Any], today: date, academic_years: list[str]) -> tuple[list[Window], list[Window]]:
+    """(windows whose deadline is within notice_days from today, windows lacking dates)."""
+    notice = int(cal.get("notice_days", 30))
+    soon, unknown = [], []
+    for year in academic_years:
+        for w in windows(cal, year):
+            if w.deadline is None:
+                unknown.append(w)
+            elif today <= w.deadline <= today + timedelta(days=notice):
+                soon.append(w)
+    return soon, unknown
+
+
+def latest_manifest(publish_root: Any, academic_year: str, record_type: str) -> dict[str, Any] | None:
+    folder = publish_root / academic_year / record_type
+    if not folder.exists():
+        return None
+    best, best_key = None, None
+    for run in folder.iterdir():
+        m = run / "manifest.json"
+        if not m.exists():
+            continue
+        key = m.stat().st_mtime if hasattr(m.stat(), "st_mtime") else m.stat()["mtime"]
+        if best_key is None or key > best_key:
+            best, best_key = m, key
+    if best is None:
+        return None
+    with best.open("r") as fh:
+        return json.load(fh)
+
+
+def readiness(publish_root: Any, academic_year: str, record_type: str) -> dict[str, Any]:
+    m = latest_manifest(publish_root, academic_year, record_type)
+    if m is None:
+        return {"record_type": record_type, "status": "never run",
+                "detail": f"No {record_type} run has published anything for {academic_year}."}
+    v = m.get("validation") or {}
+    diff = (m.get("counts") or {}).get("diff") or {}
+    held = int(v.get("records_held_back") or 0)
+    rules = {k: r.get("count") for k, r in (v.get("rules") or {}).items() if r.get("severity") == "error"}
+    pending = {k: int(n) for k, n in diff.items() if k not in ("records_out",) and isinstance(n, int | float)}
+    status = "open errors" if held else "ready"
+    return {"record_type": record_type, "status": status, "run_id": m.get("run_id"), "open_errors": held,
+            "error_rules": rules, "pending_changes": pending, "mode": (m.get("params") or {}).get("mode")}
+
+
+def email(today: date, soon: list[Window], unknown: list[Window], ready: dict[str, dict[str, Any]]
+          ) -> tuple[str, str]:
+    names = ", ".join(f"{w.name} {w.academic_year} ({(w.deadline - today).days} days)" for w in soon if w.deadline)
+    subject = f"[CALPADS] deadline watch: {names}" if soon else "[CALPADS] deadline watch: dates needed"
+    parts = []
+    for w in soon:
+        rows = "".join(
+            f"<tr><td>{html.escape(rt)}</td><td>{html.escape(str(ready[rt]['status']))}</td>"
+            f"<td>{ready[rt].get('open_errors', '')}</td>"
+            f"<td>{html.escape(json.dumps(ready[rt].get('error_rules', {})))}"
+            f"</td><td>{html.escape(json.dumps(ready[rt].get('pending_changes', {})))}</td></tr>" for rt in w.files)
+        parts.append(f"<h3>{html.escape(w.name)} {w.academic_year}: certification deadline {w.deadline} "
+                     f"({(w.deadline - today).days if w.deadline else '?'} days; {html.escape(w.confidence)})</h3>"
+                     "<table border='1' cellpadding='4' cellspacing='0'><tr><th>File</th><th>Status</th>"
+                     "<th>Open errors</th><th>Error rules</th><th>Pending changes not yet submitted</th></tr>"
+                     f"{rows}</table>")
+    if unknown:
+        items = "".join(f"<li>{html.escape(w.name)} {w.academic_year}: {html.escape(', '.join(w.missing))}"
+                        + (f" (Census Day {w.census_day}, from the first-Wednesday rule)" if w.census_day else "")
+                        + "</li>" for w in unknown)
+        parts.append("<p>These dates are not published in the calendar: set them in the Variable "
+                     f"<code>calpads_submission_calendar</code> (same YAML as calendar.yaml):</p><ul>{items}</ul>")
+    return subject, "".join(parts) or "<p>No deadline within the notice period.</p>"

@@ -1,0 +1,161 @@
+"""LEAP builder: one LEA-level record per registered expanded-learning student (program 194).
+
+From the afterschool platform's exports (contracts README §1; calpads.sources.afterschool) joined to
+the SIS by STUDENT_NUMBER (the export's ssid may be blank):
+- every student with an ELO-P, ASES or 21CCLC registration dated on or before the report end date and
+  an SSID in the SIS is reported, with 0 days if never attended (CALPADS ELP at a Glance);
+- 26.07 Expanded Learning Program Days = distinct dates in the reporting year (July 1 - June 30, or the
+  run's narrower range) with any ELO-P / ASES / 21CCLC session; several sessions on a date count once;
+  attendance recovery (AR) sessions are not expanded learning (they go to STAS 13.24);
+- registrations and sessions of student numbers the SIS does not know, registered students without an
+  SSID, and sessions of students with no registration are held back and listed in the run report
+  (not_extracted.csv), never silently dropped.
+Beside the file, ``leap_days_vs_school.csv`` (run report folder) gives per student how many ELP days
+were also days the student attended regular school, days the student was absent from school, and days
+that were not school days (no in-session day of an enrollment of the student).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from calpads.extracts.common import sort_records
+from calpads.extracts.enrollment import selected_enrollments
+from calpads.extracts.student_fields import finish, student_fields
+from calpads.layouts import load_layout
+from calpads.run_scope import RunScope
+from calpads.sources.afterschool import EXPANDED_LEARNING, AfterschoolExport
+from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+
+PROGRAM = "194"
+REPORT = "leap_days_vs_school.csv"
+NOT_EXTRACTED_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
+ATTENDANCE = sa.table("attendance", *(sa.column(c) for c in ("studentid", "att_date", "attendance_codeid",
+                                                               "att_mode_code")))
+ATTENDANCE_CODE = sa.table("attendance_code", sa.column("id"), sa.column("presence_status_cd"))
+
+
+def build(sis: Any, scope: RunScope) -> Any:
+    """Registry entry point (layout key ``builder``). LEA level: the schools/subdistricts params do not apply."""
+    from dataclasses import replace
+
+    from calpads.extracts.registry import Built
+    from calpads.sources.afterschool import default_paths, read_export
+
+    lea_scope = replace(scope, schools=(), subdistricts=())
+    pull = pull_enrollment(sis, lea_scope, require_ssid=False)
+    att_path, reg_path = default_paths()
+    export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
+    records, not_extracted, days = build_leap(pull, export, scope)
+    absences = absent_days(sis, scope, [int(i) for i in days["student_id"].unique()])
+    report = school_day_report(days, records, pull, absences, scope)
+    return Built(records, not_extracted, pull.lea, [], reports={REPORT: report})
+
+
+def build_leap(pull: EnrollmentPull, export: AfterschoolExport, scope: RunScope,
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(records, not_extracted, ELP days as student_id/session_day rows of the reported students)."""
+    end = pd.Timestamp(scope.end_date)
+    ids = pull.students[["student_id", "student_number", "ssid"]].astype({"student_id": "int64"})
+    ids = ids.assign(student_number=ids["student_number"].astype(str))
+    reg = export.registrations[export.registrations["registration_day"] <= end]
+    reg = reg.merge(ids, on="student_number", how="left", suffixes=("_platform", ""))
+    unknown = reg[reg["student_id"].isna()]
+    held = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS),
+            _held(unknown, "registration(s) for a student the SIS does not know")]
+    reg = reg[reg["student_id"].notna()].astype({"student_id": "int64"})
+    no_ssid = reg["ssid"].isna() | (reg["ssid"].astype(str).str.strip() == "")
+    held.append(_held(reg[no_ssid], "registration(s) for a student without an SSID in the SIS"))
+    registered = set(reg.loc[~no_ssid, "student_id"])
+
+    sessions = export.sessions[export.sessions["program"].isin(EXPANDED_LEARNING)]
+    sessions = sessions.merge(ids[["student_id", "student_number"]], on="student_number", how="left")
+    held.append(_held(sessions[sessions["student_id"].isna()], "expanded-learning session(s) for a student the SIS "
+                                                               "does not know"))
+    sessions = sessions[sessions["student_id"].notna()].astype({"student_id": "int64"})
+    known_unregistered = sessions[~sessions["student_id"].isin(registered)
+                                  & ~sessions["student_id"].isin(reg.loc[no_ssid, "student_id"])]
+    held.append(_held(known_unregistered, "expanded-learning session(s) without a registration (not reported)"))
+    days = sessions[sessions["student_id"].isin(registered)][["student_id", "session_day"]].drop_duplicates()
+
+    counts = days.groupby("student_id").size()
+    people = student_fields(pull.students)
+    people = people[people["student_id"].isin(registered)].copy()
+    people["elp_days"] = people["student_id"].map(counts).fillna(0).astype("int64").astype(str)
+    layout = load_layout("LEAP")
+    records = pd.DataFrame({
+        "record_type": "LEAP",
+        "transaction_type": None,
+        "local_record_id": people["student_id"].astype(str) + "." + PROGRAM,
+        "reporting_lea": pull.lea,
+        "academic_year_id": scope.academic_year,
+        "ssid": people["ssid"],
+        "elp_days": people["elp_days"],
+        "lea_program_code": PROGRAM,
+        **{c: people[c] for c in ("local_student_id", "legal_first_name", "legal_last_name", "birth_date",
+                                  "gender_code")},
+        "ctx_student_id": people["student_id"].astype(str),
+    }, index=people.index)
+    records = sort_records(finish(records, layout.columns), layout)
+    return records, pd.concat(held, ignore_index=True), days.reset_index(drop=True)
+
+
+def absent_days(engine: sa.Engine, scope: RunScope, student_ids: list[int]) -> pd.DataFrame:
+    """(student_id, att_day) of daily codes whose presence is Absent, for the given students only."""
+    a, ac = ATTENDANCE.c, ATTENDANCE_CODE.c
+    frames = [pd.DataFrame(columns=["student_id", "att_date"])]
+    with engine.connect() as conn:
+        for i in range(0, len(student_ids), 1000):
+            q = sa.select(a.studentid.label("student_id"), sa.cast(a.att_date, sa.String(10)).label("att_date")
+                          ).distinct().select_from(ATTENDANCE.join(ATTENDANCE_CODE, ac.id == a.attendance_codeid)
+                                                   ).where(a.studentid.in_(student_ids[i:i + 1000]),
+                                                           a.att_mode_code == "ATT_ModeDaily",
+                                                           ac.presence_status_cd == "Absent",
+                                                           a.att_date >= scope.start_date.isoformat(),
+                                                           a.att_date <= scope.end_date.isoformat())
+            frames.append(pd.read_sql(q, conn))
+    out = pd.concat(frames, ignore_index=True)
+    return pd.DataFrame({"student_id": out["student_id"].astype("int64"),
+                         "att_day": pd.to_datetime(out["att_date"].astype(str).str.slice(0, 10), format="%Y-%m-%d")})
+
+
+def school_day_report(days: pd.DataFrame, records: pd.DataFrame, pull: EnrollmentPull, absences: pd.DataFrame,
+                      scope: RunScope) -> pd.DataFrame:
+    """Per reported student: ELP days split into attended school / absent from school / not a school day."""
+    start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
+    enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
+    enr = enr.assign(last=enr["last_day"].fillna(end))[["student_id", "schoolid", "entry", "last"]]
+    cal = pd.DataFrame({"schoolid": pull.calendar["schoolid"].astype("int64"),
+                        "session_day": pd.to_datetime(pull.calendar["date_value"], format="%Y-%m-%d")})
+    d = days.merge(enr, on="student_id", how="inner")
+    d = d[(d["entry"] <= d["session_day"]) & (d["session_day"] <= d["last"])]
+    d = d.merge(cal, on=["schoolid", "session_day"], how="inner")[["student_id", "session_day"]].drop_duplicates()
+    absent = d.merge(absences.rename(columns={"att_day": "session_day"}).drop_duplicates(),
+                     on=["student_id", "session_day"], how="inner")
+    ids = records["ctx_student_id"].astype("int64")
+    total = days.groupby("student_id").size()
+    school = d.groupby("student_id").size()
+    away = absent.groupby("student_id").size()
+    n_total = ids.map(total).fillna(0).astype("int64")
+    n_school = ids.map(school).fillna(0).astype("int64")
+    n_away = ids.map(away).fillna(0).astype("int64")
+    return pd.DataFrame({
+        "local_record_id": records["local_record_id"].to_numpy(),
+        "local_student_id": records["local_student_id"].to_numpy(),
+        "elp_days": n_total.to_numpy(),
+        "elp_days_attended_school": (n_school - n_away).to_numpy(),
+        "elp_days_absent_from_school": n_away.to_numpy(),
+        "elp_days_not_a_school_day": (n_total - n_school).to_numpy(),
+    })
+
+
+def _held(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """One report row per student number with a count (no SSIDs, names or dates)."""
+    if rows.empty:
+        return pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)
+    n = rows.groupby("student_number").size()
+    return pd.DataFrame({"local_record_id": "afterschool." + n.index.astype(str), "local_student_id": n.index,
+                         "school_of_attendance": None, "reason": [f"{k} {reason}" for k in n.to_numpy()]})

@@ -1,0 +1,225 @@
+"""STAS builder: one record per student per school per academic year (replacement processing).
+
+- Enrollments: the seed's selection (calpads.extracts.enrollment, the same as SENR), at a school
+  in the run's scope, grades TK-12, never School of Attendance 0000001/0000002 (STAS0651). The
+  contract SIS has no enrollment status: every enrollment counts as primary/short-term.
+- 13.15 Expected Attendance Days: in-session days (CALENDAR_DAY) of the student's enrollments at
+  the school, inside the report range, overlapping enrollments counted once.
+- 13.17-13.22: days per ATTENDANCE_CODE.CALPADS_CATEGORY, counted by the SIS database
+  (calpads.sources.sql_attendance): no attendance row ever reaches pandas.
+- 13.16 Days Attended In-Person = 13.15 - (13.17 + ... + 13.22): it excludes in-school suspension
+  and independent study (STAS0318).
+- 13.24 Attendance Recovery Days from the afterschool export's AR sessions
+  (``attendance_recovery_days``); blank when no export is found.
+Settings: ``stas.yaml`` beside this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from calpads.extracts.common import sort_records
+from calpads.extracts.enrollment import in_session_counts, merged_intervals, selected_enrollments
+from calpads.extracts.student_fields import finish, student_fields
+from calpads.layouts import load_layout
+from calpads.run_scope import RunScope
+from calpads.sources.sql_attendance import category_counts
+from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+
+log = logging.getLogger(__name__)
+
+COUNT_COLUMNS = ["days_absent_oss", "days_iss", "days_absent_excused", "days_absent_unexcused", "days_is_non_ada",
+                 "days_is_ada"]
+NOT_EXTRACTED_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
+
+
+@cache
+def settings() -> dict[str, Any]:
+    return yaml.safe_load(resources.files(__package__).joinpath("stas.yaml").read_text())
+
+
+@dataclass
+class StasInputs:
+    pull: EnrollmentPull
+    counts: pd.DataFrame             # student_id, schoolid, COUNT_COLUMNS (from SQL)
+    ar_sessions: pd.DataFrame | None  # student_number, session_day, minutes (program AR); None = no export
+
+
+def build(sis: Any, scope: RunScope) -> Any:
+    """Registry entry point (layout key ``builder``)."""
+    from calpads.extracts.registry import Built
+    from calpads.sources.afterschool import AfterschoolDataError, default_paths, read_export
+
+    inputs = pull_stas(sis, scope)
+    att_path, reg_path = default_paths()
+    try:
+        export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
+        ar = export.sessions[export.sessions["program"] == settings()["attendance_recovery"]["program"]]
+        inputs.ar_sessions = ar
+    except AfterschoolDataError as exc:
+        log.warning("STAS 13.24 Attendance Recovery Days left blank: %s", exc)
+    records, not_extracted = build_stas(inputs, scope)
+    return Built(records, not_extracted, inputs.pull.lea,
+                 [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()])
+
+
+def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
+    cfg = settings()
+    pull = pull_enrollment(engine, scope)
+    numbers = [int(n) for n in pull.scoped_schools["school_number"]]
+    counts = category_counts(engine, scope, numbers, list(cfg["categories"]), cfg["categories"],
+                             cfg["uncategorised_absent"])
+    return StasInputs(pull, counts, None)
+
+
+def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cfg = settings()
+    pull = inputs.pull
+    start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
+    schools = pull.scoped_schools[~pull.scoped_schools["school_code"].isin(cfg["never_reported_schools"])]
+    enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
+    enr = enr[enr["schoolid"].isin(schools["school_number"])]
+    grade = pd.to_numeric(enr["grade_level"], errors="coerce")
+    enr = enr[grade.isna() | grade.between(cfg["grades"]["min"], cfg["grades"]["max"])]
+    enr = enr.assign(first=enr["entry"].clip(lower=start), last=enr["last_day"].fillna(end).clip(upper=end))
+    enr = enr[enr["first"] <= enr["last"]]
+
+    spans = merged_intervals(enr, ["student_id", "schoolid"], "first", "last")
+    spans["days"] = in_session_counts(pull.calendar, spans["schoolid"], spans["first"], spans["last"])
+    per = spans.groupby(["student_id", "schoolid"], as_index=False).agg(expected=("days", "sum"),
+                                                                        first=("first", "min"))
+    per = per[per["expected"] > 0]
+    counts = inputs.counts.astype({"student_id": "int64", "schoolid": "int64"})
+    per = per.merge(counts, on=["student_id", "schoolid"], how="left")
+    for c in COUNT_COLUMNS:
+        per[c] = per[c].fillna(0).astype("int64") if c in per else 0
+    per["attended"] = per["expected"] - per[COUNT_COLUMNS].sum(axis=1)
+
+    not_extracted = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)]
+    ar = None
+    if inputs.ar_sessions is not None:
+        ar, unmatched = attendance_recovery_days(inputs.ar_sessions, per, enr, pull.students)
+        not_extracted.append(unmatched)
+
+    per = per.merge(schools[["school_number", "school_code"]], left_on="schoolid", right_on="school_number")
+    per = per.merge(student_fields(pull.students), on="student_id", how="inner")
+    if ar is not None:
+        per = per.merge(ar, on=["student_id", "schoolid"], how="left")
+        per["ar_days"] = per["ar_days"].fillna(0).astype("int64").astype(str)
+    else:
+        per["ar_days"] = None
+
+    def text(col: str) -> pd.Series:
+        return per[col].astype("int64").astype(str)
+
+    layout = load_layout("STAS")
+    records = pd.DataFrame({
+        "record_type": "STAS",
+        "transaction_type": None,
+        "local_record_id": per["student_id"].astype(str) + "." + per["schoolid"].astype(str),
+        "reporting_lea": pull.lea,
+        "school_of_attendance": per["school_code"],
+        "academic_year_id": scope.academic_year,
+        **{c: per[c] for c in ("ssid", "local_student_id", "legal_first_name", "legal_last_name", "birth_date",
+                               "gender_code")},
+        "exemption_indicator": "N",
+        "hourly_attendance_indicator": "N",
+        "expected_attendance_days": text("expected"),
+        "days_attended_in_person": text("attended"),
+        **{c: text(c) for c in COUNT_COLUMNS},
+        "period_attendance_indicator": "N",
+        "attendance_recovery_days": per["ar_days"],
+        "ctx_student_id": per["student_id"].astype(str),
+    }, index=per.index)
+    records = sort_records(finish(records, layout.columns), layout)
+    return records, pd.concat(not_extracted, ignore_index=True)
+
+
+def minimum_day_minutes(grade: pd.Series) -> pd.Series:
+    """The grade's minimum school day (stas.yaml); grades outside every band get the largest minimum."""
+    bands = settings()["attendance_recovery"]["minimum_day_minutes"]
+    out = pd.Series(max(b["minutes"] for b in bands), index=grade.index, dtype="int64")
+    g = pd.to_numeric(grade, errors="coerce")
+    for b in bands:
+        lo, hi = b["grades"]
+        out[g.between(lo, hi)] = b["minutes"]
+    return out
+
+
+def attendance_recovery_days(sessions: pd.DataFrame, per: pd.DataFrame, enr: pd.DataFrame,
+                             students: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """13.24 per (student_id, schoolid) and the AR rows that could not be attached (for the report).
+
+    - Minutes count in whole increments (stas.yaml ``increment_minutes``, hourly) per calendar day, at most
+      the grade's minimum school day per calendar day (so one calendar day never earns more than one day),
+      and accrue across sessions and days; a day is earned each time the accrued minutes pass a multiple
+      of the minimum (grade of the student's latest enrollment). Same model as
+      calpads.afterschool.recovery.recovered_days (tests/unit/test_stas_builder.py checks they agree).
+    - Each earned day belongs to the school of the student's enrollment on that date (the latest
+      enrollment that started on or before it; the first one for a day before any enrollment).
+    - Capped per school at that school's recoverable absences (13.19 + 13.20; suspension days are not
+      recoverable), then per student at 10 across the LEA, schools in enrollment order (STAS0740E1).
+    """
+    cfg = settings()["attendance_recovery"]
+    max_days = int(cfg["max_days"])
+    ids = students[["student_id", "student_number"]].astype({"student_id": "int64"})
+    ids = ids.assign(student_number=ids["student_number"].astype(str))
+    s = sessions[["student_number", "session_day", "minutes"]].merge(ids, on="student_number", how="left")
+    unknown = s[s["student_id"].isna()]
+    s = s[s["student_id"].notna()].astype({"student_id": "int64"})
+    reported = set(per["student_id"])
+    no_record = s[~s["student_id"].isin(reported)]
+    s = s[s["student_id"].isin(reported)]
+    unmatched = pd.concat([
+        _unmatched(unknown, "attendance recovery sessions for a student the SIS does not know"),
+        _unmatched(no_record, "attendance recovery sessions for a student with no STAS record in the range"),
+    ], ignore_index=True)
+    empty = pd.DataFrame({"student_id": pd.Series(dtype="int64"), "schoolid": pd.Series(dtype="int64"),
+                          "ar_days": pd.Series(dtype="int64")})
+    if s.empty:
+        return empty, unmatched
+
+    daily = s.groupby(["student_id", "session_day"], as_index=False)["minutes"].sum()
+    latest = enr.sort_values("entry").groupby("student_id").tail(1).set_index("student_id")["grade_level"]
+    minimum = minimum_day_minutes(daily["student_id"].map(latest)).to_numpy()
+    step = int(cfg.get("increment_minutes", 60))
+    # Whole increments per calendar day, never more than one minimum day on one calendar day.
+    daily["credited"] = np.minimum((daily["minutes"].to_numpy() // step) * step, minimum)
+    daily["minimum"] = minimum
+    daily = daily.sort_values(["student_id", "session_day"], kind="stable").reset_index(drop=True)
+    cum = daily.groupby("student_id")["credited"].cumsum()
+    earned = (cum // daily["minimum"]) > ((cum - daily["credited"]) // daily["minimum"])
+    days = daily[earned][["student_id", "session_day"]].sort_values("session_day")
+
+    spans = enr[["student_id", "schoolid", "entry"]].sort_values("entry")
+    spans = spans[spans["student_id"].isin(days["student_id"])]
+    back = pd.merge_asof(days, spans, left_on="session_day", right_on="entry", by="student_id", direction="backward")
+    fwd = pd.merge_asof(days, spans, left_on="session_day", right_on="entry", by="student_id", direction="forward")
+    days = days.assign(schoolid=back["schoolid"].fillna(fwd["schoolid"]).astype("int64").to_numpy())
+    at_school = days.groupby(["student_id", "schoolid"], as_index=False).size().rename(columns={"size": "earned"})
+    at_school = at_school.merge(per[["student_id", "schoolid", "first", *cfg["recoverable"]]],
+                                on=["student_id", "schoolid"], how="inner")
+    recoverable = at_school[cfg["recoverable"]].sum(axis=1)
+    at_school["capped"] = np.minimum(at_school["earned"], recoverable)
+    at_school = at_school.sort_values(["student_id", "first", "schoolid"], kind="stable")
+    before = at_school.groupby("student_id")["capped"].cumsum() - at_school["capped"]
+    at_school["ar_days"] = np.clip(max_days - before, 0, None).combine(at_school["capped"], min)
+    return at_school[["student_id", "schoolid", "ar_days"]].astype("int64"), unmatched
+
+
+def _unmatched(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """One report row per student number (a count, no dates: the report shows what to look up)."""
+    if rows.empty:
+        return pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)
+    n = rows.groupby("student_number").size()
+    return pd.DataFrame({"local_record_id": "afterschool." + n.index.astype(str), "local_student_id": n.index,
+                         "school_of_attendance": None, "reason": [f"{k} {reason}" for k in n.to_numpy()]})

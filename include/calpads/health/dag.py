@@ -1,0 +1,178 @@
+"""The integration_health DAG: the guide's "Verifying your integration" checklist, nightly, by email."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pendulum
+
+DAG_ID = "integration_health"
+
+DOC = """
+### Integration health (`integration_health`)
+
+**What it does.** Nightly (05:00 Pacific) runs the integration guide's "Verifying your integration"
+checklist and emails the result to the integration team:
+1. afterschool days for a sample of students (last month) and for all students agree between the
+   afterschool platform and the SIS;
+2. a test SPRG extract runs (non_submission mode, in a temporary folder: nothing is saved or uploaded);
+3. the data flows are permitted: read enrollment, read attendance, write participation (SQL: a SELECT
+   per table and a rolled-back INSERT; PowerSchool API: the plugin's access);
+4. each nightly DAG succeeded recently (default: within 36 hours).
+It also writes the district's configured data flows to
+`<calpads_publish_root>/integration/data_flows.html` (and `.md`).
+
+**When a check fails** the email says what was found and what to ask district IT, the SIS or platform
+vendor, or the CALPADS coordinator. The run is marked failed (task *Health outcome*) so it shows red.
+Configuration: `AIRFLOW__CALPADS__HEALTH_DAGS` (comma-separated DAG ids, default
+`calpads_sprg,afterschool_sync`), `AIRFLOW__CALPADS__HEALTH_MAX_AGE_HOURS` (36),
+`AIRFLOW__CALPADS__HEALTH_SAMPLE_SIZE` (10).
+"""
+
+
+def build_health_dag():
+    from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from calpads.afterschool import runtime
+    from calpads.run_scope import current_academic_year
+    from calpads_airflow.notifiers import CalpadsFailureNotifier
+
+    tz = pendulum.timezone(runtime.conf("timezone", "America/Los_Angeles"))
+    cron = runtime.conf("schedule_integration_health", "0 5 * * *")
+
+    def context() -> tuple[Any, Any, Any]:
+        ctx = get_current_context()
+        dr = ctx["dag_run"]
+        logical = ctx.get("logical_date") or dr.run_after
+        return dr.run_id, pendulum.instance(logical).in_timezone(tz).date(), runtime.work_dir(DAG_ID, dr.run_id)
+
+    def save(work: Any, key: str, results: list[Any]) -> list[dict[str, Any]]:
+        from calpads.afterschool.reports import write_private
+
+        path = work / "checks.json"
+        state = json.loads(path.read_text()) if path.exists() else {}
+        state[key] = [r.to_dict() for r in results]
+        write_private(path, json.dumps(state, indent=2, default=str))
+        return state[key]
+
+    @dag(
+        dag_id=DAG_ID,
+        dag_display_name="Integration health (Verifying your integration)",
+        description="Nightly integration checks: afterschool days in the SIS, test extract, data-flow permissions, "
+                    "recent runs",
+        schedule=CronTriggerTimetable(cron, timezone=tz),
+        start_date=pendulum.datetime(2025, 7, 1, tz=tz),
+        catchup=False,
+        max_active_runs=1,
+        tags=["calpads", "health"],
+        doc_md=DOC,
+        params={"academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",
+                                       pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
+                                       description="CCYY-CCYY: the year checked.")},
+        default_args={"owner": "integration-team", "retries": int(runtime.conf("task_retries", "2")),
+                      "retry_delay": timedelta(minutes=2), "on_failure_callback": [CalpadsFailureNotifier()]},
+    )
+    def integration_health():
+        @task(task_display_name="Afterschool days: platform vs SIS")
+        def afterschool_days() -> list[dict[str, Any]]:
+            from calpads.afterschool.sis_data import read_snapshot
+            from calpads.afterschool.store import AfterschoolStore
+            from calpads.health.checks import afterschool_days as check
+            from calpads.run_scope import academic_year_bounds
+
+            run_id, today, work = context()
+            year = get_current_context()["params"]["academic_year"]
+            y0, y1 = academic_year_bounds(year)
+            snap = read_snapshot(runtime.sis_reader(work), y0, y1)
+            sessions = AfterschoolStore(runtime.engine("calpads_store")).current_sessions(snap.lea, year)
+            return save(work, "afterschool_days", check(sessions, snap.participation, run_date=today,
+                                                        sample_size=int(runtime.conf("health_sample_size", "10"))))
+
+        @task(task_display_name="Test SPRG extract (non_submission)")
+        def test_extract() -> list[dict[str, Any]]:
+            from calpads.extracts.registry import ApiSource
+            from calpads.health.checks import test_extract as check
+
+            run_id, today, work = context()
+            year = get_current_context()["params"]["academic_year"]
+            src = runtime.sis_source()
+            sis = runtime.engine("sis_db") if src == "sql" else ApiSource(src, runtime.api_conn_id(), work)
+            return save(work, "test_extract", [check("SPRG", sis, runtime.engine("calpads_store"), academic_year=year,
+                                                     run_date=today)])
+
+        @task(task_display_name="Data flows permitted")
+        def data_flows() -> list[dict[str, Any]]:
+            from calpads.health.checks import flows_api, flows_sql
+
+            run_id, today, work = context()
+            wanted = ["read_enrollment", "read_attendance", "write_participation"]
+            if runtime.sis_source() == "sql":
+                results = flows_sql(runtime.engine("sis_db"), wanted)
+            else:
+                from calpads_airflow.hooks import PowerSchoolHook
+
+                results = flows_api(PowerSchoolHook(runtime.api_conn_id()), wanted)
+            return save(work, "data_flows", results)
+
+        @task(task_display_name="Nightly DAGs ran recently")
+        def recent_runs() -> list[dict[str, Any]]:
+            from datetime import UTC
+
+            from calpads.health.checks import last_success_via_task_sdk
+            from calpads.health.checks import recent_runs as check
+
+            run_id, today, work = context()
+            dag_ids = [d.strip() for d in runtime.conf("health_dags", "calpads_sprg,afterschool_sync").split(",")
+                       if d.strip()]
+            max_age = timedelta(hours=float(runtime.conf("health_max_age_hours", "36")))
+            return save(work, "recent_runs", check(dag_ids, datetime.now(UTC), last_success_via_task_sdk, max_age))
+
+        @task(task_display_name="Document the configured data flows")
+        def document_flows() -> str:
+            from calpads.health.dataflows_doc import config_from_airflow, render
+
+            md, page = render(config_from_airflow())
+            folder = runtime.publish_root() / "integration"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, text in (("data_flows.md", md), ("data_flows.html", page)):
+                tmp = folder / f".{name}.partial"
+                with tmp.open("w") as fh:
+                    fh.write(text)
+                tmp.rename(folder / name)
+            return str(folder / "data_flows.html")
+
+        @task(task_display_name="Email health summary", trigger_rule="all_done", retries=1)
+        def email_summary() -> dict[str, Any]:
+            from calpads.health.checks import CheckResult, email
+            from calpads_airflow.notifiers import send
+
+            run_id, today, work = context()
+            path = work / "checks.json"
+            state = json.loads(path.read_text()) if path.exists() else {}
+            results = [CheckResult(**r) for group in state.values() for r in group]
+            for group in ("afterschool_days", "test_extract", "data_flows", "recent_runs"):
+                if group not in state:
+                    results.append(CheckResult(group, f"Check group {group}", None, "The check itself failed to run "
+                                               "(see the task's failure alert).", "Ask district IT to look at the "
+                                               "integration_health task log."))
+            link = str(runtime.publish_root() / "integration" / "data_flows.html")
+            subject, body = email(results, run_id, link)
+            failing = [r.check for r in results if r.ok is False]
+            return {"sent": send(subject, body), "failing": failing}
+
+        @task(task_id="run_outcome", task_display_name="Health outcome", retries=0, on_failure_callback=None)
+        def outcome(summary: dict[str, Any]) -> None:
+            # The summary email already told the team; this only turns the run red.
+            if summary.get("failing"):
+                raise AirflowFailException(f"Integration checks failing: {', '.join(summary['failing'])} "
+                                           "(see the health email).")
+
+        checks = [afterschool_days(), test_extract(), data_flows(), recent_runs(), document_flows()]
+        summary = email_summary()
+        checks >> summary
+        outcome(summary)
+
+    return integration_health()

@@ -1,0 +1,109 @@
+"""The integration, documented from its configuration (the guide: "Document the integration — so future
+staff understand the data flows and know where to troubleshoot").
+
+``render(config)`` turns the district's configuration (sources, connections, tables, publish root,
+recipients) into Markdown and HTML; the integration_health DAG writes them nightly to
+``<calpads_publish_root>/integration/data_flows.md|.html`` (linked from every DAG's docs).
+No credentials: connections appear by id, type and host only.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+SPRG_TABLES = ("PREFS", "SCHOOLS", "CALENDAR_DAY", "STUDENTS", "REENROLLMENTS", "S_CA_STU_X",
+               "S_CA_STU_CALPADSPROGRAMS_C", "S_CA_CALPADS_STUDENTSERVICES_C")
+AFTERSCHOOL_READS = ("PREFS", "SCHOOLS", "STUDENTS", "REENROLLMENTS", "CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE")
+
+
+@dataclass
+class IntegrationConfig:
+    sis_source: str                      # sql | powerschool_api
+    writeback: str                       # sql | powerschool_api
+    connections: dict[str, str]          # conn id -> "type host" (no credentials)
+    publish_root: str
+    recipients: list[str]
+    afterschool_source: str              # e.g. "file drop /srv/drop" or "HTTP afterschool_api"
+    participation_table: str = "U_AFTERSCHOOL_PARTICIPATION"
+    record_types: list[str] = field(default_factory=lambda: ["SPRG"])
+
+
+def flows(c: IntegrationConfig) -> list[dict[str, str]]:
+    sis = "sis_db (SQL)" if c.sis_source == "sql" else "sis_powerschool (PowerSchool plugin API)"
+    read_perm = "SELECT" if c.sis_source == "sql" else "plugin read access (ViewOnly)"
+    write_where = "sis_db (SQL)" if c.writeback == "sql" else "sis_powerschool (PowerSchool plugin API)"
+    write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
+    out = []
+    for rt in c.record_types:
+        out.append({"dag": f"calpads_{rt.lower()}", "flow": f"read enrollment and programs for {rt}", "system": sis,
+                    "objects": ", ".join(SPRG_TABLES), "direction": "read", "permission": read_perm,
+                    "output": f"{c.publish_root}/<year>/{rt}/<run id>/ (files, manifest.json, report/)"})
+    out += [
+        {"dag": "afterschool_sync", "flow": "afterschool attendance export", "system": c.afterschool_source,
+         "objects": "attendance.csv (student_number, ssid, school_code, session_date, minutes, program)",
+         "direction": "read", "permission": "read the drop folder / GET the endpoint",
+         "output": "calpads_store: afterschool_imports, afterschool_sessions"},
+        {"dag": "afterschool_sync", "flow": "read enrollment and attendance (regular day)", "system": sis,
+         "objects": ", ".join(AFTERSCHOOL_READS), "direction": "read", "permission": read_perm,
+         "output": f"{c.publish_root}/<year>/AFTERSCHOOL/<run id>/ (reconciliation, recovery list)"},
+        {"dag": "afterschool_sync", "flow": "write participation back", "system": write_where,
+         "objects": c.participation_table, "direction": "write",
+         "permission": f"{write_perm}; {'SELECT' if c.writeback == 'sql' else 'read'} for idempotency",
+         "output": "calpads_store: afterschool_writeback_runs, afterschool_writeback_audit"},
+        {"dag": "integration_health", "flow": "permission probes, test extract", "system": sis,
+         "objects": f"every table above; a rolled-back INSERT into {c.participation_table}", "direction": "read",
+         "permission": "as above", "output": f"{c.publish_root}/integration/ (this page)"},
+        {"dag": "calpads_deadline_watch", "flow": "readiness before deadlines", "system": "the publish root",
+         "objects": "manifest.json of each file's latest run", "direction": "read", "permission": "read",
+         "output": "email"},
+    ]
+    return out
+
+
+def render(c: IntegrationConfig) -> tuple[str, str]:
+    rows = flows(c)
+    cols = ["dag", "flow", "system", "objects", "direction", "permission", "output"]
+    md = ["# The district's CALPADS data flows (generated from the configuration)", "",
+          f"- SIS read through: **{c.sis_source}**; participation written through: **{c.writeback}**",
+          f"- Files published under: `{c.publish_root}`",
+          f"- Alerts go to: {', '.join(c.recipients) or '(nobody: set the Variable integration_team_emails)'}",
+          "- Connections: " + "; ".join(f"`{k}` = {v}" for k, v in sorted(c.connections.items())), "",
+          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(r[k].replace("|", "/") for k in cols) + " |" for r in rows]
+    md += ["", "Where to troubleshoot: a failing permission shows in the nightly integration_health email, with "
+           "what to ask district IT or the vendor."]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in cols) + "</tr>" for r in rows)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>CALPADS data flows</title></head><body>"
+            f"<h1>The district's CALPADS data flows</h1><ul><li>SIS read through <b>{html.escape(c.sis_source)}</b>; "
+            f"participation written through <b>{html.escape(c.writeback)}</b></li>"
+            f"<li>Files published under <code>{html.escape(c.publish_root)}</code></li>"
+            f"<li>Alerts go to {html.escape(', '.join(c.recipients) or '(nobody)')}</li>"
+            "<li>Connections: " + html.escape("; ".join(f"{k} = {v}" for k, v in sorted(c.connections.items())))
+            + "</li></ul><table border='1' cellpadding='4' cellspacing='0'>"
+            + f"<tr>{head}</tr>{body}</table></body></html>")
+    return "\n".join(md) + "\n", page
+
+
+def config_from_airflow() -> IntegrationConfig:
+    """Read the running configuration (inside a task)."""
+    from airflow.sdk import BaseHook, Variable
+
+    from calpads.afterschool import runtime
+    from calpads_airflow.notifiers import recipients
+
+    conns: dict[str, str] = {}
+    for cid in ("sis_db", "calpads_store", "smtp_default", "afterschool_api", runtime.api_conn_id()):
+        try:
+            conn: Any = BaseHook.get_connection(cid)
+        except Exception:
+            continue
+        conns[cid] = f"{conn.conn_type or '?'} {conn.host or conn.schema or ''}".strip()
+    drop = Variable.get("afterschool_drop_path", default="")
+    source = f"file drop {drop}" if drop else ("HTTP afterschool_api" if "afterschool_api" in conns else
+                                               f"file drop {runtime.airflow_home()}/afterschool_drop")
+    return IntegrationConfig(sis_source=runtime.sis_source(), writeback=runtime.writeback_kind(), connections=conns,
+                             publish_root=str(runtime.publish_root()), recipients=recipients(),
+                             afterschool_source=source)
