@@ -22,6 +22,20 @@ for dag in $(cd "$PROJECT_ROOT/dags" && ls calpads_*.py | grep -v '^calpads_dead
   fi
   "$VENV/bin/python" -m calpads.demo.where --dag-id "$dag" --log "$DEMO_DIR/$dag.log" || status=1
 done
+# The afterschool side: import + gate + reconciliation + validated write-back into the demo SIS,
+# then the integration health checklist.
+for spec in 'afterschool_sync:{"academic_year": "'"$YEAR"'", "write_mode": "write"}' \
+            'integration_health:{"academic_year": "'"$YEAR"'"}'; do
+  dag="${spec%%:*}"; conf="${spec#*:}"
+  echo "== airflow dags test $dag"
+  if "$VENV/bin/airflow" dags test "$dag" -c "$conf" >"$DEMO_DIR/$dag.log" 2>&1; then
+    echo "   $dag succeeded (log: $DEMO_DIR/$dag.log)"
+  else
+    status=1; echo "   $dag FAILED: see $DEMO_DIR/$dag.log"; tail -20 "$DEMO_DIR/$dag.log"
+  fi
+done
+pub="${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT#file://}"
+echo "== afterschool reports: $pub/$YEAR/AFTERSCHOOL/<run id>/; the integration's data-flow page: $pub/integration/data_flows.html"
 echo "== alert emails received by the local mailbox: $DEMO_DIR/mail/"
 ls -1 "$DEMO_DIR/mail" 2>/dev/null | sed 's/^/   /' || true
 exit $status

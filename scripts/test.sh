@@ -8,4 +8,6 @@ cd "$PROJECT_ROOT"
 echo "== ruff"
 "$VENV/bin/ruff" check include plugins dags tests bench
 echo "== pytest"
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Two workers: most of the time goes to real `airflow dags test` subprocesses, one core each.
+# --dist loadfile keeps a module's fixtures (e.g. a generated district) in one worker.
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

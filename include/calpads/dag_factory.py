@@ -23,6 +23,7 @@ Connections: sis_db, calpads_store, smtp_default.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -193,7 +194,9 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
                 push_report_url(ctx.state().get("validation", {}).get("report"))   # the button works on failure too
                 raise AirflowFailException(str(exc)) from None
             push_report_url(summary["report"])
-            print(f"Validation report: {summary['report']}")
+            # A log record, not print(): stdout can arrive after the "Post Execute" marker and end up
+            # folded away in that group of the UI's log view.
+            logging.getLogger("calpads.pipeline").info("Validation report: %s", summary["report"])
             # XCom gets counts only; per-rule detail stays in the work folder and the report.
             return {k: v for k, v in summary.items() if k != "rules"} | {"rules_fired": len(summary.get("rules", {}))}
 

@@ -70,6 +70,20 @@ def xcom_value(home: Path, run_id: str, task_id: str, key: str):
     return json.loads(row[0]) if row else None
 
 
+def api_extra_link(run_id: str) -> str | None:
+    """The button's URL as the API server computes it: the stored serialized DAG + the metadata DB."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag = SerializedDagModel.get_dag("calpads_sprg", session=session)
+        ti = session.scalars(sa.select(TaskInstance).where(
+            TaskInstance.dag_id == "calpads_sprg", TaskInstance.run_id == run_id,
+            TaskInstance.task_id == "quality_gate")).one()
+        return dag.get_task("quality_gate").get_extra_links(ti, "Validation report")
+
+
 def expected_rule_counts(sis: Path, work_root: Path, run_id: str) -> Counter:
     """The generator's ground truth (DEMO_PLANTED_VIOLATIONS) for the records this run extracted."""
     truth = pd.read_sql("SELECT STUDENTID, PROGRAM_ID, SERVICECODE, RULE_ID FROM DEMO_PLANTED_VIOLATIONS",
@@ -114,6 +128,7 @@ def test_dirty_district_email_has_counts_and_link_and_no_student_data_then_a_shr
     report = f"file://{pub}/{YEAR}/SPRG/{first.run_id}/report/index.html"
     assert f'<a href="{report}">' in email
     assert xcom_value(airflow_home, first.run_id, "quality_gate", LINK_XCOM) == report
+    assert api_extra_link(first.run_id) == report
     assert Path(report.removeprefix("file://")).is_file()
 
     # no student named in the email or in any task log

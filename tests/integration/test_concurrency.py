@@ -55,7 +55,8 @@ store_mod.HistoryStore._bulk_insert = slow_insert
 engine = sa.create_engine(url)
 store = store_mod.HistoryStore(engine)
 store.migrate()
-pathlib.Path(barrier + "." + run_id + "." + record_type).touch()
+import os
+pathlib.Path(f"{barrier}.{os.getpid()}").touch()
 while not pathlib.Path(barrier).exists():
     time.sleep(0.01)
 try:
@@ -80,18 +81,24 @@ def save_at_once(url: str, tmp_path: Path, jobs: list[tuple[str, str, str]], n: 
     barrier = tmp_path / f"go{time.monotonic_ns()}"
     procs = [subprocess.Popen([sys.executable, "-c", SAVER, url, rt, run_id, value, str(barrier), str(n)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rt, run_id, value in jobs]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob(barrier.name + ".*"))) < len(jobs):   # every process is ready
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
-            [p.stderr.read()[-2000:] for p in procs if p.poll() is not None]
-        time.sleep(0.05)
-    barrier.touch()
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(tmp_path.glob(barrier.name + ".*"))) < len(jobs):   # every process is ready
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [p.stderr.read()[-2000:] for p in procs if p.poll() is not None]
+            time.sleep(0.05)
+        barrier.touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for p in procs:   # a failed test leaves no process waiting for the barrier
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def record_ids(url: str) -> dict[str, list[int]]:

@@ -63,6 +63,19 @@ def student_identifiers(sis_path: Path) -> set[str]:
     return values
 
 
+def report_line(page) -> re.Match | None:
+    """The log view renders only the rows in sight: scroll it to the bottom, where the line is."""
+    bottom = page.get_by_role("button", name=re.compile("scroll to bottom", re.I))
+    if bottom.count():
+        bottom.first.click()
+    return REPORT_LINE.search(page.locator("body").inner_text())
+
+
+def debug_page(page, path: Path) -> str:
+    page.screenshot(path=str(path))
+    return f"url {page.url}; page text ends with: {page.locator('body').inner_text()[-1500:]}"
+
+
 class Shots:
     """Screenshots with a check that their visible text shows no student identifier."""
 
@@ -162,14 +175,14 @@ def test_ui_login_dag_docs_trigger_form_run_and_validation_report(tmp_path, smtp
             # ---- the quality gate's log names the validation report; open it
             page.goto(f"{topo.api_url}/dags/{DAG}/runs/{quote(run_id, safe='')}/tasks/quality_gate")
             expect(page.get_by_text("Quality gate (CALPADS rules)").first).to_be_visible()
-            found = wait_for("the validation report line in the quality gate's log",
-                             lambda: REPORT_LINE.search(page.locator("body").inner_text()), 60)
+            found = wait_for("the validation report line in the quality gate's log", lambda: report_line(page), 90,
+                             interval=2, on_timeout=lambda: debug_page(page, shots.folder / "07-debug.png"))
             report_url = found.group(1)
             page.get_by_placeholder(re.compile("search logs", re.I)).fill("Validation report")
             shots.take(page, "07-quality-gate-log")
             report = Path(report_url.removeprefix("file://"))
             assert report.is_relative_to(tmp_path / "published" / "2025-2026" / "SPRG")
-            page.goto(report_url)
+            page.goto(report_url)  # a file:// link does not open from an http page: follow it directly
             expect(page.locator("body")).to_contain_text("SPRG")
             shots.take(page, "08-validation-report")
         finally:

@@ -88,8 +88,10 @@ def put_tree(local_dir: Path, dest_folder: Any) -> list[str]:
     for path in sorted(local_dir.rglob("*")):
         if path.is_file():
             rel = path.relative_to(local_dir)
-            target = dest_folder.joinpath(*rel.parts[:-1]) if len(rel.parts) > 1 else dest_folder
-            ensure_folder(target)
+            target = dest_folder
+            for part in rel.parts[:-1]:   # each level, so no intermediate folder keeps the umask's 0755
+                target = target / part
+                ensure_folder(target)
             put_file(path, target, rel.parts[-1])
             written.append(rel.as_posix())
     return written

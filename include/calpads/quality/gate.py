@@ -252,8 +252,16 @@ def compact_frame(frame: pd.DataFrame, suite: Any) -> pd.DataFrame:
     out = frame.copy(deep=False)
     for c in frame.columns:
         if frame[c].dtype == object and c not in keep:
-            out[c] = frame[c].astype("category")
+            out[c] = _categorical(frame[c])
     return out
+
+
+def _categorical(values: pd.Series) -> pd.Categorical:
+    """astype("category") without sorting the categories (a cost on high-cardinality ids); text categories as
+    pandas strings, so a regex runs vectorised over them."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    kind = "str" if pd.api.types.infer_dtype(uniques, skipna=True) in ("string", "empty") else object
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index(uniques, dtype=kind)))
 
 
 def suite_columns(suite: Any) -> set[str]:
