@@ -3,6 +3,7 @@
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PROJECT_ROOT
 export VENV="${VENV:-$PROJECT_ROOT/.venv}"
+export PATH="$VENV/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PROJECT_ROOT/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_ROOT/plugins"
