@@ -49,7 +49,15 @@ def _conf(key: str, fallback: str) -> str:
     return conf.get("calpads", key, fallback=fallback)
 
 
-def _doc(record_type: str, title: str) -> str:
+UPLOAD_TRANSACTION = ("The `_AU` file(s) (adds/updates; `_AU2`, `_AU3` when a student has several records for "
+                      "the same program) and the `_D` file (deletes). The file without suffix holds all records, "
+                      "for checking counts only: never upload it.")
+UPLOAD_REPLACEMENT = ("The one file of the run: this record type is replacement-processed, so every file replaces "
+                      "what CALPADS holds for its scope.")
+
+
+def _doc(record_type: str, title: str, processing: str = "transaction") -> str:
+    upload = UPLOAD_REPLACEMENT if processing == "replacement" else UPLOAD_TRANSACTION
     return f"""
 ### CALPADS {record_type} ({title}) extract
 
@@ -64,9 +72,7 @@ the folder of the latest run shows what the next submission would contain and wh
 rule. **Coordinator's run:** use *Trigger DAG w/ config*, choose the params, and set
 *Save as submitted* only on the run whose files you upload to CALPADS.
 
-**Which files to upload.** The `_AU` file(s) (adds/updates; `_AU2`, `_AU3` when a student has
-several records for the same program) and the `_D` file (deletes). The file without suffix holds all
-records, for checking counts only: never upload it.
+**Which files to upload.** {upload}
 
 **When you get an alert.**
 - *Held back records*: they break an error rule and were not published. The email lists the rules;
@@ -144,7 +150,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         params=params,
         tags=["calpads", record_type],
         owner_links={"integration-team": "mailto:integration-team@district.example"},
-        doc_md=_doc(record_type, layout.title),
+        doc_md=_doc(record_type, layout.title, layout.processing),
         default_args={
             "owner": "integration-team",
             "retries": int(_conf("task_retries", "2")),
