@@ -56,6 +56,17 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_engine(request, tmp_path) -> Iterator[sa.Engine]:
+    """A calpads_store engine, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        eng = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    else:
+        eng = sa.create_engine(request.getfixturevalue("pg_database"))
+    yield eng
+    eng.dispose()
+
+
 class Mailbox:
     """Messages received by the local aiosmtpd server."""
 

@@ -30,14 +30,7 @@ A, B = "7654321", "7654322"          # CDS codes of schools 100 and 200
 OLD = datetime(2025, 10, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_engine(request, tmp_path):
-    if request.param == "sqlite":
-        eng = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
-    else:
-        eng = sa.create_engine(request.getfixturevalue("pg_database"))
-    yield eng
-    eng.dispose()
+# store_engine: tests/conftest.py (SQLite and PostgreSQL)
 
 
 def run(tmp_path: Path, sis: sa.Engine, store: sa.Engine, run_id: str, **params) -> Path:

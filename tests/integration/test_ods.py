@@ -34,14 +34,7 @@ A = "7654321"
 EOY2 = ScopeFilter(programs=set(LAYOUT.submissions["eoy2"]))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_engine(request, tmp_path):
-    if request.param == "sqlite":
-        eng = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
-    else:
-        eng = sa.create_engine(request.getfixturevalue("pg_database"))
-    yield eng
-    eng.dispose()
+# store_engine: tests/conftest.py (SQLite and PostgreSQL)
 
 
 def make_sis(path: Path) -> Sis:

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-import sqlalchemy as sa
 
 from calpads import pipeline
 from calpads.history.store import HistoryStore
@@ -71,14 +69,7 @@ pipeline.publish(ctx)
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_engine(request, tmp_path):
-    if request.param == "sqlite":
-        eng = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
-    else:
-        eng = sa.create_engine(request.getfixturevalue("pg_database"))
-    yield eng
-    eng.dispose()
+# store_engine: tests/conftest.py (SQLite and PostgreSQL)
 
 
 def diffed_records(n: int) -> pd.DataFrame:

@@ -164,14 +164,9 @@ def test_local_ids():
 
 
 # --------------------------------------------------------------------------- count store + hook
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        eng = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
-    else:
-        eng = sa.create_engine(request.getfixturevalue("pg_database"))
-    yield eng
-    eng.dispose()
+@pytest.fixture
+def store(store_engine):
+    return store_engine
 
 
 def test_counts_are_compared_with_the_last_accepted_pull_of_the_same_scope(store):
