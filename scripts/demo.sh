@@ -9,6 +9,8 @@ YEAR="${DEMO_YEAR:-2025-2026}"
 echo "== generating the demo district ($STUDENTS students, $YEAR, with planted rule violations) into $DEMO_DIR/demo_sis.db"
 "$VENV/bin/calpads-demo-district" --url "sqlite:///$DEMO_DIR/demo_sis.db" --students "$STUDENTS" --dirty 0.01 \
   --academic-year "$YEAR" --replace --afterschool-dir "$DEMO_DIR/afterschool"
+echo "== adding the afterschool participation table to the demo SIS (the migration a district's IT runs once)"
+"$VENV/bin/calpads-sis-migrate" --url "sqlite:///$DEMO_DIR/demo_sis.db" --apply >"$DEMO_DIR/sis-migrate.log"
 # A local mailbox receives the alert emails, so the demo shows them too.
 "$VENV/bin/python" -m calpads.demo.mailbox --port 8025 --dir "$DEMO_DIR/mail" &
 MAILBOX_PID=$!
