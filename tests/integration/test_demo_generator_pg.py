@@ -7,9 +7,6 @@ unreachable, a failure when CI is set.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -19,25 +16,15 @@ from calpads.demo.generator import generate_district
 from calpads.extracts.sprg import extract_sprg
 from calpads.run_scope import RunScope
 from calpads.sources.sis_schema import SIS_TABLES
-from tests.conftest import PG_ADMIN_URL, require_postgres
 
 pytestmark = pytest.mark.postgres
 TABLES = (*SIS_TABLES, "DEMO_PLANTED_VIOLATIONS")
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_postgres()
-    name = f"demo_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+def pg_url(pg_database: str) -> str:
+    """A fresh PostgreSQL database (tests/conftest.py's pg_database)."""
+    return pg_database
 
 
 def _table(engine: sa.Engine, table: str) -> pd.DataFrame:

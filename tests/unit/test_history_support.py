@@ -7,7 +7,6 @@ unreachable, a failure when CI is set).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 from calpads.history.diff import DiffResult, ScopeFilter, compute_transactions
 from calpads.history.store import HistoryStore
 from calpads.layouts import load_layout
-from tests.conftest import PG_ADMIN_URL, require_postgres
 
 LAYOUT = load_layout("SPRG")
 LEA, OTHER_LEA = "1234567", "7777777"
@@ -29,18 +27,9 @@ S1, S2 = "7654321", "7654322"
 # Fixture functions are named *_fixture (name= gives the fixture name) so that test modules can
 # import them without their parameters shadowing an import (ruff F811).
 @pytest.fixture(name="pg_history_url")
-def pg_history_url_fixture() -> Iterator[str]:
-    require_postgres()
-    name = f"calpads_hist_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+def pg_history_url_fixture(pg_database: str) -> str:
+    """A fresh PostgreSQL database (tests/conftest.py's pg_database)."""
+    return pg_database
 
 
 @pytest.fixture(name="history_engine", params=["sqlite", "postgresql"])
