@@ -1,6 +1,6 @@
 """calpads_sprg through `airflow dags test` on a generated district: published files, manifest,
 sort order and transaction types across two runs with a change in between; the same files from the
-PowerSchool API source as from the SQL source."""
+PowerSchool and Aeries API sources as from the SQL source."""
 
 from __future__ import annotations
 
@@ -118,3 +118,40 @@ def test_powerschool_api_source_publishes_the_same_files_as_sql(airflow_home, di
         folder = run_folder(pub, res.run_id)
         files[source] = {p.name: p.read_bytes() for p in folder.glob("*.txt")}
     assert files["sql"] and files["sql"] == files["powerschool_api"]
+
+
+def test_aeries_api_source_publishes_the_same_files_as_sql(airflow_home, district, tmp_path, smtp_server):
+    """The demo district in Aeries's key shape (one student key: see vendor_servers.aeries), read by SQL and
+    by the Aeries API source, gives byte-identical files."""
+    import shutil
+
+    from tests.integration.vendor_servers.aeries import AeriesServer, rekey_as_aeries
+
+    shutil.copy(district, tmp_path / "aeries.db")
+    sis_url = f"sqlite:///{tmp_path / 'aeries.db'}"
+    rekey_as_aeries(sa.create_engine(sis_url))
+    with sa.create_engine(sis_url).connect() as c:
+        subdistricts = {str(n): d for n, d in c.exec_driver_sql("SELECT school_number, subdistrict FROM schools")}
+    results = {}
+    for source in ("sql", "aeries_api"):
+        pub = tmp_path / source / "pub"
+        env = project_env(airflow_home, sis_url=sis_url, store_url=f"sqlite:///{tmp_path}/{source}_store.db",
+                          publish_root=pub, work_root=tmp_path / source / "work", smtp_port=smtp_server.port)
+        env["AIRFLOW__CALPADS__SIS_SOURCE"] = source
+        if source == "sql":
+            results[source] = run_dag(env, "calpads_sprg", "2026-04-10", {"academic_year": YEAR}), pub
+            continue
+        subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "sis_aeries", "2", "Aeries"],
+                       env=env, check=True, capture_output=True)
+        with AeriesServer(sa.create_engine(sis_url), "cert-0123456789") as server:
+            env["AIRFLOW_CONN_SIS_AERIES"] = json.dumps({
+                "conn_type": "calpads_aeries", "host": f"{server.url}/api", "password": "cert-0123456789",
+                "extra": {"page_size": 500, "subdistricts": subdistricts}})
+            results[source] = run_dag(env, "calpads_sprg", "2026-04-11", {"academic_year": YEAR}), pub
+            assert server.requests("/students"), "the API source did not call the Aeries server"
+    files = {}
+    for source, (res, pub) in results.items():
+        failed = {t: s for t, s in res.task_states.items() if s != "success"}
+        assert res.state == "success", (source, failed, res.output[-3000:])
+        files[source] = {p.name: p.read_bytes() for p in run_folder(pub, res.run_id).glob("*.txt")}
+    assert files["sql"] and files["sql"] == files["aeries_api"]

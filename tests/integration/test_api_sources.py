@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,6 +26,7 @@ from calpads.sources.api_common import ApiSourceError, MissingSourceData, check_
 from calpads.sources.api_sources import pull_sprg_api
 from calpads.sources.sprg_frames import canonical
 from calpads.sources.sql_sis import SprgPull, pull_sprg
+from tests.integration.vendor_servers.aeries import AeriesServer
 from tests.integration.vendor_servers.common import Fault
 from tests.integration.vendor_servers.powerschool import STUDENTS_PQ, PowerSchoolServer
 
@@ -269,6 +270,15 @@ def test_oneroster_roster_pages_and_sprg_fails_in_plain_words(sis, tmp_path, mon
         assert {e["user"] for e in roster["enrollments"]} <= {s["sourcedId"] for s in roster["students"]}
         offsets = [int(e.query["offset"]) for e in server.requests("/students", status=200)]
         assert offsets == list(range(0, n_students + 1, 100))[: len(offsets)] and len(offsets) == n_students // 100 + 1
+        # the same school enrollments as the SIS database holds (student, CDS school code, dates)
+        sql = ("SELECT s.student_number, k.alternate_school_number, {t}.entrydate, {t}.exitdate FROM {t} "
+               "JOIN students s ON s.id = {t}.{key} JOIN schools k ON k.school_number = {t}.schoolid")
+        with sis.connect() as c:
+            expected = [tuple(r) for t, key in (("students", "id"), ("reenrollments", "studentid"))
+                        for r in c.exec_driver_sql(sql.format(t=t, key=key))]
+        got = [(e["local_student_id"], e["school_code"], e["entrydate"], e["exitdate"])
+               for e in client.pull_enrollments(tmp_path)]
+        assert sorted(got, key=str) == sorted(expected, key=str) and len(got) == n_enr
         client.close()
         checks = {c.flow: c for c in check_data_flows(client, ["read_enrollment", "read_programs"])}
         assert checks["read_enrollment"].granted and checks["read_programs"].granted is False
@@ -278,9 +288,121 @@ def test_oneroster_roster_pages_and_sprg_fails_in_plain_words(sis, tmp_path, mon
         assert str(err.value) == SPRG_GAP and "Education Program Code (13)" in SPRG_GAP
 
 
-def test_aeries_source_says_it_is_not_available(monkeypatch, tmp_path):
-    set_conn(monkeypatch, "ae_test", "calpads_aeries", "http://127.0.0.1:9", None, "cert")
+# -- Aeries ----------------------------------------------------------------------------------------
+
+CERT = "477abe9e7d27439681d62f4e0de1f5e1-do-not-log"
+
+
+@pytest.fixture(scope="module")
+def aeries_sis(sis, tmp_path_factory) -> sa.Engine:
+    """The demo district in Aeries's key shape (STUDENTS.ID = DCID = Local Student ID)."""
+    from tests.integration.vendor_servers.aeries import rekey_as_aeries
+
+    path = tmp_path_factory.mktemp("aeries") / "sis.db"
+    shutil.copy(sis.url.database, path)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    rekey_as_aeries(engine)
+    return engine
+
+
+@pytest.fixture
+def ae_server(aeries_sis) -> Iterator[AeriesServer]:
+    with AeriesServer(aeries_sis, CERT) as server:
+        yield server
+
+
+SUBDISTRICTS = {"100": "North", "110": "South", "120": "East", "130": "West", "140": "North", "150": "South",
+                "160": "East", "170": "West", "180": "North", "190": "North"}   # the demo's, as IT would list them
+
+
+@pytest.fixture
+def ae_conn(ae_server, monkeypatch) -> str:
+    set_conn(monkeypatch, "ae_test", "calpads_aeries", f"{ae_server.url}/api", None, CERT, page_size=40,
+             subdistricts=SUBDISTRICTS, **FAST_RETRIES)
+    return "ae_test"
+
+
+def test_rekeyed_district_keeps_every_student_and_reference(sis, aeries_sis):
+    q = ("SELECT s.student_number, p.programcode, p.programstartdate FROM s_ca_stu_calpadsprograms_c p "
+         "JOIN students s ON s.dcid = p.studentsdcid")
+    with sis.connect() as a, aeries_sis.connect() as b:
+        assert sorted(a.exec_driver_sql(q).fetchall()) == sorted(b.exec_driver_sql(q).fetchall())
+        assert b.exec_driver_sql("SELECT COUNT(*) FROM students WHERE id <> dcid OR "
+                                 "CAST(id AS TEXT) <> student_number").scalar() == 0
+
+
+@pytest.mark.parametrize("scope_name", list(SCOPES))
+def test_aeries_pull_equals_sql_pull(aeries_sis, ae_server, ae_conn, tmp_path, scope_name):
+    scope = scope_of(**SCOPES[scope_name])
+    codes = program_set(load_layout("SPRG"), scope)
+    api = pull_sprg_api("aeries_api", ae_conn, scope, codes, tmp_path)
+    assert_same_pull(pull_sprg(aeries_sis, scope, codes), api)
+    assert len(api.programs) > 0 and len(api.students) > 0
+    # students are paged by record count, 40 at a time from record 1, until a short page
+    starts = [int(e.query["StartingRecord"]) for e in ae_server.requests("/schools/100/students")
+              if e.path.endswith("/students")]
+    n = len(ae_server.students[100])
+    assert n > 40 and starts == [1 + 40 * k for k in range(n // 40 + 1)]
+    assert {e.query.get("DatabaseYear") for e in ae_server.log} == {"2025"}   # the run's school-year database
+
+
+def test_aeries_survives_faults_and_resumes_from_the_checkpoint(aeries_sis, ae_server, ae_conn, tmp_path):
     scope = scope_of()
-    with pytest.raises(ApiSourceError, match="not available yet"):
-        pull_sprg_api("aeries_api", "ae_test", scope, ["101"], tmp_path)
-    assert not Path(tmp_path, "api_pages").exists()
+    codes = program_set(load_layout("SPRG"), scope)
+    ae_server.faults += [Fault("/schools/100/students", status=429, retry_after="1", page=41,
+                               page_param="StartingRecord"),
+                         Fault("/schools/110/students/0/programs", status=503, times=2)]
+    from calpads.sources.api_sources import client_for, get_connection
+
+    client = client_for("aeries_api", get_connection(ae_conn))
+    assert_same_pull(pull_sprg(aeries_sis, scope, codes), client.pull_sprg(scope, codes, tmp_path / "a"))
+    assert client.http.stats.retries == 3 and client.http.stats.waited_seconds >= 1.0
+    client.close()
+    # School 150's programs keep failing: the pull stops; the retry fetches only what is missing.
+    ae_server.faults = [Fault("/schools/150/students/0/programs", status=500, times=100)]
+    ae_server.clear_log()
+    with pytest.raises(ApiSourceError, match="kept failing"):
+        pull_sprg_api("aeries_api", ae_conn, scope, codes, tmp_path / "b")
+    first = {(e.path, e.query.get("StartingRecord")) for e in ae_server.log if e.status == 200}
+    ae_server.faults.clear()
+    ae_server.clear_log()
+    api = pull_sprg_api("aeries_api", ae_conn, scope, codes, tmp_path / "b")
+    second = [(e.path, e.query.get("StartingRecord")) for e in ae_server.log]
+    assert ("/api/v5/schools/150/students/0/programs", None) in second
+    assert first.isdisjoint(second), sorted(first & set(second))[:3]
+    assert_same_pull(pull_sprg(aeries_sis, scope, codes), api)
+
+
+def test_aeries_connection_and_data_flows_in_the_integration_teams_words(aeries_sis, ae_server, ae_conn,
+                                                                          monkeypatch):
+    from calpads_airflow.hooks import AeriesHook
+
+    ok, message = AeriesHook(ae_conn).test_connection()
+    assert ok and message == "Connected to Aeries 10.25.1.1; 10 schools visible."
+    set_conn(monkeypatch, "ae_wrong", "calpads_aeries", ae_server.url, None, "not-the-cert", **FAST_RETRIES)
+    ok, message = AeriesHook("ae_wrong").test_connection()
+    assert not ok and "refused the certificate" in message and "not-the-cert" not in message
+    assert AeriesHook(ae_conn).pool == "sis_aeries"
+    with AeriesServer(aeries_sis, CERT, granted={"schools", "calendar", "students", "programs"}) as limited:
+        set_conn(monkeypatch, "ae_limited", "calpads_aeries", limited.url, None, CERT, **FAST_RETRIES)
+        checks = check_data_flows(AeriesHook("ae_limited"), ["read_enrollment", "read_programs",
+                                                               "write_participation"])
+    by_area = {c.resource: c for c in checks}
+    assert by_area["Student Data"].granted and by_area["Student Programs"].granted is not False
+    assert by_area["Enrollment History"].granted is False
+    assert by_area["Enrollment History"].message == (
+        "The pipeline cannot read the enrollment history (the \"Enrollment History\" security area): ask district "
+        "IT to grant the Aeries vendor certificate read access to the \"Enrollment History\" security area")
+    assert [c.granted for c in checks if c.flow == "write_participation"] == [None]
+
+
+def test_aeries_logs_hold_no_certificate_or_student_data(aeries_sis, ae_server, ae_conn, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    ae_server.faults += [Fault("/schools/120/students", status=500), Fault("/schools/130/calendar", status=429,
+                                                                             retry_after="0")]
+    scope = scope_of()
+    pull_sprg_api("aeries_api", ae_conn, scope, program_set(load_layout("SPRG"), scope), tmp_path)
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert caplog.records and CERT not in text
+    leaked = set(re.findall(r"[A-Za-z0-9'-]+", text)) & _student_words(aeries_sis)
+    assert not leaked, sorted(leaked)[:5]

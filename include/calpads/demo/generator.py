@@ -105,12 +105,17 @@ def _log_stderr(message: str) -> None:
 def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, dirty: float = 0.0,
                       academic_year: str = "2025-2026", *, attendance: bool | None = None,
                       afterschool_dir: str | Path | None = None, replace: bool = False,
-                      log: Callable[[str], None] = _log_stderr) -> DemoSummary:
+                      log: Callable[[str], None] = _log_stderr, program_rate_scale: float = 1.0) -> DemoSummary:
     """Create the SIS schema in `engine` and fill it; see the module docstring.
 
     attendance None = on for <= 50,000 students. replace drops existing SIS tables
     first (otherwise existing tables are an error). Logs counts and timings only.
+    program_rate_scale (benchmarks only) multiplies every program's participation rate, for
+    program-dense districts (30 gives ~3 end-of-year SPRG records per student); 1.0 leaves the
+    output unchanged.
     """
+    if program_rate_scale <= 0:
+        raise ValueError("program_rate_scale must be positive")
     if students < 1:
         raise ValueError("students must be at least 1")
     if not 0.0 <= dirty <= 0.5:
@@ -135,7 +140,7 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
         for c in range(chunks):
             n = min(CHUNK, students - c * CHUNK)
             tables = make_chunk(district, seed, c, c * CHUNK + 1, n, chunk_quota(totals, c, chunks), counters,
-                                summary, attendance, export)
+                                summary, attendance, export, program_rate_scale=program_rate_scale)
             for table, (cols, rows) in tables.items():
                 loader.insert(table, cols, rows)
             loader.commit()
@@ -271,12 +276,12 @@ def make_students(d: District, rng: np.random.Generator, seed: int, id0: int, n:
 
 def make_chunk(d: District, seed: int, chunk_no: int, id0: int, n: int, quota: dict[str, int], counters: Counters,
                summary: DemoSummary, attendance: bool, export: afterschool_mod.Export | None,
-               ) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+               program_rate_scale: float = 1.0) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
     rng = np.random.default_rng([seed, chunk_no, 1])
     ch = make_students(d, rng, seed, id0, n)
     stu_x = legal_overrides(ch, rng)
     planted = choose_planted(d, ch, stu_x, quota, np.random.default_rng([seed, chunk_no, 4]))
-    progs = clean_programs(d, ch, rng, exclude=np.isin(np.arange(n), list(planted)))
+    progs = clean_programs(d, ch, rng, exclude=np.isin(np.arange(n), list(planted)), rate_scale=program_rate_scale)
     if planted:
         progs = pd.concat([progs, planted_programs(d, ch, planted, stu_x, np.random.default_rng(
             [seed, chunk_no, 5]))], ignore_index=True)
@@ -447,7 +452,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 # --- clean program memberships --------------------------------------------------------------------------
 
-def clean_programs(d: District, ch: Chunk, rng: np.random.Generator, exclude: np.ndarray) -> pd.DataFrame:
+def clean_programs(d: District, ch: Chunk, rng: np.random.Generator, exclude: np.ndarray,
+                   rate_scale: float = 1.0) -> pd.DataFrame:
     """Program memberships at plausible rates; every code appears at least MIN_PER_CODE times per chunk
     (where the chunk has eligible students), so that a small district still shows every program."""
     n = len(ch.ids)
@@ -462,7 +468,7 @@ def clean_programs(d: District, ch: Chunk, rng: np.random.Generator, exclude: np
         eligible = eligible & ~exclude & enrolled
         if seg_ok is not None:
             eligible &= np.bincount(ch.seg_stu, weights=seg_ok, minlength=n) > 0
-        who = eligible & ((rng.random(n) < rate) if chosen is None else chosen)
+        who = eligible & ((rng.random(n) < rate * rate_scale) if chosen is None else chosen)
         missing = min(MIN_PER_CODE - int(who.sum()), int((eligible & ~who).sum()))
         if missing > 0:
             who[rng.choice(np.flatnonzero(eligible & ~who), size=missing, replace=False)] = True

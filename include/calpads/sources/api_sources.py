@@ -24,10 +24,9 @@ def client_for(source: str, conn: Any) -> Any:
 
         return PowerSchoolClient(PowerSchoolSettings.from_connection(conn))
     if source == "aeries_api":
-        from calpads.sources.api_common import ApiSourceError
+        from calpads.sources.aeries_api import AeriesClient, AeriesSettings
 
-        # Not built yet (see the hand-over): the hook and connection type exist.
-        raise ApiSourceError("The Aeries API source is not available yet: choose source sql or powerschool_api.")
+        return AeriesClient(AeriesSettings.from_connection(conn))
     if source == "oneroster":
         from calpads.sources.oneroster import OneRosterClient, OneRosterSettings
 

@@ -155,5 +155,15 @@ class OneRosterClient:
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
         raise MissingSourceData(SPRG_GAP)
 
+    def pull_enrollments(self, work_dir: str | Path) -> list[dict[str, Any]]:
+        """School enrollments in the staging model's words: Local Student ID, CDS school code, entry and
+        exit dates (exclusive, as the SIS keeps them), one row per OneRoster school enrollment."""
+        roster = self.pull_roster(work_dir)
+        local_id = {s["sourcedId"]: s["identifier"] for s in roster["students"]}
+        cds = {o["sourcedId"]: o["identifier"] or None for o in roster["schools"]}
+        return [{"local_student_id": local_id.get(e["user"]), "school_code": cds.get(e["school"]),
+                 "entrydate": e["beginDate"], "exitdate": e["endDate"]}
+                for e in roster["enrollments"] if e["role"] == "student" and e["status"] != "tobedeleted"]
+
     def close(self) -> None:
         self.http.close()

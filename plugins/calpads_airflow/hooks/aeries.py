@@ -1,7 +1,7 @@
 """Aeries SIS API v5 hook (AERIES-CERT certificate header).
 
-The source client behind it is not built yet (calpads.sources.api_sources says so).
-Docs for the build: request header AERIES-CERT and DatabaseYear
+The source client is calpads.sources.aeries_api (its docstring has the field mapping).
+Docs: request header AERIES-CERT and DatabaseYear
 https://support.aeries.com/support/solutions/articles/14000113681-aeries-api-building-a-request ;
 /api/v5/systeminfo, /api/v5/schools/{sc} (LOC.DNR = do not report)
 https://support.aeries.com/support/solutions/articles/14000113682-aeries-api-school-related-end-points ;
@@ -32,6 +32,8 @@ class AeriesHook(SisApiHook):
         **retry_fields(),
         "database_year": {"label": "Database year", "description": "YYYY of the school year's first half; blank = "
                           "the district's default year.", "schema": {"type": ["string", "null"]}},
+        "subdistricts": {"label": "Sub-districts", "description": "JSON {\"SchoolCode\": \"sub-district\"}; "
+                         "Aeries has no sub-district on the school record.", "schema": {"type": ["object", "null"]}},
     }
     UI_BEHAVIOUR: ClassVar[dict[str, Any]] = {
         "hidden_fields": ["schema", "port", "login", "extra"],
