@@ -387,6 +387,11 @@ def test_aeries_connection_and_data_flows_in_the_integration_teams_words(aeries_
         set_conn(monkeypatch, "ae_limited", "calpads_aeries", limited.url, None, CERT, **FAST_RETRIES)
         checks = check_data_flows(AeriesHook("ae_limited"), ["read_enrollment", "read_programs",
                                                                "write_participation"])
+        from calpads.health.checks import flows_api
+
+        health = {r.check: r.ok for r in flows_api(AeriesHook("ae_limited"), ["read_enrollment"])}
+    assert health == {"flow_read_enrollment_school_information": True, "flow_read_enrollment_school_calendar": True,
+                      "flow_read_enrollment_student_data": True, "flow_read_enrollment_enrollment_history": False}
     by_area = {c.resource: c for c in checks}
     assert by_area["Student Data"].granted and by_area["Student Programs"].granted is not False
     assert by_area["Enrollment History"].granted is False

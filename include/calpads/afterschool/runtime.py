@@ -38,7 +38,9 @@ def writeback_kind() -> str:
 
 
 def api_conn_id() -> str:
-    return conf("sis_conn_id", "sis_powerschool")
+    """The SIS API connection: [calpads] sis_conn_id, else the source's default (sis_powerschool, sis_aeries, ...)."""
+    src = sis_source()
+    return conf("sis_conn_id", f"sis_{src.removesuffix('_api')}" if src != "sql" else "sis_powerschool")
 
 
 def work_dir(dag_id: str, run_id: str) -> Path:

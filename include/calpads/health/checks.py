@@ -16,6 +16,7 @@ counts and table names appear in results: no student data.
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -219,7 +220,8 @@ def flows_api(hook: Any, flows: Iterable[str], participation_table: str = PARTIC
     out: list[CheckResult] = []
     for f in found:
         ask = "" if f.granted else f"{ASK_FLOWS} {f.message}. If the plugin is the vendor's, ask the vendor too."
-        out.append(CheckResult(f"flow_{f.flow}_{f.resource.lower()}", f"Data flow: {FLOW_WORDS.get(f.flow, f.flow)} "
+        resource_id = re.sub(r"[^a-z0-9]+", "_", f.resource.lower()).strip("_")   # "Student Data" -> student_data
+        out.append(CheckResult(f"flow_{f.flow}_{resource_id}", f"Data flow: {FLOW_WORDS.get(f.flow, f.flow)} "
                                f"({f.resource})", f.granted, f.message, ask))
     return out
 
