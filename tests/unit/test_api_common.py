@@ -53,3 +53,25 @@ def test_a_changed_count_discards_the_checkpoint(tmp_path):
     store = PageStore.for_dataset(tmp_path, "t", "rows", {})
     paged_fetch(store, count=6, page_size=2, columns=["k"], fetch_page=lambda p: calls.append(p) or [{"k": "c"}] * 2)
     assert calls == [1, 2, 3]
+
+
+def test_connection_extras_reads_the_ui_forms_prefixed_names():
+    from types import SimpleNamespace
+
+    from calpads.sources.api_common import connection_extras
+
+    conn = SimpleNamespace(extra_dejson={"extra__calpads_aeries__database_year": "2025",
+                                         "extra__calpads_aeries__page_size": "", "page_size": 250,
+                                         "extra__calpads_aeries__max_attempts": "3", "max_attempts": 5})
+    assert connection_extras(conn) == {"database_year": "2025", "page_size": 250, "max_attempts": 5}
+
+
+def test_the_sis_connection_types_are_registered_with_airflow():
+    """The provider entry point (pyproject) makes Airflow list the connection types and their form fields."""
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    behaviours = pm.field_behaviours
+    assert behaviours["calpads_aeries"]["relabeling"]["password"] == "AERIES-CERT certificate"
+    assert {"calpads_powerschool", "calpads_oneroster"} <= set(behaviours)
+    assert "extra__calpads_aeries__subdistricts" in pm.connection_form_widgets

@@ -49,6 +49,7 @@ from calpads.sources.api_common import (
     PageStore,
     RetryPolicy,
     StaticHeader,
+    connection_extras,
     paged_fetch,
     read_denied_message,
 )
@@ -109,7 +110,7 @@ class AeriesSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> AeriesSettings:
         """From an Airflow Connection: host = the Aeries URL up to /api, password = the AERIES-CERT certificate."""
-        extra = dict(conn.extra_dejson or {})
+        extra = connection_extras(conn)
         host = (conn.host or "").rstrip("/")
         if host and "://" not in host:
             host = f"https://{host}"

@@ -40,6 +40,17 @@ log = logging.getLogger("calpads.sources.api")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def connection_extras(conn: Any) -> dict[str, Any]:
+    """A connection's extras by plain name: fields saved from the UI's connection form may arrive as
+    ``extra__<conn_type>__<name>`` (the provider form's naming); plain keys win; blanks are dropped."""
+    out: dict[str, Any] = {}
+    for key, value in dict(conn.extra_dejson or {}).items():
+        name = key.split("__", 2)[2] if key.startswith("extra__") and key.count("__") >= 2 else key
+        if value not in (None, "") and (name == key or name not in out):
+            out[name] = value
+    return out
+
+
 class ApiSourceError(RuntimeError):
     """A SIS API call failed for good (said in the coordinator's words, no student data)."""
 

@@ -30,6 +30,7 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
+    connection_extras,
     paged_fetch,
 )
 from calpads.sources.sql_sis import SprgPull
@@ -72,7 +73,7 @@ class OneRosterSettings:
 
     @classmethod
     def from_connection(cls, conn: Any) -> OneRosterSettings:
-        extra = dict(conn.extra_dejson or {})
+        extra = connection_extras(conn)
         host = (conn.host or "").rstrip("/")
         if host and "://" not in host:
             host = f"https://{host}"

@@ -40,6 +40,7 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
+    connection_extras,
     paged_fetch,
     read_denied_message,
     write_denied_message,
@@ -81,7 +82,7 @@ class PowerSchoolSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> PowerSchoolSettings:
         """From an Airflow Connection: host = server URL, login = client ID, password = client secret."""
-        extra = dict(conn.extra_dejson or {})
+        extra = connection_extras(conn)
         host = (conn.host or "").rstrip("/")
         if host and "://" not in host:
             host = f"{conn.schema or 'https'}://{host}"
