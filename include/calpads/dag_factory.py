@@ -184,8 +184,13 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
                        "count_tolerance": float(_conf("staging_count_tolerance", "0.20"))}
             if sis_source == "sql":
                 return extract(ctx, engine("sis_db"), **staging)
+            from calpads.sources.api_common import MissingSourceData
+
             conn_id = _conf("sis_conn_id", f"sis_{sis_source.removesuffix('_api')}")
-            return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
+            try:
+                return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
+            except MissingSourceData as exc:   # the source can never provide it: a retry would not help
+                raise AirflowFailException(str(exc)) from exc
 
         @task(task_display_name="Quality gate (CALPADS rules)")
         def quality_gate(scope: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:

@@ -155,3 +155,24 @@ def test_aeries_api_source_publishes_the_same_files_as_sql(airflow_home, distric
         assert res.state == "success", (source, failed, res.output[-3000:])
         files[source] = {p.name: p.read_bytes() for p in run_folder(pub, res.run_id).glob("*.txt")}
     assert files["sql"] and files["sql"] == files["aeries_api"]
+
+
+def test_oneroster_source_fails_the_sprg_run_saying_what_to_supply(airflow_home, district, tmp_path, smtp_server):
+    """OneRoster has no programs: the run stops at the pull, publishes nothing, and the email says which
+    fields the district must supply from another source."""
+    from tests.integration.vendor_servers.oneroster import OneRosterServer
+
+    env = project_env(airflow_home, sis_url=f"sqlite:///{district}", store_url=f"sqlite:///{tmp_path}/store.db",
+                      publish_root=tmp_path / "pub", work_root=tmp_path / "work", smtp_port=smtp_server.port)
+    env["AIRFLOW__CALPADS__SIS_SOURCE"] = "oneroster"
+    subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "sis_oneroster", "2", "OneRoster"],
+                   env=env, check=True, capture_output=True)
+    with OneRosterServer(sa.create_engine(f"sqlite:///{district}"), "cid", "csecret") as server:
+        env["AIRFLOW_CONN_SIS_ONEROSTER"] = json.dumps({"conn_type": "calpads_oneroster", "host": server.url,
+                                                         "login": "cid", "password": "csecret"})
+        res = run_dag(env, "calpads_sprg", "2026-04-12", {"academic_year": YEAR})
+    assert res.state == "failed" and res.task_states["extract_records"] == "failed", res.output[-3000:]
+    assert not list((tmp_path / "pub").rglob("*.txt"))
+    msg = next(t for t in smtp_server.texts() if "extract_records" in t)
+    assert "OneRoster carries rostering and enrollment only" in msg and "Education Program Code (13)" in msg
+    assert "set [calpads] sis_source to a source that has these fields" in msg

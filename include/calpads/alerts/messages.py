@@ -15,6 +15,7 @@ from typing import Any
 SAFE_EXCEPTIONS = {
     "GateFailed", "ScopeError", "SisDataError", "StructuralCharacterError", "MassDeleteBlocked",
     "AirflowFailException", "ParamValidationError", "OdsFormatError", "StagingCheckFailed",
+    "ApiSourceError", "AccessDenied", "MissingSourceData",   # SIS API sources: endpoint paths and statuses only
 }
 
 # What to do for a failure of a known cause, whatever task raised it (the task wrapper may re-raise it
@@ -25,6 +26,12 @@ WHAT_TO_DO_FOR = {
                          "deletes are real, trigger the run again with allow_mass_delete: true in its conf.",
     "OdsFormatError": "Nothing was published. Download the ODS extract again from CALPADS (caret-delimited, "
                       "unedited), or trigger the run again without ods_file.",
+    "MissingSourceData": "Nothing was published. The configured SIS source cannot provide this file: set "
+                         "[calpads] sis_source to a source that has these fields (see docs/sis-sources.md), "
+                         "then trigger the run again.",
+    "AccessDenied": "Nothing was published. Ask district IT to check the SIS API connection's credentials and "
+                    "permissions (the integration_health DAG lists which data flows are granted), then clear the "
+                    "task to retry.",
     "StagingCheckFailed": "Nothing was built or published: the SIS pull failed a check before any file was made. "
                           "Do what the message above says, then clear the extract task. If fewer students or "
                           "programs is real (e.g. a school left the district), trigger the run again with "
