@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import pandas as pd
@@ -294,15 +294,27 @@ CERT = "477abe9e7d27439681d62f4e0de1f5e1-do-not-log"
 
 
 @pytest.fixture(scope="module")
-def aeries_sis(sis, tmp_path_factory) -> sa.Engine:
-    """The demo district in Aeries's key shape (STUDENTS.ID = DCID = Local Student ID)."""
-    from tests.integration.vendor_servers.aeries import rekey_as_aeries
+def aeries_for(sis, tmp_path_factory) -> Callable[[str], sa.Engine]:
+    """The demo district as an Aeries district holds it (vendor_servers.aeries.as_aeries_district), for a
+    report range starting on the given day (the programs' school of attendance depends on it)."""
+    from tests.integration.vendor_servers.aeries import as_aeries_district
 
-    path = tmp_path_factory.mktemp("aeries") / "sis.db"
-    shutil.copy(sis.url.database, path)
-    engine = sa.create_engine(f"sqlite:///{path}")
-    rekey_as_aeries(engine)
-    return engine
+    made: dict[str, sa.Engine] = {}
+
+    def make(range_start: str) -> sa.Engine:
+        if range_start not in made:
+            path = tmp_path_factory.mktemp("aeries") / "sis.db"
+            shutil.copy(sis.url.database, path)
+            made[range_start] = sa.create_engine(f"sqlite:///{path}")
+            as_aeries_district(made[range_start], range_start)
+        return made[range_start]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def aeries_sis(aeries_for) -> sa.Engine:
+    return aeries_for("2025-07-01")   # the EOY and Fall 1 report ranges start on July 1
 
 
 @pytest.fixture
@@ -322,22 +334,30 @@ def ae_conn(ae_server, monkeypatch) -> str:
     return "ae_test"
 
 
-def test_rekeyed_district_keeps_every_student_and_reference(sis, aeries_sis):
-    q = ("SELECT s.student_number, p.programcode, p.programstartdate FROM s_ca_stu_calpadsprograms_c p "
+def test_the_aeries_shaped_district_keeps_every_student_and_program(sis, aeries_sis):
+    q = ("SELECT DISTINCT s.student_number, p.programcode, p.programstartdate FROM s_ca_stu_calpadsprograms_c p "
          "JOIN students s ON s.dcid = p.studentsdcid")
     with sis.connect() as a, aeries_sis.connect() as b:
         assert sorted(a.exec_driver_sql(q).fetchall()) == sorted(b.exec_driver_sql(q).fetchall())
         assert b.exec_driver_sql("SELECT COUNT(*) FROM students WHERE id <> dcid OR "
                                  "CAST(id AS TEXT) <> student_number").scalar() == 0
+        assert b.exec_driver_sql("SELECT COUNT(*) FROM s_ca_calpads_studentservices_c").scalar() == 0
 
 
 @pytest.mark.parametrize("scope_name", list(SCOPES))
-def test_aeries_pull_equals_sql_pull(aeries_sis, ae_server, ae_conn, tmp_path, scope_name):
+def test_aeries_pull_equals_sql_pull(aeries_for, monkeypatch, tmp_path, scope_name):
     scope = scope_of(**SCOPES[scope_name])
     codes = program_set(load_layout("SPRG"), scope)
-    api = pull_sprg_api("aeries_api", ae_conn, scope, codes, tmp_path)
-    assert_same_pull(pull_sprg(aeries_sis, scope, codes), api)
+    district = aeries_for(scope.start_date.isoformat())
+    with AeriesServer(district, CERT) as ae_server:
+        set_conn(monkeypatch, "ae_scope", "calpads_aeries", f"{ae_server.url}/api", None, CERT, page_size=40,
+                 subdistricts=SUBDISTRICTS, **FAST_RETRIES)
+        api = pull_sprg_api("aeries_api", "ae_scope", scope, codes, tmp_path)
+    assert_same_pull(pull_sprg(district, scope, codes), api)
     assert len(api.programs) > 0 and len(api.students) > 0
+    # A transfer student's programs are listed by each of the student's schools (the pull reads them once).
+    listed = [p for v in ae_server.programs.values() for p in v]
+    assert len(listed) > len({json.dumps(p, sort_keys=True) for p in listed})
     # students are paged by record count, 40 at a time from record 1, until a short page
     starts = [int(e.query["StartingRecord"]) for e in ae_server.requests("/schools/100/students")
               if e.path.endswith("/students")]

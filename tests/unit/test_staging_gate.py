@@ -103,10 +103,13 @@ def test_duplicate_dcid():
 
 
 def test_duplicate_program_id():
+    # the same program ID twice for student 1: its Local Record ID repeats. The same program ID for another
+    # student is a different record (Aeries's program IDs are per student).
     pr = programs([("21", "1", "100"), ("21", "1", "100"), ("21", "2", "200"), ("23", "2", "200")])
     result = check_frames(students(2), pr, SCHOOLS)
-    assert fired(result) == {"STAGE-PROGRAM-ID-UNIQUE": 3}
+    assert fired(result) == {"STAGE-PROGRAM-ID-UNIQUE": 2}
     assert result.errors[0].examples == ["21"]
+    assert "share a Local Record ID" in result.errors[0].message
 
 
 def test_orphan_program_unknown_student():

@@ -1,4 +1,4 @@
-"""Aeries SIS API v5 (AERIES-CERT), mapped onto the contract tables: the same SprgPull as the SQL source.
+"""Aeries SIS API v5 (AERIES-CERT), mapped onto the contract tables: the SprgPull of the SQL source.
 
 API used (Aeries Knowledge Base):
 - every request carries the vendor certificate in the ``AERIES-CERT`` header (case sensitive) and may
@@ -8,32 +8,45 @@ API used (Aeries Knowledge Base):
 - the v5 end point list (``/api/v5/systeminfo`` needs no certificate; ``/api/v5/schools/{SchoolCode}``
   with the code optional; ``/api/v5/schools/{SchoolCode}/calendar``):
   https://support.aeries.com/support/solutions/articles/14000070569
-- students per school, ``StartingRecord``/``EndingRecord`` (inclusive record counts) for paging, and
-  programs per school (``/students/{StudentID}/programs``; StudentID 0 = every student, as the AeriesApi
-  PowerShell module calls it):
+- students per school, ``StartingRecord``/``EndingRecord`` (inclusive record counts) for paging; programs
+  per school (``/students/{StudentID}/programs``, StudentID 0 = every student at the school, as the
+  AeriesApi PowerShell module calls it):
   https://support.aeries.com/support/solutions/articles/14000113683-aeries-api-student-related-end-points
 - enrollment history per school and year (``/api/v5/schools/{SchoolCode}/enrollment/0/year/{yyyy}``):
   https://support.aeries.com/support/solutions/articles/14000113684-aeries-api-attendance-and-enrollment-related-end-points
+Field names and meanings are the documentation's (School: DoNotReport = "not to be included in
+federal/state reporting (e.g., CALPADS)", StateCountyID/StateDistrictID/StateSchoolID = the CDS parts;
+Calendar: HolidayCode "@ = School not in session ... # = School Holiday ... $ = Staff Development";
+Student: FirstName/LastName = the legal names, FirstNameAlias/LastNameAlias; Programs: ProgramCode,
+EligibilityStartDate/EndDate, ParticipationStartDate/EndDate).
 
-Identifiers (the mapping decision): Aeries has one student key, the district-wide StudentID (formerly
-PermanentID). It is the record key, the key that program rows carry, and what Aeries reports to CALPADS
-as the Local Student ID. So it fills the contract's STUDENTS.ID, DCID and STUDENT_NUMBER alike, and the
-SPRG Local Record ID of an Aeries district reads ``<StudentID>.<program record sequence>``. Aeries has no
-DCID: nothing downstream needs one beyond joining students to their programs.
-
-Fields the public excerpts above do not show, which this module assumes; confirm them against the
-district's Aeries (``GET /api/v5/schools/{sc}/students/{id}``) before go-live. They live in one place,
-``FIELDS`` below: the school's ``StateCountyID``/``StateDistrictID``/``StateSchoolID`` and ``DoNotReport``
-(LOC.DNR); the student's legal name and gender, ``ExcludeFromStateReporting``; the calendar's ``Holiday``
-(blank on a school day); the program record's ``SequenceNumber`` and the CALPADS fields carried in its
-``ExtendedProperties``; Title I services (program 122) as program records whose extended property
-``ServiceCode`` is set. Aeries has no sub-district on the school record: the connection's extra
-``subdistricts`` ({"SchoolCode": "name"}) supplies it where a district runs by sub-district.
+How Aeries's shape becomes the contract's (each rule here, once):
+- **One student key.** Aeries keys a student by the district-wide StudentID (formerly PermanentID): the
+  record key, the key on program rows, and what Aeries reports as the Local Student ID. It fills the
+  contract's STUDENTS.ID, DCID and STUDENT_NUMBER alike.
+- **Programs belong to the student, not a school.** The per-school end point lists the programs of every
+  student with a record at that school; duplicates across schools are one program. Its school of
+  attendance is the school of the student's enrollment on the later of the program's start and the
+  report's first day (the latest entry wins for concurrent enrollments); with none, the current school.
+- **Membership code** (CALPADS 1 Eligible, 3 Participating): 3 when the record has a participation start
+  date, else 1; the dates are the participation dates, else the eligibility dates.
+- **Program record id** (the second part of the Local Record ID): Aeries returns none, so it is the
+  program code and start date, ``<code><yyyymmdd>`` (Local Record ID ``100005.14420250813``): stable from
+  run to run and unique per student.
+- **Not in the Aeries v5 API** (``SPRG_GAP``): CPA ID, Migrant ID, Primary Disability, DSEA, the homeless
+  fields, the special-education exit code, Title I services (program 122's service codes), the legal
+  gender and a per-student state-reporting exclusion. They stay blank: the quality gate holds back the
+  records whose rules need them (113 without a CPA ID, 135 without a Migrant ID) with the rule's message;
+  Title I memberships (122) give no record, as the seed reports one per service in the range; and the
+  pull's log says which fields Aeries could not supply.
+- Aeries keeps no sub-district on the school record: the connection's extra ``subdistricts``
+  ({"SchoolCode": "name"}) supplies it where a district runs by sub-district.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,37 +68,40 @@ from calpads.sources.api_common import (
 )
 from calpads.sources.sprg_frames import assemble_sprg_pull
 
+log = logging.getLogger(__name__)
+
 SOURCE = "aeries_api"
 API = "/api/v5"
 DEFAULT_PAGE_SIZE = 1000
 WHOLE = 10**9   # "page size" of an end point that answers in one response (a one-page checkpoint)
+NOT_IN_SESSION = {"@", "#", "$"}   # HolidayCode: not in session, school holiday, staff development
 
-# Aeries field -> contract column, per data set: the one place the mapping lives.
+# Aeries field -> staging column, per end point: the one place the mapping lives.
 FIELDS: dict[str, dict[str, str]] = {
     "schools": {"SchoolCode": "school_number", "StateSchoolID": "alternate_school_number",
                 "DoNotReport": "state_excludefromreporting", "StateCountyID": "county", "StateDistrictID": "district"},
-    "calendar": {"SchoolCode": "schoolid", "CalendarDate": "date_value", "Holiday": "insession"},
-    "students": {"StudentID": "id", "StateStudentID": "state_studentnumber", "FirstName": "first_name",
-                 "LastName": "last_name", "Birthdate": "dob", "Gender": "gender", "SchoolCode": "schoolid",
-                 "SchoolEnterDate": "entrydate", "SchoolLeaveDate": "exitdate",
-                 "ExcludeFromStateReporting": "state_excludefromreporting",
-                 "LegalFirstName": "legalfirstname", "LegalLastName": "legallastname",
-                 "LegalGender": "legalgender"},
+    "calendar": {"SchoolCode": "schoolid", "CalendarDate": "date_value", "HolidayCode": "holidaycode"},
+    "students": {"StudentID": "id", "StateStudentID": "state_studentnumber", "FirstName": "legalfirstname",
+                 "LastName": "legallastname", "FirstNameAlias": "first_name_alias",
+                 "LastNameAlias": "last_name_alias", "Birthdate": "dob", "Gender": "gender",
+                 "SchoolCode": "schoolid", "SchoolEnterDate": "entrydate", "SchoolLeaveDate": "exitdate"},
     "enrollment": {"StudentID": "studentid", "SchoolCode": "schoolid", "EnterDate": "entrydate",
-                   "LeaveDate": "exitdate", "ExcludeFromStateReporting": "state_excludefromreporting"},
-    "programs": {"SequenceNumber": "id", "StudentID": "studentsdcid", "ProgramCode": "programcode",
+                   "LeaveDate": "exitdate"},
+    "programs": {"StudentID": "studentsdcid", "ProgramCode": "programcode",
                  "EligibilityStartDate": "eligibilitystartdate", "EligibilityEndDate": "eligibilityenddate",
                  "ParticipationStartDate": "participationstartdate", "ParticipationEndDate": "participationenddate"},
 }
-# CALPADS program fields Aeries keeps as the program record's extended properties.
-PROGRAM_EXTENDED = {"MembershipCode": "programmembershipcode", "PartnershipAcademyID": "partnershipacademyid",
-                    "MigrantStudentID": "migrantstudentid", "PrimaryDisabilityCode": "prmarydisabilitycode",
-                    "DistrictOfSpecialEducationAccountability": "distspedaccountability",
-                    "DwellingType": "dwellingtype", "UnaccompaniedYouth": "unaccompaniedyouth",
-                    "RunawayYouth": "runawayyouth", "SpecialEducationExitCode": "spedexitcode",
-                    "ServiceCode": "servicecode"}
 DATE_COLUMNS = {"date_value", "dob", "entrydate", "exitdate", "eligibilitystartdate", "eligibilityenddate",
                 "participationstartdate", "participationenddate"}
+
+SPRG_GAP = (
+    "The Aeries v5 API does not carry these Student Program fields, so they are blank in files built from "
+    "it: California Partnership Academy ID (19, program 113), Migrant Student ID (20, program 135), Primary "
+    "Disability Code and District of Special Education Accountability (21, 22, program 144), the homeless "
+    "fields (23-25, program 191), Title I service codes (17, 18, program 122), the legal gender and a "
+    "per-student state-reporting exclusion. Records whose rules need them are held back by the quality gate; "
+    "Title I (122) memberships give no record without their services."
+)
 
 # Aeries security areas per data flow, in the words the integration team uses.
 FLOW_AREAS = {
@@ -138,8 +154,8 @@ def _flag(v: Any) -> int:
     return 1 if v in (True, 1, "1", "Y", "y", "true", "True") else 0
 
 
-def contract_row(dataset: str, rec: dict[str, Any]) -> dict[str, Any]:
-    """One Aeries record as contract-column text (see FIELDS)."""
+def staging_row(dataset: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """One Aeries record under its staging column names (see FIELDS)."""
     out: dict[str, Any] = {}
     for name, col in FIELDS[dataset].items():
         v = rec.get(name)
@@ -147,12 +163,7 @@ def contract_row(dataset: str, rec: dict[str, Any]) -> dict[str, Any]:
             v = _date(v)
         elif col == "state_excludefromreporting":
             v = _flag(v)
-        elif col == "insession":
-            v = 0 if str(v or "").strip() else 1
         out[col] = v
-    if dataset == "programs":
-        props = {p.get("Name"): p.get("Value") for p in rec.get("ExtendedProperties") or []}
-        out.update({col: props.get(name) for name, col in PROGRAM_EXTENDED.items()})
     return out
 
 
@@ -171,34 +182,31 @@ class AeriesClient:
             kw["DatabaseYear"] = self.database_year
         return kw
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, **params: Any) -> list[dict[str, Any]]:
         body = self.http.get_json(f"{API}/{path}", params=self._params(**params))
         return body if isinstance(body, list) else [body] if body else []
 
     def fetch(self, dataset: str, path: str, work_dir: str | Path, *, paged: bool = False,
-              deadline: float | None = None, **params: Any) -> list[dict[str, Any]]:
-        """One end point's records as contract rows, checkpointed; students are paged by record count."""
+              deadline: float | None = None) -> list[dict[str, Any]]:
+        """One end point's records as staging rows, checkpointed; students are paged by record count."""
         size = self.settings.page_size if paged else WHOLE
-        cols = list(FIELDS[dataset].values()) + (list(PROGRAM_EXTENDED.values()) if dataset == "programs" else [])
+        cols = list(FIELDS[dataset].values())
         store = PageStore.for_dataset(work_dir, SOURCE, dataset, {
-            "server": self.settings.base_url, "path": path, "params": self._params(**params), "size": size})
+            "server": self.settings.base_url, "path": path, "params": self._params(), "size": size})
         self.stores.append(store)
 
         def page(n: int) -> list[dict[str, Any]]:
             extra = {"StartingRecord": (n - 1) * size + 1, "EndingRecord": n * size} if paged else {}
-            return [contract_row(dataset, r) for r in self.get(path, **params, **extra)]
+            return [staging_row(dataset, r) for r in self.get(path, **extra)]
 
         return paged_fetch(store, count=None, page_size=size, columns=cols, fetch_page=page, deadline=deadline,
                            label=f"Aeries {dataset} ({path})")
 
     # -- what the pipeline needs ------------------------------------------------------------
-    def schools(self) -> list[dict[str, Any]]:
-        return self.get("schools")
-
     def test_connection(self) -> tuple[bool, str]:
         try:
             info = self.get("systeminfo")
-            n = len(self.schools())
+            n = len(self.get("schools"))
         except AccessDenied:
             return False, ("Aeries refused the certificate: check the AERIES-CERT certificate in the connection "
                            "(Aeries: Security > API Security).")
@@ -209,7 +217,13 @@ class AeriesClient:
 
     def check_flows(self, flows: list[str]) -> list[FlowCheck]:
         out: list[FlowCheck] = []
-        school = next((s.get("SchoolCode") for s in self._safe_schools()), None)
+        try:
+            school = next((s.get("SchoolCode") for s in self.get("schools")), 0)
+        except ApiSourceError:
+            school = 0
+        paths = {"schools": "schools", "calendar": f"schools/{school}/calendar",
+                 "students": f"schools/{school}/students", "enrollment": f"schools/{school}/enrollment/0",
+                 "attendance": f"schools/{school}/attendance/0", "programs": f"schools/{school}/students/0/programs"}
         for flow in flows:
             if flow == "write_participation":
                 out.append(FlowCheck(flow, "Student Programs", None, (
@@ -217,12 +231,8 @@ class AeriesClient:
                     "Insert/Update on the \"Student Programs\" security area, then test one write.")))
                 continue
             for area, kind in FLOW_AREAS[flow]:
-                path = {"schools": "schools", "calendar": f"schools/{school}/calendar",
-                        "students": f"schools/{school}/students", "enrollment": f"schools/{school}/enrollment/0",
-                        "attendance": f"schools/{school}/attendance/0",
-                        "programs": f"schools/{school}/students/0/programs"}[kind]
                 probe = {"StartingRecord": 1, "EndingRecord": 1} if kind == "students" else {}
-                resp = self.http.send("GET", f"{API}/{path}", params=self._params(**probe), ok=(401, 403, 404))
+                resp = self.http.send("GET", f"{API}/{paths[kind]}", params=self._params(**probe), ok=(401, 403, 404))
                 if resp.status_code == 200:
                     out.append(FlowCheck(flow, area, True, f"The pipeline can read {area} in Aeries."))
                 else:
@@ -230,70 +240,56 @@ class AeriesClient:
                         area.lower(), f"the \"{area}\" security area", "Aeries vendor certificate")))
         return out
 
-    def _safe_schools(self) -> list[dict[str, Any]]:
-        try:
-            return self.schools()
-        except ApiSourceError:
-            return []
-
-    def pull_tables(self, scope: RunScope, work_dir: str | Path, with_services: bool = True) -> dict[str, list]:
-        """The contract tables the SPRG pull reads, from Aeries."""
+    def pull_tables(self, scope: RunScope, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+        """The contract tables the SPRG pull reads, from Aeries (the rules in the module docstring)."""
         deadline = time.monotonic() + self.settings.pull_timeout
         year = scope.academic_year[:4]
         self.database_year = self.settings.database_year or year
         schools = self.fetch("schools", "schools", work_dir, deadline=deadline)
-        codes = sorted({int(s["school_number"]) for s in schools})
-        t: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-            "prefs", "schools", "calendar_day", "students", "reenrollments", "s_ca_stu_x",
-            "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c")}
-        for s in schools:
-            s["subdistrict"] = self.settings.subdistricts.get(str(s["school_number"]))
-            t["schools"].append(s)
-        # The Reporting LEA: county + district code of the reportable schools (one district, one code).
+        codes = sorted(int(s["school_number"]) for s in schools)
+        calendar: list[dict[str, Any]] = []
+        students: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        programs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for sc in codes:
+            calendar += self.fetch("calendar", f"schools/{sc}/calendar", work_dir, deadline=deadline)
+            students += self.fetch("students", f"schools/{sc}/students", work_dir, paged=True, deadline=deadline)
+            history += self.fetch("enrollment", f"schools/{sc}/enrollment/0/year/{year}", work_dir,
+                                  deadline=deadline)
+            for p in self.fetch("programs", f"schools/{sc}/students/0/programs", work_dir, deadline=deadline):
+                programs.setdefault(tuple(p.values()), p)   # listed once per school the student attended
+        stu, stu_x = _students(students)
+        current = {(s["id"], s["schoolid"], s["entrydate"]) for s in stu}
+        reenrollments = [{**h, "id": i, "state_excludefromreporting": 0} for i, h in enumerate(history, 1)
+                         if (h["studentid"], h["schoolid"], h["entrydate"]) not in current]
+        enrollments = [(s["id"], s["schoolid"], s["entrydate"], s["exitdate"]) for s in stu] + [
+            (r["studentid"], r["schoolid"], r["entrydate"], r["exitdate"]) for r in reenrollments]
+        log.info("Aeries: %d schools, %d students, %d programs read.", len(codes), len(stu), len(programs))
+        log.warning(SPRG_GAP)
         lea = next((f"{s['county'] or ''}{s['district'] or ''}" for s in sorted(
             schools, key=lambda s: int(s["school_number"])) if str(s["state_excludefromreporting"]) == "0"), "")
-        t["prefs"].append({"id": 0, "name": "districtnumber", "value": lea or None, "schoolid": 0})
-        history: list[dict[str, Any]] = []
-        for sc in codes:
-            t["calendar_day"] += self.fetch("calendar", f"schools/{sc}/calendar", work_dir, deadline=deadline)
-            for s in self.fetch("students", f"schools/{sc}/students", work_dir, paged=True, deadline=deadline):
-                t["students"].append(s)
-            history += self.fetch("enrollment", f"schools/{sc}/enrollment/0/year/{year}", work_dir, deadline=deadline)
-            for p in self.fetch("programs", f"schools/{sc}/students/0/programs", work_dir, deadline=deadline):
-                p["schoolid"] = sc
-                if p.get("servicecode") not in (None, ""):
-                    if with_services:
-                        t["s_ca_calpads_studentservices_c"].append({
-                            "id": p["id"], "studentsdcid": p["studentsdcid"], "schoolid": sc,
-                            "servicecode": p["servicecode"], "servicedate": p["participationstartdate"]})
-                    continue
-                t["s_ca_stu_calpadsprograms_c"].append(_program(p))
-        t["students"], t["s_ca_stu_x"] = _students(t["students"])
-        current = {(s["id"], s["schoolid"], s["entrydate"]) for s in t["students"]}
-        t["reenrollments"] = [dict(h, id=i) for i, h in enumerate(history, 1)
-                              if (h["studentid"], h["schoolid"], h["entrydate"]) not in current]
-        return t
+        return {
+            "prefs": [{"id": 0, "name": "districtnumber", "value": lea or None, "schoolid": 0}],
+            "schools": [{**s, "subdistrict": self.settings.subdistricts.get(str(s["school_number"]))}
+                        for s in schools],
+            "calendar_day": [{**c, "insession": 0 if (c["holidaycode"] or "").strip() in NOT_IN_SESSION else 1}
+                             for c in calendar],
+            "students": stu, "reenrollments": reenrollments, "s_ca_stu_x": stu_x,
+            "s_ca_stu_calpadsprograms_c": program_rows(list(programs.values()), enrollments, stu,
+                                                       scope.start_date.isoformat()),
+            "s_ca_calpads_studentservices_c": [],
+        }
 
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> Any:
-        tables = self.pull_tables(scope, work_dir, with_services="122" in program_codes)
-        return assemble_sprg_pull(tables, scope, program_codes)
+        return assemble_sprg_pull(self.pull_tables(scope, work_dir), scope, program_codes)
 
     def close(self) -> None:
         self.http.close()
 
 
-def _program(p: dict[str, Any]) -> dict[str, Any]:
-    """Eligibility-only records (membership 1) carry eligibility dates; the others participation dates."""
-    participating = p.get("participationstartdate") is not None
-    start = p["participationstartdate"] if participating else p.get("eligibilitystartdate")
-    end = p["participationenddate"] if participating else p.get("eligibilityenddate")
-    return {**{k: v for k, v in p.items() if not k.startswith(("eligibility", "participation"))},
-            "programstartdate": start, "programenddate": end}
-
-
 def _students(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One STUDENTS row per StudentID (Aeries returns a record per school attended: the latest entry wins)
-    and the legal names as S_CA_STU_X."""
+    """One STUDENTS row per StudentID (Aeries returns a record per school attended: the latest entry wins),
+    preferred names from the aliases, and the legal names as S_CA_STU_X."""
     by_id: dict[Any, dict[str, Any]] = {}
     for r in records:
         cur = by_id.get(r["id"])
@@ -301,8 +297,32 @@ def _students(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
             by_id[r["id"]] = r
     students, stu_x = [], []
     for sid, r in sorted(by_id.items(), key=lambda kv: int(kv[0])):
-        students.append({**r, "dcid": sid, "student_number": str(sid)})
-        if any(r.get(c) is not None for c in ("legalfirstname", "legallastname", "legalgender")):
-            stu_x.append({"studentsdcid": sid, "legalfirstname": r.get("legalfirstname"),
-                          "legallastname": r.get("legallastname"), "legalgender": r.get("legalgender")})
+        students.append({**r, "dcid": sid, "student_number": str(sid), "state_excludefromreporting": 0,
+                         "first_name": r["first_name_alias"] or r["legalfirstname"],
+                         "last_name": r["last_name_alias"] or r["legallastname"]})
+        stu_x.append({"studentsdcid": sid, "legalfirstname": r["legalfirstname"],
+                      "legallastname": r["legallastname"], "legalgender": None})
     return students, stu_x
+
+
+def program_rows(programs: list[dict[str, Any]], enrollments: list[tuple[Any, Any, Any, Any]],
+                 students: list[dict[str, Any]], range_start: str) -> list[dict[str, Any]]:
+    """Aeries program records as S_CA_STU_CALPADSPROGRAMS_C rows (membership, dates, school, record id)."""
+    by_student: dict[Any, list[tuple[Any, Any, Any]]] = {}
+    for sid, school, entry, exit_ in enrollments:
+        by_student.setdefault(sid, []).append((entry, exit_, school))
+    current = {s["id"]: s["schoolid"] for s in students}
+    out = []
+    for p in programs:
+        participating = p["participationstartdate"] is not None
+        start = p["participationstartdate"] if participating else p["eligibilitystartdate"]
+        end = p["participationenddate"] if participating else p["eligibilityenddate"]
+        on = max(start or range_start, range_start)
+        open_then = sorted((e for e in by_student.get(p["studentsdcid"], [])
+                            if e[0] is not None and e[0] <= on and (e[1] is None or e[1] > on)), key=lambda e: e[0])
+        school = open_then[-1][2] if open_then else current.get(p["studentsdcid"])
+        out.append({"id": int(f"{p['programcode'] or 0}{(start or '0000-00-00').replace('-', '')}"),
+                    "studentsdcid": p["studentsdcid"], "schoolid": school, "programcode": p["programcode"],
+                    "programmembershipcode": "3" if participating else "1",
+                    "programstartdate": start, "programenddate": end})
+    return out

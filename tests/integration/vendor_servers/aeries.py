@@ -1,15 +1,14 @@
-"""An Aeries API v5 over a contract SIS database (see calpads.sources.aeries_api for the contract and sources).
+"""An Aeries API v5 over a contract SIS database (see calpads.sources.aeries_api for the API and the rules).
 
 Implements: GET /api/v5/systeminfo (no certificate), /api/v5/schools[/{sc}], /schools/{sc}/calendar,
 /schools/{sc}/students with StartingRecord/EndingRecord (inclusive, from 1), /schools/{sc}/enrollment/0
 [/year/{yyyy}], /schools/{sc}/students/0/programs. Every other call needs the AERIES-CERT header
-(401 without, 403 for an end point outside ``granted``). Dates go out as 'YYYY-MM-DDT00:00:00', as
-Aeries sends them; errors as {"Message": ...}.
+(401 without, 403 for an end point outside ``granted``). Records carry the documented fields only; dates
+go out as 'YYYY-MM-DDT00:00:00', as Aeries sends them; errors as {"Message": ...}.
 
-Aeries keys a student by one number, the StudentID, which is also the Local Student ID. A contract
-district whose STUDENTS.ID, DCID and STUDENT_NUMBER differ cannot be said in Aeries's words without
-losing one of them: ``rekey_as_aeries`` turns a copy of the demo district into the shape an Aeries
-district has (STUDENTS.ID = DCID = STUDENT_NUMBER), which this server then serves.
+``as_aeries_district`` turns a copy of the demo district into what an Aeries district holds, seen through
+the contract, so that the SQL source over it and the Aeries source over this server must agree. It is
+written in SQL, independently of the Python rules of calpads.sources.aeries_api, so each checks the other.
 """
 
 from __future__ import annotations
@@ -22,19 +21,59 @@ import sqlalchemy as sa
 from tests.integration.vendor_servers.common import Request, Response, VendorServer, read_tables
 
 API = "/api/v5"
+NOT_AERIES = ("partnershipacademyid", "migrantstudentid", "prmarydisabilitycode", "distspedaccountability",
+              "dwellingtype", "unaccompaniedyouth", "runawayyouth", "spedexitcode")
 
 
-def rekey_as_aeries(engine: sa.Engine) -> None:
-    """Re-key a contract SIS in place so that STUDENTS.ID = DCID = STUDENT_NUMBER (numeric), references included."""
+def as_aeries_district(engine: sa.Engine, range_start: str) -> None:
+    """Re-shape a contract SIS (SQLite) in place into an Aeries district's data:
+    - one student key: STUDENTS.ID = DCID = STUDENT_NUMBER, references included;
+    - legal names always present (Aeries's FirstName/LastName), no legal gender, no exclusion flags;
+    - programs: the fields Aeries has (code, membership 1 or 3, dates), the school of the student's
+      enrollment on max(start, range_start) (else the current school), id = <code><yyyymmdd>, no Title I
+      services, no blank codes.
+    """
     by_id = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.id = {t}.studentid)"
     by_dcid = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.dcid = {t}.studentsdcid)"
+    cols = ", ".join(f"NULL AS {c}" for c in NOT_AERIES)
     with engine.begin() as c:
         for t in ("reenrollments", "attendance"):
             c.exec_driver_sql(f"UPDATE {t} SET studentid = {by_id.format(t=t)}")  # noqa: S608 - fixed names
         for t in ("s_ca_stu_x", "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c"):
             c.exec_driver_sql(f"UPDATE {t} SET studentsdcid = {by_dcid.format(t=t)}")  # noqa: S608
         c.exec_driver_sql("UPDATE students SET id = CAST(student_number AS INTEGER), "
-                          "dcid = CAST(student_number AS INTEGER)")
+                          "dcid = CAST(student_number AS INTEGER), state_excludefromreporting = 0")
+        c.exec_driver_sql("UPDATE reenrollments SET state_excludefromreporting = 0")
+        c.exec_driver_sql("INSERT INTO s_ca_stu_x (studentsdcid) SELECT dcid FROM students "
+                          "WHERE dcid NOT IN (SELECT studentsdcid FROM s_ca_stu_x)")
+        c.exec_driver_sql("UPDATE s_ca_stu_x SET legalgender = NULL, "
+                          "legalfirstname = COALESCE(legalfirstname, (SELECT first_name FROM students s "
+                          "WHERE s.dcid = s_ca_stu_x.studentsdcid)), "
+                          "legallastname = COALESCE(legallastname, (SELECT last_name FROM students s "
+                          "WHERE s.dcid = s_ca_stu_x.studentsdcid))")
+        c.exec_driver_sql("DELETE FROM s_ca_calpads_studentservices_c")
+        on = "MAX(COALESCE(p.programstartdate, :rs), :rs)"
+        c.execute(sa.text(f"""
+            CREATE TABLE programs_aeries AS SELECT DISTINCT
+              CAST(p.programcode || REPLACE(COALESCE(p.programstartdate, '0000-00-00'), '-', '') AS INTEGER) AS id,
+              p.studentsdcid,
+              COALESCE((SELECT e.schoolid FROM (
+                          SELECT id AS sid, schoolid, entrydate, exitdate FROM students UNION ALL
+                          SELECT studentid, schoolid, entrydate, exitdate FROM reenrollments) e
+                        WHERE e.sid = p.studentsdcid AND e.entrydate <= {on}
+                          AND (e.exitdate IS NULL OR e.exitdate > {on})
+                        ORDER BY e.entrydate DESC LIMIT 1),
+                       (SELECT s.schoolid FROM students s WHERE s.id = p.studentsdcid)) AS schoolid,
+              p.programcode,
+              CASE WHEN p.programmembershipcode = '1' OR p.programstartdate IS NULL THEN '1' ELSE '3' END
+                AS programmembershipcode,
+              p.programstartdate,
+              CASE WHEN p.programenddate = '' THEN NULL ELSE p.programenddate END AS programenddate,
+              {cols}
+            FROM s_ca_stu_calpadsprograms_c p WHERE p.programcode IS NOT NULL AND p.programcode <> ''
+        """), {"rs": range_start})  # noqa: S608 - fixed column names
+        c.exec_driver_sql("DROP TABLE s_ca_stu_calpadsprograms_c")
+        c.exec_driver_sql("ALTER TABLE programs_aeries RENAME TO s_ca_stu_calpadsprograms_c")
 
 
 def _dt(v: str | None) -> str | None:
@@ -60,13 +99,10 @@ class AeriesServer(VendorServer):
             "reenrollments": ["id", "studentid", "schoolid", "entrydate", "exitdate", "state_excludefromreporting"],
             "s_ca_stu_x": ["studentsdcid", "legalfirstname", "legallastname", "legalgender"],
             "s_ca_stu_calpadsprograms_c": ["id", "studentsdcid", "schoolid", "programcode", "programmembershipcode",
-                                           "programstartdate", "programenddate", "partnershipacademyid",
-                                           "migrantstudentid", "prmarydisabilitycode", "distspedaccountability",
-                                           "dwellingtype", "unaccompaniedyouth", "runawayyouth", "spedexitcode"],
-            "s_ca_calpads_studentservices_c": ["id", "studentsdcid", "schoolid", "servicecode", "servicedate"],
+                                           "programstartdate", "programenddate"],
         })
         for s in t["students"]:
-            assert s["id"] == s["dcid"], "serve a district re-keyed with rekey_as_aeries"
+            assert s["id"] == s["dcid"], "serve a district made with as_aeries_district"
         lea = next((p["value"] or "" for p in t["prefs"] if p["name"] == "districtnumber" and p["schoolid"] == "0"), "")
         self.schools = [{"SchoolCode": int(s["school_number"]), "Name": s["name"], "StateCountyID": lea[:2],
                          "StateDistrictID": lea[2:], "StateSchoolID": s["alternate_school_number"],
@@ -75,49 +111,40 @@ class AeriesServer(VendorServer):
         for d in t["calendar_day"]:
             self.calendar.setdefault(int(d["schoolid"]), []).append({
                 "SchoolCode": int(d["schoolid"]), "CalendarDate": _dt(d["date_value"]),
-                "Holiday": "" if d["insession"] == "1" else "H"})
+                "CalendarDayNumber": 0, "HolidayCode": "" if d["insession"] == "1" else "@"})
         legal = {x["studentsdcid"]: x for x in t["s_ca_stu_x"]}
         self.students: dict[int, list[dict[str, Any]]] = {}
         for s in t["students"]:
-            x = legal.get(s["id"], {})
+            x = legal[s["id"]]
             self.students.setdefault(int(s["schoolid"]), []).append({
                 "StudentID": int(s["id"]), "SchoolCode": int(s["schoolid"]), "StudentNumber": 1,
-                "StateStudentID": s["state_studentnumber"], "FirstName": s["first_name"], "LastName": s["last_name"],
-                "Gender": s["gender"], "Birthdate": _dt(s["dob"]), "SchoolEnterDate": _dt(s["entrydate"]),
-                "SchoolLeaveDate": _dt(s["exitdate"]),
-                "ExcludeFromStateReporting": s["state_excludefromreporting"] == "1",
-                "LegalFirstName": x.get("legalfirstname"), "LegalLastName": x.get("legallastname"),
-                "LegalGender": x.get("legalgender")})
+                "StateStudentID": s["state_studentnumber"], "FirstName": x["legalfirstname"],
+                "LastName": x["legallastname"],
+                "FirstNameAlias": s["first_name"] if s["first_name"] != x["legalfirstname"] else "",
+                "LastNameAlias": s["last_name"] if s["last_name"] != x["legallastname"] else "",
+                "Gender": s["gender"], "Birthdate": _dt(s["dob"]), "InactiveStatusCode": "",
+                "SchoolEnterDate": _dt(s["entrydate"]), "SchoolLeaveDate": _dt(s["exitdate"])})
         # Enrollment history holds every enrollment, the current one included.
         self.enrollment: dict[int, list[dict[str, Any]]] = {}
         for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
             self.enrollment.setdefault(int(e["schoolid"]), []).append({
                 "StudentID": int(e["studentid"]), "SchoolCode": int(e["schoolid"]),
                 "AcademicYear": str(_year(e["entrydate"])), "EnterDate": _dt(e["entrydate"]),
-                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": "",
-                "ExcludeFromStateReporting": e["state_excludefromreporting"] == "1"})
+                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": ""})
+        # Programs belong to the student: each school lists those of every student with a record there.
+        schools_of: dict[int, set[int]] = {}
+        for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
+            schools_of.setdefault(int(e["studentid"]), set()).add(int(e["schoolid"]))
         self.programs: dict[int, list[dict[str, Any]]] = {}
-        ext = {"programmembershipcode": "MembershipCode", "partnershipacademyid": "PartnershipAcademyID",
-               "migrantstudentid": "MigrantStudentID", "prmarydisabilitycode": "PrimaryDisabilityCode",
-               "distspedaccountability": "DistrictOfSpecialEducationAccountability", "dwellingtype": "DwellingType",
-               "unaccompaniedyouth": "UnaccompaniedYouth", "runawayyouth": "RunawayYouth",
-               "spedexitcode": "SpecialEducationExitCode"}
         for p in t["s_ca_stu_calpadsprograms_c"]:
             eligible_only = p["programmembershipcode"] == "1"
-            # a blank ('') end date is not a date Aeries can hold: it goes out as null
-            start, end = _dt(p["programstartdate"]), (_dt(p["programenddate"]) if p["programenddate"] else None)
-            self.programs.setdefault(int(p["schoolid"]), []).append({
-                "StudentID": int(p["studentsdcid"]), "SequenceNumber": int(p["id"]), "ProgramCode": p["programcode"],
-                "EligibilityStartDate": start, "EligibilityEndDate": end,
-                "ParticipationStartDate": None if eligible_only else start,
-                "ParticipationEndDate": None if eligible_only else end,
-                "ExtendedProperties": [{"Name": n, "Value": p[c]} for c, n in ext.items()]})
-        for v in t["s_ca_calpads_studentservices_c"]:
-            self.programs.setdefault(int(v["schoolid"]), []).append({
-                "StudentID": int(v["studentsdcid"]), "SequenceNumber": int(v["id"]), "ProgramCode": "122",
-                "EligibilityStartDate": None, "EligibilityEndDate": None,
-                "ParticipationStartDate": _dt(v["servicedate"]), "ParticipationEndDate": None,
-                "ExtendedProperties": [{"Name": "ServiceCode", "Value": v["servicecode"]}]})
+            start, end = _dt(p["programstartdate"]), _dt(p["programenddate"])
+            rec = {"StudentID": int(p["studentsdcid"]), "ProgramCode": p["programcode"], "ProgramDescription": "",
+                   "EligibilityStartDate": start, "EligibilityEndDate": end,
+                   "ParticipationStartDate": None if eligible_only else start,
+                   "ParticipationEndDate": None if eligible_only else end}
+            for sc in schools_of.get(int(p["studentsdcid"]), ()):
+                self.programs.setdefault(sc, []).append(rec)
 
     def route(self, req: Request) -> Response:
         if req.method != "GET" or not req.path.startswith(API):
