@@ -17,6 +17,8 @@ USER airflow
 
 COPY --chown=airflow:0 requirements.txt constraints.txt pyproject.toml /opt/airflow/project/
 COPY --chown=airflow:0 include /opt/airflow/project/include
+# plugins/ is installed too: its provider entry point lists the SIS API connection types in the UI.
+COPY --chown=airflow:0 plugins /opt/airflow/project/plugins
 COPY --chown=airflow:0 scripts/airflow-init.sh /opt/airflow/project/scripts/airflow-init.sh
 # Runtime requirements only: everything above the "# tests and tooling" line of requirements.txt.
 RUN sed '/^# tests and tooling/,$d' /opt/airflow/project/requirements.txt > /tmp/runtime-requirements.txt \

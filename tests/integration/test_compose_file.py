@@ -155,6 +155,14 @@ def test_image_is_the_pinned_airflow_with_the_project_installed(compose, filled_
     assert f"ARG AIRFLOW_IMAGE=apache/airflow:{pin}-python3.11" in dockerfile
     assert dotenv(ENV_EXAMPLE)["AIRFLOW_IMAGE"] == f"apache/airflow:{pin}-python3.11"
     assert "pip install --no-cache-dir --no-deps -e /opt/airflow/project" in dockerfile
+    # every folder the package install finds its packages in is in the image (plugins/ carries the
+    # provider entry point that lists the SIS API connection types)
+    import tomllib
+
+    where = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["where"]
+    assert "plugins" in where
+    for folder in where:
+        assert f"COPY --chown=airflow:0 {folder} /opt/airflow/project/{folder}" in dockerfile, folder
     runtime = (ROOT / "requirements.txt").read_text().split("# tests and tooling")[0]
     assert "apache-airflow-providers-celery==" in runtime and "asyncpg==" in runtime
     build = compose["x-airflow-common"]["build"]
