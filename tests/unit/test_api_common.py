@@ -75,3 +75,17 @@ def test_the_sis_connection_types_are_registered_with_airflow():
     assert behaviours["calpads_aeries"]["relabeling"]["password"] == "AERIES-CERT certificate"
     assert {"calpads_powerschool", "calpads_oneroster"} <= set(behaviours)
     assert "extra__calpads_aeries__subdistricts" in pm.connection_form_widgets
+
+
+@pytest.mark.parametrize(("host", "schema", "port", "strip", "expected"), [
+    ("district.aeries.net/admin/api/", None, None, "/api", "https://district.aeries.net/admin"),
+    ("http://127.0.0.1:8080/", None, None, "", "http://127.0.0.1:8080"),
+    ("ps.district.example", "http", 8443, "", "http://ps.district.example:8443"),
+    ("", None, None, "", ""),
+])
+def test_connection_base_url(host, schema, port, strip, expected):
+    from types import SimpleNamespace
+
+    from calpads.sources.api_common import connection_base_url
+
+    assert connection_base_url(SimpleNamespace(host=host, schema=schema, port=port), strip) == expected

@@ -62,6 +62,7 @@ from calpads.sources.api_common import (
     PageStore,
     RetryPolicy,
     StaticHeader,
+    connection_base_url,
     connection_extras,
     paged_fetch,
     read_denied_message,
@@ -127,11 +128,7 @@ class AeriesSettings:
     def from_connection(cls, conn: Any) -> AeriesSettings:
         """From an Airflow Connection: host = the Aeries URL up to /api, password = the AERIES-CERT certificate."""
         extra = connection_extras(conn)
-        host = (conn.host or "").rstrip("/")
-        if host and "://" not in host:
-            host = f"https://{host}"
-        if host.endswith("/api"):
-            host = host[:-4]
+        host = connection_base_url(conn, strip_suffix="/api")
         if not host or not conn.password:
             raise ApiSourceError("The Aeries connection needs the district's Aeries URL (host) and the vendor "
                                  "certificate (password, from Aeries: Security > API Security).")

@@ -40,6 +40,21 @@ log = logging.getLogger("calpads.sources.api")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def connection_base_url(conn: Any, strip_suffix: str = "") -> str:
+    """The server URL from a connection's host (and schema/port when given apart), without a trailing
+    slash or ``strip_suffix``: ``district.example`` -> ``https://district.example``; '' when no host."""
+    host = (conn.host or "").rstrip("/")
+    if not host:
+        return ""
+    if "://" not in host:
+        host = f"{getattr(conn, 'schema', None) or 'https'}://{host}"
+    if getattr(conn, "port", None) and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    if strip_suffix and host.endswith(strip_suffix):
+        host = host[: -len(strip_suffix)]
+    return host
+
+
 def connection_extras(conn: Any) -> dict[str, Any]:
     """A connection's extras by plain name: fields saved from the UI's connection form may arrive as
     ``extra__<conn_type>__<name>`` (the provider form's naming); plain keys win; blanks are dropped."""

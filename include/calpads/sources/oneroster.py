@@ -30,6 +30,7 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
+    connection_base_url,
     connection_extras,
     paged_fetch,
 )
@@ -74,9 +75,7 @@ class OneRosterSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> OneRosterSettings:
         extra = connection_extras(conn)
-        host = (conn.host or "").rstrip("/")
-        if host and "://" not in host:
-            host = f"https://{host}"
+        host = connection_base_url(conn)
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The OneRoster connection needs the base URL (host), the client ID (login) and "
                                  "the client secret (password).")

@@ -40,6 +40,7 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
+    connection_base_url,
     connection_extras,
     paged_fetch,
     read_denied_message,
@@ -83,11 +84,7 @@ class PowerSchoolSettings:
     def from_connection(cls, conn: Any) -> PowerSchoolSettings:
         """From an Airflow Connection: host = server URL, login = client ID, password = client secret."""
         extra = connection_extras(conn)
-        host = (conn.host or "").rstrip("/")
-        if host and "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-        if conn.port and host.count(":") < 2:
-            host = f"{host}:{conn.port}"
+        host = connection_base_url(conn)
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The PowerSchool connection needs the server URL (host), the plugin's client ID "
                                  "(login) and client secret (password).")
