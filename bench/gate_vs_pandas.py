@@ -82,13 +82,13 @@ def _condition_mask(df: pd.DataFrame, cond: dict | None) -> pd.Series:
     return col.eq(p) if op == "==" else col.ne(p)
 
 
-def pandas_pass(records: pd.DataFrame) -> dict[str, int]:
+def pandas_pass(records: pd.DataFrame, run_date=RUN_DATE, record_type: str = "SPRG") -> dict[str, int]:
     """Failing-row counts per rule id, computed with pandas from the suite JSON."""
-    layout = load_layout("SPRG")
+    layout = load_layout(record_type)
     df = records.copy()
-    for name, values in derived_columns(df, RUN_DATE).items():
+    for name, values in derived_columns(df, run_date).items():
         df[name] = values
-    suite = json.loads(suite_path("SPRG").read_text())
+    suite = json.loads(suite_path(record_type).read_text())
     counts: dict[str, int] = {}
     for e in suite["expectations"]:
         kw, t = e["kwargs"], e["type"]

@@ -182,7 +182,7 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     """Transaction types against the history (or, in submission mode with an ``ods_file``, against
     the ODS: see calpads.history.ods). Raises MassDeleteBlocked (calpads.history.guard) before
     anything is written when the deletes exceed ``max_delete_share`` of the records in scope."""
-    from calpads.history.diff import compute_transactions
+    from calpads.history.diff import compute_transactions, without_held_back
     from calpads.history.guard import DEFAULT_MAX_DELETE_SHARE, check_deletes, in_scope_count
     from calpads.history.store import HistoryStore
 
@@ -202,12 +202,8 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
         ods_base, ods_counts = compare_for_run(ctx, publishable, held_back, scope_filter(ctx), lea)
         last = ods_base if ods_base is not None else last
     in_scope = in_scope_count(last, layout, scope_filter(ctx))
-    if len(held_back) and len(last):
-        # A held-back record is still in the SIS: never turn it into a delete.
-        keys = list(layout.operational_keys)
-        held_keys = held_back[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
-        last_keys = last[keys].fillna("").astype(str).agg("\x1f".join, axis=1)
-        last = last[~last_keys.isin(set(held_keys))]
+    # A held-back record is still in the SIS: never turn it into a delete.
+    last = without_held_back(last, held_back, layout)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
     result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx))

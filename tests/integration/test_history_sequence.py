@@ -191,6 +191,20 @@ def hundred_records_sis(path: Path) -> Sis:
     return sis
 
 
+def test_a_submitted_record_held_back_later_is_never_sent_as_a_delete(tmp_path, store_engine):
+    sis = make_sis(tmp_path / "sis.db")
+    assert ("", "5.505") in sent(run(tmp_path, sis.engine, store_engine, "r1"))
+    # Eve's 180 gets a CPA ID (only program 113 may carry one): held back by the gate, but still in the SIS.
+    update_program(sis, 505, PARTNERSHIPACADEMYID="12345")
+    f2 = run(tmp_path, sis.engine, store_engine, "r2")
+    assert sent(f2) == []                                      # no D of 5.505: nothing to send at all
+    held = (f2 / "report" / "findings.csv").read_text()
+    assert "5.505" in held and "SPRG-CPA-ONLY-113" in held
+    # Corrected: the record equals what was submitted in r1, so nothing is sent either.
+    update_program(sis, 505, PARTNERSHIPACADEMYID=None)
+    assert sent(run(tmp_path, sis.engine, store_engine, "r3")) == []
+
+
 def test_the_guard_blocks_21_percent_deletes_passes_20_percent_or_with_allow_mass_delete(tmp_path, store_engine):
     sis = hundred_records_sis(tmp_path / "sis.db")
     f1 = run(tmp_path, sis.engine, store_engine, "g1")

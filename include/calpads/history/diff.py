@@ -151,3 +151,23 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
 
 def _blank(n: int) -> np.ndarray:
     return np.full(n, None, dtype=object)
+
+
+def op_keys(frame: pd.DataFrame, layout: Layout) -> np.ndarray:
+    """Each row's operational key in the store's canonical form (see ``keys``), computed in DuckDB."""
+    keys = string_frame(frame, list(layout.operational_keys)).reset_index(drop=True)
+    with duckdb.connect() as con:
+        con.register("keys", keys)
+        sql = f"SELECT {op_key_sql(layout)} AS k FROM keys"  # noqa: S608  (layout column names only)
+        return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
+
+
+def without_held_back(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """The history rows whose operational key no held-back record of this run has: a held-back
+    record is still in the SIS, so it must never become a delete. Vectorised (the canonical key
+    joins values as text with None = "", as a row-wise ``fillna("").astype(str)`` join would)."""
+    if not len(held_back) or not len(last_submitted):
+        return last_submitted
+    last_keys = (last_submitted[HIST_OP_KEY].to_numpy(dtype=object) if HIST_OP_KEY in last_submitted.columns
+                 else op_keys(last_submitted, layout))
+    return last_submitted[~pd.Series(last_keys).isin(set(op_keys(held_back, layout))).to_numpy(dtype=bool)]

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -52,8 +53,9 @@ def split_kinds(records: pd.DataFrame, layout: Layout) -> pd.Series:
     kinds = pd.Series("D", index=records.index, dtype="object")
     au = records[~is_delete]
     if layout.split_duplicates_by and len(au):
-        rank = au.groupby(list(layout.split_duplicates_by), sort=False, dropna=False).cumcount() + 1
-        kinds.loc[au.index] = rank.map(lambda r: "AU" if r == 1 else f"AU{r}")
+        rank = (au.groupby(list(layout.split_duplicates_by), sort=False, dropna=False).cumcount() + 1).to_numpy()
+        names = np.array(["AU"] + [f"AU{r}" for r in range(2, int(rank.max()) + 1)], dtype=object)
+        kinds.loc[au.index] = names[rank - 1]
     else:
         kinds.loc[au.index] = "AU"
     return kinds
@@ -62,24 +64,23 @@ def split_kinds(records: pd.DataFrame, layout: Layout) -> pd.Series:
 def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str) -> list[RenderedFile]:
     """Write the full file and its split files into out_dir; records must already be in file order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = records[layout.columns]
-    kinds = split_kinds(records, layout)
+    # One conversion to Arrow strings (no per-value Python objects); the split files are Arrow filters of it.
+    table = pa.table({c: pa.array(records[c], type=pa.string(), from_pandas=True) for c in layout.columns})
     files = [_write(table, out_dir, f"{name}.txt", "full")]
     if layout.processing == "replacement":   # one file: no transaction types, no _AU/_D split
         return files
+    kinds = split_kinds(records, layout).to_numpy(dtype=object)
 
     def order(kind: str) -> tuple[int, int]:
         return (1, 0) if kind == "D" else (0, int(kind[2:] or 1))
 
-    for kind in sorted(kinds.unique(), key=order):
-        files.append(_write(table[kinds == kind], out_dir, f"{name}_{kind}.txt", kind))
+    for kind in sorted(set(kinds), key=order):
+        files.append(_write(table.filter(pa.array(kinds == kind)), out_dir, f"{name}_{kind}.txt", kind))
     return files
 
 
-def _write(table: pd.DataFrame, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
+def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
     path = out_dir / file_name
-    arrow = pa.Table.from_pandas(table.astype("object").where(table.notna(), None), preserve_index=False,
-                                 schema=pa.schema([(c, pa.string()) for c in table.columns]))
     try:
         pacsv.write_csv(arrow, path, pacsv.WriteOptions(include_header=False, delimiter="^", quoting_style="none"))
     except pa.ArrowInvalid:
@@ -93,4 +94,4 @@ def _write(table: pd.DataFrame, out_dir: Path, file_name: str, kind: str) -> Ren
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return RenderedFile(file_name, kind, len(table), digest.hexdigest(), path.stat().st_size, str(path))
+    return RenderedFile(file_name, kind, arrow.num_rows, digest.hexdigest(), path.stat().st_size, str(path))

@@ -1,0 +1,392 @@
+"""All the benchmarks of issue 9 in one command: SPRG and STAS, stage by stage, per size and backend.
+
+    .venv/bin/python bench/run_all.py [--sizes 50000,200000,500000] [--backends sqlite,postgresql]
+                                      [--program-scale 25] [--no-daily-attendance] [--skip-stas]
+
+For each backend and size: generates a program-dense district (``program_rate_scale``: ~3 SPRG
+records per student, ~1.5M at 500,000 students) with daily attendance, then times, each beside
+its baseline measured in the same run:
+
+- SPRG: the bare baseline (the same program rows SELECTed into a caret file), the pipeline
+  stages extract (pull + build), gate, diff (first submission), publish, save history, and the
+  sum of them (end to end, against the bare baseline); the gate's core (``run_gate``) against the
+  plain vectorised pandas pass of the same suite (bench/gate_vs_pandas.py); a second run's diff
+  against the first run's history (store read + diff, and ``compute_transactions`` alone); the
+  file writer (``render_files``: full + split files) against one polars ``write_csv`` of the same
+  frame (pyarrow's ``write_csv`` when polars is not installed);
+  the held-back filter (``without_held_back``) is timed apart;
+- the history store is a second database on the same backend;
+- STAS: the pipeline stages (extract = enrollment pull + SQL aggregation + build, gate, diff,
+  publish, save history) and end to end, beside the SQL aggregation alone.
+
+On PostgreSQL the exception-only attendance of the generator is padded in SQL with a 'P'
+(present) row for every other in-session enrolled day (a year of daily attendance: ~85M rows at
+500,000 students); generation and padding are not measured stages.
+
+Prints one table (stage, size, backend, seconds, records, records/s, peak RSS, baseline, ratio,
+1-minute load average) and a growth line per stage; writes bench/results/bench.csv (this run),
+appends bench/results/bench_history.csv, and draws bench/results/bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from bench_sprg import PeakRSS, bare_baseline  # noqa: E402
+
+RESULTS = HERE / "results"
+PG_ADMIN = os.environ.get("CALPADS_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+FIELDS = ["stage", "students", "backend", "seconds", "records", "records_per_s", "peak_rss_mb", "baseline",
+          "baseline_seconds", "ratio", "load1"]
+YEAR = "2025-2026"
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, stage: str, students: int, backend: str, seconds: float, records: int, peak_mb: float,
+            baseline: str = "", baseline_seconds: float | None = None) -> dict[str, Any]:
+        row = {"stage": stage, "students": students, "backend": backend, "seconds": round(seconds, 3),
+               "records": records, "records_per_s": round(records / seconds) if seconds and records else "",
+               "peak_rss_mb": round(peak_mb) if peak_mb else "", "baseline": baseline,
+               "baseline_seconds": round(baseline_seconds, 3) if baseline_seconds else "",
+               "ratio": round(seconds / baseline_seconds, 2) if baseline_seconds else "",
+               "load1": round(os.getloadavg()[0], 2)}
+        self.rows.append(row)
+        print(fmt(row), flush=True)
+        return row
+
+    def timed(self, stage: str, students: int, backend: str, fn: Callable[[], Any],
+              count: Callable[[Any], int], **baseline: Any) -> tuple[Any, dict[str, Any]]:
+        t0 = time.perf_counter()
+        with PeakRSS() as rss:
+            out = fn()
+        seconds = time.perf_counter() - t0
+        return out, self.add(stage, students, backend, seconds, count(out), rss.peak / 2**20, **baseline)
+
+
+HEADER = (f"{'stage':<40} {'students':>8} {'backend':<10} {'seconds':>8} {'records':>9} {'rec/s':>9} "
+          f"{'RSS MB':>7} {'baseline (s)':>28} {'ratio':>6} {'load':>5}")
+
+
+def fmt(r: dict[str, Any]) -> str:
+    base = f"{r['baseline']} {r['baseline_seconds']}" if r["baseline"] else ""
+    return (f"{r['stage']:<40} {r['students']:>8} {r['backend']:<10} {r['seconds']:>8.2f} {r['records']:>9} "
+            f"{r['records_per_s']!s:>9} {r['peak_rss_mb']!s:>7} {base:>28} {r['ratio']!s:>6} {r['load1']:>5}")
+
+
+# --------------------------------------------------------------------------- databases
+def create_sis(backend: str, students: int, work: Path, prefix: str = "sis") -> tuple[sa.Engine, Callable[[], None]]:
+    if backend == "sqlite":
+        path = work / f"{prefix}_{students}.db"
+        path.unlink(missing_ok=True)
+        eng = sa.create_engine(f"sqlite:///{path}")
+        return eng, lambda: (eng.dispose(), path.unlink(missing_ok=True))
+    name = f"bench_{prefix}_{students}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    eng = sa.create_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+
+    def drop() -> None:
+        eng.dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    return eng, drop
+
+
+PAD_SQL = """
+INSERT INTO attendance (id, studentid, schoolid, att_date, attendance_codeid, att_mode_code)
+SELECT {first_id} + row_number() OVER (), e.studentid, e.schoolid, cd.date_value, ac.id, 'ATT_ModeDaily'
+FROM (SELECT id AS studentid, schoolid, entrydate, exitdate FROM students WHERE enroll_status <> -1
+      UNION ALL SELECT studentid, schoolid, entrydate, exitdate FROM reenrollments) e
+JOIN calendar_day cd ON cd.schoolid = e.schoolid AND cd.insession = 1 AND cd.date_value >= e.entrydate
+     AND (e.exitdate IS NULL OR cd.date_value < e.exitdate)
+JOIN attendance_code ac ON ac.schoolid = e.schoolid AND ac.att_code = 'P'
+WHERE NOT EXISTS (SELECT 1 FROM attendance a WHERE a.studentid = e.studentid AND a.att_date = cd.date_value)
+"""
+
+
+def pad_daily_attendance(eng: sa.Engine) -> int:
+    """A 'P' row for every in-session enrolled day without an exception row (a year of daily attendance)."""
+    with eng.begin() as c:
+        c.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        c.exec_driver_sql("DROP INDEX IF EXISTS attendance_student_date")
+        first_id = c.exec_driver_sql("SELECT coalesce(max(id), 0) FROM attendance").scalar()
+        c.exec_driver_sql(PAD_SQL.format(first_id=int(first_id)))
+        c.exec_driver_sql("CREATE INDEX attendance_student_date ON attendance (studentid, att_date)")
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql("VACUUM ANALYZE")
+        return int(c.exec_driver_sql("SELECT count(*) FROM attendance").scalar())
+
+
+# --------------------------------------------------------------------------- SPRG
+def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str) -> None:
+    from gate_vs_pandas import pandas_pass
+
+    from calpads import pipeline
+    from calpads.extracts.common import program_set
+    from calpads.history.diff import compute_transactions, without_held_back
+    from calpads.history.store import HistoryStore
+    from calpads.layouts import load_layout
+    from calpads.publish.writer import render_files
+    from calpads.quality.gate import run_gate, validation_frame
+    from calpads.run_scope import RunScope
+
+    layout = load_layout("SPRG")
+    scope = RunScope.from_params("SPRG", {"academic_year": YEAR, "save_history": True}, today=date(2026, 5, 1))
+    ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
+    _, bare = t.timed("SPRG bare SELECT -> caret (baseline)", n, backend,
+                      lambda: bare_baseline(sis, program_set(layout, scope), work / "bare.txt"), int)
+    stages = [
+        ("SPRG extract (pull + build)", lambda: pipeline.extract(ctx, sis), "records_extracted"),
+        ("SPRG gate (stage)", lambda: pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5),
+         "records_checked"),
+        ("SPRG diff (first submission)", lambda: pipeline.diff(ctx, store), "records_out"),
+        ("SPRG publish", lambda: pipeline.publish(ctx), "records"),
+        ("SPRG save history", lambda: pipeline.save_history(ctx, store), "saved"),
+    ]
+    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
+    t.add("SPRG end to end (sum of stages)", n, backend, sum(r["seconds"] for r in done), done[0]["records"],
+          max(r["peak_rss_mb"] for r in done), "bare SELECT", bare["seconds"])
+
+    # Gate core against the plain pandas pass of the same suite, on the same records.
+    records = pd.read_parquet(ctx.path(pipeline.RECORDS))
+    t0 = time.perf_counter()
+    counts = pandas_pass(validation_frame(records, layout, scope.today), scope.today)
+    t_pandas = time.perf_counter() - t0
+    result, _ = t.timed("SPRG gate core (run_gate)", n, backend,
+                        lambda: run_gate(records, "SPRG", scope.today, error_ceiling=0.5), lambda r: len(records),
+                        baseline="pandas pass", baseline_seconds=t_pandas)
+    gx_counts = {k: v["count"] for k, v in result.summary["rules"].items()}
+    if gx_counts != counts:
+        print(f"  WARNING: gate and pandas pass disagree: {gx_counts} vs {counts}")
+    del result
+
+    # Writer against one write_csv of the same frame.
+    diffed = pd.read_parquet(ctx.path(pipeline.DIFFED))
+    baseline_name, write_baseline = _write_baseline()
+    t0 = time.perf_counter()
+    write_baseline(diffed[layout.columns], work / "baseline_write.txt")
+    t_write = time.perf_counter() - t0
+    out_dir = work / "render"
+    t.timed("SPRG render_files (full + split)", n, backend,
+            lambda: render_files(diffed, layout, out_dir, "bench"), lambda files: int(files[0].records),
+            baseline=baseline_name, baseline_seconds=t_write)
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+    # A second run of the same data: the diff against the first run's history (all records unchanged).
+    ctx2 = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run2", scope, work / "run2", work / "pub")
+    pipeline.prepare_work_dir(ctx2)
+    for name in (pipeline.PUBLISHABLE, pipeline.HELD_BACK, pipeline.STATE):
+        shutil.copyfile(ctx.path(name), ctx2.path(name))
+    t.timed("SPRG diff vs history (stage)", n, backend, lambda: pipeline.diff(ctx2, store),
+            lambda out: int(out["records_out"]) + int(out.get("unchanged", 0)))
+    hist = HistoryStore(store)
+    last, _ = t.timed("SPRG history read (last_submitted)", n, backend,
+                      lambda: hist.last_submitted("SPRG", ctx.state()["lea"], YEAR, exclude_run_id="bench__run2"),
+                      len)
+    held_back = pd.read_parquet(ctx.path(pipeline.HELD_BACK))
+    t.timed("SPRG held-back filter (without_held_back)", n, backend,
+            lambda: without_held_back(last, held_back, layout), len)
+    publishable = pd.read_parquet(ctx.path(pipeline.PUBLISHABLE))[layout.columns]
+    t.timed("SPRG diff core (compute_transactions)", n, backend,
+            lambda: compute_transactions(publishable, layout, last, "submission", pipeline.scope_filter(ctx2)),
+            lambda r: len(publishable))
+
+
+def _write_baseline() -> tuple[str, Callable[[pd.DataFrame, Path], None]]:
+    try:
+        import polars as pl
+
+        def write(df: pd.DataFrame, path: Path) -> None:
+            pl.from_pandas(df).write_csv(path, separator="^", include_header=False, quote_style="never")
+        return "polars write_csv", write
+    except ImportError:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        def write_pa(df: pd.DataFrame, path: Path) -> None:
+            table = pa.Table.from_pandas(df, preserve_index=False,
+                                         schema=pa.schema([(c, pa.string()) for c in df.columns]))
+            pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, delimiter="^",
+                                                            quoting_style="none"))
+        return "pyarrow write_csv (no polars)", write_pa
+
+
+# --------------------------------------------------------------------------- STAS
+def bench_stas(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str, att_rows: int) -> None:
+    from calpads import pipeline
+    from calpads.extracts import stas
+    from calpads.run_scope import RunScope
+    from calpads.sources.sql_attendance import category_counts
+    from calpads.sources.sql_enrollment import pull_enrollment
+
+    scope = RunScope.from_params("STAS", {"academic_year": YEAR, "save_history": True}, today=date(2026, 6, 20))
+    cfg = stas.settings()
+    pull = pull_enrollment(sis, scope)
+    numbers = [int(x) for x in pull.scoped_schools["school_number"]]
+    _, agg = t.timed(f"STAS SQL aggregation ({att_rows / 1e6:.1f}M att rows)", n, backend,
+                     lambda: category_counts(sis, scope, numbers, list(cfg["categories"]), cfg["categories"],
+                                             cfg["uncategorised_absent"]), len)
+    ctx = pipeline.RunContext("STAS", "calpads_stas", "bench__stas1", scope, work / "stas1", work / "pub")
+    stages = [
+        ("STAS extract (pull + SQL agg + build)", lambda: pipeline.extract(ctx, sis), "records_extracted"),
+        ("STAS gate (stage)", lambda: pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5),
+         "records_checked"),
+        ("STAS diff", lambda: pipeline.diff(ctx, store), "records_out"),
+        ("STAS publish", lambda: pipeline.publish(ctx), "records"),
+        ("STAS save history", lambda: pipeline.save_history(ctx, store), "saved"),
+    ]
+    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
+    t.add("STAS end to end (sum of stages)", n, backend, sum(r["seconds"] for r in done), done[0]["records"],
+          max(r["peak_rss_mb"] for r in done), "SQL aggregation", agg["seconds"])
+
+
+# --------------------------------------------------------------------------- report
+def growth(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    keys = dict.fromkeys((r["stage"].split(" (")[0] if r["stage"].startswith("STAS SQL") else r["stage"],
+                          r["backend"]) for r in rows)
+    for stage, backend in keys:
+        pts = sorted((r["students"], r["seconds"]) for r in rows if r["backend"] == backend
+                     and (r["stage"] == stage or r["stage"].split(" (")[0] == stage))
+        if len(pts) < 2 or not pts[0][1]:
+            continue
+        (n0, s0), (n1, s1) = pts[0], pts[-1]
+        out.append(f"{stage:<40} {backend:<10} {n0:>7}->{n1:<7} time x{s1 / s0:6.1f} for size x{n1 / n0:4.1f}"
+                   f"  (per-student cost x{(s1 / s0) / (n1 / n0):.2f})")
+    return out
+
+
+def write_results(rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / "bench.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS])
+        w.writeheader()
+        run = time.strftime("%Y-%m-%dT%H:%M:%S")
+        w.writerows({"run": run, **r} for r in rows)
+    hist = RESULTS / "bench_history.csv"
+    new = not hist.exists()
+    with hist.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS])
+        if new:
+            w.writeheader()
+        w.writerows({"run": run, **r} for r in rows)
+    try:
+        from png_chart import draw_chart
+
+        draw_chart(rows, RESULTS / "bench.png")
+        print(f"chart: {RESULTS / 'bench.png'}")
+    except Exception as exc:  # noqa: BLE001 - the chart is a convenience, the CSV is the result
+        print(f"chart not drawn: {exc}")
+
+
+def print_markdown(path: Path) -> None:
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    print("| stage | students | backend | s | records/s | peak RSS MB | baseline | ratio | load |")
+    print("|---|---:|---|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        base = f"{r['baseline']} {float(r['baseline_seconds']):.2f} s" if r["baseline"] else ""
+        print(f"| {r['stage']} | {int(r['students']):,} | {r['backend']} | {float(r['seconds']):.2f} | "
+              f"{r['records_per_s']} | {r['peak_rss_mb']} | {base} | {r['ratio']} | {r['load1']} |")
+    for r in rows:
+        r["students"], r["seconds"] = int(r["students"]), float(r["seconds"])
+    print("\n" + "\n".join(growth(rows)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="50000,200000,500000")
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--program-scale", type=float, default=25.0, help="generator program_rate_scale")
+    ap.add_argument("--no-daily-attendance", action="store_true", help="PostgreSQL: do not pad to daily rows")
+    ap.add_argument("--skip-stas", action="store_true")
+    ap.add_argument("--skip-sprg", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--markdown", action="store_true", help="print bench/results/bench.csv as a Markdown table")
+    args = ap.parse_args()
+    if args.markdown:
+        print_markdown(RESULTS / "bench.csv")
+        return 0
+    logging.disable(logging.WARNING)   # the stages' own log lines would bury the table
+
+    from calpads.demo.generator import generate_district
+
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        print("note: polars is not installed in the venv; the writer's baseline is pyarrow's write_csv")
+    t = Table()
+    # Paid once per process (each Airflow task is a process): GX's import and file context, timed apart.
+    from calpads.quality.gate import gx_context, gx_suite
+
+    t.timed("setup: GX import + context + suites", 0, "-", lambda: [gx_suite(rt) for rt in ("SPRG", "STAS")]
+            and gx_context(), lambda _: 0)
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="calpads-bench-"))
+    for backend in args.backends.split(","):
+        for n in (int(s) for s in args.sizes.split(",")):
+            work = root / f"{backend}_{n}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            sis, drop = create_sis(backend, n, work)
+            store, drop_store = create_sis(backend, n, work, prefix="store")   # the history store, same backend
+            try:
+                t0 = time.perf_counter()
+                summary = generate_district(sis, students=n, seed=7, dirty=0.01, academic_year=YEAR,
+                                            attendance=not args.skip_stas, log=lambda m: None,
+                                            program_rate_scale=args.program_scale)
+                gen = time.perf_counter() - t0
+                att_rows = summary.attendance_rows
+                pad = 0.0
+                if backend == "postgresql" and not args.skip_stas and not args.no_daily_attendance:
+                    t0 = time.perf_counter()
+                    att_rows = pad_daily_attendance(sis)
+                    pad = time.perf_counter() - t0
+                print(f"# {backend} {n:,} students: generated in {gen:.0f} s ({sum(summary.programs.values()):,} "
+                      f"program rows, {summary.attendance_rows:,} attendance exception rows)"
+                      + (f"; padded to {att_rows:,} daily attendance rows in {pad:.0f} s" if pad else "")
+                      + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+                if not args.skip_sprg:
+                    bench_sprg(t, sis, store, work, n, backend)
+                if not args.skip_stas:
+                    bench_stas(t, sis, store, work, n, backend, att_rows)
+            finally:
+                drop()
+                drop_store()
+                shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(HEADER)
+    for r in t.rows:
+        print(fmt(r))
+    print("\ngrowth (smallest -> largest size; linear = per-student cost x1.00):")
+    for line in growth(t.rows):
+        print("  " + line)
+    write_results(t.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
