@@ -110,6 +110,15 @@ def test_no_name_birth_date_ssid_or_password_outside_the_protected_files(airflow
         if p.is_file() and p.suffix in (".html", ".csv", ".json"):
             seen[f"report {p.relative_to(folder)}"] = p.read_text(errors="replace")
     assert "xcom" in {k.split()[-1] for k in seen} and seen["metadata xcom"], "no XCom rows read"
+    # XCom holds small references only (counts, ids, paths), never records: every value stays small.
+    con = sqlite3.connect(airflow_home / "airflow.db")
+    try:
+        sizes = {key: len(str(value)) for key, value in con.execute(
+            "SELECT task_id || '.' || key, value FROM xcom WHERE dag_id = ? AND run_id = ?",
+            ("calpads_sprg", result.run_id))}
+    finally:
+        con.close()
+    assert sizes and max(sizes.values()) < 4096, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
 
     found = [hit for where, text in seen.items() for hit in leaks(pattern, where, text)]
     assert not found, "student data outside the protected files:\n" + "\n".join(found[:20])
