@@ -141,6 +141,24 @@ def pad_daily_attendance(eng: sa.Engine) -> int:
         return int(c.exec_driver_sql("SELECT count(*) FROM attendance").scalar())
 
 
+def pipeline_stages(t: Table, ctx: Any, sis: sa.Engine, store: sa.Engine, n: int, backend: str,
+                    labels: tuple[str, ...], baseline: str, baseline_seconds: float) -> None:
+    """Time the DAG's stages in order (extract, gate, diff, publish, save history) and their sum."""
+    from calpads import pipeline
+
+    today = ctx.scope.today
+    stages = [
+        (labels[0], lambda: pipeline.extract(ctx, sis), "records_extracted"),
+        (labels[1], lambda: pipeline.gate(ctx, run_date=today, error_ceiling=0.5), "records_checked"),
+        (labels[2], lambda: pipeline.diff(ctx, store), "records_out"),
+        (labels[3], lambda: pipeline.publish(ctx), "records"),
+        (labels[4], lambda: pipeline.save_history(ctx, store), "saved"),
+    ]
+    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
+    t.add(labels[5], n, backend, sum(r["seconds"] for r in done), done[0]["records"],
+          max(r["peak_rss_mb"] for r in done), baseline, baseline_seconds)
+
+
 # --------------------------------------------------------------------------- SPRG
 def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str) -> None:
     from gate_vs_pandas import pandas_pass
@@ -159,17 +177,9 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
     ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
     _, bare = t.timed("SPRG bare SELECT -> caret (baseline)", n, backend,
                       lambda: bare_baseline(sis, program_set(layout, scope), work / "bare.txt"), int)
-    stages = [
-        ("SPRG extract (pull + build)", lambda: pipeline.extract(ctx, sis), "records_extracted"),
-        ("SPRG gate (stage)", lambda: pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5),
-         "records_checked"),
-        ("SPRG diff (first submission)", lambda: pipeline.diff(ctx, store), "records_out"),
-        ("SPRG publish", lambda: pipeline.publish(ctx), "records"),
-        ("SPRG save history", lambda: pipeline.save_history(ctx, store), "saved"),
-    ]
-    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
-    t.add("SPRG end to end (sum of stages)", n, backend, sum(r["seconds"] for r in done), done[0]["records"],
-          max(r["peak_rss_mb"] for r in done), "bare SELECT", bare["seconds"])
+    pipeline_stages(t, ctx, sis, store, n, backend, ("SPRG extract (pull + build)", "SPRG gate (stage)",
+                    "SPRG diff (first submission)", "SPRG publish", "SPRG save history",
+                    "SPRG end to end (sum of stages)"), "bare SELECT", bare["seconds"])
 
     # Gate core against the plain pandas pass of the same suite, on the same records.
     records = pd.read_parquet(ctx.path(pipeline.RECORDS))
@@ -251,17 +261,9 @@ def bench_stas(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
                      lambda: category_counts(sis, scope, numbers, list(cfg["categories"]), cfg["categories"],
                                              cfg["uncategorised_absent"]), len)
     ctx = pipeline.RunContext("STAS", "calpads_stas", "bench__stas1", scope, work / "stas1", work / "pub")
-    stages = [
-        ("STAS extract (pull + SQL agg + build)", lambda: pipeline.extract(ctx, sis), "records_extracted"),
-        ("STAS gate (stage)", lambda: pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5),
-         "records_checked"),
-        ("STAS diff", lambda: pipeline.diff(ctx, store), "records_out"),
-        ("STAS publish", lambda: pipeline.publish(ctx), "records"),
-        ("STAS save history", lambda: pipeline.save_history(ctx, store), "saved"),
-    ]
-    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
-    t.add("STAS end to end (sum of stages)", n, backend, sum(r["seconds"] for r in done), done[0]["records"],
-          max(r["peak_rss_mb"] for r in done), "SQL aggregation", agg["seconds"])
+    pipeline_stages(t, ctx, sis, store, n, backend, ("STAS extract (pull + SQL agg + build)", "STAS gate (stage)",
+                    "STAS diff", "STAS publish", "STAS save history", "STAS end to end (sum of stages)"),
+                    "SQL aggregation", agg["seconds"])
 
 
 # --------------------------------------------------------------------------- report
