@@ -93,6 +93,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     from calpads.assets import file_schedule
     from calpads.layouts import load_layout
     from calpads.run_scope import ScopeError, param_specs
+    from calpads.sources.api_sources import sis_api_name
     from calpads_airflow.links import attach_report_link
     from calpads_airflow.notifiers import CalpadsFailureNotifier
 
@@ -106,7 +107,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     # Where the SIS is read from: sql (the sis_db connection) or a vendor API, whose
     # calls go through a pool per SIS to stay under the vendor's rate limit.
     sis_source = _conf("sis_source", "sql")
-    sis_pool = "default_pool" if sis_source == "sql" else f"sis_{sis_source.removesuffix('_api')}"
+    sis_pool = "default_pool" if sis_source == "sql" else sis_api_name(sis_source)
 
     def work_dir() -> Path:
         from airflow.sdk import Variable
@@ -186,7 +187,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
                 return extract(ctx, engine("sis_db"), **staging)
             from calpads.sources.api_common import MissingSourceData
 
-            conn_id = _conf("sis_conn_id", f"sis_{sis_source.removesuffix('_api')}")
+            conn_id = _conf("sis_conn_id", sis_api_name(sis_source))
             try:
                 return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
             except MissingSourceData as exc:   # the source can never provide it: a retry would not help

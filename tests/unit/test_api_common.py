@@ -89,3 +89,13 @@ def test_connection_base_url(host, schema, port, strip, expected):
     from calpads.sources.api_common import connection_base_url
 
     assert connection_base_url(SimpleNamespace(host=host, schema=schema, port=port), strip) == expected
+
+
+def test_aeries_program_record_id_is_code_and_start_and_survives_a_bad_code():
+    from calpads.sources.aeries_api import program_record_id
+
+    assert program_record_id("144", "2025-08-13") == 14420250813
+    assert program_record_id("101", None) == 10100000000
+    odd = program_record_id("A1X", "2025-08-13")           # not a CALPADS code: held back by the gate later
+    assert str(odd).endswith("20250813") and len(str(odd)) == 12
+    assert odd == program_record_id("A1X", "2025-08-13") != program_record_id("B2Y", "2025-08-13")

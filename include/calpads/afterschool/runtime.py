@@ -39,8 +39,10 @@ def writeback_kind() -> str:
 
 def api_conn_id() -> str:
     """The SIS API connection: [calpads] sis_conn_id, else the source's default (sis_powerschool, sis_aeries, ...)."""
+    from calpads.sources.api_sources import sis_api_name
+
     src = sis_source()
-    return conf("sis_conn_id", f"sis_{src.removesuffix('_api')}" if src != "sql" else "sis_powerschool")
+    return conf("sis_conn_id", sis_api_name(src if src != "sql" else "powerschool_api"))
 
 
 def work_dir(dag_id: str, run_id: str) -> Path:

@@ -13,14 +13,23 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-SPRG_TABLES = ("PREFS", "SCHOOLS", "CALENDAR_DAY", "STUDENTS", "REENROLLMENTS", "S_CA_STU_X",
-               "S_CA_STU_CALPADSPROGRAMS_C", "S_CA_CALPADS_STUDENTSERVICES_C")
+from calpads.sources.api_sources import sis_api_name
+from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
+
+SPRG_TABLES = tuple(t.upper() for t in SPRG_TABLE_COLUMNS)   # what the SPRG pull reads
+# How each SIS source is reached and what it must be granted to read, in the team's words.
+SOURCE_WORDS = {
+    "sql": ("sis_db (SQL)", "SELECT"),
+    "powerschool_api": ("PowerSchool plugin API", "plugin read access (ViewOnly)"),
+    "aeries_api": ("Aeries API v5", "the vendor certificate's read permission on the security areas"),
+    "oneroster": ("OneRoster 1.2 rostering", "the OneRoster app's roster-core.readonly scope"),
+}
 AFTERSCHOOL_READS = ("PREFS", "SCHOOLS", "STUDENTS", "REENROLLMENTS", "CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE")
 
 
 @dataclass
 class IntegrationConfig:
-    sis_source: str                      # sql | powerschool_api
+    sis_source: str                      # sql | powerschool_api | aeries_api | oneroster
     writeback: str                       # sql | powerschool_api
     connections: dict[str, str]          # conn id -> "type host" (no credentials)
     publish_root: str
@@ -31,8 +40,8 @@ class IntegrationConfig:
 
 
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
-    sis = "sis_db (SQL)" if c.sis_source == "sql" else "sis_powerschool (PowerSchool plugin API)"
-    read_perm = "SELECT" if c.sis_source == "sql" else "plugin read access (ViewOnly)"
+    system, read_perm = SOURCE_WORDS[c.sis_source]
+    sis = system if c.sis_source == "sql" else f"{sis_api_name(c.sis_source)} ({system})"
     write_where = "sis_db (SQL)" if c.writeback == "sql" else "sis_powerschool (PowerSchool plugin API)"
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
     out = []

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,6 +303,14 @@ def _students(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     return students, stu_x
 
 
+def program_record_id(code: str | None, start: str | None) -> int:
+    """<code><yyyymmdd> as a number (a stable Local Record ID part). A code that is not 1-3 digits, which the
+    gate holds back (code set), gets a 4-digit stand-in from its text, so one bad record never stops the pull."""
+    code = (code or "").strip()
+    prefix = code if code.isdigit() and len(code) <= 3 else str(1000 + zlib.crc32(code.encode()) % 9000)
+    return int(prefix + (start or "0000-00-00").replace("-", ""))
+
+
 def program_rows(programs: list[dict[str, Any]], enrollments: list[tuple[Any, Any, Any, Any]],
                  students: list[dict[str, Any]], range_start: str) -> list[dict[str, Any]]:
     """Aeries program records as S_CA_STU_CALPADSPROGRAMS_C rows (membership, dates, school, record id)."""
@@ -318,7 +327,7 @@ def program_rows(programs: list[dict[str, Any]], enrollments: list[tuple[Any, An
         open_then = sorted((e for e in by_student.get(p["studentsdcid"], [])
                             if e[0] is not None and e[0] <= on and (e[1] is None or e[1] > on)), key=lambda e: e[0])
         school = open_then[-1][2] if open_then else current.get(p["studentsdcid"])
-        out.append({"id": int(f"{p['programcode'] or 0}{(start or '0000-00-00').replace('-', '')}"),
+        out.append({"id": program_record_id(p["programcode"], start),
                     "studentsdcid": p["studentsdcid"], "schoolid": school, "programcode": p["programcode"],
                     "programmembershipcode": "3" if participating else "1",
                     "programstartdate": start, "programenddate": end})

@@ -17,6 +17,14 @@ from calpads.sources.sql_sis import SprgPull
 API_SOURCES = ("powerschool_api", "aeries_api", "oneroster")
 
 
+def sis_api_name(source: str) -> str:
+    """An API source's default Airflow connection id, which is also the name of its pool:
+    sis_powerschool, sis_aeries, sis_oneroster."""
+    if source not in API_SOURCES:
+        raise ValueError(f"unknown SIS API source {source!r}; choose one of {', '.join(API_SOURCES)}")
+    return f"sis_{source.removesuffix('_api')}"
+
+
 def client_for(source: str, conn: Any) -> Any:
     """The source's API client for an Airflow Connection (or any object with host/login/password/extra_dejson)."""
     if source == "powerschool_api":

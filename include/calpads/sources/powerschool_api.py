@@ -50,7 +50,6 @@ from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
 from calpads.sources.sql_sis import SprgPull
 
 SOURCE = "powerschool_api"
-DEFAULT_POOL = "sis_powerschool"
 DEFAULT_PAGE_SIZE = 1000
 
 # What each data flow reads or writes, with the words the coordinator uses.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from calpads.sources.api_sources import sis_api_name
 from calpads_airflow.hooks.base import SisApiHook, retry_fields
 
 
@@ -23,11 +24,11 @@ class AeriesHook(SisApiHook):
     (https://district.aeries.net/admin), Password = the vendor certificate
     (Aeries: Security > API Security > the product's certificate)."""
 
-    default_conn_name = "sis_aeries"
+    default_conn_name = sis_api_name("aeries_api")
     conn_type = "calpads_aeries"
     hook_name = "Aeries SIS v5 (CALPADS)"
     source = "aeries_api"
-    default_pool = "sis_aeries"
+    default_pool = sis_api_name("aeries_api")
     CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
         **retry_fields(),
         "database_year": {"label": "Database year", "description": "YYYY of the school year's first half; blank = "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from calpads.sources.api_sources import sis_api_name
 from calpads_airflow.hooks.base import SisApiHook, retry_fields
 
 
@@ -12,11 +13,11 @@ class PowerSchoolHook(SisApiHook):
     Login = the plugin's client ID, Password = its client secret (System > System
     Settings > Plugin Management Configuration > plugin > Data Provider Configuration)."""
 
-    default_conn_name = "sis_powerschool"
+    default_conn_name = sis_api_name("powerschool_api")
     conn_type = "calpads_powerschool"
     hook_name = "PowerSchool SIS (CALPADS)"
     source = "powerschool_api"
-    default_pool = "sis_powerschool"
+    default_pool = sis_api_name("powerschool_api")
     CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
         **retry_fields(),
         "participation_table": {

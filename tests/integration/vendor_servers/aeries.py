@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from calpads.run_scope import current_academic_year
 from tests.integration.vendor_servers.common import Request, Response, VendorServer, read_tables
 
 API = "/api/v5"
@@ -80,9 +81,9 @@ def _dt(v: str | None) -> str | None:
     return None if v is None else f"{v}T00:00:00"
 
 
-def _year(iso: str) -> int:
-    d = date.fromisoformat(iso)
-    return d.year if d.month >= 7 else d.year - 1
+def _year(iso: str) -> str:
+    """The Aeries AcademicYear (yyyy of the first half) of a date."""
+    return current_academic_year(date.fromisoformat(iso))[:4]
 
 
 class AeriesServer(VendorServer):
@@ -129,7 +130,7 @@ class AeriesServer(VendorServer):
         for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
             self.enrollment.setdefault(int(e["schoolid"]), []).append({
                 "StudentID": int(e["studentid"]), "SchoolCode": int(e["schoolid"]),
-                "AcademicYear": str(_year(e["entrydate"])), "EnterDate": _dt(e["entrydate"]),
+                "AcademicYear": _year(e["entrydate"]), "EnterDate": _dt(e["entrydate"]),
                 "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": ""})
         # Programs belong to the student: each school lists those of every student with a record there.
         schools_of: dict[int, set[int]] = {}
