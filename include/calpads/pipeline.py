@@ -119,7 +119,8 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
         fd = os.open(extra / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", newline="") as fh:
             frame.to_csv(fh, index=False)
-    ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes, staging=check.summary)
+    ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes, staging=check.summary,
+                     extract={"notes": list(getattr(built, "notes", [])), "facts": dict(getattr(built, "facts", {}))})
     out = {
         "records_extracted": len(built.records),
         "staging_counts": check.summary.get("counts"),
@@ -148,7 +149,8 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
     if local_report.exists():
         shutil.rmtree(local_report)
     local_report.mkdir(mode=0o700)
-    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type)
+    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
+                 notes=ctx.state().get("extract", {}).get("notes"))
     not_extracted = pd.read_parquet(ctx.path(NOT_EXTRACTED))
     if len(not_extracted):
         fd = os.open(local_report / "not_extracted.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -272,7 +274,9 @@ def _publish_into(ctx: RunContext, folder: Any, files: list, state: dict[str, An
     full = by_kind.get("full", 0)
     split_total = sum(n for k, n in by_kind.items() if k != "full") if layout.processing != "replacement" else full
     validation = state.get("validation", {})
+    extract = state.get("extract", {})
     manifest = {
+        **extract.get("facts", {}),    # what the builder records, e.g. STAS's counted_through; never a key below
         "record_type": ctx.record_type,
         "dag_id": ctx.dag_id,
         "run_id": ctx.run_id,
@@ -288,6 +292,7 @@ def _publish_into(ctx: RunContext, folder: Any, files: list, state: dict[str, An
             "diff": _without_timings(state.get("diff", {})),
         },
         "validation": _without_timings(validation),
+        "notes": extract.get("notes", []),
         "bypass_validation": ctx.scope.bypass_validation,
         "upload": "Upload the _AU file(s) and the _D file; the file without suffix is for checking counts only."
         if layout.processing != "replacement" else "Upload the file: replacement processing, it replaces the "

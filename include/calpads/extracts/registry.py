@@ -22,6 +22,11 @@ class Built:
     scoped_school_codes: list[str]
     # Extra report tables (file name -> frame, no names/birth dates/SSIDs) that the run's report folder gets.
     reports: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # What the coordinator must know about how this extract was built, in plain words (the run's report and
+    # manifest show them), e.g. a SIS column that is missing.
+    notes: list[str] = field(default_factory=list)
+    # Facts the run's manifest records beside its standard keys, e.g. {"counted_through": "2026-05-15"} (STAS).
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,23 @@
 """SENR builder: one record per enrollment (STUDENTS' current one and REENROLLMENTS) in the report range.
 
-Selection is the seed's Student Criteria (shared/seeds/powerschool-student-program-records.txt),
-which the contract applies to SENR too: students, enrollments and schools not excluded from state
-reporting, an SSID, an enrollment whose entry is on or before the report end date and whose last day
-(the last in-session day before PowerSchool's exclusive EXITDATE) is blank or after the report start
-date. The enrollment logic is ``calpads.extracts.enrollment`` -- the very functions SPRG's cross-file
-ctx_ columns use, so the enrollment a program record is checked against is the one SENR sends.
+Selection is the Student Criteria of PowerSchool's Student Program Records report, which the project
+applies to SENR too: students, enrollments and schools not excluded from state reporting, an SSID, an
+enrollment whose entry is on or before the report end date and whose last day (the last in-session day
+before PowerSchool's exclusive EXITDATE) is blank or after the report start date. The enrollment logic is
+``calpads.extracts.enrollment`` -- the very functions SPRG's cross-file ctx_ columns use, so the
+enrollment a program record is checked against is the one SENR sends.
+
+The enrollment's CALPADS codes come from the SIS (contract v2 columns, see docs/senr-stas-leap.md):
+- 1.23 Enrollment Status = ENROLLMENTSTATUS; blank means 10 (primary), as it always did before the SIS
+  carried the column.
+- 1.26-1.29 (exit reason, completion status, expected receiver school, UC/CSU indicator) belong to the
+  exit: they are sent with the Exit Date (1.25), and blank while the exit is not reported (no EXITDATE,
+  or an exit after the report end date).
+- A no-show (an enrollment whose EXITDATE is on or before its ENTRYDATE: no day attended) is reported
+  with the Exit Date one day before its Start Date, as CALPADS asks for an N470 no-show (SENR0018,
+  https://documentation.calpads.org/Troubleshooting/SENR/SENR0018).
+A SIS without those columns is still read: the fields are blank, 1.23 is 10, the pull's log and the run
+report say which columns are missing, and exits are published with a warning instead of held back.
 
 Fields the contract SIS cannot supply are blank, and ``include/calpads/layouts/senr.yaml`` says so
 per field (``derivation: "blank: ..."``).
@@ -13,18 +25,24 @@ per field (``derivation: "blank: ..."``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 
-from calpads.extracts.common import ccyymmdd, sort_records
+from calpads.extracts.common import blank_to_none, ccyymmdd, sort_records, to_datetime
 from calpads.extracts.enrollment import grade_code, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
 from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
 
+log = logging.getLogger(__name__)
+
 PRIMARY = "10"
+# SIS column -> SENR column of the exit fields (sent only with a reported exit date)
+EXIT_FIELDS = {"exitcode": "exit_reason", "completionstatus": "completion_status",
+               "receiver_school": "expected_receiver_school", "uccsu_reqs_met": "uc_csu_requirements"}
 
 
 def build(sis: Any, scope: RunScope) -> Any:
@@ -33,7 +51,22 @@ def build(sis: Any, scope: RunScope) -> Any:
 
     pull = pull_enrollment(sis, scope)
     records, not_extracted = build_senr(pull, scope)
-    return Built(records, not_extracted, pull.lea, [str(c) for c in pull.scoped_schools["school_code"].dropna()])
+    notes = missing_codes_notes(pull)
+    return Built(records, not_extracted, pull.lea, [str(c) for c in pull.scoped_schools["school_code"].dropna()],
+                 notes=notes)
+
+
+def missing_codes_notes(pull: EnrollmentPull) -> list[str]:
+    """The report's (and log's) warning when the SIS lacks contract v2 columns; empty when it has them all."""
+    missing = pull.missing_codes
+    if not missing:
+        return []
+    note = (f"The SIS has no {', '.join(missing)} column(s) (the enrollment's CALPADS codes): Enrollment Status "
+            "(1.23) is sent as 10 (primary) and the exit reason, completion status, expected receiver school and "
+            "UC/CSU indicator (1.26-1.29) are blank where the column is missing. Exits are published with a "
+            "warning; enter their exit reasons in CALPADS, or ask district IT to add the columns to the SIS.")
+    log.warning(note)
+    return [note]
 
 
 def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,7 +75,13 @@ def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.
     enr = enr.merge(pull.scoped_schools[["school_number", "school_code"]], left_on="schoolid",
                     right_on="school_number", how="inner")
     enr = enr.merge(student_fields(pull.students), on="student_id", how="inner")
-    exit_reported = enr["last_day"].where(enr["last_day"] <= end)
+    no_show = to_datetime(enr["exitdate"]) <= enr["entry"]
+    last_day = enr["last_day"].mask(no_show, enr["entry"] - pd.Timedelta(days=1))
+    exit_reported = last_day.where(last_day <= end)
+    exited = exit_reported.notna()
+    codes = {c: (blank_to_none(enr[c]) if c in enr else pd.Series(None, index=enr.index, dtype="object"))
+             for c in (*EXIT_FIELDS, "enrollmentstatus")}
+    exit_codes_read = enr["source"].map(lambda src: "exitcode" in pull.codes_read.get(src, frozenset()))
     entry_iso = enr["entrydate"].astype("string").str.slice(0, 10)
     layout = load_layout("SENR")
     records = pd.DataFrame({c: pd.Series(None, index=enr.index, dtype="object") for c in layout.columns})
@@ -56,12 +95,15 @@ def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.
         **{c: enr[c] for c in ("ssid", "local_student_id", "legal_first_name", "legal_last_name",
                                "alias_first_name", "alias_last_name", "birth_date", "gender_code")},
         enrollment_start_date=ccyymmdd(entry_iso),
-        enrollment_status=PRIMARY,
+        enrollment_status=codes["enrollmentstatus"].fillna(PRIMARY),
         grade_level=grade_code(enr["grade_level"]),
-        enrollment_exit_date=exit_reported.dt.strftime("%Y%m%d").where(exit_reported.notna(), None),
+        enrollment_exit_date=exit_reported.dt.strftime("%Y%m%d").where(exited, None),
+        **{col: codes[sis_col].where(exited, None) for sis_col, col in EXIT_FIELDS.items()},
         ctx_student_id=enr["student_id"].astype(str),
         ctx_enrollment_source=enr["source"],
         ctx_preferred_gender=enr["ctx_preferred_gender"],
+        # "N" when the enrollment's table has no EXITCODE column: SENR-EXIT-REASON is then only a warning
+        ctx_exit_codes_in_sis=exit_codes_read.map({True: "Y", False: "N"}),
     )
     records = finish(records, layout.columns)
     not_extracted = pd.DataFrame(columns=["local_record_id", "local_student_id", "school_of_attendance", "reason"])

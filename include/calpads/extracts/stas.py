@@ -1,10 +1,15 @@
 """STAS builder: one record per student per school per academic year (replacement processing).
 
 - Enrollments: the seed's selection (calpads.extracts.enrollment, the same as SENR), at a school
-  in the run's scope, grades TK-12, never School of Attendance 0000001/0000002 (STAS0651). The
-  contract SIS has no enrollment status: every enrollment counts as primary/short-term.
+  in the run's scope, grades TK-12, never School of Attendance 0000001/0000002 (STAS0651). Only primary
+  (10) and short-term (30) enrollments have a STAS record (CALPADS Student Details STAS page): a secondary
+  (20) or non-ADA (50) enrollment (ENROLLMENTSTATUS) is listed in the report's not_extracted.csv instead;
+  a blank status (or a SIS without the column) counts as primary.
+- Days are counted through the earlier of the report end date and the run's date (``counted_through``):
+  a run before the school year ends never counts a future day as expected or attended. The manifest
+  (``counted_through``) and the report say through which date.
 - 13.15 Expected Attendance Days: in-session days (CALENDAR_DAY) of the student's enrollments at
-  the school, inside the report range, overlapping enrollments counted once.
+  the school, inside the report range up to that date, overlapping enrollments counted once.
 - 13.17-13.22: days per ATTENDANCE_CODE.CALPADS_CATEGORY, counted by the SIS database
   (calpads.sources.sql_attendance): no attendance row ever reaches pandas.
 - 13.16 Days Attended In-Person = 13.15 - (13.17 + ... + 13.22): it excludes in-school suspension
@@ -17,7 +22,8 @@ Settings: ``stas.yaml`` beside this module.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 COUNT_COLUMNS = ["days_absent_oss", "days_iss", "days_absent_excused", "days_absent_unexcused", "days_is_non_ada",
                  "days_is_ada"]
 NOT_EXTRACTED_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
+NOT_STAS_STATUSES = {"20": "a secondary enrollment (status 20)", "50": "a non-ADA enrollment (status 50)"}
 
 
 @cache
@@ -60,6 +67,12 @@ def build(sis: Any, scope: RunScope) -> Any:
     from calpads.sources.afterschool import AfterschoolDataError, default_paths, read_export
 
     inputs = pull_stas(sis, scope)
+    notes = [counting_note(scope)]
+    log.info(notes[0])
+    if {"STUDENTS.ENROLLMENTSTATUS", "REENROLLMENTS.ENROLLMENTSTATUS"} & set(inputs.pull.missing_codes):
+        notes.append("The SIS has no ENROLLMENTSTATUS column on STUDENTS or REENROLLMENTS: every enrollment is "
+                     "counted as primary, so a secondary enrollment would get a STAS record.")
+        log.warning(notes[-1])
     att_path, reg_path = default_paths()
     try:
         export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
@@ -69,14 +82,31 @@ def build(sis: Any, scope: RunScope) -> Any:
         log.warning("STAS 13.24 Attendance Recovery Days left blank: %s", exc)
     records, not_extracted = build_stas(inputs, scope)
     return Built(records, not_extracted, inputs.pull.lea,
-                 [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()])
+                 [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()],
+                 notes=notes, facts={"counted_through": counted_through(scope).isoformat()})
+
+
+def counted_through(scope: RunScope) -> date:
+    """The last day STAS counts: the report end date, or the run's date when that is earlier (the run's
+    logical date, so a re-run of the same run counts the same days)."""
+    return min(scope.end_date, scope.today)
+
+
+def counting_note(scope: RunScope) -> str:
+    through = counted_through(scope)
+    if through < scope.end_date:
+        return (f"Days are counted through {through.isoformat()} (the run's date), not through the report end date "
+                f"{scope.end_date.isoformat()}: later days have not happened yet, so they are neither expected "
+                "nor attended. Run STAS again after the last day of school for the whole year.")
+    return f"Days are counted through {through.isoformat()} (the report end date)."
 
 
 def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
     cfg = settings()
-    pull = pull_enrollment(engine, scope)
+    counting = replace(scope, end_date=counted_through(scope))   # no day after the run's date, in SQL too
+    pull = pull_enrollment(engine, counting)
     numbers = [int(n) for n in pull.scoped_schools["school_number"]]
-    counts = category_counts(engine, scope, numbers, list(cfg["categories"]), cfg["categories"],
+    counts = category_counts(engine, counting, numbers, list(cfg["categories"]), cfg["categories"],
                              cfg["uncategorised_absent"])
     return StasInputs(pull, counts, None)
 
@@ -84,10 +114,11 @@ def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
 def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.DataFrame]:
     cfg = settings()
     pull = inputs.pull
-    start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
+    start, end = pd.Timestamp(scope.start_date), pd.Timestamp(counted_through(scope))
     schools = pull.scoped_schools[~pull.scoped_schools["school_code"].isin(cfg["never_reported_schools"])]
     enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
     enr = enr[enr["schoolid"].isin(schools["school_number"])]
+    enr, not_stas = primary_or_short_term(enr, pull)
     grade = pd.to_numeric(enr["grade_level"], errors="coerce")
     enr = enr[grade.isna() | grade.between(cfg["grades"]["min"], cfg["grades"]["max"])]
     enr = enr.assign(first=enr["entry"].clip(lower=start), last=enr["last_day"].fillna(end).clip(upper=end))
@@ -104,7 +135,7 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
         per[c] = per[c].fillna(0).astype("int64") if c in per else 0
     per["attended"] = per["expected"] - per[COUNT_COLUMNS].sum(axis=1)
 
-    not_extracted = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)]
+    not_extracted = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS), not_stas]
     ar = None
     if inputs.ar_sessions is not None:
         ar, unmatched = attendance_recovery_days(inputs.ar_sessions, per, enr, pull.students)
@@ -142,6 +173,26 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
     }, index=per.index)
     records = sort_records(finish(records, layout.columns), layout)
     return records, pd.concat(not_extracted, ignore_index=True)
+
+
+def primary_or_short_term(enr: pd.DataFrame, pull: EnrollmentPull) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The enrollments that get a STAS record (status 10, 30 or blank), and a not-extracted row for each
+    secondary / non-ADA one (a code outside the code set stays: the SENR gate reports it)."""
+    if "enrollmentstatus" not in enr:
+        return enr, pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)
+    status = enr["enrollmentstatus"].astype("string").str.strip()
+    other = status.isin(list(NOT_STAS_STATUSES)).fillna(False).to_numpy(dtype=bool)
+    out = enr[other]
+    numbers = pull.students.drop_duplicates("student_id").set_index("student_id")["student_number"]
+    codes = pull.scoped_schools.drop_duplicates("school_number").set_index("school_number")["school_code"]
+    reasons = pd.DataFrame({
+        "local_record_id": out["student_id"].astype(str) + "." + out["schoolid"].astype(str),
+        "local_student_id": out["student_id"].map(numbers),
+        "school_of_attendance": out["schoolid"].map(codes),
+        "reason": [f"{NOT_STAS_STATUSES[v]}: STAS is reported for primary and short-term enrollments only"
+                   for v in status[other]],
+    }, columns=NOT_EXTRACTED_COLUMNS)
+    return enr[~other], reasons.drop_duplicates("local_record_id").reset_index(drop=True)
 
 
 def minimum_day_minutes(grade: pd.Series) -> pd.Series:

@@ -9,6 +9,8 @@ field value in the file is what fails.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 
 STAS_PARTS = ["days_attended_in_person", "days_absent_oss", "days_iss", "days_absent_excused",
@@ -23,7 +25,7 @@ def _dates(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
 
 
-def layout_columns(frame: pd.DataFrame) -> dict[str, pd.Series]:
+def layout_columns(frame: pd.DataFrame, run_date: date | None = None) -> dict[str, pd.Series]:
     cols: dict[str, pd.Series] = {}
     if {"expected_attendance_days", *STAS_PARTS} <= set(frame.columns):
         expected = _num(frame["expected_attendance_days"])
@@ -42,6 +44,17 @@ def layout_columns(frame: pd.DataFrame) -> dict[str, pd.Series]:
         total = ar.fillna(0).groupby(frame["ssid"].astype("object").fillna("")).transform("sum")
         cols["ctx_ar_lea_total"] = total.where(frame["ssid"].notna(), ar.fillna(0))
     if {"enrollment_start_date", "enrollment_exit_date"} <= set(frame.columns):
-        cols["ctx_enr_start_dt"] = _dates(frame["enrollment_start_date"])
-        cols["ctx_enr_exit_dt"] = _dates(frame["enrollment_exit_date"])
+        start, exit_ = _dates(frame["enrollment_start_date"]), _dates(frame["enrollment_exit_date"])
+        cols["ctx_enr_start_dt"] = start
+        cols["ctx_enr_exit_dt"] = exit_
+        cols["ctx_enr_exit_minus_start"] = (exit_ - start).dt.days.astype("float64")            # SENR0018 (N470)
+        if "ctx_exit_codes_in_sis" not in frame:
+            # SENR records not made by calpads.extracts.senr (which says per record whether the SIS had an
+            # EXITCODE column): a missing exit reason is then an error (SENR-EXIT-REASON), not a warning.
+            cols["ctx_exit_codes_in_sis"] = pd.Series("Y", index=frame.index, dtype="object")
+        if run_date is not None:
+            # SENR0187: calendar days from the start date to the exit date, or to the run's date while open,
+            # both days included
+            until = exit_.fillna(pd.Timestamp(run_date)).where(frame["enrollment_exit_date"].isna() | exit_.notna())
+            cols["ctx_enr_period_days"] = ((until - start).dt.days + 1).astype("float64")
     return cols

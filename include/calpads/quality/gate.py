@@ -140,7 +140,7 @@ def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]
         cols["ctx_primary_residence_text"] = _text(frame["ctx_primary_residence_category"])
     from calpads.quality.derived import layout_columns  # SENR / STAS / LEAP rules' columns
 
-    cols.update(layout_columns(frame))
+    cols.update(layout_columns(frame, run_date))
     return cols
 
 

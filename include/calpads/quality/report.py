@@ -45,8 +45,10 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_type: str) -> dict[str, str]:
-    """Write the report files into report_dir; returns {what: path relative to report_dir}."""
+def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_type: str,
+                 notes: list[str] | None = None) -> dict[str, str]:
+    """Write the report files into report_dir; returns {what: path relative to report_dir}. notes: what the
+    builder says about this extract (calpads.extracts.registry.Built.notes), shown near the top."""
     report_dir = Path(report_dir)
     with _private_umask():
         report_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,7 +58,7 @@ def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_ty
         if docs_index is not None:
             written["data_docs"] = str(docs_index.relative_to(report_dir))
         _write_text(report_dir / "index.html", render_html(result, run_id=run_id, record_type=record_type,
-                                                           data_docs=written.get("data_docs")))
+                                                           data_docs=written.get("data_docs"), notes=notes))
         written["index"] = "index.html"
     _restrict_tree(report_dir)
     return written
@@ -178,7 +180,8 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs: str | None) -> str:
+def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs: str | None,
+                notes: list[str] | None = None) -> str:
     s = result.summary
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(record_type)} validation report "
            f"- {_e(run_id)}</title><style>{CSS}</style></head><body>",
@@ -202,6 +205,9 @@ def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs:
                          ("Error ceiling", f"{s['ceiling']:.0%}"), ("Bypass", "yes" if s["bypass"] else "no")]:
         out.append(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>")
     out.append("</dl>")
+    if notes:
+        out.append("<h2>About this extract</h2><ul class='notes'>"
+                   + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     links = ["<a href='findings.csv'>findings.csv</a> (every finding)"]
     if data_docs:
         links.append(f"<a href='{_e(data_docs)}'>Great Expectations Data Docs</a> (the validation in detail)")

@@ -30,11 +30,14 @@ PREFS = _t("prefs", "id", "name", "value", "schoolid")
 SCHOOLS = _t("schools", "id", "school_number", "name", "alternate_school_number", "subdistrict",
              "state_excludefromreporting")
 CALENDAR_DAY = _t("calendar_day", "schoolid", "date_value", "insession")
+# Contract v2 enrollment codes (SENR 1.23, 1.26-1.29) on STUDENTS and REENROLLMENTS. A SIS may lack them:
+# calpads.sources.sql_enrollment selects only those the database has.
+ENROLLMENT_CODES = ("enrollmentstatus", "exitcode", "completionstatus", "receiver_school", "uccsu_reqs_met")
 STUDENTS = _t("students", "id", "dcid", "student_number", "state_studentnumber", "first_name", "last_name", "dob",
               "gender", "schoolid", "grade_level", "entrydate", "exitdate", "enroll_status",
-              "state_excludefromreporting")
+              "state_excludefromreporting", *ENROLLMENT_CODES)
 REENROLLMENTS = _t("reenrollments", "id", "studentid", "schoolid", "grade_level", "entrydate", "exitdate",
-                   "state_excludefromreporting")
+                   "state_excludefromreporting", *ENROLLMENT_CODES)
 STU_X = _t("s_ca_stu_x", "studentsdcid", "legalfirstname", "legallastname", "legalgender")
 PROGRAMS = _t("s_ca_stu_calpadsprograms_c", "id", "studentsdcid", "schoolid", "programcode", "programmembershipcode",
               "programstartdate", "programenddate", "partnershipacademyid", "migrantstudentid",
