@@ -10,7 +10,8 @@ ISS IN_SCHOOL_SUSPENSION/Present, IS INDEPENDENT_STUDY/Absent, T PRESENT/Present
 Students (STUDENTS.ID; Local Student ID = 100000 + id; SSID = 1000000000 + id):
 1 grade 4, A all month. Absent: 3 A, 4 U, 10 S, 11 ISS, 12 IS; 15 T (tardy = present).
   AR: Sat 6 240 min, Sat 13 300, Sat 20 120, Sat 27 120.
-2 grade 2, A from Sep 2 with EXITDATE Sep 15 (REENROLLMENTS; last day Fri 12), then B from Sep 15 (STUDENTS).
+2 grade 2, A from Sep 2 with EXITDATE Sep 15 (REENROLLMENTS; last day Fri 12; exit code T160, a transfer),
+  then B from Sep 15 (STUDENTS).
   Absent: A: 5 U; an A row on 15 (after the exit: must not count); B: 16 A, 17 A.
   AR: Sat 13 240 min, Sat 20 230, Sat 27 120.
 3 grade 5, B all month. 8-12 IS (5 days), 22 S. ELP: registered ELO-P and ASES; sessions ELO-P 3, ASES 3,
@@ -49,7 +50,7 @@ def build_sis(engine: sa.Engine) -> Sis:
                                             PRESENCE_STATUS_CD=p, CALPADS_CATEGORY=cat) for c, p, cat in CODES])
     sis.add_student(1, first="Ana", last="Avila", school=A, grade=4, entry="2025-09-02")
     sis.add_student(2, first="Ben", last="Baker", school=B, grade=2, entry="2025-09-15")
-    sis.add_reenrollment(2, A, "2025-09-02", "2025-09-15", grade=2)
+    sis.add_reenrollment(2, A, "2025-09-02", "2025-09-15", grade=2, exitcode="T160")
     sis.add_student(3, first="Cy", last="Cruz", school=B, grade=5, entry="2025-09-02")
     sis.add_student(4, first="Di", last="Diaz", school=A, grade=0, entry="2025-09-02")
     sis.add_student(5, first="Ed", last="Eng", school=A, grade=3, entry="2025-09-02", ssid=None)

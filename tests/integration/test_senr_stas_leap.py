@@ -54,20 +54,17 @@ def test_senr_one_record_per_enrollment_with_the_exclusive_exit_rule(tmp_path, s
     # (local record id, school, start 1.22, status 1.23, grade 1.24, exit 1.25); sorted Avila, Baker x2, Cruz,
     # Diaz, Ford. Student 5 has no SSID: not extracted. Student 2 left A with EXITDATE Sep 15 (exclusive):
     # last in-session day before it is Fri Sep 12.
-    got = [(r[2], r[4], r[21], r[22], r[23], r[24]) for r in full]
+    # (..., exit reason 1.26): the exit code is the enrollment's EXITCODE (a blank ENROLLMENTSTATUS = 10)
+    got = [(r[2], r[4], r[21], r[22], r[23], r[24], r[25]) for r in full]
     assert got == [
-        ("1.100.20250902", CDS_A, "20250902", "10", "04", ""),
-        ("2.100.20250902", CDS_A, "20250902", "10", "02", "20250912"),
-        ("2.200.20250915", CDS_B, "20250915", "10", "02", ""),
-        ("3.200.20250902", CDS_B, "20250902", "10", "05", ""),
-        ("4.100.20250902", CDS_A, "20250902", "10", "KN", ""),
-        ("7.100.20250902", CDS_A, "20250902", "10", "04", ""),
+        ("1.100.20250902", CDS_A, "20250902", "10", "04", "", ""),
+        ("2.100.20250902", CDS_A, "20250902", "10", "02", "20250912", "T160"),
+        ("2.200.20250915", CDS_B, "20250915", "10", "02", "", ""),
+        ("3.200.20250902", CDS_B, "20250902", "10", "05", "", ""),
+        ("4.100.20250902", CDS_A, "20250902", "10", "KN", "", ""),
+        ("7.100.20250902", CDS_A, "20250902", "10", "04", "", ""),
     ]
-    # The exit reason is not in the contract SIS: the one exited enrollment is published with a warning.
-    assert gated["records_held_back"] == 0 and gated["rules"] == {
-        "SENR-EXIT-REASON": {"count": 1, "severity": "warning", "field": "1.26",
-                             "rule_text": gated["rules"]["SENR-EXIT-REASON"]["rule_text"],
-                             "fix": gated["rules"]["SENR-EXIT-REASON"]["fix"]}}
+    assert gated["records_held_back"] == 0 and gated["rules"] == {}
     assert {f.name for f in folder.glob("*.txt")} == {f"SENR_{LEA}_2025-2026.txt", f"SENR_{LEA}_2025-2026_AU.txt"}
 
 

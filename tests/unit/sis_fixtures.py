@@ -50,6 +50,16 @@ def number_of(student_id: int) -> str:
     return f"{100000 + student_id}"
 
 
+ENROLLMENT_CODES = ("enrollmentstatus", "exitcode", "completionstatus", "receiver_school", "uccsu_reqs_met")
+
+
+def _codes(codes: dict[str, str | None]) -> dict[str, str | None]:
+    unknown = set(codes) - set(ENROLLMENT_CODES)
+    if unknown:
+        raise TypeError(f"unknown enrollment code column(s): {sorted(unknown)}")
+    return {k.upper(): v for k, v in codes.items()}
+
+
 class Sis:
     """A SIS database under construction; rows are inserted at once with SQLAlchemy Core."""
 
@@ -157,11 +167,14 @@ class Sis:
         legal_last: str | None = None,
         legal_gender: str | None = None,
         ca_row: bool | None = None,
+        **codes: str | None,
     ) -> int:
         """A student whose current enrollment (the STUDENTS row) is at `school`.
 
         SSID defaults to ssid_of(id), STUDENT_NUMBER to number_of(id); DCID is id + 1000.
-        An S_CA_STU_X row is added when a legal value is given (or ca_row=True)."""
+        An S_CA_STU_X row is added when a legal value is given (or ca_row=True).
+        codes: the enrollment's CALPADS codes (enrollmentstatus, exitcode, completionstatus, receiver_school,
+        uccsu_reqs_met), left out of the insert when not given (a SIS without the columns still works)."""
         dcid = student_id + DCID_OFFSET
         self._dcid[student_id] = dcid
         if enroll_status is None:
@@ -171,7 +184,7 @@ class Sis:
             STATE_STUDENTNUMBER=ssid_of(student_id) if ssid == "default" else ssid,
             FIRST_NAME=first, LAST_NAME=last, DOB=as_date(dob), GENDER=gender, SCHOOLID=school,
             GRADE_LEVEL=grade, ENTRYDATE=as_date(entry), EXITDATE=as_date(exit), ENROLL_STATUS=enroll_status,
-            STATE_EXCLUDEFROMREPORTING=int(excluded),
+            STATE_EXCLUDEFROMREPORTING=int(excluded), **_codes(codes),
         )])
         if ca_row or (ca_row is None and any(v is not None for v in (legal_first, legal_last, legal_gender))):
             self.insert("S_CA_STU_X", [dict(STUDENTSDCID=dcid, LEGALFIRSTNAME=legal_first,
@@ -187,11 +200,13 @@ class Sis:
         *,
         excluded: bool = False,
         grade: int = 4,
+        **codes: str | None,
     ) -> int:
+        """An earlier (or concurrent) enrollment; codes as for add_student."""
         rid = self._new_id("REENROLLMENTS", 1)
         self.insert("REENROLLMENTS", [dict(
             ID=rid, STUDENTID=student_id, SCHOOLID=school, GRADE_LEVEL=grade, ENTRYDATE=as_date(entry),
-            EXITDATE=as_date(exit), STATE_EXCLUDEFROMREPORTING=int(excluded),
+            EXITDATE=as_date(exit), STATE_EXCLUDEFROMREPORTING=int(excluded), **_codes(codes),
         )])
         return rid
 
@@ -233,3 +248,17 @@ class Sis:
             SERVICECODE=code, SERVICEDATE=as_date(on),
         )])
         return sid
+
+
+def drop_enrollment_codes(engine: sa.Engine, tables: tuple[str, ...] = ("STUDENTS", "REENROLLMENTS")) -> None:
+    """Make the database a SIS without the contract v2 enrollment code columns (ALTER TABLE ... DROP COLUMN,
+    on SQLite and PostgreSQL)."""
+    insp = sa.inspect(engine)
+    names = {t.lower(): t for t in insp.get_table_names()}
+    with engine.begin() as conn:
+        for table in tables:
+            name = names[table.lower()]
+            have = {c["name"].lower(): c["name"] for c in insp.get_columns(name)}
+            for col in ENROLLMENT_CODES:
+                if col in have:
+                    conn.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {have[col]}")
