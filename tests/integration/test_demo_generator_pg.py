@@ -18,7 +18,7 @@ from calpads.run_scope import RunScope
 from calpads.sources.sis_schema import SIS_TABLES
 
 pytestmark = pytest.mark.postgres
-TABLES = (*SIS_TABLES, "DEMO_PLANTED_VIOLATIONS")
+TABLES = (*SIS_TABLES, "DEMO_PLANTED_VIOLATIONS", "DEMO_PLANTED_SENR")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 from calpads import pipeline
+from calpads.demo.district import LEA_CODE as DEMO_LEA
 from calpads.run_scope import RunScope
 from tests.unit.sis_fixtures import DEFAULT_HOLIDAYS, FIRST_DAY, LAST_DAY, Sis, drop_enrollment_codes
 
@@ -183,3 +184,69 @@ def test_stas_after_the_year_counts_to_the_last_day_and_a_rerun_repeats_the_mani
     assert json.loads(manifest)["counted_through"] == "2026-06-30"       # the report end date
     again, _ = run(tmp_path, sis, "STAS", date(2026, 7, 10))
     assert (again / "manifest.json").read_text() == manifest
+
+
+# -- the generated demo district ------------------------------------------------------------------------
+
+EXIT_RULE_FIELDS = {"1.23", "1.25", "1.26", "1.27", "1.28", "1.29"}   # the rules about the enrollment's codes
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> sa.Engine:
+    from calpads.demo.generator import generate_district
+
+    path = tmp_path_factory.mktemp("demo") / "sis.db"
+    eng = sa.create_engine(f"sqlite:///{path}")
+    generate_district(eng, students=2000, seed=42, dirty=0.01, academic_year="2025-2026", log=lambda _m: None)
+    return eng
+
+
+def sis_exits(eng: sa.Engine) -> dict[str, tuple]:
+    """The SIS's closed enrollments of reportable students, keyed by SENR Local Record ID, with their codes
+    (this test's own reading of the tables: SSID present, student / enrollment / school not excluded)."""
+    q = """
+        SELECT e.sid, e.schoolid, e.entrydate, e.exitcode, e.completionstatus, e.receiver_school,
+               e.uccsu_reqs_met, e.grade_level
+        FROM (SELECT ID AS sid, SCHOOLID, ENTRYDATE, EXITDATE, GRADE_LEVEL, EXITCODE, COMPLETIONSTATUS,
+                     RECEIVER_SCHOOL, UCCSU_REQS_MET, 0 AS excl FROM STUDENTS
+              UNION ALL
+              SELECT STUDENTID, SCHOOLID, ENTRYDATE, EXITDATE, GRADE_LEVEL, EXITCODE, COMPLETIONSTATUS,
+                     RECEIVER_SCHOOL, UCCSU_REQS_MET, STATE_EXCLUDEFROMREPORTING FROM REENROLLMENTS) e
+        JOIN STUDENTS s ON s.ID = e.sid
+        JOIN SCHOOLS sc ON sc.SCHOOL_NUMBER = e.schoolid
+        WHERE e.EXITDATE IS NOT NULL AND e.excl = 0 AND s.STATE_EXCLUDEFROMREPORTING = 0
+          AND sc.STATE_EXCLUDEFROMREPORTING = 0 AND s.STATE_STUDENTNUMBER IS NOT NULL
+          AND e.ENTRYDATE >= '2025-07-01'"""
+    with eng.connect() as conn:
+        return {f"{r[0]}.{r[1]}.{r[2].replace('-', '')}": tuple(r[3:]) for r in conn.exec_driver_sql(q)}
+
+
+def test_demo_district_shows_exits_graduates_and_transfers_and_its_planted_exit_errors(tmp_path, demo):
+    truth = pd_read(demo, "SELECT STUDENTID, SCHOOLID, ENTRYDATE, RULE_ID FROM DEMO_PLANTED_SENR")
+    planted = {(f"{s}.{sc}.{e.replace('-', '')}", rule) for s, sc, e, rule in truth}
+    assert {rule for _, rule in planted} == {"SENR-EXIT-REASON", "SENR-E230-COMPLETION", "SENR-T165-RECEIVER"}
+
+    folder, gated = run(tmp_path, demo, "SENR", date(2026, 6, 20))
+    with (folder / "report" / "findings.csv").open() as fh:
+        found = {(r["local_record_id"], r["rule_id"]) for r in csv.DictReader(fh) if r["field"] in EXIT_RULE_FIELDS}
+    assert found == planted                               # each planted exit error, with its rule, and nothing else
+
+    exits = sis_exits(demo)
+    held = {rid for rid, _ in planted}
+    full = rows(folder, f"SENR_{DEMO_LEA}_2025-2026.txt")
+    published = {k: (r[25], r[26], r[27], r[28], r[23]) for k, r in full.items() if r[24]}
+    # every exit of the SIS is published with its codes, except the held-back ones
+    assert set(published) == set(exits) - held
+    for rid, (reason, completion, receiver, uccsu, _grade) in published.items():
+        assert (reason, completion or None, receiver or None, uccsu or None) == exits[rid][:4], rid
+    reasons = [v[0] for v in published.values()]
+    graduates = [v for v in published.values() if v[0] == "E230"]
+    assert len(graduates) >= 3 and all(g[1] == "100" and g[3] in ("Y", "N") and g[4] == "12" for g in graduates)
+    assert reasons.count("T165") >= 5 and all(len(v[2]) == 7 for v in published.values() if v[0] == "T165")
+    assert reasons.count("T160") > 50 and "E140" in reasons
+    assert gated["rules"].get("SENR-EXIT-REASON", {}).get("count") == 1
+
+
+def pd_read(eng: sa.Engine, sql: str) -> list[tuple]:
+    with eng.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(sql)]

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from calpads.demo.cli import main as cli_main
 from calpads.demo.generator import generate_district
-from calpads.demo.planting import KINDS
+from calpads.demo.planting import KINDS, SENR_KINDS
 from calpads.extracts.sprg import extract_sprg
 from calpads.layouts import code_set, load_layout
 from calpads.run_scope import RunScope
@@ -264,6 +264,57 @@ def test_enrollments_are_consistent(db, request):
     assert len(re_students) > 10
     transfers = ordered[ordered["STUDENTID"].isin(re_students)]
     assert (transfers.groupby("STUDENTID")["SCHOOLID"].nunique() == 2).all()
+
+
+def _enrollment_codes(path: Path) -> pd.DataFrame:
+    return _frame(path, """
+        SELECT s.ID AS STUDENTID, s.SCHOOLID, s.ENTRYDATE, s.EXITDATE, s.GRADE_LEVEL, s.ENROLL_STATUS, 'S' AS SRC,
+               s.ENROLLMENTSTATUS, s.EXITCODE, s.COMPLETIONSTATUS, s.RECEIVER_SCHOOL, s.UCCSU_REQS_MET,
+               s.SCHOOLID AS NOW
+        FROM STUDENTS s
+        UNION ALL
+        SELECT r.STUDENTID, r.SCHOOLID, r.ENTRYDATE, r.EXITDATE, r.GRADE_LEVEL, 0, 'R', r.ENROLLMENTSTATUS, r.EXITCODE,
+               r.COMPLETIONSTATUS, r.RECEIVER_SCHOOL, r.UCCSU_REQS_MET, s.SCHOOLID
+        FROM REENROLLMENTS r JOIN STUDENTS s ON s.ID = r.STUDENTID""")
+
+
+def test_exits_carry_their_calpads_codes(clean_db):
+    enr = _enrollment_codes(clean_db)
+    assert (enr["ENROLLMENTSTATUS"] == "10").all()
+    closed, open_ = enr[enr["EXITDATE"].notna()], enr[enr["EXITDATE"].isna()]
+    assert closed["EXITCODE"].notna().all() and open_[["EXITCODE", "COMPLETIONSTATUS", "RECEIVER_SCHOOL",
+                                                        "UCCSU_REQS_MET"]].isna().all().all()
+    assert {"T160", "T165", "E230"} <= set(closed["EXITCODE"]) <= set(code_set("exit_reason"))
+    grads = closed[closed["EXITCODE"] == "E230"]
+    assert len(grads) >= 1 and (grads["GRADE_LEVEL"] == 12).all() and (grads["ENROLL_STATUS"] == 3).all()
+    assert (grads["COMPLETIONSTATUS"] == "100").all() and grads["UCCSU_REQS_MET"].isin(["Y", "N"]).all()
+    others = closed[closed["EXITCODE"] != "E230"]
+    assert others[["COMPLETIONSTATUS", "UCCSU_REQS_MET"]].isna().all().all()
+    assert (closed.loc[closed["EXITCODE"] == "E140", "GRADE_LEVEL"] >= 7).all()
+    t165 = closed[closed["EXITCODE"] == "T165"]
+    assert len(t165) and t165["RECEIVER_SCHOOL"].str.fullmatch(r"\d{7}").all()
+    assert closed.loc[closed["EXITCODE"] != "T165", "RECEIVER_SCHOOL"].isna().all()
+    # a transfer inside the district names the school the student moved to; one who left, a school outside it
+    cds = dict(zip(*_frame(clean_db, "SELECT SCHOOL_NUMBER, ALTERNATE_SCHOOL_NUMBER FROM SCHOOLS").values.T,
+                   strict=True))
+    moved = t165[t165["SRC"] == "R"]
+    assert len(moved) and (moved["RECEIVER_SCHOOL"] == moved["NOW"].map(cds)).all()
+    assert not t165.loc[t165["SRC"] == "S", "RECEIVER_SCHOOL"].isin(list(cds.values())).any()
+    assert _frame(clean_db, "SELECT * FROM DEMO_PLANTED_SENR").empty
+
+
+def test_planted_senr_exit_errors_break_their_field(dirty_db):
+    truth = _frame(dirty_db, "SELECT * FROM DEMO_PLANTED_SENR")
+    assert set(truth["KIND"]) == set(SENR_KINDS)
+    assert (truth["RULE_ID"] == truth["KIND"].map(lambda k: SENR_KINDS[k].rule_id)).all()
+    enr = _enrollment_codes(dirty_db).merge(truth, on=["STUDENTID", "SCHOOLID", "ENTRYDATE"])
+    assert len(enr) == len(truth) and enr["EXITDATE"].notna().all()
+    by_kind = {k: g for k, g in enr.groupby("KIND")}
+    assert by_kind["exit_no_reason"]["EXITCODE"].isna().all()
+    assert (by_kind["e230_no_completion"]["EXITCODE"] == "E230").all()
+    assert by_kind["e230_no_completion"]["COMPLETIONSTATUS"].isna().all()
+    assert (by_kind["t165_no_receiver"]["EXITCODE"] == "T165").all()
+    assert by_kind["t165_no_receiver"]["RECEIVER_SCHOOL"].isna().all()
 
 
 def _programs_with_truth(path: Path) -> pd.DataFrame:

@@ -14,6 +14,16 @@ Every program membership is tied to one enrollment: a participating (3)
 membership starts on or after the entry and ends (own end date, or the
 enrollment's last day) inside it; an eligibility (1) membership may start
 earlier (July 1, or a prior year for GATE/migrant).
+
+Every enrollment carries its CALPADS codes (ENROLLMENTSTATUS 10; see ``exit_codes``
+for the exits): a mid-year transfer to another school of the district leaves with
+T160 (or T165 with that school as the expected receiver), a student who leaves the
+district with T160, T165 (receiver school outside the district) or, from grade 7,
+E140, and a mid-year graduate with E230, completion status 100 and the UC/CSU
+indicator. Open enrollments have no exit codes: the district is seen during the
+year, before the year-end exits (E155/E156, E230 with 480/485 or 100) that the
+district's end-of-year process writes. ``--dirty`` also plants a few SENR exit
+errors (planting.SENR_KINDS), recorded in DEMO_PLANTED_SENR.
 """
 
 from __future__ import annotations
@@ -43,9 +53,17 @@ from calpads.demo.district import (
     district_rows,
     plan_district,
 )
-from calpads.demo.loader import PLANTED_TABLE, BulkLoader, prepare_schema
+from calpads.demo.loader import PLANTED_SENR_TABLE, PLANTED_TABLE, BulkLoader, prepare_schema
 from calpads.demo.names import FEMALE, LAST, LONG_FIRST, MALE
-from calpads.demo.planting import KINDS, PlantContext, chunk_quota, kind_totals, planted_program
+from calpads.demo.planting import (
+    KINDS,
+    SENR_KINDS,
+    PlantContext,
+    chunk_quota,
+    kind_totals,
+    planted_program,
+    senr_kind_totals,
+)
 from calpads.run_scope import academic_year_bounds
 
 CHUNK = 50_000
@@ -62,9 +80,15 @@ DWELLINGS = np.array(["100", "110", "120", "130"], dtype=object)
 SERVICE_CODES = np.array(["09", "08", "12", "06", "07", "05", "10", "11", "13"], dtype=object)
 SERVICE_P = np.array([0.34, 0.30, 0.10, 0.06, 0.05, 0.05, 0.04, 0.03, 0.03])
 
+# The enrollment's CALPADS codes (SENR 1.23, 1.26-1.29) on STUDENTS and REENROLLMENTS.
+CODE_COLS = ("ENROLLMENTSTATUS", "EXITCODE", "COMPLETIONSTATUS", "RECEIVER_SCHOOL", "UCCSU_REQS_MET")
+STATUS, EXIT_CODE, COMPLETION, RECEIVER, UCCSU = range(len(CODE_COLS))   # columns of exit_codes' array
+PRIMARY = "10"
 STUDENT_COLS = ("ID", "DCID", "STUDENT_NUMBER", "STATE_STUDENTNUMBER", "FIRST_NAME", "LAST_NAME", "DOB", "GENDER",
-                "SCHOOLID", "GRADE_LEVEL", "ENTRYDATE", "EXITDATE", "ENROLL_STATUS", "STATE_EXCLUDEFROMREPORTING")
-REENROLL_COLS = ("ID", "STUDENTID", "SCHOOLID", "GRADE_LEVEL", "ENTRYDATE", "EXITDATE", "STATE_EXCLUDEFROMREPORTING")
+                "SCHOOLID", "GRADE_LEVEL", "ENTRYDATE", "EXITDATE", "ENROLL_STATUS", "STATE_EXCLUDEFROMREPORTING",
+                *CODE_COLS)
+REENROLL_COLS = ("ID", "STUDENTID", "SCHOOLID", "GRADE_LEVEL", "ENTRYDATE", "EXITDATE", "STATE_EXCLUDEFROMREPORTING",
+                 *CODE_COLS)
 STU_X_COLS = ("STUDENTSDCID", "LEGALFIRSTNAME", "LEGALLASTNAME", "LEGALGENDER")
 PROGRAM_COLS = ("ID", "STUDENTSDCID", "SCHOOLID", "PROGRAMCODE", "PROGRAMMEMBERSHIPCODE", "PROGRAMSTARTDATE",
                 "PROGRAMENDDATE", "PARTNERSHIPACADEMYID", "MIGRANTSTUDENTID", "PRMARYDISABILITYCODE",
@@ -72,6 +96,7 @@ PROGRAM_COLS = ("ID", "STUDENTSDCID", "SCHOOLID", "PROGRAMCODE", "PROGRAMMEMBERS
 SERVICE_COLS = ("ID", "STUDENTSDCID", "SCHOOLID", "SERVICECODE", "SERVICEDATE")
 ATTENDANCE_COLS = ("ID", "STUDENTID", "SCHOOLID", "ATT_DATE", "ATTENDANCE_CODEID", "ATT_MODE_CODE")
 PLANTED_COLS = ("ID", "STUDENTID", "PROGRAM_ID", "SERVICECODE", "KIND", "RULE_ID")
+PLANTED_SENR_COLS = ("ID", "STUDENTID", "SCHOOLID", "ENTRYDATE", "KIND", "RULE_ID")
 # Object (text) columns of the chunk's program frame; None = NULL.
 PROGRAM_TEXT = ("cpa", "migrant", "disab", "dsea", "dwelling", "uy", "ry", "spedexit", "kind", "truth_service")
 
@@ -90,6 +115,8 @@ class DemoSummary:
     services: int = 0
     attendance_rows: int = 0
     planted: dict[str, int] = field(default_factory=dict)
+    planted_senr: dict[str, int] = field(default_factory=dict)   # SENR exit errors (planting.SENR_KINDS)
+    exits: dict[str, int] = field(default_factory=dict)          # enrollments per exit code
     afterschool_sessions: int = 0
     afterschool_registrations: int = 0
     seconds: float = 0.0
@@ -136,11 +163,13 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
         loader.commit()
         chunks = -(-students // CHUNK)
         totals = kind_totals(students, dirty)
+        senr_totals = senr_kind_totals(students, dirty)
         counters = Counters()
         for c in range(chunks):
             n = min(CHUNK, students - c * CHUNK)
             tables = make_chunk(district, seed, c, c * CHUNK + 1, n, chunk_quota(totals, c, chunks), counters,
-                                summary, attendance, export, program_rate_scale=program_rate_scale)
+                                summary, attendance, export, program_rate_scale=program_rate_scale,
+                                senr_quota=chunk_quota(senr_totals, c, chunks))
             for table, (cols, rows) in tables.items():
                 loader.insert(table, cols, rows)
             loader.commit()
@@ -153,6 +182,8 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
         summary.afterschool_sessions, summary.afterschool_registrations = export.sessions, export.registrations
     summary.programs = dict(sorted(summary.programs.items()))
     summary.planted = {k: summary.planted[k] for k in KINDS if k in summary.planted}
+    summary.planted_senr = {k: summary.planted_senr[k] for k in SENR_KINDS if k in summary.planted_senr}
+    summary.exits = dict(sorted(summary.exits.items()))
     summary.seconds = round(time.perf_counter() - t0, 2)
     log(f"demo district: done in {summary.seconds:.1f} s ({summary.enrollments:,} enrollments, "
         f"{sum(summary.programs.values()):,} program rows, {summary.services:,} services, "
@@ -167,6 +198,7 @@ class Counters:
     service: int = 0
     attendance: int = 0
     planted: int = 0
+    planted_senr: int = 0
 
     def take(self, name: str, n: int) -> np.ndarray:
         start = getattr(self, name)
@@ -276,11 +308,16 @@ def make_students(d: District, rng: np.random.Generator, seed: int, id0: int, n:
 
 def make_chunk(d: District, seed: int, chunk_no: int, id0: int, n: int, quota: dict[str, int], counters: Counters,
                summary: DemoSummary, attendance: bool, export: afterschool_mod.Export | None,
-               program_rate_scale: float = 1.0) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+               program_rate_scale: float = 1.0, senr_quota: dict[str, int] | None = None,
+               ) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
     rng = np.random.default_rng([seed, chunk_no, 1])
     ch = make_students(d, rng, seed, id0, n)
     stu_x = legal_overrides(ch, rng)
     planted = choose_planted(d, ch, stu_x, quota, np.random.default_rng([seed, chunk_no, 4]))
+    # Own random streams, so that the codes and their planted errors change no other table.
+    codes = exit_codes(d, ch, np.random.default_rng([seed, chunk_no, 6]))
+    senr_planted = plant_senr(d, ch, codes, senr_quota or {}, set(planted),
+                              np.random.default_rng([seed, chunk_no, 7]))
     progs = clean_programs(d, ch, rng, exclude=np.isin(np.arange(n), list(planted)), rate_scale=program_rate_scale)
     if planted:
         progs = pd.concat([progs, planted_programs(d, ch, planted, stu_x, np.random.default_rng(
@@ -290,7 +327,7 @@ def make_chunk(d: District, seed: int, chunk_no: int, id0: int, n: int, quota: d
     services = service_rows(d, ch, progs, rng, counters)
 
     out: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
-    out["STUDENTS"] = (STUDENT_COLS, student_rows(d, ch))
+    out["STUDENTS"] = (STUDENT_COLS, student_rows(d, ch, codes))
     re = np.flatnonzero(ch.seg_no == 0)
     re = re[ch.kind[ch.seg_stu[re]] == TRANSFER]
     re_ids = counters.take("reenrollment", len(re))
@@ -298,7 +335,8 @@ def make_chunk(d: District, seed: int, chunk_no: int, id0: int, n: int, quota: d
     out["REENROLLMENTS"] = (REENROLL_COLS, list(zip(
         re_ids.tolist(), ch.ids[ch.seg_stu[re]].tolist(), sn[ch.seg_school[re]].tolist(),
         ch.grade[ch.seg_stu[re]].tolist(), iso(d.sess[ch.seg_school[re], ch.seg_entry[re]]).tolist(),
-        iso(ch.seg_exit[re]).tolist(), [0] * len(re), strict=True)))
+        iso(ch.seg_exit[re]).tolist(), [0] * len(re), *(codes[:, k][re].tolist() for k in range(len(CODE_COLS))),
+        strict=True)))
     out["S_CA_STU_X"] = (STU_X_COLS, [(int(ch.dcid[i]), *v) for i, v in sorted(stu_x.items())])
     out["S_CA_STU_CALPADSPROGRAMS_C"] = (PROGRAM_COLS, program_rows(d, ch, progs))
     out["S_CA_CALPADS_STUDENTSERVICES_C"] = (SERVICE_COLS, services)
@@ -321,6 +359,17 @@ def make_chunk(d: District, seed: int, chunk_no: int, id0: int, n: int, quota: d
         strict=True)))
     for k in truth["kind"]:
         summary.planted[k] = summary.planted.get(k, 0) + 1
+    segs = np.array(sorted(senr_planted), dtype=np.int64)
+    senr_ids = counters.take("planted_senr", len(segs))
+    entries = iso(d.sess[ch.seg_school[segs], ch.seg_entry[segs]])
+    out[PLANTED_SENR_TABLE] = (PLANTED_SENR_COLS, [
+        (int(i), int(ch.ids[ch.seg_stu[s]]), int(sn[ch.seg_school[s]]), str(e), senr_planted[int(s)],
+         SENR_KINDS[senr_planted[int(s)]].rule_id) for i, s, e in zip(senr_ids.tolist(), segs, entries, strict=True)])
+    for k in senr_planted.values():
+        summary.planted_senr[k] = summary.planted_senr.get(k, 0) + 1
+    for code in codes[:, 1]:
+        if code is not None:
+            summary.exits[code] = summary.exits.get(code, 0) + 1
     for code, count in progs["code"].value_counts().items():
         summary.programs[str(code)] = summary.programs.get(str(code), 0) + int(count)
     summary.services += len(services)
@@ -350,7 +399,7 @@ def legal_overrides(ch: Chunk, rng: np.random.Generator) -> dict[int, tuple[str 
     return out
 
 
-def student_rows(d: District, ch: Chunk) -> list[tuple[Any, ...]]:
+def student_rows(d: District, ch: Chunk, codes: np.ndarray) -> list[tuple[Any, ...]]:
     n = len(ch.ids)
     cur = np.full(n, -1, dtype=np.int64)
     for no in (0, 1):                                   # the second enrollment, if any, is the current one
@@ -363,11 +412,90 @@ def student_rows(d: District, ch: Chunk) -> list[tuple[Any, ...]]:
     exit_iso = iso(np.maximum(exit_, 0))
     exit_iso[exit_ < 0] = None
     status = np.select([ch.kind == EXIT, ch.kind == GRAD, ch.kind == PREREG], [2, 3, -1], 0)
+    # The current enrollment's codes; a pre-registered student (next year's enrollment) is primary, no exit.
+    cur_codes = np.full((n, len(CODE_COLS)), None, dtype=object)
+    cur_codes[:, 0] = PRIMARY
+    cur_codes[enrolled] = codes[cur[enrolled]]
     return list(zip(
         ch.ids.tolist(), ch.dcid.tolist(), (ch.ids + 100_000).astype(str).tolist(), ch.ssid.tolist(),
         ch.first.tolist(), ch.last.tolist(), iso(ch.dob).tolist(), ch.gender.tolist(),
         d.school_numbers[school].tolist(), ch.grade.tolist(), iso(entry).tolist(), exit_iso.tolist(),
-        status.tolist(), ch.excluded.tolist(), strict=True))
+        status.tolist(), ch.excluded.tolist(), *(cur_codes[:, k].tolist() for k in range(len(CODE_COLS))),
+        strict=True))
+
+
+# --- the enrollment's CALPADS codes (SENR 1.23, 1.26-1.29) --------------------------------------------
+
+def exit_codes(d: District, ch: Chunk, rng: np.random.Generator) -> np.ndarray:
+    """Per enrollment (segment) the CODE_COLS values; exit codes only on closed enrollments.
+
+    - mid-year transfer inside the district (the first of two enrollments): T160, or 15% T165 with the
+      school the student moved to as the Expected Receiver School;
+    - leaving the district (EXIT): T160; 12% T165 with a receiver school outside the district (a 7-digit
+      code no demo school has); from grade 7, 18% E140 (no known enrollment, a dropout);
+    - mid-year graduate (GRAD, grade 12): E230, completion status 100, UC/CSU requirements met Y (55%) or N.
+    """
+    m = len(ch.seg_stu)
+    out = np.full((m, len(CODE_COLS)), None, dtype=object)
+    out[:, STATUS] = PRIMARY
+    kind, grade = ch.kind[ch.seg_stu], ch.grade[ch.seg_stu]
+    u, u2 = rng.random(m), rng.random(m)
+    outside = np.array([f"{v:07d}" for v in rng.integers(1_000_000, 10_000_000, m)], dtype=object)
+    codes_of_schools = np.array([s.code for s in d.schools], dtype=object)
+
+    moved = ch.seg_closed & (kind == TRANSFER) & (ch.seg_no == 0)
+    nxt = np.minimum(np.arange(m) + 1, m - 1)                 # segments are sorted by student, then number
+    t165 = moved & (u < 0.15)
+    out[moved, EXIT_CODE] = np.where(t165[moved], "T165", "T160")
+    out[t165, RECEIVER] = codes_of_schools[ch.seg_school[nxt[t165]]]
+
+    left = ch.seg_closed & (kind == EXIT)
+    e140 = left & (grade >= 7) & (u >= 0.82)
+    t165 = left & (u >= 0.70) & ~e140 & ((grade >= 7) | (u >= 0.85))
+    out[left, EXIT_CODE] = "T160"
+    out[t165, EXIT_CODE] = "T165"
+    out[t165, RECEIVER] = outside[t165]
+    out[e140, EXIT_CODE] = "E140"
+
+    grad = ch.seg_closed & (kind == GRAD)
+    out[grad, EXIT_CODE] = "E230"
+    out[grad, COMPLETION] = "100"
+    out[grad, UCCSU] = np.where(u2[grad] < 0.55, "Y", "N")
+    return out
+
+
+def plant_senr(d: District, ch: Chunk, codes: np.ndarray, quota: dict[str, int], sprg_planted: set[int],
+               rng: np.random.Generator) -> dict[int, str]:
+    """Segment index -> SENR kind (planting.SENR_KINDS), applied to codes in place: the exit's fields lose what
+    the rule needs. Only students with one enrollment, an SSID, not excluded, at a reportable school and not
+    carrying an SPRG planted kind, so that the record is extracted and breaks that one rule."""
+    if not quota:
+        return {}
+    n = len(ch.ids)
+    single = np.bincount(ch.seg_stu, minlength=n) == 1
+    plain = (single & pd.notna(ch.ssid) & (ch.excluded == 0) & (ch.school != d.excluded_school)
+             & ~np.isin(np.arange(n), list(sprg_planted)))
+    seg_of = np.full(n, -1, dtype=np.int64)
+    seg_of[ch.seg_stu] = np.arange(len(ch.seg_stu))
+    pools = {"exit": plain & (ch.kind == EXIT), "grad": plain & (ch.kind == GRAD)}
+    taken = np.zeros(n, dtype=bool)
+    out: dict[int, str] = {}
+    for kind, count in quota.items():
+        cands = np.flatnonzero(pools[SENR_KINDS[kind].needs] & ~taken)
+        if not len(cands):
+            cands = np.flatnonzero(pools["exit"] & ~taken)       # a district too small to have a graduate
+        for i in sorted(int(v) for v in rng.choice(cands, size=min(count, len(cands)), replace=False)):
+            taken[i] = True
+            seg = int(seg_of[i])
+            out[seg] = kind
+            row = codes[seg]
+            if kind == "exit_no_reason":
+                row[EXIT_CODE] = row[RECEIVER] = row[COMPLETION] = row[UCCSU] = None
+            elif kind == "e230_no_completion":
+                row[EXIT_CODE], row[RECEIVER], row[COMPLETION], row[UCCSU] = "E230", None, None, None
+            elif kind == "t165_no_receiver":
+                row[EXIT_CODE], row[RECEIVER], row[COMPLETION], row[UCCSU] = "T165", None, None, None
+    return out
 
 
 # --- planted violations -------------------------------------------------------------------------------

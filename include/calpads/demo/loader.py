@@ -21,7 +21,15 @@ PLANTED_DDL = (
     f"CREATE TABLE {PLANTED_TABLE} (ID INTEGER PRIMARY KEY, STUDENTID INTEGER NOT NULL, PROGRAM_ID INTEGER, "
     "SERVICECODE VARCHAR(2), KIND VARCHAR(40) NOT NULL, RULE_ID VARCHAR(40) NOT NULL)"
 )
-ALL_TABLES = (*SIS_TABLES, PLANTED_TABLE)
+# Planted SENR exit errors: the enrollment is STUDENTID + SCHOOLID (school number) + ENTRYDATE (SENR's Local
+# Record ID STUDENTID.SCHOOLID.CCYYMMDD).
+PLANTED_SENR_TABLE = "DEMO_PLANTED_SENR"
+PLANTED_SENR_DDL = (
+    f"CREATE TABLE {PLANTED_SENR_TABLE} (ID INTEGER PRIMARY KEY, STUDENTID INTEGER NOT NULL, "
+    "SCHOOLID INTEGER NOT NULL, ENTRYDATE VARCHAR(10) NOT NULL, KIND VARCHAR(40) NOT NULL, "
+    "RULE_ID VARCHAR(40) NOT NULL)"
+)
+ALL_TABLES = (*SIS_TABLES, PLANTED_TABLE, PLANTED_SENR_TABLE)
 
 
 class TablesExistError(RuntimeError):
@@ -47,6 +55,7 @@ def prepare_schema(engine: sa.Engine, replace: bool) -> None:
     create_sis_schema(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(PLANTED_DDL)
+        conn.exec_driver_sql(PLANTED_SENR_DDL)
 
 
 class BulkLoader:

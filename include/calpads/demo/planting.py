@@ -57,6 +57,28 @@ KINDS: dict[str, Kind] = {
 }
 
 
+@dataclass(frozen=True)
+class SenrKind:
+    rule_id: str
+    needs: str                 # the exit the student must have: exit (left mid-year) | grad (mid-year graduate)
+
+
+# Planted SENR exit errors (DEMO_PLANTED_SENR): each breaks exactly one SENR rule of the student's one enrollment.
+SENR_KINDS: dict[str, SenrKind] = {
+    "exit_no_reason": SenrKind("SENR-EXIT-REASON", "exit"),
+    "e230_no_completion": SenrKind("SENR-E230-COMPLETION", "grad"),
+    "t165_no_receiver": SenrKind("SENR-T165-RECEIVER", "exit"),
+}
+
+
+def senr_kind_totals(students: int, rate: float) -> dict[str, int]:
+    """How many enrollments carry each SENR kind: the SPRG kinds' share per kind, at least one of each."""
+    if rate <= 0:
+        return {}
+    each = max(1, round(rate * students / (len(KINDS) + len(SENR_KINDS))))
+    return dict.fromkeys(SENR_KINDS, each)
+
+
 def kind_totals(students: int, rate: float) -> dict[str, int]:
     """How many students carry each kind: rate x students in all, at least one of each kind."""
     if rate <= 0:
