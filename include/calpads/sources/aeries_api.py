@@ -41,6 +41,13 @@ How Aeries's shape becomes the contract's (each rule here, once):
   pull's log says which fields Aeries could not supply.
 - Aeries keeps no sub-district on the school record: the connection's extra ``subdistricts``
   ({"SchoolCode": "name"}) supplies it where a district runs by sub-district.
+- **The enrollment's CALPADS codes.** The enrollment history's ExitReasonCode (one per enrollment, the
+  current one included) becomes EXITCODE on REENROLLMENTS and STUDENTS. It is the district's Aeries exit
+  code, which Aeries translates to the CALPADS code on its CALPADS Code Translation page when it builds its
+  own extracts: the connection's extra ``exit_reasons`` ({"Aeries code": "CALPADS code"}) does the same
+  here, and a code it does not list is passed as it is (the quality gate's code-set rule reports one that
+  is not a CALPADS code). The v5 end points carry no enrollment status, completion status, expected
+  receiver school or UC/CSU indicator (``SENR_GAP``): they stay blank, and the pull's log says so.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ from calpads.sources.api_common import (
     read_denied_message,
 )
 from calpads.sources.sprg_frames import assemble_sprg_pull
+from calpads.sources.sql_sis import ENROLLMENT_CODES
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +96,7 @@ FIELDS: dict[str, dict[str, str]] = {
                  "LastNameAlias": "last_name_alias", "Birthdate": "dob", "Gender": "gender",
                  "SchoolCode": "schoolid", "SchoolEnterDate": "entrydate", "SchoolLeaveDate": "exitdate"},
     "enrollment": {"StudentID": "studentid", "SchoolCode": "schoolid", "EnterDate": "entrydate",
-                   "LeaveDate": "exitdate"},
+                   "LeaveDate": "exitdate", "ExitReasonCode": "exitcode"},
     "programs": {"StudentID": "studentsdcid", "ProgramCode": "programcode",
                  "EligibilityStartDate": "eligibilitystartdate", "EligibilityEndDate": "eligibilityenddate",
                  "ParticipationStartDate": "participationstartdate", "ParticipationEndDate": "participationenddate"},
@@ -103,6 +111,12 @@ SPRG_GAP = (
     "fields (23-25, program 191), Title I service codes (17, 18, program 122), the legal gender and a "
     "per-student state-reporting exclusion. Records whose rules need them are held back by the quality gate; "
     "Title I (122) memberships give no record without their services."
+)
+
+SENR_GAP = (
+    "The Aeries v5 API carries no Enrollment Status, Student School Completion Status, Expected Receiver School "
+    "or UC/CSU requirements indicator (SENR 1.23, 1.27-1.29): they stay blank in data read from it (1.23 is sent "
+    "as 10, primary). Exit reasons come from the enrollment history's exit code (ExitReasonCode)."
 )
 
 # Aeries security areas per data flow, in the words the integration team uses.
@@ -124,6 +138,7 @@ class AeriesSettings:
     verify: bool | str = True
     subdistricts: dict[str, str] = field(default_factory=dict)
     pull_timeout: float = 4 * 3600.0
+    exit_reasons: dict[str, str] = field(default_factory=dict)   # Aeries exit code -> CALPADS exit reason code
 
     @classmethod
     def from_connection(cls, conn: Any) -> AeriesSettings:
@@ -136,11 +151,15 @@ class AeriesSettings:
         subdistricts = extra.get("subdistricts") or {}
         if isinstance(subdistricts, str):   # typed into the connection form as JSON text
             subdistricts = json.loads(subdistricts)
+        exit_reasons = extra.get("exit_reasons") or {}
+        if isinstance(exit_reasons, str):
+            exit_reasons = json.loads(exit_reasons)
         return cls(base_url=host, certificate=conn.password, database_year=str(extra.get("database_year") or ""),
                    page_size=int(extra.get("page_size") or DEFAULT_PAGE_SIZE), policy=RetryPolicy.from_extra(extra),
                    verify=extra.get("verify", True),
                    subdistricts={str(k): str(v) for k, v in subdistricts.items()},
-                   pull_timeout=float(extra.get("pull_timeout") or 4 * 3600.0))
+                   pull_timeout=float(extra.get("pull_timeout") or 4 * 3600.0),
+                   exit_reasons={str(k).strip(): str(v).strip() for k, v in exit_reasons.items()})
 
 
 def _date(v: Any) -> str | None:
@@ -257,6 +276,10 @@ class AeriesClient:
             for p in self.fetch("programs", f"schools/{sc}/students/0/programs", work_dir, deadline=deadline):
                 programs.setdefault(tuple(p.values()), p)   # listed once per school the student attended
         stu, stu_x = _students(students)
+        history = [{**h, **enrollment_codes(h.get("exitcode"), self.settings.exit_reasons)} for h in history]
+        codes_of = {(h["studentid"], h["schoolid"], h["entrydate"]): h for h in history}
+        stu = [{**s, **{c: codes_of.get((s["id"], s["schoolid"], s["entrydate"]), {}).get(c) for c in ENROLLMENT_CODES}}
+               for s in stu]
         current = {(s["id"], s["schoolid"], s["entrydate"]) for s in stu}
         reenrollments = [{**h, "id": i, "state_excludefromreporting": 0} for i, h in enumerate(history, 1)
                          if (h["studentid"], h["schoolid"], h["entrydate"]) not in current]
@@ -264,6 +287,7 @@ class AeriesClient:
             (r["studentid"], r["schoolid"], r["entrydate"], r["exitdate"]) for r in reenrollments]
         log.info("Aeries: %d schools, %d students, %d programs read.", len(codes), len(stu), len(programs))
         log.warning(SPRG_GAP)
+        log.warning(SENR_GAP)
         lea = next((f"{s['county'] or ''}{s['district'] or ''}" for s in sorted(
             schools, key=lambda s: int(s["school_number"])) if str(s["state_excludefromreporting"]) == "0"), "")
         return {
@@ -283,6 +307,15 @@ class AeriesClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def enrollment_codes(aeries_exit_code: Any, exit_reasons: dict[str, str]) -> dict[str, Any]:
+    """An enrollment's contract v2 codes from Aeries: EXITCODE translated by the connection's ``exit_reasons``
+    (a code it does not list passes as it is); the codes Aeries's API does not carry are None (SENR_GAP)."""
+    code = str(aeries_exit_code).strip() if aeries_exit_code not in (None, "") else ""
+    out: dict[str, Any] = dict.fromkeys(ENROLLMENT_CODES)
+    out["exitcode"] = exit_reasons.get(code, code) or None
+    return out
 
 
 def _students(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -21,10 +21,16 @@ admin guide and the customization reference):
   https://git.qipusong.site/tulsaschoolsdata/ps_utilities/blob/main/PS_API_NOTES.md)
 PowerSchool hands every value over as text and leaves out null columns; the
 contract's column types are restored in calpads.sources.sprg_frames.
+
+The enrollment's CALPADS codes (ENROLLMENTSTATUS, EXITCODE, COMPLETIONSTATUS, RECEIVER_SCHOOL,
+UCCSU_REQS_MET on STUDENTS and REENROLLMENTS; PowerSchool keeps an exit code on every enrollment) are
+fetched with those tables where the server has them: the table metadata is read once per pull, and a
+column the server lacks stays blank with a warning (a projection naming it would be refused).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,9 +53,12 @@ from calpads.sources.api_common import (
     write_denied_message,
 )
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
-from calpads.sources.sql_sis import SprgPull
+from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
+
+log = logging.getLogger(__name__)
 
 SOURCE = "powerschool_api"
+CODE_TABLES = ("students", "reenrollments")   # the tables that carry the enrollment's CALPADS codes
 DEFAULT_PAGE_SIZE = 1000
 
 # What each data flow reads or writes, with the words the coordinator uses.
@@ -210,7 +219,27 @@ class PowerSchoolClient:
             return FlowCheck("write_participation", table, True, f"The pipeline can write {words} ({table}).")
         return FlowCheck("write_participation", table, False, write_denied_message(words, table, "plugin"))
 
-    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
+    def enrollment_code_columns(self) -> dict[str, list[str]]:
+        """The ENROLLMENT_CODES columns STUDENTS and REENROLLMENTS have on this server (table metadata, read once
+        per pull). A column the server lacks, or a table whose metadata the plugin may not read, is logged (names
+        only) and left out: its values stay blank."""
+        out: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for table in CODE_TABLES:
+            try:
+                have = set(self.table_column_access(table))
+            except ApiSourceError:
+                have = set()
+            out[table] = [c for c in ENROLLMENT_CODES if c in have]
+            missing += [f"{table.upper()}.{c.upper()}" for c in ENROLLMENT_CODES if c not in have]
+        if missing:
+            log.warning("PowerSchool has no %s column(s) (the enrollment's CALPADS codes): those fields stay blank "
+                        "(SENR 1.23 is then sent as 10).", ", ".join(missing))
+        return out
+
+    def pull_tables(self, scope: RunScope, program_codes: list[str], work_dir: str | Path,
+                    ) -> dict[str, list[dict[str, Any]]]:
+        """The contract tables' rows the SPRG pull reads (with the enrollment codes on STUDENTS / REENROLLMENTS)."""
         deadline = time.monotonic() + self.settings.pull_timeout
         start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
         # Server-side filters only where they are exact (NOT NULL columns); the rest of
@@ -220,12 +249,17 @@ class PowerSchoolClient:
             "students": "state_excludefromreporting==0",
             "s_ca_calpads_studentservices_c": f"servicedate=ge={start};servicedate=le={end}",
         }
+        codes = self.enrollment_code_columns()
         tables: dict[str, list[dict[str, Any]]] = {}
         for table, cols in SPRG_TABLE_COLUMNS.items():
             if table == "s_ca_calpads_studentservices_c" and "122" not in program_codes:
                 continue
-            tables[table] = self.fetch_table(table, cols, work_dir, q=q.get(table), deadline=deadline)
-        return assemble_sprg_pull(tables, scope, program_codes)
+            tables[table] = self.fetch_table(table, [*cols, *codes.get(table, [])], work_dir, q=q.get(table),
+                                             deadline=deadline)
+        return tables
+
+    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
+        return assemble_sprg_pull(self.pull_tables(scope, program_codes, work_dir), scope, program_codes)
 
     def close(self) -> None:
         self.http.close()

@@ -91,13 +91,18 @@ class AeriesServer(VendorServer):
         super().__init__()
         self.certificate = certificate
         self.granted = granted   # None = every end point; else a set of "schools", "calendar", "students", ...
+        # The enrollment history's ExitReasonCode: the SIS's EXITCODE (blank on a SIS without the column).
+        insp = sa.inspect(engine)
+        reenrollments = next(t for t in insp.get_table_names() if t.lower() == "reenrollments")
+        exit_code = ["exitcode"] if "exitcode" in {c["name"].lower() for c in insp.get_columns(reenrollments)} else []
         t = read_tables(engine, {
             "prefs": ["id", "name", "value", "schoolid"],
             "schools": ["school_number", "name", "alternate_school_number", "state_excludefromreporting"],
             "calendar_day": ["id", "schoolid", "date_value", "insession"],
             "students": ["id", "state_studentnumber", "first_name", "last_name", "dob", "gender", "schoolid",
-                         "entrydate", "exitdate", "state_excludefromreporting", "dcid"],
-            "reenrollments": ["id", "studentid", "schoolid", "entrydate", "exitdate", "state_excludefromreporting"],
+                         "entrydate", "exitdate", "state_excludefromreporting", "dcid", *exit_code],
+            "reenrollments": ["id", "studentid", "schoolid", "entrydate", "exitdate", "state_excludefromreporting",
+                              *exit_code],
             "s_ca_stu_x": ["studentsdcid", "legalfirstname", "legallastname", "legalgender"],
             "s_ca_stu_calpadsprograms_c": ["id", "studentsdcid", "schoolid", "programcode", "programmembershipcode",
                                            "programstartdate", "programenddate"],
@@ -131,7 +136,7 @@ class AeriesServer(VendorServer):
             self.enrollment.setdefault(int(e["schoolid"]), []).append({
                 "StudentID": int(e["studentid"]), "SchoolCode": int(e["schoolid"]),
                 "AcademicYear": _year(e["entrydate"]), "EnterDate": _dt(e["entrydate"]),
-                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": ""})
+                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": e.get("exitcode") or ""})
         # Programs belong to the student: each school lists those of every student with a record there.
         schools_of: dict[int, set[int]] = {}
         for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
