@@ -32,7 +32,7 @@ def make_sis(engine: sa.Engine, students: int = 3) -> sa.Engine:
         c.execute(sa.text("INSERT INTO TERMS VALUES (1, 100, 35, '2025-08-13', '2026-06-05', 1)"))
         c.execute(sa.text(
             "INSERT INTO STUDENTS VALUES (:id, :dcid, :num, :ssid, :first, :last, '2015-03-04', 'F', 100, 4, "
-            "'2025-08-13', NULL, 0, 0)"),
+            "'2025-08-13', NULL, 0, 0, NULL, NULL, NULL, NULL, NULL)"),
             [{"id": i, "dcid": 1000 + i, "num": str(5000 + i), "ssid": str(2000000000 + i), "first": f"Ann{i:04d}",
               "last": "Lee"} for i in range(1, students + 1)])
         c.execute(sa.text(

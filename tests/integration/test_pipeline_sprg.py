@@ -33,9 +33,9 @@ def make_sis(path: Path) -> sa.Engine:
         c.exec_driver_sql("INSERT INTO TERMS VALUES (1, 100, 35, '2025-08-13', '2026-06-05', 1)")
         # Student 1: Ann Lee; Student 2: Bob Diaz (sorts first: Diaz < Lee)
         c.exec_driver_sql("INSERT INTO STUDENTS VALUES (1, 11, '1001', '1000000001', 'Ann', 'Lee', '2015-03-04', 'F',"
-                          " 100, 4, '2025-08-13', NULL, 0, 0)")
+                          " 100, 4, '2025-08-13', NULL, 0, 0, NULL, NULL, NULL, NULL, NULL)")
         c.exec_driver_sql("INSERT INTO STUDENTS VALUES (2, 12, '1002', '1000000002', 'Bob', 'Diaz', '2014-05-06', 'M',"
-                          " 100, 5, '2025-08-13', NULL, 0, 0)")
+                          " 100, 5, '2025-08-13', NULL, 0, 0, NULL, NULL, NULL, NULL, NULL)")
         c.exec_driver_sql("INSERT INTO S_CA_STU_CALPADSPROGRAMS_C (ID, STUDENTSDCID, SCHOOLID, PROGRAMCODE, "
                           "PROGRAMMEMBERSHIPCODE, PROGRAMSTARTDATE) VALUES (21, 11, 100, '101', '3', '2025-09-02')")
         c.exec_driver_sql("INSERT INTO S_CA_STU_CALPADSPROGRAMS_C (ID, STUDENTSDCID, SCHOOLID, PROGRAMCODE, "
