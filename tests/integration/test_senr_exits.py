@@ -172,7 +172,20 @@ def test_stas_run_in_mid_may_counts_no_future_day(tmp_path, sis):
     assert gated["records_held_back"] == 0
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["counted_through"] == "2026-05-15"
-    assert "counted through 2026-05-15" in (folder / "report" / "index.html").read_text()
+    report = (folder / "report" / "index.html").read_text()
+    assert "counted through 2026-05-15 (the run&#x27;s date)" in report and "Run STAS again" in report
+
+
+def test_the_counting_note_says_which_day_ends_the_count():
+    from calpads.extracts.stas import counting_note
+
+    def scope(today: date) -> RunScope:
+        return RunScope.from_params("STAS", {"academic_year": "2025-2026"}, today=today)
+
+    after_the_year = counting_note(scope(date(2026, 7, 10)), LAST_DAY)
+    assert after_the_year == "Days are counted through 2026-06-30 (the report end date)."
+    assert "the last school day, 2026-06-04, is already counted" in counting_note(scope(date(2026, 6, 20)), LAST_DAY)
+    assert "Run STAS again" in counting_note(scope(date(2026, 5, 15)), LAST_DAY)
 
 
 def test_stas_after_the_year_counts_to_the_last_day_and_a_rerun_repeats_the_manifest(tmp_path, sis):

@@ -67,7 +67,8 @@ def build(sis: Any, scope: RunScope) -> Any:
     from calpads.sources.afterschool import AfterschoolDataError, default_paths, read_export
 
     inputs = pull_stas(sis, scope)
-    notes = [counting_note(scope)]
+    last_school_day = pd.to_datetime(inputs.pull.calendar["date_value"], errors="coerce").max()
+    notes = [counting_note(scope, None if pd.isna(last_school_day) else last_school_day.date())]
     log.info(notes[0])
     if {"STUDENTS.ENROLLMENTSTATUS", "REENROLLMENTS.ENROLLMENTSTATUS"} & set(inputs.pull.missing_codes):
         notes.append("The SIS has no ENROLLMENTSTATUS column on STUDENTS or REENROLLMENTS: every enrollment is "
@@ -92,13 +93,17 @@ def counted_through(scope: RunScope) -> date:
     return min(scope.end_date, scope.today)
 
 
-def counting_note(scope: RunScope) -> str:
+def counting_note(scope: RunScope, last_school_day: date | None = None) -> str:
+    """The report's sentence about the counting date; last_school_day: the schools' last in-session day."""
     through = counted_through(scope)
-    if through < scope.end_date:
-        return (f"Days are counted through {through.isoformat()} (the run's date), not through the report end date "
-                f"{scope.end_date.isoformat()}: later days have not happened yet, so they are neither expected "
-                "nor attended. Run STAS again after the last day of school for the whole year.")
-    return f"Days are counted through {through.isoformat()} (the report end date)."
+    if through >= scope.end_date:
+        return f"Days are counted through {through.isoformat()} (the report end date)."
+    text = (f"Days are counted through {through.isoformat()} (the run's date), not through the report end date "
+            f"{scope.end_date.isoformat()}")
+    if last_school_day is not None and through >= last_school_day:
+        return f"{text}; the last school day, {last_school_day.isoformat()}, is already counted."
+    return (f"{text}: later days have not happened yet, so they are neither expected nor attended. Run STAS again "
+            "after the last day of school for the whole year.")
 
 
 def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
