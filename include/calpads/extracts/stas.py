@@ -9,8 +9,9 @@
   (calpads.sources.sql_attendance): no attendance row ever reaches pandas.
 - 13.16 Days Attended In-Person = 13.15 - (13.17 + ... + 13.22): it excludes in-school suspension
   and independent study (STAS0318).
-- 13.24 Attendance Recovery Days from the afterschool export's AR sessions
-  (``attendance_recovery_days``); blank when no export is found.
+- 13.24 Attendance Recovery Days from the AR sessions afterschool_sync imported and staged
+  (``staged_ar_sessions``, ``attendance_recovery_days``), worked out over the whole LEA whatever schools
+  the run covers (``lea_wide_recovery``); blank only when afterschool_sync never imported anything.
 Settings: ``stas.yaml`` beside this module.
 """
 
@@ -54,22 +55,63 @@ class StasInputs:
     ar_sessions: pd.DataFrame | None  # student_number, session_day, minutes (program AR); None = no export
 
 
-def build(sis: Any, scope: RunScope) -> Any:
-    """Registry entry point (layout key ``builder``)."""
+def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
+    """Registry entry point (layout key ``builder``). store_engine: calpads_store, where afterschool_sync staged
+    the platform's AR sessions (13.24)."""
     from calpads.extracts.registry import Built
-    from calpads.sources.afterschool import AfterschoolDataError, default_paths, read_export
 
     inputs = pull_stas(sis, scope)
-    att_path, reg_path = default_paths()
-    try:
-        export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
-        ar = export.sessions[export.sessions["program"] == settings()["attendance_recovery"]["program"]]
-        inputs.ar_sessions = ar
-    except AfterschoolDataError as exc:
-        log.warning("STAS 13.24 Attendance Recovery Days left blank: %s", exc)
-    records, not_extracted = build_stas(inputs, scope)
+    inputs.ar_sessions = staged_ar_sessions(store_engine, inputs.pull.lea, scope)
+    if inputs.ar_sessions is not None and (scope.schools or scope.subdistricts):
+        records, not_extracted = lea_wide_recovery(sis, scope, inputs)
+    else:
+        records, not_extracted = build_stas(inputs, scope)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()])
+
+
+def staged_ar_sessions(store_engine: Any, lea: str, scope: RunScope) -> pd.DataFrame | None:
+    """The year's AR sessions afterschool_sync staged (student_number, session_day, minutes), inside the run's
+    dates. None (13.24 left blank, logged) only when the store holds no afterschool import for the LEA at all;
+    AfterschoolNotImported when it holds earlier years but not this one (afterschool_sync has not run)."""
+    from calpads.afterschool.store import AfterschoolNotImported, AfterschoolStore
+
+    if store_engine is None:
+        log.warning("STAS 13.24 Attendance Recovery Days left blank: this run was given no calpads_store")
+        return None
+    store = AfterschoolStore(store_engine)
+    try:
+        staged = store.staged(lea, scope.academic_year, needed_by="STAS 13.24 Attendance Recovery Days")
+    except AfterschoolNotImported:
+        if store.last_import(lea) is not None:
+            raise
+        log.warning("STAS 13.24 Attendance Recovery Days left blank: afterschool_sync has never imported an "
+                    "afterschool export for Reporting LEA %s (no attendance recovery data)", lea)
+        return None
+    s = staged.sessions[staged.sessions["program"] == settings()["attendance_recovery"]["program"]]
+    day = pd.to_datetime(s["session_date"], format="%Y-%m-%d")
+    s = s.assign(session_day=day, minutes=s["minutes"].astype("int64"))
+    inside = (day >= pd.Timestamp(scope.start_date)) & (day <= pd.Timestamp(scope.end_date))
+    return s[inside][["student_number", "session_day", "minutes"]].reset_index(drop=True)
+
+
+def lea_wide_recovery(sis: Any, scope: RunScope, inputs: StasInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run narrowed to some schools or sub-districts: 13.24 of each record as the district-wide run gives it.
+    Earned days belong to the school of the enrollment on the day and the 10-day cap is per student across the
+    LEA (STAS0740E1), so they are worked out over every school of the LEA and then copied to the run's records."""
+    from dataclasses import replace
+
+    ar = inputs.ar_sessions
+    inputs.ar_sessions = None
+    records, not_extracted = build_stas(inputs, scope)
+    lea_scope = replace(scope, schools=(), subdistricts=())
+    lea_inputs = pull_stas(sis, lea_scope)
+    lea_inputs.ar_sessions = ar
+    lea_records, lea_not_extracted = build_stas(lea_inputs, lea_scope)
+    by_record = dict(zip(lea_records["local_record_id"], lea_records["attendance_recovery_days"], strict=True))
+    records["attendance_recovery_days"] = records["local_record_id"].map(by_record)
+    ar_rows = lea_not_extracted[lea_not_extracted["local_record_id"].astype(str).str.startswith("afterschool.")]
+    return records, pd.concat([not_extracted, ar_rows], ignore_index=True)
 
 
 def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
