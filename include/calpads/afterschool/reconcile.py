@@ -81,17 +81,25 @@ def _parse_days(dates: pd.Series) -> np.ndarray:
     return np.where(codes < 0, np.datetime64("NaT"), out).astype("datetime64[ns]")
 
 
-def _days(student_id: pd.Series, dates: pd.Series) -> pd.DataFrame:
-    d = pd.DataFrame({"student_id": pd.to_numeric(student_id).astype("int64").to_numpy(),
-                      "day": _parse_days(dates)})
-    return d.dropna().drop_duplicates()
+DAY_BITS = 20     # a (student, day) pair as one int64: student_id << 20 | days since 1970 (dates before 4840)
 
 
-def _flagged(both: pd.DataFrame, days: pd.DataFrame, name: str) -> pd.DataFrame:
-    hit = days.assign(**{name: True})
-    out = both.merge(hit, on=["student_id", "day"], how="left")
-    out[name] = out[name].fillna(False).astype(bool)
-    return out
+def _keys(student_id: pd.Series, dates: pd.Series | np.ndarray) -> np.ndarray:
+    """Distinct (student, day) pairs as sorted int64 keys; unparseable dates dropped."""
+    day = dates if isinstance(dates, np.ndarray) else _parse_days(dates)
+    ok = ~np.isnat(day)
+    sid = pd.to_numeric(student_id).astype("int64").to_numpy()[ok]
+    return _distinct((sid << DAY_BITS) | day[ok].astype("datetime64[D]").astype("int64"))
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct int64 keys (a sort: several times faster than np.unique's hashing on millions of keys)."""
+    a = np.sort(keys, kind="stable")
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
+
+
+def _none() -> np.ndarray:
+    return np.array([], dtype="int64")
 
 
 def reconcile(platform: pd.DataFrame, sis_participation: pd.DataFrame, enrollments: pd.DataFrame,
@@ -102,54 +110,50 @@ def reconcile(platform: pd.DataFrame, sis_participation: pd.DataFrame, enrollmen
     student_id, student_number; held: the held-back attendance rows of known students (student_id, session_date);
     written: (studentid, participation_date) this pipeline wrote; registered: SIS ids of students with an
     expanded-learning registration. One row per student and month with any afterschool day on either side."""
-    staged = _days(platform["student_id"], platform["session_date"])
-    held_days = _days(held["student_id"], held["session_date"]) if held is not None and len(held) else \
-        staged.iloc[0:0]
-    s = _days(sis_participation["studentid"], sis_participation["participation_date"])
-    keys = pd.concat([staged, held_days, s], ignore_index=True).drop_duplicates().reset_index(drop=True)
-    both = _flagged(keys, staged, "in_staged")
-    both = _flagged(both, held_days, "in_held")
-    both = _flagged(both, s, "in_sis")
-    wrote = _days(written["studentid"], written["participation_date"]) if written is not None and len(written) else \
-        staged.iloc[0:0]
-    both = _flagged(both, wrote, "written")
-
-    absent = pd.DataFrame({"student_id": pd.to_numeric(absences["student_id"]).astype("int64").to_numpy(),
-                           "day": pd.to_datetime(absences["date"]).to_numpy(dtype="datetime64[ns]")}).dropna()
-    both = _flagged(both, absent.drop_duplicates(), "absent")
-    both["absent"] &= both["in_staged"]
-
+    platform_day = _parse_days(platform["session_date"])
+    staged = _keys(platform["student_id"], platform_day)
+    held_k = _keys(held["student_id"], held["session_date"]) if held is not None and len(held) else _none()
+    sis = _keys(sis_participation["studentid"], sis_participation["participation_date"])
+    wrote = _keys(written["studentid"], written["participation_date"]) if written is not None and len(written) \
+        else _none()
+    absent = _keys(absences["student_id"], pd.to_datetime(absences["date"]).to_numpy(dtype="datetime64[ns]"))
     # A staged day needs an enrollment unless every program of the day is exempt (eligibility rule).
     if "program" in platform:
-        p = platform.assign(student_id=pd.to_numeric(platform["student_id"]).astype("int64"),
-                            day=_parse_days(platform["session_date"]))
-        p = p[needs_enrollment(p["program"], p["student_id"], registered).to_numpy()]
-        must = p[["student_id", "day"]].dropna().drop_duplicates()
+        must = needs_enrollment(platform["program"], platform["student_id"], registered).to_numpy()
+        must_k = _keys(platform["student_id"][must], platform_day[must])
     else:
-        must = staged
-    both = _flagged(both, must, "needs_enrollment")
-    check = both[both["in_staged"] & both["needs_enrollment"]]
-    covered = covered_by_enrollment(check["student_id"], check["day"], enrollments)
-    both["not_enrolled"] = False
-    both.loc[check.index[~covered.to_numpy()], "not_enrolled"] = True
+        must_k = staged
 
-    month = both["day"].to_numpy(dtype="datetime64[M]")
-    codes, uniques = pd.factorize(month)
+    key = _distinct(np.concatenate([staged, held_k, sis]))
+    in_staged = np.isin(key, staged, assume_unique=True)
+    in_held = np.isin(key, held_k, assume_unique=True)
+    in_sis = np.isin(key, sis, assume_unique=True)
+    written_ = np.isin(key, wrote, assume_unique=True)
+    both = pd.DataFrame({"student_id": key >> DAY_BITS,
+                         "day": (key & ((1 << DAY_BITS) - 1)).astype("datetime64[D]").astype("datetime64[ns]")})
+    check = np.flatnonzero(in_staged & np.isin(key, must_k, assume_unique=True))
+    covered = covered_by_enrollment(both["student_id"].iloc[check], both["day"].iloc[check], enrollments)
+    not_enrolled = np.zeros(len(key), dtype=bool)
+    not_enrolled[check[~covered.to_numpy()]] = True
+    gone = ~in_staged & ~in_held
+    flags = {
+        "platform_days": in_staged | in_held, "sis_days": in_sis,
+        "missing_in_sis": in_staged & ~in_sis,
+        "held_back": ~in_staged & in_held,
+        "removed_in_platform": gone & in_sis & written_,
+        "extra_in_sis": gone & in_sis & ~written_,
+        "absent_in_sis": in_staged & np.isin(key, absent, assume_unique=True),
+        "not_enrolled": not_enrolled,
+    }
+    codes, uniques = pd.factorize(both["day"].to_numpy(dtype="datetime64[M]"))
     both["month"] = np.array([str(u)[:7] for u in uniques], dtype=object)[codes] if len(uniques) else []
-    gone = ~both["in_staged"] & ~both["in_held"]
-    both["in_platform"] = both["in_staged"] | both["in_held"]
-    both["missing_in_sis"] = both["in_staged"] & ~both["in_sis"]
-    both["held_back"] = ~both["in_staged"] & both["in_held"]
-    both["removed_in_platform"] = gone & both["in_sis"] & both["written"]
-    both["extra_in_sis"] = gone & both["in_sis"] & ~both["written"]
-    agg = both.groupby(["student_id", "month"], sort=True).agg(
-        platform_days=("in_platform", "sum"), sis_days=("in_sis", "sum"),
-        **{k: (k if k != "absent_in_sis" else "absent", "sum") for k in KINDS},
-    ).reset_index()
+    for name, values in flags.items():
+        both[name] = values.astype("int64")
+    agg = both.groupby(["student_id", "month"], sort=True)[list(flags)].sum().reset_index()
     numbers = students.dropna(subset=["student_id"]).drop_duplicates("student_id")
     agg["local_student_id"] = agg["student_id"].map(dict(zip(numbers["student_id"].astype("int64"),
                                                              numbers["student_number"], strict=True)))
-    agg[["platform_days", "sis_days", *KINDS]] = agg[["platform_days", "sis_days", *KINDS]].astype("int64")
+    agg[list(flags)] = agg[list(flags)].astype("int64")
     agg["status"] = np.where(agg[list(KINDS)].sum(axis=1) > 0, "discrepancy", "ok")
     return agg.sort_values(["local_student_id", "month"], kind="stable")[["student_id", *COLUMNS]] \
         .reset_index(drop=True)
