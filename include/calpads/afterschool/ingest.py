@@ -1,4 +1,4 @@
-"""Read the afterschool platform's attendance export (contracts README §1), strictly.
+"""Read the afterschool platform's export (docs/afterschool.md), strictly.
 
 A file is taken whole or rejected whole (``MalformedExport``, with a message the
 afterschool director can act on): it must be UTF-8 (a BOM is accepted and dropped),
@@ -76,7 +76,7 @@ def _check_header(found: list[str], source: str, expected: tuple[str, ...]) -> l
         if dupes:
             parts.append(f"repeated column(s) {', '.join(dupes)}")
         raise MalformedExport(f"{source}: {'; '.join(parts)}. The export must have exactly the columns "
-                              f"{','.join(expected)} (contract §1). Nothing from this file was imported.")
+                              f"{','.join(expected)}. Nothing from this file was imported.")
     return cols
 
 
