@@ -25,8 +25,8 @@ Mondays, for the other dates.
 
 **When you get an alert.** A file with *open errors*: fix the listed rules in the SIS and let the
 nightly run publish again. *Integration checks failing*: read the latest integration_health email for
-what to ask IT, the afterschool staff or the vendor. *Never run*: trigger the file's DAG. *Dates needed*: put the CDE dates in
-the Variable `calpads_submission_calendar`.
+what to ask IT, the afterschool staff or the vendor. *Never run*: trigger the file's DAG. *Dates needed*:
+put the CDE dates in the Variable `calpads_submission_calendar`.
 """
 
 
