@@ -476,3 +476,47 @@ def test_health_fails_when_update_on_the_participation_table_is_denied(pg_databa
             conn.exec_driver_sql(f"DROP OWNED BY {role}")
             conn.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()
+
+
+def test_the_export_over_http_brings_both_files(tmp_path):
+    """The afterschool_api connection: a local server answering as the platform's export endpoints do."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from airflow.models.connection import Connection
+
+    from calpads.afterschool.ingest import fetch_http, parse
+
+    files = {"/exports/attendance": export([ROWS[0][0]]), "/exports/registrations": registrations(
+        ["100001,,ELO-P,2025-08-01"])[0]}
+
+    class Platform(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = files.get(self.path)
+            status = 401 if self.headers.get("Authorization") != "Bearer t0ken" else 200 if body else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(body if status == 200 else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        extra = {"endpoint": "/exports/attendance", "registrations_endpoint": "/exports/registrations",
+                 "token": "t0ken"}
+        conn = Connection(conn_id="afterschool_api", conn_type="http", host="127.0.0.1", schema="http",
+                          port=server.server_port, extra=json.dumps(extra))
+        data, name, ctype = fetch_http(conn)
+        reg, reg_name, reg_type = fetch_http(conn, kind="registrations")
+        assert (name, reg_name) == ("/exports/attendance", "/exports/registrations")
+        assert parse(data, name, ctype).rows["student_number"].tolist() == ["100001"]
+        assert parse(reg, reg_name, reg_type, kind="registrations").rows["program"].tolist() == ["ELO-P"]
+        wrong = Connection(conn_id="afterschool_api", conn_type="http", host="127.0.0.1", schema="http",
+                           port=server.server_port, extra=json.dumps({**extra, "token": "nope"}))
+        with pytest.raises(PermissionError, match="HTTP 401"):
+            fetch_http(wrong, kind="registrations")
+    finally:
+        server.shutdown()
