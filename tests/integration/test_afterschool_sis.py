@@ -520,3 +520,22 @@ def test_the_export_over_http_brings_both_files(tmp_path):
             fetch_http(wrong, kind="registrations")
     finally:
         server.shutdown()
+
+
+def test_stas_lists_the_attendance_recovery_rows_the_import_held_back(district, tmp_path):
+    import pandas as pd
+
+    from calpads import pipeline
+    from calpads.run_scope import RunScope
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    rows = ["100003,,6000200,2025-10-11,240,AR", "100001,,6000100,2025-10-11,700,AR",   # 700 minutes: held back
+            "100001,,6000100,2025-10-12,90,ELO-P"]
+    import_export(make_run(tmp_path), SqlReader(district), store, export(rows), "attendance.csv")
+    scope = RunScope.from_params("STAS", {"academic_year": "2025-2026"}, today=date(2026, 1, 15))
+    ctx = pipeline.RunContext("STAS", "calpads_stas", "manual__s", scope, tmp_path / "work" / "stas", tmp_path / "pub")
+    pipeline.extract(ctx, district, store_engine=store)
+    held = pd.read_parquet(ctx.path(pipeline.NOT_EXTRACTED))
+    assert held[["local_student_id", "reason"]].values.tolist() == [
+        ["100001", "1 attendance recovery session(s) held back by the afterschool import (AS-MINUTES-RANGE): not "
+                   "counted in 13.24 until corrected in the afterschool platform"]]

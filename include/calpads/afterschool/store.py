@@ -156,6 +156,24 @@ class Staged:
         """SIS student ids with an expanded-learning registration for the year."""
         return {int(i) for i in self.registrations["student_id"].dropna()}
 
+    def held_report(self, file: str, what: str, effect: str, ar: bool | None = None) -> pd.DataFrame:
+        """The held-back rows of one file as a builder's not-extracted rows: one per student number, "<n> <what>
+        held back by the afterschool import (<rules>): <effect>" (no dates or SSIDs). ar: True = only AR
+        sessions, False = all but AR sessions (a broken program may be the reason), None = every row."""
+        rows = self.held[self.held["file"] == file]
+        if ar is not None:
+            rows = rows[(rows["program"].fillna("") == "AR") == ar]
+        cols = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
+        if rows.empty:
+            return pd.DataFrame(columns=cols)
+        rows = rows.assign(student_number=rows["student_number"].fillna("(blank)"))
+        out = []
+        for number, grp in rows.groupby("student_number", sort=True):
+            rules = ", ".join(sorted({r for ids in grp["rule_ids"] for r in str(ids).split(",")}))
+            out.append((f"afterschool.{number}", number, None,
+                        f"{len(grp)} {what} held back by the afterschool import ({rules}): {effect}"))
+        return pd.DataFrame(out, columns=cols)
+
 
 HELD_VALUE_COLUMNS = ("student_number", "school_code", "day", "minutes", "program")
 

@@ -78,7 +78,10 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(records, not_extracted, ELP days as student_id/session_day rows of the reported students)."""
     ids = pull.students[["student_id", "student_number", "ssid"]].astype({"student_id": "int64"})
-    held = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS), *held_at_import(staged.held)]
+    later = "not counted until corrected in the afterschool platform"
+    held = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS),
+            staged.held_report("registrations", "registration(s)", later),
+            staged.held_report("attendance", "expanded-learning session(s)", later, ar=False)]
     reg = staged.registrations.astype({"student_id": "int64"})
     reg = reg.merge(ids[["student_id", "ssid"]], on="student_id", how="left", indicator=True)
     held.append(_held(reg[reg["_merge"] == "left_only"], "registration(s) for a student with no enrollment in the "
@@ -116,24 +119,6 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
     }, index=people.index)
     records = sort_records(finish(records, layout.columns), layout)
     return records, pd.concat(held, ignore_index=True), days.reset_index(drop=True)
-
-
-def held_at_import(held: pd.DataFrame) -> list[pd.DataFrame]:
-    """The export's rows afterschool_sync held back that LEAP would have used: registrations, and sessions that
-    are not AR (their program may be the broken field), one report row per student number and file."""
-    out = []
-    for file, what in (("registrations", "registration(s)"), ("attendance", "expanded-learning session(s)")):
-        rows = held[(held["file"] == file) & (held["program"].fillna("") != "AR")]
-        if rows.empty:
-            continue
-        rows = rows.assign(student_number=rows["student_number"].fillna("(blank)"))
-        for number, grp in rows.groupby("student_number", sort=True):
-            rules = ", ".join(sorted({r for ids in grp["rule_ids"] for r in str(ids).split(",")}))
-            out.append(pd.DataFrame({"local_record_id": [f"afterschool.{number}"], "local_student_id": [number],
-                                     "school_of_attendance": [None],
-                                     "reason": [f"{len(grp)} {what} held back by the afterschool import ({rules}): "
-                                                "not counted until corrected in the afterschool platform"]}))
-    return out
 
 
 def absent_days(engine: sa.Engine, scope: RunScope, student_ids: list[int]) -> pd.DataFrame:

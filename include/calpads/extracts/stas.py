@@ -10,8 +10,9 @@
 - 13.16 Days Attended In-Person = 13.15 - (13.17 + ... + 13.22): it excludes in-school suspension
   and independent study (STAS0318).
 - 13.24 Attendance Recovery Days from the AR sessions afterschool_sync imported and staged
-  (``staged_ar_sessions``, ``attendance_recovery_days``), worked out over the whole LEA whatever schools
-  the run covers (``lea_wide_recovery``); blank only when afterschool_sync never imported anything.
+  (``staged_afterschool``, ``attendance_recovery_days``; AR rows it held back are listed), worked out over
+  the whole LEA whatever schools the run covers (``lea_wide_recovery``); blank only when afterschool_sync
+  never imported anything.
 Settings: ``stas.yaml`` beside this module.
 """
 
@@ -61,19 +62,24 @@ def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
     from calpads.extracts.registry import Built
 
     inputs = pull_stas(sis, scope)
-    inputs.ar_sessions = staged_ar_sessions(store_engine, inputs.pull.lea, scope)
+    staged = staged_afterschool(store_engine, inputs.pull.lea, scope)
+    inputs.ar_sessions = None if staged is None else ar_sessions(staged, scope)
     if inputs.ar_sessions is not None and (scope.schools or scope.subdistricts):
         records, not_extracted = lea_wide_recovery(sis, scope, inputs)
     else:
         records, not_extracted = build_stas(inputs, scope)
+    if staged is not None:   # AR rows the import held back: 13.24 lacks them until they are corrected
+        not_extracted = pd.concat([not_extracted, staged.held_report(
+            "attendance", "attendance recovery session(s)", "not counted in 13.24 until corrected in the afterschool "
+            "platform", ar=True)], ignore_index=True)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()])
 
 
-def staged_ar_sessions(store_engine: Any, lea: str, scope: RunScope) -> pd.DataFrame | None:
-    """The year's AR sessions afterschool_sync staged (student_number, session_day, minutes), inside the run's
-    dates. None (13.24 left blank, logged) only when the store holds no afterschool import for the LEA at all;
-    AfterschoolNotImported when it holds earlier years but not this one (afterschool_sync has not run)."""
+def staged_afterschool(store_engine: Any, lea: str, scope: RunScope) -> Any:
+    """The year's afterschool export as afterschool_sync staged it (calpads.afterschool.store.Staged). None (13.24
+    left blank, logged) only when the store holds no afterschool import for the LEA at all; AfterschoolNotImported
+    when it holds earlier years but not this one (afterschool_sync has not run for it)."""
     from calpads.afterschool.store import AfterschoolNotImported, AfterschoolStore
 
     if store_engine is None:
@@ -81,13 +87,17 @@ def staged_ar_sessions(store_engine: Any, lea: str, scope: RunScope) -> pd.DataF
         return None
     store = AfterschoolStore(store_engine)
     try:
-        staged = store.staged(lea, scope.academic_year, needed_by="STAS 13.24 Attendance Recovery Days")
+        return store.staged(lea, scope.academic_year, needed_by="STAS 13.24 Attendance Recovery Days")
     except AfterschoolNotImported:
         if store.last_import(lea) is not None:
             raise
         log.warning("STAS 13.24 Attendance Recovery Days left blank: afterschool_sync has never imported an "
                     "afterschool export for Reporting LEA %s (no attendance recovery data)", lea)
         return None
+
+
+def ar_sessions(staged: Any, scope: RunScope) -> pd.DataFrame:
+    """The staged AR sessions inside the run's dates: student_number, session_day, minutes."""
     s = staged.sessions[staged.sessions["program"] == settings()["attendance_recovery"]["program"]]
     day = pd.to_datetime(s["session_date"], format="%Y-%m-%d")
     s = s.assign(session_day=day, minutes=s["minutes"].astype("int64"))
