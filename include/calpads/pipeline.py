@@ -108,7 +108,9 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
     t0 = time.perf_counter()
     build = registry.builder(ctx.record_type)
     check = StagingCheck(ctx.record_type, ctx.scope, ctx.run_id, store_engine, count_tolerance)
-    built = build(sis, ctx.scope, **({"check": check} if "check" in inspect.signature(build).parameters else {}))
+    accepts = inspect.signature(build).parameters
+    built = build(sis, ctx.scope, **({"check": check} if "check" in accepts else {}),
+                  **({"store_engine": store_engine} if "store_engine" in accepts else {}))   # LEAP, STAS: staged data
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
     extra = ctx.path(EXTRA_REPORTS)

@@ -1,5 +1,6 @@
-"""sis_nightly_pull: check that the SIS (and the afterschool exports) can be read, record row counts,
-and publish the Airflow Assets the CALPADS file DAGs consume (calpads.assets).
+"""sis_nightly_pull: check that the SIS can be read, record row counts, and publish the SIS Airflow Assets
+the CALPADS file DAGs consume (calpads.assets). The afterschool asset is afterschool_sync's: it is updated
+when that DAG has imported and staged the platform's export.
 
 Each asset has its own task, so a broken attendance table does not hold back the enrollment asset;
 an asset event carries its table row counts (shown in the UI's asset view), never student data.
@@ -13,7 +14,7 @@ from typing import Any
 
 import pendulum
 
-from calpads.assets import AFTERSCHOOL, SIS_TABLES, asset
+from calpads.assets import SIS_TABLES, asset
 from calpads.dag_factory import DEFAULT_TZ, _conf
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,11 @@ DOC = """
 ### Nightly SIS pull (assets for the CALPADS file DAGs)
 
 **What it does.** Connects to the SIS (`sis_db` connection), checks that it answers and has a district
-number, counts the rows of the contract tables, and checks the afterschool exports
-(`afterschool_attendance_path` Variable). Each successful check updates an Airflow Asset
-(`calpads://sis/<lea>/enrollment`, `.../programs`, `.../attendance`, `calpads://afterschool/<lea>/exports`);
-every CALPADS file DAG that reads those assets then runs its extract and quality gate (see the Assets view
-for the lineage). The file DAGs keep their own nightly schedule as well.
+number and counts the rows of the contract tables. Each successful check updates an Airflow Asset
+(`calpads://sis/<lea>/enrollment`, `.../programs`, `.../attendance`); every CALPADS file DAG that reads
+those assets then runs its extract and quality gate (see the Assets view for the lineage). LEAP and STAS
+also wait for `calpads://afterschool/<lea>/exports`, which `afterschool_sync` updates once it has imported
+and checked the afterschool platform's export. The file DAGs keep their own nightly schedule as well.
 
 **When you get an alert.** *SIS not reachable*: ask district IT to check the database and login.
 *A table is empty*: the SIS export or replication did not complete; the file DAGs were not triggered.
@@ -102,21 +103,8 @@ def build_sis_pull_dag(dag_id: str = "sis_nightly_pull"):
                 return record(kind, counts)
             return count
 
-        @task(task_display_name="Check the afterschool exports", outlets=[asset(AFTERSCHOOL)])
-        def check_afterschool() -> dict[str, int]:
-            from calpads.sources.afterschool import default_paths
-
-            counts = {}
-            for path in default_paths():
-                if not path.is_file():
-                    raise AirflowFailException(f"afterschool export not found: {path}")
-                with path.open() as fh:
-                    counts[path.name] = max(sum(1 for _ in fh) - 1, 0)
-            return record(AFTERSCHOOL, counts)
-
         reachable = check_sis()
         for kind in SIS_TABLES:
             sis_task(kind)(reachable)
-        check_afterschool()
 
     return sis_nightly_pull()

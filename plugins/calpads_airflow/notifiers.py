@@ -6,22 +6,32 @@ import logging
 
 from airflow.sdk import BaseNotifier
 
+from calpads.alerts.roles import ROLE_VARIABLES
+from calpads.alerts.roles import TEAM_VARIABLE as RECIPIENTS_VARIABLE
+
 log = logging.getLogger(__name__)
 
-RECIPIENTS_VARIABLE = "integration_team_emails"
 
-
-def recipients() -> list[str]:
+def recipients(roles: tuple[str, ...] = ()) -> list[str]:
+    """The addresses for these roles (no roles: the integration team), each role falling back to the team list."""
     from airflow.sdk import Variable
 
-    raw = Variable.get(RECIPIENTS_VARIABLE, default="")
-    return [a.strip() for a in raw.split(",") if a.strip()]
+    def split(raw: str) -> list[str]:
+        return [a.strip() for a in (raw or "").split(",") if a.strip()]
+
+    team = split(Variable.get(RECIPIENTS_VARIABLE, default=""))
+    if not roles:
+        return team
+    out: list[str] = []
+    for role in roles:
+        out += split(Variable.get(ROLE_VARIABLES[role], default="")) or team
+    return list(dict.fromkeys(out))
 
 
-def send(subject: str, html_content: str, conn_id: str = "smtp_default") -> bool:
+def send(subject: str, html_content: str, conn_id: str = "smtp_default", roles: tuple[str, ...] = ()) -> bool:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-    to = recipients()
+    to = recipients(roles)
     if not to:
         log.warning("No alert sent: the Variable %s is empty", RECIPIENTS_VARIABLE)
         return False

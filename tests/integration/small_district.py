@@ -85,3 +85,19 @@ def write_afterschool(folder: Path) -> Path:
            "100004,1000000004,ELO-P,2025-08-25", "100005,,ELO-P,2025-08-25", "999999,,ELO-P,2025-08-26"]
     (folder / "registrations.csv").write_text("\n".join(reg) + "\n")
     return folder / "attendance.csv"
+
+
+def stage_afterschool(sis: sa.Engine, store: sa.Engine, folder: Path, run_id: str = "manual__as") -> dict:
+    """What afterschool_sync does with the export above: parse, gate and stage it in the store (calpads_store),
+    where the LEAP and STAS builders read it."""
+    from datetime import date
+
+    from calpads.afterschool.sis_data import SqlReader
+    from calpads.afterschool.stages import AfterschoolRun, import_export
+
+    att = write_afterschool(folder)
+    run = AfterschoolRun("afterschool_sync", run_id, "2025-2026", date(2026, 6, 20), folder / "work" / run_id,
+                         folder / "pub")
+    reg = att.with_name("registrations.csv")
+    return import_export(run, SqlReader(sis), store, att.read_bytes(), att.name,
+                         registrations=(reg.read_bytes(), reg.name, ""))

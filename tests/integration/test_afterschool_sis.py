@@ -44,8 +44,15 @@ ROWS = [
 ]
 
 
+REG_HEADER = "student_number,ssid,program,registration_date"
+
+
 def export(rows: list[str]) -> bytes:
     return ("\n".join([HEADER, *rows]) + "\n").encode()
+
+
+def registrations(rows: list[str]) -> tuple[bytes, str, str]:
+    return ("\n".join([REG_HEADER, *rows]) + "\n").encode(), "registrations.csv", ""
 
 
 def build_district(engine: sa.Engine, participation: bool = True) -> Sis:
@@ -174,7 +181,8 @@ def test_reconciliation_after_write_back(district, tmp_path):
     days = {k: v["days"] for k, v in out["kinds"].items()}
     # student 2's Oct 20 is not written (WB-ENROLLED) -> missing in SIS and not enrolled; student 3 absent Oct 8
     assert days == {"missing_in_sis": 1, "extra_in_sis": 1, "absent_in_sis": 1, "not_enrolled": 1,
-                    "unknown_student": 0}
+                    "held_back": 0, "removed_in_platform": 0, "unknown_student": 0}
+    assert out["categories"] == {"integration": 1, "data quality": 2, "process": 1}
     csv = (tmp_path / "work" / "r" / "report" / "reconciliation.csv").read_text()
     assert "Lopez" not in csv and "1000000001" not in csv and "100002,2025-10" in csv
 
@@ -273,3 +281,261 @@ def test_writeback_on_postgresql_and_missing_table_message(pg_database, tmp_path
                             ceiling=0.5)
     assert again["unchanged"] == 4 and again["written"] == 0
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- round 2
+REG_ROWS = [
+    ("100001,,ELO-P,2025-06-20", None),                               # 1 good (registered in June for summer)
+    ("100003,1000000003,ASES,2025-08-01", None),                      # 2 good
+    ("9000001,,ELO-P,2025-08-01", "ASR-KNOWN-STUDENT"),
+    ("100002,1999999999,ELO-P,2025-08-01", "ASR-SSID-MATCH"),
+    ("100002,,ELO-P,2026-07-01", "ASR-REGISTRATION-DATE"),            # 5: after the year's June 30
+    ("100002,,AR,2025-08-01", "ASR-PROGRAM-CODE"),                    # AR needs no registration
+    ("100002,,,2025-08-01", "ASR.program.required"),
+]
+
+
+def test_registrations_gate_fires_exactly_the_planted_rule_and_is_staged(district, tmp_path):
+    import pandas as pd
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    run = make_run(tmp_path)
+    out = import_export(run, SqlReader(district), store, export([ROWS[0][0]]), "attendance.csv",
+                        registrations=registrations([r for r, _ in REG_ROWS]))
+    assert out["registrations"] == {"rows": 7, "accepted": 2, "held_back": 5}
+    findings = pd.read_csv(run.report_dir / "registrations_held_back.csv", dtype=str)
+    assert findings.groupby("line")["rule_id"].apply(list).to_dict() == {
+        str(i): [rule] for i, (_, rule) in enumerate(REG_ROWS, start=1) if rule}
+    assert "1999999999" not in (run.report_dir / "registrations_held_back.csv").read_text()
+    staged = AfterschoolStore(store).staged("1234567", "2025-2026")
+    assert staged.registered_ids() == {1, 3}
+    held = staged.held[staged.held["file"] == "registrations"].sort_values("line")
+    assert held["line"].tolist() == [3, 4, 5, 6, 7] and "ssid" not in staged.held.columns
+
+
+def test_summer_elop_session_of_a_registered_student_is_written(district, tmp_path):
+    # Enrollments start Aug 13. July 14 ELO-P: student 1 is registered (valid: expanded learning does not depend on
+    # school enrollment dates), student 3 is registered for ASES (any expanded-learning registration counts),
+    # student 2 is not registered (WB-ENROLLED). July 15 AR of student 2: AR never needs an enrollment.
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    rows = ["100001,,6000100,2025-07-14,240,ELO-P", "100003,,6000200,2025-07-14,240,ELO-P",
+            "100002,,6000100,2025-07-14,240,ELO-P", "100002,,6000100,2025-07-15,240,AR"]
+    import_export(make_run(tmp_path), SqlReader(district), store, export(rows), "attendance.csv",
+                  registrations=registrations([r for r, rule in REG_ROWS if rule is None]))
+    out = writeback_stage(make_run(tmp_path, "w"), SqlReader(district), writeback.SqlTarget(district), store, "write",
+                          ceiling=0.5)
+    assert (out["written"], out["invalid"], out["rules"]) == (3, 1, {"WB-ENROLLED": 1})
+    assert participation(district) == [(1, 100, "2025-07-14", 240, "ELO-P"), (2, 100, "2025-07-15", 240, "AR"),
+                                       (3, 200, "2025-07-14", 240, "ELO-P")]
+    invalid = (tmp_path / "work" / "w" / "report" / "writeback_invalid.csv").read_text()
+    assert "100002" in invalid and "no expanded-learning registration" in invalid
+    # and the reconciliation does not call the registered students' summer days "not enrolled"
+    rec = reconcile_stage(make_run(tmp_path, "r"), SqlReader(district), store)
+    assert rec["kinds"]["not_enrolled"]["days"] == 1 and rec["kinds"]["missing_in_sis"]["days"] == 1
+
+
+def test_prior_year_sis_rows_never_appear_in_this_years_reconciliation(district, tmp_path):
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    import_export(make_run(tmp_path), SqlReader(district), store, export([ROWS[0][0], ROWS[1][0]]), "attendance.csv")
+    writeback_stage(make_run(tmp_path, "w"), SqlReader(district), writeback.SqlTarget(district), store, "write",
+                    ceiling=0.5)
+    with district.begin() as conn:   # March 2025 is in 2024-25; July 1 2026 in 2026-27
+        conn.execute(sa.text("INSERT INTO U_AFTERSCHOOL_PARTICIPATION (STUDENTID, SCHOOLID, PARTICIPATION_DATE, "
+                             "MINUTES, PROGRAM, SOURCE_ROW_HASH) VALUES (1, 100, :day, 60, 'ELO-P', 'x')"),
+                     [{"day": d} for d in ("2025-03-10", "2025-06-30", "2026-07-01")])
+    out = reconcile_stage(make_run(tmp_path, "r"), SqlReader(district), store)
+    assert out["kinds"]["extra_in_sis"]["days"] == 0 and out["with_discrepancy"] == 0
+    months = (tmp_path / "work" / "r" / "report" / "reconciliation.csv").read_text()
+    assert "2025-10" in months and "2025-03" not in months and "2025-06" not in months and "2026-07" not in months
+    # and the write-back's plan ignores them too (2 unchanged, nothing else)
+    again = writeback_stage(make_run(tmp_path, "w2"), SqlReader(district), writeback.SqlTarget(district), store,
+                            "dry_run", ceiling=0.5)
+    assert (again["inserts"], again["updates"], again["unchanged"]) == (0, 0, 2)
+
+
+def test_a_day_held_back_after_it_was_written_is_held_back_not_extra(district, tmp_path):
+    from calpads.afterschool.sis_data import read_snapshot
+    from calpads.afterschool.stages import compare
+    from calpads.health.checks import afterschool_days
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    first = ["100001,,6000100,2025-10-06,90,ELO-P", "100001,,6000100,2025-10-07,60,ELO-P"]
+    import_export(make_run(tmp_path), SqlReader(district), store, export(first), "attendance.csv")
+    writeback_stage(make_run(tmp_path, "w"), SqlReader(district), writeback.SqlTarget(district), store, "write",
+                    ceiling=0.5)
+    # the platform now has Oct 7 twice with different minutes: both rows are held back; it also adds Oct 8,
+    # also twice: the platform has 3 days, the SIS 2 (Oct 6 and the Oct 7 written before)
+    second = [first[0], first[1], "100001,,6000100,2025-10-07,75,ELO-P", "100001,,6000100,2025-10-08,30,ELO-P",
+              "100001,,6000100,2025-10-08,45,ELO-P"]
+    import_export(make_run(tmp_path, "i2"), SqlReader(district), store, export(second), "attendance.csv")
+    out = reconcile_stage(make_run(tmp_path, "r"), SqlReader(district), store)
+    days = {k: v["days"] for k, v in out["kinds"].items()}
+    assert (days["held_back"], days["extra_in_sis"], days["missing_in_sis"], days["removed_in_platform"]) == \
+        (2, 0, 0, 0)
+    row = next(line for line in (tmp_path / "work" / "r" / "report" / "reconciliation.csv").read_text().splitlines()
+               if line.startswith("100001,2025-10"))
+    assert row.startswith("100001,2025-10,3,2,")       # platform 3 days, SIS 2
+    # the integration_health spot-check reads the same comparison
+    store_ = AfterschoolStore(store)
+    snap = read_snapshot(SqlReader(district), date(2025, 7, 1), date(2026, 6, 30))
+    rows, counts = compare("2025-2026", store_.staged("1234567", "2025-2026"), snap, store_)
+    sampled, _ = afterschool_days(rows, run_date=date(2025, 11, 3))
+    assert sampled.ok is False and "platform 3 days (2 held back at import), SIS 2 days" in sampled.detail
+    assert "held_back 2 (data quality)" in sampled.detail and "extra_in_sis" not in sampled.detail
+
+
+def test_same_day_duplicate_sessions_give_leap_the_days_the_sis_has(district, tmp_path):
+    """Two different ELO-P sessions on one day are both held back: neither LEAP nor the SIS counts the day."""
+    from calpads import pipeline
+    from calpads.afterschool.sis_data import read_snapshot
+    from calpads.health.checks import leap_vs_sis
+    from calpads.run_scope import RunScope
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    rows = ["100001,,6000100,2025-10-06,90,ELO-P", "100001,,6000100,2025-10-07,60,ELO-P",
+            "100001,,6000100,2025-10-08,60,ELO-P", "100001,,6000100,2025-10-08,90,ELO-P",   # the same day twice
+            "100003,,6000200,2025-10-06,60,ASES", "100003,,6000200,2025-10-06,30,ELO-P"]    # two programs: 1 day
+    import_export(make_run(tmp_path), SqlReader(district), store, export(rows), "attendance.csv",
+                  registrations=registrations(["100001,,ELO-P,2025-08-01", "100003,,ASES,2025-08-01"]))
+    writeback_stage(make_run(tmp_path, "w"), SqlReader(district), writeback.SqlTarget(district), store, "write",
+                    ceiling=0.5)
+    scope = RunScope.from_params("LEAP", {"academic_year": "2025-2026", "mode": "non_submission"},
+                                 today=date(2026, 1, 15))
+    ctx = pipeline.RunContext("LEAP", "calpads_leap", "manual__l", scope, tmp_path / "work" / "leap", tmp_path / "pub")
+    pipeline.extract(ctx, district, store_engine=store)
+    pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5)
+    pipeline.diff(ctx, store)
+    pipeline.publish(ctx)
+    leap = {r.split("^")[2]: r.split("^")[6] for r in
+            (Path(str(ctx.run_folder)) / "LEAP_1234567_2025-2026.txt").read_text().splitlines()}
+    assert leap == {"1.194": "2", "3.194": "1"}           # student 1: Oct 6, 7 (Oct 8 held back); 3: Oct 6
+    snap = read_snapshot(SqlReader(district), date(2025, 7, 1), date(2026, 6, 30))
+    check = leap_vs_sis(pd_frame({"student_id": ["1", "3"], "elp_days": [leap["1.194"], leap["3.194"]]}),
+                        snap.participation)
+    assert check.ok is True and "has 2 students with 3 days" in check.detail
+    held = (Path(str(ctx.run_folder)) / "report" / "not_extracted.csv").read_text()
+    assert "100001" in held and "2 expanded-learning session(s) held back by the afterschool import " \
+        "(AS-DUPLICATE-SESSION)" in held
+
+
+def pd_frame(data: dict):
+    import pandas as pd
+
+    return pd.DataFrame(data)
+
+
+def test_leap_and_stas_say_what_to_do_when_afterschool_sync_has_not_run(district, tmp_path):
+    from calpads import pipeline
+    from calpads.afterschool.store import AfterschoolNotImported
+    from calpads.run_scope import RunScope
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    scope = RunScope.from_params("LEAP", {"academic_year": "2025-2026"}, today=date(2026, 1, 15))
+    ctx = pipeline.RunContext("LEAP", "calpads_leap", "manual__l", scope, tmp_path / "work" / "leap", tmp_path / "pub")
+    with pytest.raises(AfterschoolNotImported, match="Run afterschool_sync for 2025-2026"):
+        pipeline.extract(ctx, district, store_engine=store)
+    # STAS: a district that never imported afterschool data gets 13.24 blank; one that imported another year fails
+    stas = RunScope.from_params("STAS", {"academic_year": "2025-2026"}, today=date(2026, 1, 15))
+    sctx = pipeline.RunContext("STAS", "calpads_stas", "manual__s", stas, tmp_path / "work" / "stas", tmp_path / "pub")
+    pipeline.extract(sctx, district, store_engine=store)
+    import pandas as pd
+
+    assert pd.read_parquet(sctx.path(pipeline.RECORDS))["attendance_recovery_days"].isna().all()
+    earlier = AfterschoolRun("afterschool_sync", "old", "2024-2025", date(2025, 6, 1), tmp_path / "work" / "old",
+                             tmp_path / "pub")
+    import_export(earlier, SqlReader(district), store, export([]), "attendance.csv")
+    with pytest.raises(AfterschoolNotImported, match="STAS 13.24 Attendance Recovery Days needs"):
+        pipeline.extract(sctx, district, store_engine=store)
+
+
+@pytest.mark.postgres
+def test_health_fails_when_update_on_the_participation_table_is_denied(pg_database):
+    import uuid
+
+    admin = sa.create_engine(pg_database)
+    build_district(admin)
+    role = f"calpads_wb_{uuid.uuid4().hex[:8]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.exec_driver_sql(f"GRANT INSERT ON u_afterschool_participation TO {role}")
+    login = sa.create_engine(sa.make_url(pg_database).set(username=role))
+    try:
+        w = flows_sql(login, ["write_participation"])[0]
+        assert w.ok is False and f"({role}) cannot UPDATE (permission denied)" in w.detail
+        assert "INSERT" not in w.detail.split("cannot")[1].split("on")[0]       # the INSERT itself was allowed
+        assert "INSERT and UPDATE" in w.ask and w.roles == ["it"]
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"GRANT UPDATE ON u_afterschool_participation TO {role}")
+        assert flows_sql(login, ["write_participation"])[0].ok is True
+        with admin.connect() as conn:       # both probes were rolled back
+            assert conn.exec_driver_sql("SELECT count(*) FROM u_afterschool_participation").scalar() == 0
+    finally:
+        login.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
+
+
+def test_the_export_over_http_brings_both_files(tmp_path):
+    """The afterschool_api connection: a local server answering as the platform's export endpoints do."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from airflow.models.connection import Connection
+
+    from calpads.afterschool.ingest import fetch_http, parse
+
+    files = {"/exports/attendance": export([ROWS[0][0]]), "/exports/registrations": registrations(
+        ["100001,,ELO-P,2025-08-01"])[0]}
+
+    class Platform(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = files.get(self.path)
+            status = 401 if self.headers.get("Authorization") != "Bearer t0ken" else 200 if body else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(body if status == 200 else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        extra = {"endpoint": "/exports/attendance", "registrations_endpoint": "/exports/registrations",
+                 "token": "t0ken"}
+        conn = Connection(conn_id="afterschool_api", conn_type="http", host="127.0.0.1", schema="http",
+                          port=server.server_port, extra=json.dumps(extra))
+        data, name, ctype = fetch_http(conn)
+        reg, reg_name, reg_type = fetch_http(conn, kind="registrations")
+        assert (name, reg_name) == ("/exports/attendance", "/exports/registrations")
+        assert parse(data, name, ctype).rows["student_number"].tolist() == ["100001"]
+        assert parse(reg, reg_name, reg_type, kind="registrations").rows["program"].tolist() == ["ELO-P"]
+        wrong = Connection(conn_id="afterschool_api", conn_type="http", host="127.0.0.1", schema="http",
+                           port=server.server_port, extra=json.dumps({**extra, "token": "nope"}))
+        with pytest.raises(PermissionError, match="HTTP 401"):
+            fetch_http(wrong, kind="registrations")
+    finally:
+        server.shutdown()
+
+
+def test_stas_lists_the_attendance_recovery_rows_the_import_held_back(district, tmp_path):
+    import pandas as pd
+
+    from calpads import pipeline
+    from calpads.run_scope import RunScope
+
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    rows = ["100003,,6000200,2025-10-11,240,AR", "100001,,6000100,2025-10-11,700,AR",   # 700 minutes: held back
+            "100001,,6000100,2025-10-12,90,ELO-P"]
+    import_export(make_run(tmp_path), SqlReader(district), store, export(rows), "attendance.csv")
+    scope = RunScope.from_params("STAS", {"academic_year": "2025-2026"}, today=date(2026, 1, 15))
+    ctx = pipeline.RunContext("STAS", "calpads_stas", "manual__s", scope, tmp_path / "work" / "stas", tmp_path / "pub")
+    pipeline.extract(ctx, district, store_engine=store)
+    held = pd.read_parquet(ctx.path(pipeline.NOT_EXTRACTED))
+    assert held[["local_student_id", "reason"]].values.tolist() == [
+        ["100001", "1 attendance recovery session(s) held back by the afterschool import (AS-MINUTES-RANGE): not "
+                   "counted in 13.24 until corrected in the afterschool platform"]]

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from calpads import pipeline
 from calpads.run_scope import RunScope
-from tests.integration.small_district import CDS_A, CDS_B, build_sis, write_afterschool
+from tests.integration.small_district import CDS_A, CDS_B, build_sis, stage_afterschool
 
 LEA = "1234567"
 
@@ -27,18 +27,20 @@ def sis(request, tmp_path, monkeypatch):
     else:
         eng = sa.create_engine(request.getfixturevalue("pg_database"))
     build_sis(eng)
-    monkeypatch.setenv("AIRFLOW_VAR_AFTERSCHOOL_ATTENDANCE_PATH", str(write_afterschool(tmp_path / "afterschool")))
+    # afterschool_sync has imported and staged the afterschool export (LEAP and STAS 13.24 read it from the store)
+    stage_afterschool(eng, sa.create_engine(f"sqlite:///{tmp_path}/store.db"), tmp_path / "afterschool")
     yield eng
     eng.dispose()
 
 
-def run(tmp_path: Path, sis: sa.Engine, record_type: str, **params) -> tuple[Path, dict]:
+def run(tmp_path: Path, sis: sa.Engine, record_type: str, run_id: str = "manual__t", **params) -> tuple[Path, dict]:
     scope = RunScope.from_params(record_type, {"academic_year": "2025-2026", **params}, today=date(2026, 6, 20))
-    ctx = pipeline.RunContext(record_type, f"calpads_{record_type.lower()}", "manual__t", scope,
-                              tmp_path / "work" / record_type, tmp_path / "pub")
-    pipeline.extract(ctx, sis)
+    ctx = pipeline.RunContext(record_type, f"calpads_{record_type.lower()}", run_id, scope,
+                              tmp_path / "work" / run_id / record_type, tmp_path / "pub")
+    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    pipeline.extract(ctx, sis, store_engine=store)
     gated = pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5)
-    pipeline.diff(ctx, sa.create_engine(f"sqlite:///{tmp_path}/store.db"))
+    pipeline.diff(ctx, store)
     pipeline.publish(ctx)
     return Path(str(ctx.run_folder)), gated
 
@@ -100,6 +102,26 @@ def test_stas_counts_days_in_sql_and_caps_attendance_recovery(tmp_path, sis):
     assert {(r[12], r[13], r[22]) for r in full} == {("N", "N", "N")}
 
 
+def test_a_one_school_stas_run_gives_each_record_the_district_wide_13_24(tmp_path, sis):
+    # Student 2's AR days: day 1 (Sat 13) belongs to A (enrolled there that day), day 2 (Sat 27) to B, each within
+    # that school's recoverable absences: A 1, B 1 (STAS_EXPECTED). A run over school B alone must not move day 1
+    # to B (B has 2 recoverable absences, so it would claim 2 there).
+    folder, _ = run(tmp_path, sis, "STAS", run_id="manual__b", schools=[CDS_B])
+    only_b = {r[2]: r[23] for r in rows(folder, f"STAS_{LEA}_2025-2026.txt")}
+    assert only_b == {"2.200": "1", "3.200": "0"}
+    folder, _ = run(tmp_path, sis, "STAS", run_id="manual__a", schools=[CDS_A])
+    only_a = {r[2]: r[23] for r in rows(folder, f"STAS_{LEA}_2025-2026.txt")}
+    assert only_a == {"1.100": "2", "2.100": "1", "4.100": "0", "7.100": "10"}
+    assert only_a | only_b == {rid: ar for rid, _, _, ar in STAS_EXPECTED}
+
+
+def test_a_narrowed_leap_run_counts_the_whole_reporting_year(tmp_path, sis):
+    # start_date Sep 8 and school A only: LEAP is LEA-level and CALPADS replaces the year, so student 3 (at B)
+    # keeps his 3 days (Sep 3, 6 and 9), as in the full run below.
+    folder, _ = run(tmp_path, sis, "LEAP", run_id="manual__narrow", start_date="2025-09-08", schools=[CDS_A])
+    assert [(r[2], r[6]) for r in rows(folder, f"LEAP_{LEA}_2025-2026.txt")] == [("3.194", "3"), ("4.194", "0")]
+
+
 def test_leap_counts_distinct_elp_dates_and_reports_school_days(tmp_path, sis):
     folder, gated = run(tmp_path, sis, "LEAP")
     full = rows(folder, f"LEAP_{LEA}_2025-2026.txt")
@@ -118,10 +140,12 @@ def test_leap_counts_distinct_elp_dates_and_reports_school_days(tmp_path, sis):
         "100003": ("3", "1", "1", "1"), "100004": ("0", "0", "0", "0")}
     with (folder / "report" / "not_extracted.csv").open() as fh:
         held = sorted((r["local_student_id"], r["reason"]) for r in csv.DictReader(fh))
+    # 999999's rows were held back by the afterschool import (unknown student): listed with the rule
+    later = "not counted until corrected in the afterschool platform"
     assert held == [
         ("100005", "1 registration(s) for a student without an SSID in the SIS"),
-        ("999999", "1 expanded-learning session(s) for a student the SIS does not know"),
-        ("999999", "1 registration(s) for a student the SIS does not know"),
+        ("999999", f"1 expanded-learning session(s) held back by the afterschool import (AS-KNOWN-STUDENT): {later}"),
+        ("999999", f"1 registration(s) held back by the afterschool import (ASR-KNOWN-STUDENT): {later}"),
     ]
     for p in (folder / "report").glob("*.csv"):
         text = p.read_text()

@@ -12,7 +12,7 @@ from calpads.afterschool.ingest import MalformedExport, parse_csv, parse_json
 from calpads.afterschool.reconcile import reconcile, summary
 from calpads.afterschool.recovery import recovered_days, recovery_candidates
 from calpads.deadlines import watch
-from calpads.health.checks import afterschool_days, recent_runs
+from calpads.health.checks import afterschool_days, leap_vs_sis, recent_runs
 from tests.conftest import ROOT
 
 HEADER = "student_number,ssid,school_code,session_date,minutes,program"
@@ -95,7 +95,54 @@ def test_each_discrepancy_kind_per_student_and_month():
     }
     s = summary(rows, unknown_students=2)
     assert {k: v["days"] for k, v in s.items()} == {"missing_in_sis": 1, "extra_in_sis": 1, "absent_in_sis": 1,
-                                                    "not_enrolled": 1, "unknown_student": 2, "total": 7}
+                                                    "not_enrolled": 1, "held_back": 0, "removed_in_platform": 0,
+                                                    "unknown_student": 2, "total": 7}
+
+
+def spot_check_district() -> dict:
+    """Student 1 (id 1, S1) in October: the platform's export has 7 days. Oct 1-5 staged and written to the SIS;
+    Oct 6 held back at import (two conflicting sessions); Oct 7 held back, but written by an earlier run before
+    the platform's row went bad. The SIS also has Oct 8 written earlier and since deleted in the platform, and
+    Oct 9 entered in the SIS by hand."""
+    days = [f"2025-10-0{d}" for d in range(1, 10)]
+    return dict(
+        platform=pd.DataFrame({"student_id": [1] * 5, "session_date": days[:5], "program": "ELO-P"}),
+        held=pd.DataFrame({"student_id": [1, 1, 1], "session_date": [days[5], days[5], days[6]]}),
+        sis=pd.DataFrame({"studentid": [1] * 8, "participation_date": [*days[:5], days[6], days[7], days[8]]}),
+        written=pd.DataFrame({"studentid": [1] * 7, "participation_date": [*days[:5], days[6], days[7]]}),
+        enrollments=pd.DataFrame({"student_id": [1], "entrydate": [ts("2025-08-13")], "exitdate": [pd.NaT]}),
+        absences=pd.DataFrame({"student_id": pd.Series(dtype="int64"), "date": pd.Series(dtype="datetime64[ns]")}),
+        students=pd.DataFrame({"student_id": [1], "student_number": ["S1"]}),
+    )
+
+
+def test_held_back_days_are_their_own_kind_and_written_days_are_never_extra():
+    d = spot_check_district()
+    rows = reconcile(d["platform"], d["sis"], d["enrollments"], d["absences"], d["students"], held=d["held"],
+                     written=d["written"])
+    r = rows.iloc[0]
+    # platform 7 days (5 staged + Oct 6, 7 held back); SIS 8 days (Oct 1-5, 7, 8, 9)
+    assert (r.platform_days, r.sis_days) == (7, 8)
+    assert (r.missing_in_sis, r.held_back, r.removed_in_platform, r.extra_in_sis) == (0, 2, 1, 1)
+    assert r.status == "discrepancy"
+    # the spot-check sees the same: the held-back days as held back, never "ok" and never "extra"
+    sampled, everyone = afterschool_days(rows, run_date=date(2025, 11, 3), sample_size=10)
+    assert sampled.ok is False and everyone.ok is False
+    assert "platform 7 days (2 held back at import), SIS 8 days; 1 student(s) differ" in sampled.detail
+    assert "held_back 2 (data quality), removed_in_platform 1 (process), extra_in_sis 1 (process)" in sampled.detail
+    assert "import_held_back.csv" in sampled.ask and set(sampled.roles) == {"afterschool", "coordinator"}
+
+
+def test_summer_days_of_a_registered_student_are_not_flagged_not_enrolled():
+    # enrolled from Aug 13; July 14 ELO-P and AR days: AR never needs an enrollment, ELO-P only when unregistered
+    platform = pd.DataFrame({"student_id": [1, 2, 3], "session_date": ["2025-07-14"] * 3,
+                             "program": ["ELO-P", "ELO-P", "AR"]})
+    enrollments = pd.DataFrame({"student_id": [1, 2, 3], "entrydate": [ts("2025-08-13")] * 3, "exitdate": pd.NaT})
+    students = pd.DataFrame({"student_id": [1, 2, 3], "student_number": ["S1", "S2", "S3"]})
+    sis = pd.DataFrame({"studentid": [1, 2, 3], "participation_date": ["2025-07-14"] * 3})
+    none = pd.DataFrame({"student_id": pd.Series(dtype="int64"), "date": pd.Series(dtype="datetime64[ns]")})
+    rows = reconcile(platform, sis, enrollments, none, students, registered={1})
+    assert dict(zip(rows["local_student_id"], rows["not_enrolled"], strict=True)) == {"S1": 0, "S2": 1, "S3": 0}
 
 
 # --------------------------------------------------------------------------- attendance recovery
@@ -152,12 +199,36 @@ def test_recovery_list_is_students_near_chronic_who_can_still_recover():
 def test_afterschool_days_checks_fail_for_the_right_reason():
     platform = pd.DataFrame({"student_id": [1, 1, 2], "session_date": ["2025-10-06", "2025-10-07", "2025-10-06"]})
     sis = pd.DataFrame({"studentid": [1, 2], "participation_date": ["2025-10-06", "2025-10-06"]})
-    sampled, everyone = afterschool_days(platform, sis, run_date=date(2025, 11, 3), sample_size=10)
-    assert sampled.ok is False and "platform 3 days, SIS 2 days; 1 student(s) differ" in sampled.detail
+    enrollments = pd.DataFrame({"student_id": [1, 2], "entrydate": [ts("2025-08-13")] * 2, "exitdate": pd.NaT})
+    students = pd.DataFrame({"student_id": [1, 2], "student_number": ["S1", "S2"]})
+    none = pd.DataFrame({"student_id": pd.Series(dtype="int64"), "date": pd.Series(dtype="datetime64[ns]")})
+    rows = reconcile(platform, sis, enrollments, none, students)
+    sampled, everyone = afterschool_days(rows, run_date=date(2025, 11, 3), sample_size=10)
+    assert sampled.ok is False and "platform 3 days (0 held back at import), SIS 2 days; 1 student(s) differ: " \
+        "missing_in_sis 1 (integration)." in sampled.detail
     assert everyone.ok is False and "1 student-months differ" in everyone.detail
     assert "Does our afterschool attendance data currently flow into the SIS?" in sampled.ask
-    missing = afterschool_days(platform.iloc[0:0], sis, run_date=date(2025, 11, 3))
+    assert sampled.roles == ["it"]
+    # rows of student numbers the SIS does not know fail the all-students check
+    ok_rows = reconcile(platform.iloc[:1], sis.iloc[:1], enrollments, none, students)
+    assert [r.ok for r in afterschool_days(ok_rows, run_date=date(2025, 11, 3))] == [True, True]
+    unknown = afterschool_days(ok_rows, run_date=date(2025, 11, 3), unknown_students=2)[1]
+    assert unknown.ok is False and "2 platform row(s) name a student number the SIS does not know" in unknown.detail
+    missing = afterschool_days(None, run_date=date(2025, 11, 3))
     assert [r.ok for r in missing] == [False, False] and "No afterschool attendance" in missing[0].detail
+
+
+def test_leap_vs_sis_compares_day_counts_per_student():
+    # LEAP file: student 1 with 3 days, 2 with 0. SIS: 1 has Oct 6 (ELO-P and ASES: one day), Oct 7, and an AR day
+    # (not expanded learning) -> 2 days; 3 (not in the file) has 1 day.
+    leap = pd.DataFrame({"student_id": ["1", "2"], "elp_days": ["3", "0"]})
+    sis = pd.DataFrame({"studentid": [1, 1, 1, 1, 3],
+                        "participation_date": ["2025-10-06", "2025-10-06", "2025-10-07", "2025-10-11", "2025-10-06"],
+                        "program": ["ELO-P", "ASES", "ELO-P", "AR", "ELO-P"]})
+    r = leap_vs_sis(leap, sis)
+    assert r.ok is False and "1 student(s) differ (1 with more days in LEAP, 0 with more in the SIS)" in r.detail
+    assert "Not compared: 1 student(s) with 1 expanded-learning days in the SIS" in r.detail
+    assert leap_vs_sis(pd.DataFrame({"student_id": ["1"], "elp_days": ["2"]}), sis).ok is True
 
 
 def test_recent_runs_check():
@@ -191,11 +262,38 @@ def test_readiness_reads_open_errors_and_pending_changes(tmp_path):
     (run / "manifest.json").write_text(json.dumps({
         "run_id": "manual_1", "params": {"mode": "submission"},
         "validation": {"records_held_back": 3, "rules": {"SPRG-CPA-113": {"count": 3, "severity": "error"}}},
-        "counts": {"diff": {"adds": 5, "updates": 2, "deletes": 1, "unchanged": 90}}}))
+        "counts": {"diff": {"new": 5, "changed": 2, "deleted": 1, "unchanged": 90, "records_out": 8}}}))
     r = watch.readiness(tmp_path, "2025-2026", "SPRG")
     assert r["status"] == "open errors" and r["open_errors"] == 3 and r["error_rules"] == {"SPRG-CPA-113": 3}
-    assert r["pending_changes"]["adds"] == 5
+    assert r["pending_changes"] == {"new": 5, "changed": 2, "deleted": 1}        # unchanged records are not pending
     assert watch.readiness(tmp_path, "2025-2026", "LEAP")["status"] == "never run"
+
+
+def test_leap_is_not_ready_while_its_integration_checks_fail(tmp_path):
+    import json
+
+    run = tmp_path / "2025-2026" / "LEAP" / "manual_1"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({
+        "run_id": "manual_1", "validation": {"records_held_back": 0, "rules": {}},
+        "counts": {"diff": {"new": 0, "changed": 0, "deleted": 0, "unchanged": 464}}}))
+    (tmp_path / "integration").mkdir()
+    checks = [{"check": "leap_vs_sis", "title": "Test LEAP extract: days match the SIS", "ok": False},
+              {"check": "recent_calpads_sprg", "title": "Last successful run of calpads_sprg", "ok": False},
+              {"check": "flow_read_enrollment", "title": "Data flow: read enrollment data", "ok": True}]
+    (tmp_path / "integration" / "health.json").write_text(json.dumps({"checks": checks}))
+    health = watch.latest_health(tmp_path)
+    r = watch.readiness(tmp_path, "2025-2026", "LEAP", health)
+    assert r["status"] == "integration checks failing" and r["failing_checks"] == ["Test LEAP extract: days match "
+                                                                                  "the SIS"]
+    assert r["pending_changes"] == {}
+    checks[0]["ok"] = True
+    assert watch.readiness(tmp_path, "2025-2026", "LEAP", {"checks": checks})["status"] == "ready"
+    eoy1 = [w for w in watch.windows(watch.load_calendar(), "2025-2026") if w.key == "eoy1"]
+    ready = {rt: watch.readiness(tmp_path, "2025-2026", rt, health) for rt in eoy1[0].files}
+    subject, body = watch.email(date(2026, 7, 6), eoy1, [], ready)
+    assert "integration checks failing" in body and "Test LEAP extract: days match the SIS" in body
+    assert "unchanged" not in body and "464" not in body
 
 
 # --------------------------------------------------------------------------- migrations and docs
@@ -213,3 +311,7 @@ def test_data_flows_page_names_tables_permissions_and_recipients():
                                         afterschool_source="file drop /srv/drop"))
     assert "U_AFTERSCHOOL_PARTICIPATION" in md and "INSERT, UPDATE" in md and "team@district.example" in md
     assert "ATTENDANCE" in page and "file:///srv/calpads/<year>/SPRG" in md
+    # LEAP and STAS read the export afterschool_sync staged, not the platform's files
+    leap = next(line for line in md.splitlines() if line.startswith("| calpads_leap, calpads_stas |"))
+    assert "afterschool_sessions, afterschool_registrations" in leap and "calpads_store" in leap
+    assert "an INSERT and an UPDATE of U_AFTERSCHOOL_PARTICIPATION, rolled back" in md

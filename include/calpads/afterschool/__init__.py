@@ -4,7 +4,8 @@ validated write-back of participation into the SIS, and attendance recovery.
 Functions other builders call (e.g. STAS 13.24, LEAP 26.07):
 - ``calpads.afterschool.recovery.recovered_days(ar_sessions, absences, students)``: AR days per student
   (10-day cap, never more than recoverable absences), one row per student.
-- ``calpads.afterschool.store.AfterschoolStore(engine).current_sessions(lea)``: the staged, gated sessions.
+- ``calpads.afterschool.store.AfterschoolStore(engine).staged(lea, academic_year)``: the platform's export as
+  afterschool_sync gated it (sessions, registrations, held-back rows); the one reader of afterschool data.
 """
 
 PROGRAMS = ("ELO-P", "ASES", "21CCLC", "AR")

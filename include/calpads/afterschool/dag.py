@@ -13,24 +13,31 @@ DAG_ID = "afterschool_sync"
 DOC = """
 ### Afterschool data into the SIS and CALPADS (`afterschool_sync`)
 
-**What it does.** Nightly (03:00 Pacific): takes the afterschool platform's attendance export (the
-file in the Variable `afterschool_drop_path`, or the `afterschool_api` connection), rejects a
-malformed file whole, checks every row against the afterschool rules (GX suite
-`afterschool_attendance`: known student, SSID matches the SIS, real session date in the year, minutes
-1-600, site is a school, no duplicates, valid program), stages the good rows in `calpads_store`
-(once per file: a file imported before is not staged again), then
+**What it does.** Nightly (03:00 Pacific): takes the afterschool platform's export, the attendance
+and the expanded-learning registrations (the files in the Variable `afterschool_drop_path`, or the
+`afterschool_api` connection), rejects a malformed file whole, checks every row against the afterschool
+rules (GX suites `afterschool_attendance`: known student, SSID matches the SIS, real session date in the
+year, minutes 1-600, site is a school, no duplicates, valid program; `afterschool_registrations`), stages
+the good rows in `calpads_store` and keeps the held-back ones apart (once per export: an export imported
+before is not staged again). The LEAP file and STAS 13.24 read these staged rows. Then
 1. **writes participation back into the SIS** (`U_AFTERSCHOOL_PARTICIPATION`, or the PowerSchool API):
-   validated first; `write_mode` = `dry_run` (default: only shows what would be written) or `write`;
-   every write is audited (`afterschool_writeback_audit`: who, when, which run, before/after);
-2. **reconciles** the platform with the SIS per student per month (missing/extra days, afterschool on
-   days the SIS has the student absent or not enrolled);
+   validated first (a registered student's summer and intersession expanded-learning days are valid);
+   `write_mode` = `setting` (default, and every scheduled run: the Variable `afterschool_write_mode`,
+   `dry_run` unless the district set it to `write`), `dry_run` (only shows what would be written) or
+   `write`; every write is audited (`afterschool_writeback_audit`: who, when, which run, before/after);
+2. **reconciles** the platform's export (staged and held-back rows) with the SIS's participation of the
+   year, per student per month; each discrepancy kind is an integration, data quality or process issue;
 3. lists the students who can still **recover attendance** (AR) and are at or near chronic absence.
 Reports (HTML + CSV, by Local Student ID, owner-only) go to
-`<calpads_publish_root>/<academic year>/AFTERSCHOOL/<run id>/`; the team gets an email with the counts.
+`<calpads_publish_root>/<academic year>/AFTERSCHOOL/<run id>/`; the summary email (counts only) goes to
+the afterschool staff (Variable `afterschool_staff_emails`), and to district IT (`it_emails`) and the
+CALPADS coordinator (`calpads_coordinator_emails`) when their kind of discrepancy shows; each list
+defaults to `integration_team_emails`.
 
 **When you get an alert.**
-- *import failed, file rejected*: the export is not the contract's CSV (encoding, columns): the message
-  says what; ask the platform vendor for a new export. Nothing from that file was staged.
+- *import failed, file rejected*: the export is not the expected CSV (encoding, columns), or one of its
+  two files (attendance, registrations) is missing: the message says what; ask the platform vendor for
+  a new export. Nothing from that export was staged.
 - *write_back failed, rejected*: too many rows failed validation: nothing was written; see
   `writeback_invalid.csv`. *Refused by the SIS*: the pipeline's login lacks write access to the
   participation table: ask district IT (see the `integration_health` email).
@@ -46,6 +53,7 @@ def build_afterschool_dag():
     from airflow.sdk.exceptions import AirflowFailException
 
     from calpads.afterschool import runtime
+    from calpads.assets import AFTERSCHOOL, asset
     from calpads.run_scope import current_academic_year
     from calpads_airflow.notifiers import CalpadsFailureNotifier
 
@@ -84,9 +92,11 @@ def build_afterschool_dag():
             "academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",
                                    pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
                                    description="CCYY-CCYY: the year the export's sessions belong to."),
-            "write_mode": Param("dry_run", type="string", enum=["dry_run", "write"], title="Write-back mode",
-                                description="dry_run = only report what would be written to the SIS; "
-                                "write = write it (validated, audited)."),
+            "write_mode": Param("setting", type="string", enum=["setting", "dry_run", "write"],
+                                title="Write-back mode",
+                                description="setting = what the district set for scheduled runs (Variable "
+                                "afterschool_write_mode, default dry_run); dry_run = only report what would be "
+                                "written to the SIS; write = write it (validated, audited)."),
             "source": Param("auto", type="string", enum=["auto", "file", "http"], title="Export source",
                             description="file = Variable afterschool_drop_path; http = connection afterschool_api; "
                             "auto = the file when configured, else the endpoint."),
@@ -110,11 +120,14 @@ def build_afterschool_dag():
             params = dict(get_current_context()["params"])
             try:
                 academic_year_bounds(params["academic_year"])
-            except ScopeError as exc:
+                if params["write_mode"] == "setting":
+                    params["write_mode"] = runtime.scheduled_write_mode()
+            except (ScopeError, ValueError) as exc:
                 raise AirflowFailException(f"Run parameters rejected: {exc}") from None
             return {k: params[k] for k in ("academic_year", "write_mode", "source", "chronic_threshold")}
 
-        @task(task_display_name="Import afterschool attendance (gate + stage)")
+        # The staged export is what LEAP and STAS 13.24 read: their DAGs wait for this asset (calpads.assets).
+        @task(task_display_name="Import afterschool attendance (gate + stage)", outlets=[asset(AFTERSCHOOL)])
         def import_attendance(cfg: dict[str, Any]) -> dict[str, Any]:
             from calpads.afterschool.ingest import MalformedExport
             from calpads.afterschool.stages import import_export
@@ -122,8 +135,9 @@ def build_afterschool_dag():
             run = run_obj(cfg)
             try:
                 data, name, ctype = runtime.afterschool_export(cfg["source"])
+                registrations = runtime.afterschool_export(cfg["source"], "registrations")
                 out = import_export(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"), data,
-                                    name, ctype)
+                                    name, ctype, registrations=registrations)
             except (MalformedExport, FileNotFoundError, PermissionError) as exc:
                 remember(run, "errors", {"import": str(exc)})
                 raise AirflowFailException(f"Afterschool export rejected: {exc}") from None
@@ -133,6 +147,7 @@ def build_afterschool_dag():
         @task(task_display_name="Write participation back to the SIS")
         def write_back(cfg: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
             from calpads.afterschool.stages import writeback_stage
+            from calpads.afterschool.store import AfterschoolNotImported
             from calpads.afterschool.writeback import WriteBackError, WriteRejected
 
             run = run_obj(cfg)
@@ -140,7 +155,7 @@ def build_afterschool_dag():
                 out = writeback_stage(run, runtime.sis_reader(run.work_dir), runtime.writeback_target(),
                                       runtime.engine("calpads_store"), cfg["write_mode"],
                                       ceiling=float(runtime.conf("afterschool_error_ceiling", "0.05")))
-            except (WriteRejected, WriteBackError) as exc:
+            except (WriteRejected, WriteBackError, AfterschoolNotImported) as exc:
                 remember(run, "errors", {"write_back": str(exc)})
                 raise AirflowFailException(str(exc)) from None
             remember(run, "writeback", out)
@@ -149,9 +164,13 @@ def build_afterschool_dag():
         @task(task_display_name="Reconcile platform with SIS", trigger_rule="all_done")
         def reconcile(cfg: dict[str, Any]) -> dict[str, Any]:
             from calpads.afterschool.stages import reconcile_stage
+            from calpads.afterschool.store import AfterschoolNotImported
 
             run = run_obj(cfg)
-            out = reconcile_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"))
+            try:
+                out = reconcile_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"))
+            except AfterschoolNotImported as exc:
+                raise AirflowFailException(str(exc)) from None
             remember(run, "reconcile", out)
             print(f"Reconciliation report: {out['report']}")
             return {k: v for k, v in out.items() if k != "kinds"} | {"kinds": {k: v["days"] for k, v in
@@ -160,23 +179,28 @@ def build_afterschool_dag():
         @task(task_display_name="Attendance recovery list", trigger_rule="all_done")
         def attendance_recovery(cfg: dict[str, Any]) -> dict[str, Any]:
             from calpads.afterschool.stages import recovery_stage
+            from calpads.afterschool.store import AfterschoolNotImported
 
             run = run_obj(cfg)
-            out = recovery_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"),
-                                 threshold=float(cfg["chronic_threshold"]))
+            try:
+                out = recovery_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"),
+                                     threshold=float(cfg["chronic_threshold"]))
+            except AfterschoolNotImported as exc:
+                raise AirflowFailException(str(exc)) from None
             remember(run, "recovery", out)
             return out
 
         @task(task_display_name="Email afterschool summary", trigger_rule="all_done", retries=1)
         def email_summary(cfg: dict[str, Any]) -> dict[str, Any]:
-            from calpads.afterschool.stages import summary_email
+            from calpads.afterschool.stages import summary_email, summary_roles
             from calpads_airflow.notifiers import send
 
             run = run_obj(cfg)
             path = run.work_dir / "state.json"
             state = json.loads(path.read_text()) if path.exists() else {}
             subject, body = summary_email(run, state)
-            return {"sent": send(subject, body)}
+            roles = summary_roles(state)
+            return {"sent": send(subject, body, roles=roles), "roles": list(roles)}
 
         @task(task_display_name="Run outcome", trigger_rule="one_failed", retries=0, on_failure_callback=None)
         def run_outcome() -> None:

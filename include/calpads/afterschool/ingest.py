@@ -1,4 +1,4 @@
-"""Read the afterschool platform's attendance export (contracts README §1), strictly.
+"""Read the afterschool platform's export (docs/afterschool.md), strictly.
 
 A file is taken whole or rejected whole (``MalformedExport``, with a message the
 afterschool director can act on): it must be UTF-8 (a BOM is accepted and dropped),
@@ -6,9 +6,14 @@ lines may end in LF or CRLF, the header must hold exactly the contract's columns
 (any order), and every line must have as many fields as the header. Bad *values* are
 not this module's business: the gate holds back the rows that carry them.
 
-Sources: a file drop folder (Variable ``afterschool_drop_path``: a file, or a folder
-whose newest ``*.csv`` is taken) or an HTTP endpoint (connection ``afterschool_api``:
-CSV, or JSON = a list of objects / {"records": [...]}, same columns).
+The export is two files: the attendance (one row per student per session) and the
+expanded-learning registrations (``student_number,ssid,program,registration_date``: CALPADS
+reports every registered student, even one who never attended).
+
+Sources: a file drop folder (Variable ``afterschool_drop_path``: the folder, whose newest
+``attendance*.csv`` and ``registrations*.csv`` are taken, or the attendance file itself, with the
+registrations beside it) or an HTTP endpoint (connection ``afterschool_api``: extras ``endpoint``
+and ``registrations_endpoint``; CSV, or JSON = a list of objects / {"records": [...]}, same columns).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from calpads.afterschool import ATTENDANCE_COLUMNS
+from calpads.afterschool import ATTENDANCE_COLUMNS, REGISTRATION_COLUMNS
+
+FILES = {"attendance": ATTENDANCE_COLUMNS, "registrations": REGISTRATION_COLUMNS}
 
 
 class MalformedExport(ValueError):
@@ -69,7 +76,7 @@ def _check_header(found: list[str], source: str, expected: tuple[str, ...]) -> l
         if dupes:
             parts.append(f"repeated column(s) {', '.join(dupes)}")
         raise MalformedExport(f"{source}: {'; '.join(parts)}. The export must have exactly the columns "
-                              f"{','.join(expected)} (contract §1). Nothing from this file was imported.")
+                              f"{','.join(expected)}. Nothing from this file was imported.")
     return cols
 
 
@@ -123,30 +130,40 @@ def parse_json(data: bytes, source: str, expected: tuple[str, ...] = ATTENDANCE_
     return Export(df, checksum(data), source, len(data))
 
 
-def parse(data: bytes, source: str, content_type: str = "") -> Export:
+def parse(data: bytes, source: str, content_type: str = "", kind: str = "attendance") -> Export:
+    """kind: attendance | registrations (which columns the file must have)."""
     if "json" in content_type.lower() or source.lower().endswith(".json"):
-        return parse_json(data, source)
-    return parse_csv(data, source)
+        return parse_json(data, source, FILES[kind])
+    return parse_csv(data, source, FILES[kind])
 
 
-def read_drop(path: str | Path) -> tuple[bytes, str]:
-    """The export in the drop folder: the path itself, or the newest *.csv / *.json in it."""
+def read_drop(path: str | Path, kind: str = "attendance") -> tuple[bytes, str]:
+    """One file of the export in the drop folder: the newest ``<kind>*.csv`` / ``.json`` in it. When the
+    path is the attendance file itself, it is that file (attendance) or the newest registrations file beside it."""
     p = Path(path)
+    if p.is_file() and kind != "attendance":
+        p = p.parent
     if p.is_dir():
         files = sorted((f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json") and f.is_file()
-                        and f.name.startswith("attendance")), key=lambda f: (f.stat().st_mtime, f.name))
+                        and f.name.startswith(kind)), key=lambda f: (f.stat().st_mtime, f.name))
         if not files:
-            raise FileNotFoundError(f"no attendance*.csv in the afterschool drop folder {p}: ask the afterschool "
-                                    "platform vendor whether last night's export ran")
+            raise FileNotFoundError(f"no {kind}*.csv in the afterschool drop folder {p}: ask the afterschool "
+                                    "platform vendor whether last night's export ran (it must hold both the attendance "
+                                    "and the registrations)")
         p = files[-1]
     if not p.exists():
         raise FileNotFoundError(f"the afterschool export {p} does not exist: check the Variable afterschool_drop_path")
     return p.read_bytes(), p.name
 
 
-def fetch_http(conn: Any, timeout: float = 120.0) -> tuple[bytes, str, str]:
-    """GET the export from the ``afterschool_api`` connection: host (+ schema http/https, port), extra
-    {"endpoint": "/exports/attendance", "token": "..."} or login/password for Basic auth."""
+ENDPOINTS = {"attendance": ("endpoint", "/attendance.csv"), "registrations": ("registrations_endpoint",
+                                                                              "/registrations.csv")}
+
+
+def fetch_http(conn: Any, timeout: float = 120.0, kind: str = "attendance") -> tuple[bytes, str, str]:
+    """GET one file of the export from the ``afterschool_api`` connection: host (+ schema http/https, port), extra
+    {"endpoint": "/exports/attendance", "registrations_endpoint": "/exports/registrations", "token": "..."}
+    or login/password for Basic auth."""
     import requests
 
     extra = dict(conn.extra_dejson or {})
@@ -155,7 +172,8 @@ def fetch_http(conn: Any, timeout: float = 120.0) -> tuple[bytes, str, str]:
         host = f"{conn.schema or 'https'}://{host}"
     if conn.port and host.count(":") < 2:
         host = f"{host}:{conn.port}"
-    endpoint = "/" + str(extra.get("endpoint", "/attendance.csv")).lstrip("/")
+    key, default = ENDPOINTS[kind]
+    endpoint = "/" + str(extra.get(key, default)).lstrip("/")
     headers = {"Accept": "text/csv, application/json"}
     auth = None
     if extra.get("token"):

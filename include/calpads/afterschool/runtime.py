@@ -6,8 +6,11 @@ Airflow configuration ([calpads] section, e.g. AIRFLOW__CALPADS__...):
   SIS_CONN_ID                 API connection (default sis_powerschool)
   AFTERSCHOOL_WRITEBACK       sql | powerschool_api (default: as SIS_SOURCE)
   AFTERSCHOOL_ERROR_CEILING   share of invalid write-back rows that rejects the whole write (default 0.05)
-Variables: afterschool_drop_path (default $AIRFLOW_HOME/afterschool_drop), calpads_publish_root,
-calpads_work_root, integration_team_emails. Connections: sis_db, calpads_store, afterschool_api,
+  AFTERSCHOOL_WRITE_MODE      dry_run (default) | write: what scheduled afterschool_sync runs do
+Variables: afterschool_drop_path (default $AIRFLOW_HOME/afterschool_drop), afterschool_write_mode (overrides
+the config above), calpads_publish_root, calpads_work_root, integration_team_emails and the per-role lists
+it_emails, calpads_coordinator_emails, afterschool_staff_emails (each defaults to integration_team_emails).
+Connections: sis_db, calpads_store, afterschool_api,
 sis_powerschool, smtp_default.
 """
 
@@ -94,15 +97,31 @@ def writeback_target() -> Any:
     return SqlTarget(engine("sis_db"))
 
 
-def afterschool_export(source: str) -> tuple[bytes, str, str]:
-    """(bytes, source name, content type) from the drop folder or the afterschool_api connection."""
+def afterschool_export(source: str, kind: str = "attendance") -> tuple[bytes, str, str]:
+    """(bytes, source name, content type) of one file of the export (kind: attendance | registrations) from the
+    drop folder or the afterschool_api connection."""
     from airflow.sdk import BaseHook, Variable
 
     from calpads.afterschool import ingest
 
     drop = Variable.get("afterschool_drop_path", default="")
     if source == "file" or (source == "auto" and (drop or Path(airflow_home(), "afterschool_drop").exists())):
-        data, name = ingest.read_drop(drop or Path(airflow_home(), "afterschool_drop"))
+        data, name = ingest.read_drop(drop or Path(airflow_home(), "afterschool_drop"), kind)
         return data, name, ""
     conn = BaseHook.get_connection("afterschool_api")
-    return ingest.fetch_http(conn)
+    return ingest.fetch_http(conn, kind=kind)
+
+
+WRITE_MODES = ("dry_run", "write")
+
+
+def scheduled_write_mode() -> str:
+    """What a run with write_mode "setting" (every scheduled run) does: the Variable afterschool_write_mode,
+    else [calpads] afterschool_write_mode, else dry_run. Anything else is refused (ValueError)."""
+    from airflow.sdk import Variable
+
+    value = (Variable.get("afterschool_write_mode", default="") or conf("afterschool_write_mode", "dry_run")).strip()
+    if value not in WRITE_MODES:
+        raise ValueError(f"the afterschool write-back setting (Variable afterschool_write_mode or "
+                         f"AIRFLOW__CALPADS__AFTERSCHOOL_WRITE_MODE) is {value!r}: it must be dry_run or write")
+    return value

@@ -136,6 +136,7 @@ def _str(s: pd.Series) -> pd.Series:
 
 
 def read_snapshot(reader: SqlReader | PowerSchoolReader, year_start: date, year_end: date) -> SisSnapshot:
+    """Everything dated (enrollments, calendar, attendance, participation) is limited to year_start..year_end."""
     lo, hi = year_start.isoformat(), year_end.isoformat()
     prefs = reader.read("prefs", TABLES["prefs"][0])
     lea_rows = prefs[(prefs["name"].astype(str) == "districtnumber") & (_int(prefs["schoolid"]) == 0)]
@@ -188,7 +189,9 @@ def read_snapshot(reader: SqlReader | PowerSchoolReader, year_start: date, year_
 
     exists = reader.has_table(reader.participation_table)
     if exists:
-        p = reader.read(reader.participation_table, PARTICIPATION_COLUMNS, ("participation_date",))
+        # Only the year's rows: another year's participation is neither reconciled nor compared (July-June).
+        p = reader.read(reader.participation_table, PARTICIPATION_COLUMNS, ("participation_date",),
+                        between=("participation_date", lo, hi))
         participation = pd.DataFrame({
             "id": _int(p["id"]), "studentid": _int(p["studentid"]), "schoolid": _int(p["schoolid"]),
             "participation_date": _str(p["participation_date"]).map(lambda v: v[:10] if v else v),

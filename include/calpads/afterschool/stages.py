@@ -1,6 +1,9 @@
 """The stages of the nightly afterschool_sync run, importable and testable without a scheduler:
 
-    import (parse -> gate -> stage) -> reconcile -> write back (dry_run | write) -> recovery list
+    import (parse -> gate -> stage) -> write back (dry_run | write) -> reconcile -> recovery list
+
+Every stage after the import reads the import's staged rows through ``AfterschoolStore.staged`` (the one
+reader of afterschool data, which LEAP and STAS 13.24 use too).
 
 Each stage reads the SIS afresh through a reader (SQL or PowerSchool API), writes its report files
 owner-only into the run's work folder, copies them to the publish root
@@ -23,11 +26,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.afterschool import ingest, reports
-from calpads.afterschool.gate import run_afterschool_gate
-from calpads.afterschool.reconcile import KINDS, reconcile, summary
+from calpads.afterschool.gate import run_afterschool_gate, run_registration_gate
+from calpads.afterschool.reconcile import KINDS, by_category, explained, reconcile, summary
 from calpads.afterschool.recovery import CHRONIC_THRESHOLD, recovered_days, recovery_candidates
 from calpads.afterschool.sis_data import PowerSchoolReader, SisSnapshot, SqlReader, read_snapshot
-from calpads.afterschool.store import AfterschoolStore
+from calpads.afterschool.store import AfterschoolStore, Staged
 from calpads.run_scope import academic_year_bounds
 
 log = logging.getLogger(__name__)
@@ -75,39 +78,85 @@ def _timed(out: dict[str, Any], t0: float) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- 1. import
 def import_export(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, store_engine: sa.Engine, data: bytes,
-                  source: str, content_type: str = "") -> dict[str, Any]:
-    """Parse (whole file or nothing: ingest.MalformedExport), gate, stage (once per checksum)."""
+                  source: str, content_type: str = "",
+                  registrations: tuple[bytes, str, str] | None = None) -> dict[str, Any]:
+    """Parse (each file whole or nothing: ingest.MalformedExport), gate, stage (once per checksum).
+    registrations: (bytes, source, content type) of the registrations file; None = none sent."""
     t0 = time.perf_counter()
     export = ingest.parse(data, source, content_type)
+    regs = ingest.parse(registrations[0], registrations[1], registrations[2], kind="registrations") \
+        if registrations is not None else None
+    checksum = export.checksum if regs is None else ingest.checksum(f"{export.checksum}:{regs.checksum}".encode())
     snap = run.snapshot(reader)
     store = AfterschoolStore(store_engine)
-    seen = store.find_import(snap.lea, export.checksum)
+    seen = store.find_import(snap.lea, checksum)
     if seen is not None:
-        log.info("Export %s (sha256 %s...) was imported by run %s: nothing staged", source, export.checksum[:12],
+        log.info("Export %s (sha256 %s...) was imported by run %s: nothing staged", source, checksum[:12],
                  seen["run_id"])
         return _timed({"status": "already_imported", "import_id": int(seen["id"]), "source": source,
                        "rows": int(seen["rows_total"]), "accepted": int(seen["rows_accepted"]),
                        "held_back": int(seen["rows_held"]), "rules": json.loads(seen["summary"]).get("rules", {}),
                        "reporting_lea": snap.lea}, t0)
     result = run_afterschool_gate(export.rows, snap, year_start=run.year_start, last_day=run.last_day)
-    import_id, staged = store.stage(lea=snap.lea, academic_year=run.academic_year, checksum=export.checksum,
+    reg_result = run_registration_gate(regs.rows, snap, year_end=academic_year_bounds(run.academic_year)[1]) \
+        if regs is not None else None
+    held = [result.held_back.assign(file="attendance", day=result.held_back["session_date"])]
+    if reg_result is not None:
+        held.append(reg_result.held_back.assign(file="registrations", day=reg_result.held_back["registration_date"],
+                                                school_code=None, minutes=None))
+    held_rows = pd.concat(held, ignore_index=True)[["file", "line", "student_number", "school_code", "day", "minutes",
+                                                    "program", "rule_ids"]]
+    summary = dict(result.summary)
+    if reg_result is not None:
+        summary["rules"] = {**summary["rules"], **reg_result.summary["rules"]}
+        summary["registrations"] = {k: reg_result.summary[k] for k in ("rows", "accepted", "held_back")}
+    import_id, staged = store.stage(lea=snap.lea, academic_year=run.academic_year, checksum=checksum,
                                     source=source, run_id=run.run_id, rows_total=len(export.rows),
-                                    accepted=result.accepted, held=len(result.held_back), summary=result.summary)
+                                    accepted=result.accepted, held=len(result.held_back), summary=summary,
+                                    accepted_registrations=None if reg_result is None else reg_result.accepted,
+                                    held_rows=held_rows)
     cols = ["line", "local_student_id", "school_code", "rule_id", "severity", "column", "value", "rule_text", "fix"]
     findings = result.findings[cols]
     reports.write_frame(run.report_dir, "import_held_back.csv", findings)
-    rules = pd.DataFrame([{"rule": k, **v} for k, v in result.summary["rules"].items()])
+    reg_findings = reg_result.findings[[c for c in cols if c != "school_code"]] if reg_result is not None else None
+    if reg_findings is not None:
+        reports.write_frame(run.report_dir, "registrations_held_back.csv", reg_findings)
+    rules = pd.DataFrame([{"rule": k, **v} for k, v in summary["rules"].items()])
+    reg_words = (f"; registrations <code>{html.escape(registrations[1])}</code>: "
+                 f"{summary['registrations']['rows']} rows, {summary['registrations']['accepted']} staged, "
+                 f"{summary['registrations']['held_back']} held back" if registrations is not None and reg_result
+                 else "; <b>no registrations file was sent</b> (LEAP needs it)")
     reports.write_private(run.report_dir / "import.html", reports.page(
         "Afterschool attendance import",
         f"<p>Export <code>{html.escape(source)}</code>: {result.summary['rows']} rows, "
         f"{result.summary['accepted']} staged, {result.summary['held_back']} held back (not staged, not written "
-        "to the SIS). Fix them in the afterschool platform; the next export brings them in.</p>",
+        f"to the SIS){reg_words}. Fix the held-back rows in the afterschool platform; the next export brings them "
+        "in.</p>",
         [("Rules broken", reports.table_html(rules) if len(rules) else "<p>None.</p>"),
-         ("Held-back rows (by line of the export and Local Student ID)", reports.table_html(findings))]))
+         ("Held-back attendance rows (by line of the export and Local Student ID)", reports.table_html(findings)),
+         *([("Held-back registrations (by line and Local Student ID)", reports.table_html(reg_findings))]
+           if reg_findings is not None else [])]))
     folder = run.publish()
-    return _timed({"status": "staged" if staged else "already_imported", "import_id": import_id, "source": source,
-                   **{k: result.summary[k] for k in ("rows", "accepted", "held_back", "rules")},
-                   "reporting_lea": snap.lea, "report": f"{folder}/import.html"}, t0)
+    out = {"status": "staged" if staged else "already_imported", "import_id": import_id, "source": source,
+           **{k: result.summary[k] for k in ("rows", "accepted", "held_back")}, "rules": summary["rules"],
+           "reporting_lea": snap.lea, "report": f"{folder}/import.html"}
+    if reg_result is not None:
+        out["registrations"] = summary["registrations"]
+    return _timed(out, t0)
+
+
+def held_attendance(staged: Staged, snap: SisSnapshot) -> tuple[pd.DataFrame, int]:
+    """The held-back attendance rows of students the SIS knows, dated inside the year (student_id, session_date,
+    program), and how many held-back rows name a student number the SIS does not know."""
+    rows = staged.held[staged.held["file"] == "attendance"]
+    stu = snap.students.dropna(subset=["student_number"]).drop_duplicates("student_number")
+    ids = rows["student_number"].map(dict(zip(stu["student_number"], stu["student_id"], strict=True)))
+    unknown = int((rows["student_number"].notna() & ids.isna()).sum())
+    known = rows.assign(student_id=ids, session_date=rows["day"])[ids.notna()]
+    day = pd.to_datetime(known["session_date"], format="%Y-%m-%d", errors="coerce")
+    y0, y1 = academic_year_bounds(staged.academic_year)
+    known = known[(day >= pd.Timestamp(y0)) & (day <= pd.Timestamp(y1))]
+    return known[["student_id", "session_date", "program"]].reset_index(drop=True), unknown
 
 
 # --------------------------------------------------------------------------- 2. reconcile
@@ -116,29 +165,37 @@ def reconcile_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader,
     t0 = time.perf_counter()
     snap = run.snapshot(reader)
     store = AfterschoolStore(store_engine)
-    sessions = store.current_sessions(snap.lea, run.academic_year)
-    rows = reconcile(sessions, snap.participation, snap.enrollments, snap.absences, snap.students)
-    last = store.last_import(snap.lea)
-    unknown = json.loads(last["summary"]).get("rules", {}).get("AS-KNOWN-STUDENT", {}).get("count", 0) if last else 0
-    counts = summary(rows, unknown)
+    staged = store.staged(snap.lea, run.academic_year, needed_by="The reconciliation")
+    rows, counts = compare(run.academic_year, staged, snap, store)
     shown = rows.drop(columns="student_id")
     reports.write_frame(run.report_dir, "reconciliation.csv", shown)
     table = pd.DataFrame([{"kind": k, **v} for k, v in counts.items()])
     reports.write_private(run.report_dir / "reconciliation.html", reports.page(
         "Afterschool platform vs SIS, per student per month",
-        "<p>A day = a date with any afterschool session. <b>missing_in_sis</b>: platform days the SIS participation "
-        "table lacks; <b>extra_in_sis</b>: SIS days the platform lacks; <b>absent_in_sis</b>: platform days the SIS "
-        "has the student absent; <b>not_enrolled</b>: platform days outside every SIS enrollment; "
-        "<b>unknown_student</b>: platform rows for student numbers the SIS does not know (held back at import). "
-        "Bring the discrepancies to the IT director and the CALPADS coordinator.</p>",
-        [("Counts by kind", reports.table_html(table)),
+        "<p>A day = a date with any afterschool session. The platform's side is its export as sent: the sessions "
+        "staged and the rows held back at import. Bring the discrepancies to the IT director and the CALPADS "
+        "coordinator; each kind says whether it is an integration, a data quality or a process issue and who acts."
+        "</p>",
+        [("What each kind means", reports.table_html(explained())),
+         ("Counts by kind", reports.table_html(table)),
          ("Student-months with a discrepancy (Local Student ID)",
           reports.table_html(shown[shown["status"] == "discrepancy"]))]))
     folder = run.publish()
     return _timed({"student_months": int(len(rows)), "students": int(rows["student_id"].nunique()),
                    "with_discrepancy": int((rows["status"] == "discrepancy").sum()),
                    "kinds": {k: counts[k] for k in (*KINDS, "unknown_student")},
-                   "report": f"{folder}/reconciliation.html"}, t0)
+                   "categories": by_category(counts), "report": f"{folder}/reconciliation.html"}, t0)
+
+
+def compare(academic_year: str, staged: Staged, snap: SisSnapshot, store: AfterschoolStore
+            ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The platform's export (staged + held back) against the SIS's participation of the year, per student-month."""
+    held, unknown = held_attendance(staged, snap)
+    y0, y1 = academic_year_bounds(academic_year)
+    written = store.written_days(snap.lea, y0.isoformat(), y1.isoformat())
+    rows = reconcile(staged.sessions, snap.participation, snap.enrollments, snap.absences, snap.students,
+                     held=held, written=written, registered=staged.registered_ids())
+    return rows, summary(rows, unknown)
 
 
 # --------------------------------------------------------------------------- 3. write back
@@ -149,8 +206,9 @@ def writeback_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, 
     t0 = time.perf_counter()
     snap = run.snapshot(reader)
     store = AfterschoolStore(store_engine)
-    sessions = store.current_sessions(snap.lea, run.academic_year)
-    p = writeback.plan(sessions, snap, year_start=run.year_start, last_day=run.last_day)
+    staged = store.staged(snap.lea, run.academic_year, needed_by="The write-back")
+    p = writeback.plan(staged.sessions, snap, year_start=run.year_start, last_day=run.last_day,
+                       registered=staged.registered_ids())
     shown = ["local_student_id", "participation_date", "program", "minutes", "schoolid"]
     planned = pd.concat([p.inserts[shown].assign(action="insert"),
                          p.updates[shown].assign(action="update")], ignore_index=True)[["action", *shown]]
@@ -183,7 +241,8 @@ def recovery_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, s
                    threshold: float = CHRONIC_THRESHOLD) -> dict[str, Any]:
     t0 = time.perf_counter()
     snap = run.snapshot(reader)
-    sessions = AfterschoolStore(store_engine).current_sessions(snap.lea, run.academic_year)
+    sessions = AfterschoolStore(store_engine).staged(snap.lea, run.academic_year,
+                                                     needed_by="The attendance recovery list").sessions
     ar = sessions[sessions["program"] == "AR"]
     grades = snap.students[["student_id", "grade_level"]]
     rec = recovered_days(ar, snap.absences, grades)
@@ -207,27 +266,53 @@ def recovery_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, s
 
 
 def summary_email(run: AfterschoolRun, results: dict[str, Any]) -> tuple[str, str]:
-    """Counts only (no student data) for the integration team."""
+    """Counts only (no student data), each discrepancy kind with its category and who acts on it."""
+    from calpads.afterschool.reconcile import KIND_INFO, ROLE_WORDS
+
     imp, rec = results.get("import") or {}, results.get("reconcile") or {}
     wb, ar = results.get("writeback") or {}, results.get("recovery") or {}
     subject = (f"[CALPADS] afterschool_sync {run.academic_year}: {imp.get('held_back', '?')} rows held back, "
                f"{rec.get('with_discrepancy', '?')} student-months with discrepancies ({run.run_id})")
-    kinds = "".join(f"<tr><td>{html.escape(k)}</td><td>{v.get('students', 0)}</td><td>{v.get('days', 0)}</td></tr>"
-                    for k, v in (rec.get("kinds") or {}).items())
+    kinds = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v.get('students', 0)}</td><td>{v.get('days', 0)}</td>"
+        f"<td>{html.escape(KIND_INFO[k].category)}</td><td>{html.escape(ROLE_WORDS[KIND_INFO[k].role])}</td>"
+        f"<td>{html.escape(KIND_INFO[k].what_to_do) if v.get('days') else ''}</td></tr>"
+        for k, v in (rec.get("kinds") or {}).items() if k in KIND_INFO)
+    cats = ", ".join(f"{k} {v}" for k, v in (rec.get("categories") or {}).items())
     rules = "".join(f"<tr><td>{html.escape(k)}</td><td>{v.get('count')}</td><td>{html.escape(str(v.get('fix')))}"
                     "</td></tr>" for k, v in (imp.get("rules") or {}).items())
     failed = "".join(f"<p style='color:#b00'><b>{html.escape(k)} failed:</b> {html.escape(str(v))}</p>"
                      for k, v in (results.get("errors") or {}).items())
+    regs = imp.get("registrations") or {}
+    reg_text = (f" Registrations: {regs.get('rows', 0)} rows, {regs.get('accepted', 0)} staged, "
+                f"{regs.get('held_back', 0)} held back." if regs else "")
     body = f"""{failed}<p><b>Import</b> ({html.escape(str(imp.get('status', 'not run')))}):
-{imp.get('rows', 0)} rows, {imp.get('accepted', 0)} staged, {imp.get('held_back', 0)} held back.</p>
+{imp.get('rows', 0)} rows, {imp.get('accepted', 0)} staged, {imp.get('held_back', 0)} held back.{reg_text}</p>
 <table border="1" cellpadding="4" cellspacing="0"><tr><th>Rule</th><th>Rows</th><th>What to do</th></tr>{rules}</table>
 <p><b>Platform vs SIS</b>: {rec.get('student_months', 0)} student-months, {rec.get('with_discrepancy', 0)} with a
-discrepancy.</p>
-<table border="1" cellpadding="4" cellspacing="0"><tr><th>Kind</th><th>Students</th><th>Days</th></tr>{kinds}</table>
+discrepancy. Discrepant days by category: {html.escape(cats or 'none')}.</p>
+<table border="1" cellpadding="4" cellspacing="0"><tr><th>Kind</th><th>Students</th><th>Days</th><th>Category</th>
+<th>Who acts</th><th>What to do</th></tr>{kinds}</table>
 <p><b>Write-back</b> ({html.escape(str(wb.get('write_mode', '?')))}, {html.escape(str(wb.get('status', 'not run')))}):
 {wb.get('inserts', 0)} new, {wb.get('updates', 0)} changed, {wb.get('unchanged', 0)} unchanged,
 {wb.get('invalid', 0)} failed validation, {wb.get('written', 0)} written.</p>
-<p><b>Attendance recovery</b>: {ar.get('candidates', 0)} students could still recover days
-({ar.get('chronic', 0)} chronically absent); {ar.get('recovered_days_total', 0)} days recovered so far.</p>
+<p><b>Attendance recovery</b> (for the afterschool director): {ar.get('candidates', 0)} students could still
+recover days ({ar.get('chronic', 0)} chronically absent); {ar.get('recovered_days_total', 0)} days recovered so far.
+List: <code>{html.escape(str(ar.get('report', '')))}</code></p>
 <p>Reports (by Local Student ID): <code>{html.escape(str(run.run_folder))}</code></p>"""
     return subject, body
+
+
+def summary_roles(results: dict[str, Any]) -> tuple[str, ...]:
+    """Who gets the summary: afterschool staff always (held-back rows, the recovery list); district IT when a
+    stage failed or an integration discrepancy shows; the CALPADS coordinator for process discrepancies."""
+    from calpads.afterschool.reconcile import KIND_INFO
+
+    roles = ["afterschool"]
+    kinds = (results.get("reconcile") or {}).get("kinds") or {}
+    for kind, v in kinds.items():
+        if kind in KIND_INFO and (v.get("days") if isinstance(v, dict) else v):
+            roles.append(KIND_INFO[kind].role)
+    if results.get("errors"):
+        roles.append("it")
+    return tuple(dict.fromkeys(roles))

@@ -9,7 +9,8 @@ one row per student, date and program.
    holds, each is an insert, an update (school, minutes or source hash changed) or unchanged.
    Rows the platform no longer has are never deleted: the reconciliation reports them.
 2. ``validate``: required fields, valid ids/codes/ranges, logical consistency (the date inside one
-   of the student's enrollments, except AR, which may be banked; at most 600 minutes a day). An
+   of the student's enrollments unless calpads.afterschool.eligibility exempts it: AR, and expanded
+   learning of a registered student, e.g. summer; at most 600 minutes a day). An
    invalid row is never written and is listed; if invalid rows exceed the ceiling (default 5%), the
    whole write is rejected and nothing is written.
 3. ``apply``: dry_run (default) writes nothing and reports what would be written; write runs the
@@ -30,6 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.afterschool import PARTICIPATION_TABLE, PROGRAMS
+from calpads.afterschool.eligibility import covered_by_enrollment, needs_enrollment
 from calpads.afterschool.sis_data import SisSnapshot
 from calpads.afterschool.store import AfterschoolStore, now
 
@@ -54,8 +56,10 @@ RULES: dict[str, tuple[str, str]] = {
     "WB-MINUTES": (f"Minutes must be a whole number from 1 to {MAX_MINUTES}.",
                    "Correct the session's minutes in the afterschool platform."),
     "WB-PROGRAM": ("The program must be ELO-P, ASES, 21CCLC or AR.", "Correct the program in the platform."),
-    "WB-ENROLLED": ("The student has no SIS enrollment covering the participation date (AR excepted).",
-                    "Ask the school office whether the enrollment dates are right, or correct the session date."),
+    "WB-ENROLLED": ("The student has no SIS enrollment covering the participation date and no expanded-learning "
+                    "registration (a registered student's summer or intersession days, and AR, need no enrollment).",
+                    "Register the student for the program in the afterschool platform, or ask the school office "
+                    "whether the enrollment dates are right, or correct the session date."),
     "WB-DAY-MINUTES": (f"The student's afterschool minutes on one date add up to more than {MAX_MINUTES_PER_DAY}.",
                        "Check the student's check-ins for that date in the afterschool platform."),
 }
@@ -95,8 +99,10 @@ def desired_rows(sessions: pd.DataFrame) -> pd.DataFrame:
     return d.drop_duplicates(KEY, keep="first").reset_index(drop=True)
 
 
-def validate(rows: pd.DataFrame, sis: SisSnapshot, year_start: date, last_day: date) -> pd.Series:
-    """The first failing rule id per row (None = valid)."""
+def validate(rows: pd.DataFrame, sis: SisSnapshot, year_start: date, last_day: date,
+             registered: set[int] | frozenset[int] = frozenset()) -> pd.Series:
+    """The first failing rule id per row (None = valid). registered: SIS ids of students with an expanded-learning
+    registration for the year."""
     n = len(rows)
     rule = pd.Series([None] * n, index=rows.index, dtype="object")
 
@@ -115,28 +121,16 @@ def validate(rows: pd.DataFrame, sis: SisSnapshot, year_start: date, last_day: d
     fail(minutes.isna() | (minutes % 1 != 0) | (minutes < 1) | (minutes > MAX_MINUTES), "WB-MINUTES")
     fail(~rows["program"].isin(PROGRAMS), "WB-PROGRAM")
     enrolled = covered_by_enrollment(rows["studentid"], day, sis.enrollments)
-    fail(~enrolled & (rows["program"] != "AR"), "WB-ENROLLED")
+    fail(~enrolled & needs_enrollment(rows["program"], rows["studentid"], registered), "WB-ENROLLED")
     per_day = minutes.groupby([rows["studentid"], rows["participation_date"]]).transform("sum")
     fail(per_day > MAX_MINUTES_PER_DAY, "WB-DAY-MINUTES")
     return rule
 
 
-def covered_by_enrollment(student_id: pd.Series, day: pd.Series, enrollments: pd.DataFrame) -> pd.Series:
-    """True where one of the student's enrollments covers the day (entry <= day < exit; open = no exit)."""
-    probe = pd.DataFrame({"student_id": pd.to_numeric(student_id).astype("int64").to_numpy(),
-                          "day": day.to_numpy(), "pos": np.arange(len(day))})
-    enr = enrollments[["student_id", "entrydate", "exitdate"]].dropna(subset=["student_id", "entrydate"]).copy()
-    enr["student_id"] = enr["student_id"].astype("int64")
-    m = probe.merge(enr, on="student_id", how="inner")
-    ok = (m["entrydate"] <= m["day"]) & (m["exitdate"].isna() | (m["day"] < m["exitdate"]))
-    covered = np.zeros(len(day), dtype=bool)
-    covered[m.loc[ok, "pos"].to_numpy()] = True
-    return pd.Series(covered, index=student_id.index)
-
-
-def plan(sessions: pd.DataFrame, sis: SisSnapshot, *, year_start: date, last_day: date) -> Plan:
+def plan(sessions: pd.DataFrame, sis: SisSnapshot, *, year_start: date, last_day: date,
+         registered: set[int] | frozenset[int] = frozenset()) -> Plan:
     want = desired_rows(sessions)
-    rule = validate(want, sis, year_start, last_day)
+    rule = validate(want, sis, year_start, last_day, registered)
     invalid = want[rule.notna()].assign(rule_id=rule[rule.notna()])
     valid = want[rule.isna()]
     have = sis.participation.dropna(subset=["studentid", "participation_date", "program"]).copy()

@@ -16,6 +16,7 @@ SAFE_EXCEPTIONS = {
     "GateFailed", "ScopeError", "SisDataError", "StructuralCharacterError", "MassDeleteBlocked",
     "AirflowFailException", "ParamValidationError", "OdsFormatError", "StagingCheckFailed",
     "ApiSourceError", "AccessDenied", "MissingSourceData",   # SIS API sources: endpoint paths and statuses only
+    "AfterschoolNotImported",   # LEAP / STAS 13.24 before afterschool_sync imported the year: names the DAG to run
 }
 
 # What to do for a failure of a known cause, whatever task raised it (the task wrapper may re-raise it

@@ -16,13 +16,17 @@ DOC = """
 EOY 2: `include/calpads/deadlines/calendar.yaml`, 2025-26 dates from CDE as the cited default, merged
 with the district's Variable `calpads_submission_calendar`) and, from `notice_days` (30) days before
 each certification deadline, emails the readiness of each file of that window: open errors from the
-latest run's manifest (records held back, per rule) and pending changes not yet submitted. For a
+latest run's manifest (records held back, per rule), pending changes not yet submitted (new, changed
+and deleted records), and the failing integration_health checks that concern the file (LEAP is not
+ready while its test extract or its day counts against the SIS fail). The email goes to the CALPADS
+coordinator (Variable `calpads_coordinator_emails`, default `integration_team_emails`). For a
 year whose dates are not published it derives Census Day (first Wednesday of October) and asks, on
 Mondays, for the other dates.
 
 **When you get an alert.** A file with *open errors*: fix the listed rules in the SIS and let the
-nightly run publish again. *Never run*: trigger the file's DAG. *Dates needed*: put the CDE dates in
-the Variable `calpads_submission_calendar`.
+nightly run publish again. *Integration checks failing*: read the latest integration_health email for
+what to ask IT, the afterschool staff or the vendor. *Never run*: trigger the file's DAG. *Dates needed*:
+put the CDE dates in the Variable `calpads_submission_calendar`.
 """
 
 
@@ -70,13 +74,14 @@ def build_deadline_dag():
             soon, unknown = w.due_soon(cal, today, [previous, current])
             unknown = [u for u in unknown if u.academic_year == current]
             root = runtime.publish_root()
-            ready = {rt: w.readiness(root, win.academic_year, rt) for win in soon for rt in win.files}
+            health = w.latest_health(root)
+            ready = {rt: w.readiness(root, win.academic_year, rt, health) for win in soon for rt in win.files}
             out = {"today": today.isoformat(), "due": [f"{x.key} {x.academic_year} {x.deadline}" for x in soon],
                    "dates_needed": [f"{x.key} {x.academic_year}" for x in unknown],
                    "readiness": {k: v["status"] for k, v in ready.items()}}
             if soon or (unknown and today.weekday() == 0):
                 subject, body = w.email(today, soon, unknown, ready)
-                out["sent"] = send(subject, body)
+                out["sent"] = send(subject, body, roles=("coordinator",))
             return out
 
         watch()

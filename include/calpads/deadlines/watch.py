@@ -2,8 +2,11 @@
 readiness of each file for the windows whose deadline is near.
 
 Readiness of a file = its latest run's manifest.json under ``<publish_root>/<year>/<RT>/``: open
-errors (records held back by the quality gate, per rule) and pending changes not yet submitted (the
-run's adds/updates and deletes against the saved submission history).
+errors (records held back by the quality gate, per rule), pending changes not yet submitted (the
+run's new, changed and deleted records against the saved submission history; unchanged records are
+not pending), and the latest integration_health checks that concern the file
+(``<publish_root>/integration/health.json``): LEAP is not ready while its test extract, its day
+counts against the SIS or the afterschool spot-check fail.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 import yaml
 
 WINDOWS = ("fall1", "fall2", "eoy1", "eoy2")
+PENDING = ("new", "changed", "deleted")     # the diff's counts that are changes still to submit
+# integration_health check ids (prefixes) that concern a file; any file: its own test extract.
+HEALTH_CHECKS_FOR = {"LEAP": ("test_extract_leap", "leap_vs_sis", "afterschool_days", "flow_write_participation")}
 
 
 def load_calendar(override: str | dict[str, Any] | None = None) -> dict[str, Any]:
@@ -106,7 +112,24 @@ def latest_manifest(publish_root: Any, academic_year: str, record_type: str) -> 
         return json.load(fh)
 
 
-def readiness(publish_root: Any, academic_year: str, record_type: str) -> dict[str, Any]:
+def latest_health(publish_root: Any) -> dict[str, Any] | None:
+    """The latest integration_health results (integration/health.json), or None."""
+    path = publish_root / "integration" / "health.json"
+    if not path.exists():
+        return None
+    with path.open("r") as fh:
+        return json.load(fh)
+
+
+def failing_health(health: dict[str, Any] | None, record_type: str) -> list[str]:
+    """Titles of the failing health checks that concern the file."""
+    prefixes = HEALTH_CHECKS_FOR.get(record_type, (f"test_extract_{record_type.lower()}",))
+    return [c.get("title") or c["check"] for c in (health or {}).get("checks", [])
+            if c.get("ok") is False and str(c.get("check", "")).startswith(prefixes)]
+
+
+def readiness(publish_root: Any, academic_year: str, record_type: str,
+              health: dict[str, Any] | None = None) -> dict[str, Any]:
     m = latest_manifest(publish_root, academic_year, record_type)
     if m is None:
         return {"record_type": record_type, "status": "never run",
@@ -115,10 +138,12 @@ def readiness(publish_root: Any, academic_year: str, record_type: str) -> dict[s
     diff = (m.get("counts") or {}).get("diff") or {}
     held = int(v.get("records_held_back") or 0)
     rules = {k: r.get("count") for k, r in (v.get("rules") or {}).items() if r.get("severity") == "error"}
-    pending = {k: int(n) for k, n in diff.items() if k not in ("records_out",) and isinstance(n, int | float)}
-    status = "open errors" if held else "ready"
+    pending = {k: int(diff[k]) for k in PENDING if isinstance(diff.get(k), int | float) and diff[k]}
+    failing = failing_health(health, record_type)
+    status = "open errors" if held else "integration checks failing" if failing else "ready"
     return {"record_type": record_type, "status": status, "run_id": m.get("run_id"), "open_errors": held,
-            "error_rules": rules, "pending_changes": pending, "mode": (m.get("params") or {}).get("mode")}
+            "error_rules": rules, "pending_changes": pending, "mode": (m.get("params") or {}).get("mode"),
+            "failing_checks": failing}
 
 
 def email(today: date, soon: list[Window], unknown: list[Window], ready: dict[str, dict[str, Any]]
@@ -131,11 +156,13 @@ def email(today: date, soon: list[Window], unknown: list[Window], ready: dict[st
             f"<tr><td>{html.escape(rt)}</td><td>{html.escape(str(ready[rt]['status']))}</td>"
             f"<td>{ready[rt].get('open_errors', '')}</td>"
             f"<td>{html.escape(json.dumps(ready[rt].get('error_rules', {})))}"
-            f"</td><td>{html.escape(json.dumps(ready[rt].get('pending_changes', {})))}</td></tr>" for rt in w.files)
+            f"</td><td>{html.escape(json.dumps(ready[rt].get('pending_changes', {})))}</td>"
+            f"<td>{html.escape('; '.join(ready[rt].get('failing_checks') or []))}</td></tr>" for rt in w.files)
         parts.append(f"<h3>{html.escape(w.name)} {w.academic_year}: certification deadline {w.deadline} "
                      f"({(w.deadline - today).days if w.deadline else '?'} days; {html.escape(w.confidence)})</h3>"
                      "<table border='1' cellpadding='4' cellspacing='0'><tr><th>File</th><th>Status</th>"
-                     "<th>Open errors</th><th>Error rules</th><th>Pending changes not yet submitted</th></tr>"
+                     "<th>Open errors</th><th>Error rules</th><th>Pending changes not yet submitted</th>"
+                     "<th>Failing integration checks (integration_health email)</th></tr>"
                      f"{rows}</table>")
     if unknown:
         items = "".join(f"<li>{html.escape(w.name)} {w.academic_year}: {html.escape(', '.join(w.missing))}"

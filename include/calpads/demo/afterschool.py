@@ -6,9 +6,13 @@
 About 20% of TK-8 students are registered in ELO-P, ASES or 21CCLC (some never
 attend). Sessions are on in-session days of the student's enrollments, mostly
 not on days the student was absent (a few are), plus a few Saturday sessions,
-a few attendance-recovery (AR) sessions for students with absences, and a
-couple of rows for student numbers the SIS does not know. ssid is blank for
-students without one and, as platforms do, for ~5% of the others.
+summer ELO-P sessions in July (before school starts, outside every enrollment:
+valid for registered students; ~15% of attending students, registered in June),
+a few attendance-recovery (AR) sessions for students with absences, and planted
+faults the afterschool import holds back: a couple of rows for student numbers
+the SIS does not know, and two students with two conflicting ELO-P sessions on
+one day (the same date twice, different minutes). ssid is blank for students
+without one and, as platforms do, for ~5% of the others.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ REGISTRATION_HEADER = ("student_number", "ssid", "program", "registration_date")
 PROGRAMS = np.array(["ELO-P", "ASES", "21CCLC"], dtype=object)
 MINUTES = np.array([60, 90, 120, 150, 180])
 UNKNOWN_STUDENTS = ("9000001", "9000002")
+CONFLICTING_SAME_DAY = 2        # students given a second, different ELO-P session on one of their days
+SUMMER_SHARE = 0.15             # attending registered students who also come to summer ELO-P in July
+SUMMER_MINUTES = 240
 
 
 def weekday(days: np.ndarray) -> np.ndarray:
@@ -73,6 +80,9 @@ class Export:
         reg_idx = np.flatnonzero(registered)
         fs = first_seg[reg_idx]
         reg_day = d.sess[ch.seg_school[fs], ch.seg_entry[fs]] - rng.integers(0, 15, len(reg_idx))
+        # Summer ELO-P (July, before the first school day): students registered in June for it.
+        summer = registered & (attend_rate > 0) & (program == "ELO-P") & (rng.random(n) < SUMMER_SHARE)
+        reg_day = np.where(summer[reg_idx], d.year_first - rng.integers(1, 16, len(reg_idx)), reg_day)
         for i, day in zip(reg_idx.tolist(), iso(reg_day).tolist(), strict=True):
             self.reg.writerow((number[i], ssid[i], program[i], day))
         self.registrations += len(reg_idx)
@@ -95,6 +105,7 @@ class Export:
         # A few Saturday sessions (3% of attending students).
         sat_seg = np.flatnonzero(seg_ok & (attend_rate[ch.seg_stu] > 0) & (rng.random(len(days)) < 0.03))
         parts.append(self._saturdays(ch, sat_seg, rng, program[ch.seg_stu[sat_seg]], 240))
+        parts.append(self._summer(ch, np.flatnonzero(summer), first_seg, rng))
         # Attendance recovery for some students with absences: at most as many sessions as absences (<= 3).
         if absences is not None and len(absences[0]):
             segs_absent, counts = np.unique(absences[0], return_counts=True)
@@ -116,11 +127,40 @@ class Export:
         rows: list[tuple[Any, ...]] = list(zip(number[stu].tolist(), ssid[stu].tolist(), d.codes[school].tolist(),
                                                iso(day).tolist(), minutes.tolist(), prog.tolist(), strict=True))
         if first_chunk:
+            rows += self._conflicting(rows)
             for j, unknown in enumerate(UNKNOWN_STUDENTS):
                 s = d.schools[j % len(d.by_level["E"])]
                 rows.append((unknown, "", s.code, iso(s.calendar.session_days[[20 + j]])[0], 120, "ELO-P"))
         self.att.writerows(rows)
         self.sessions += len(rows)
+
+    def _summer(self, ch: Chunk, students: np.ndarray, first_seg: np.ndarray, rng: np.random.Generator
+                ) -> tuple[np.ndarray, ...]:
+        """3-10 weekdays of July (first year) at the school of the student's first enrollment, before it starts."""
+        d = self.district
+        july = np.arange(d.year_first, d.year_first + 31)
+        july = july[weekday(july) < 5]
+        school = ch.seg_school[first_seg[students]]
+        start = d.sess[school, ch.seg_entry[first_seg[students]]]
+        k = rng.integers(3, 11, len(students))
+        stu = np.repeat(students, k)
+        day = july[rng.integers(0, len(july), len(stu))]
+        ok = day < np.repeat(start, k)
+        return (stu[ok], np.repeat(school, k)[ok], day[ok], np.full(ok.sum(), SUMMER_MINUTES),
+                np.full(ok.sum(), "ELO-P", dtype=object))
+
+    @staticmethod
+    def _conflicting(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """A second ELO-P row on a day a student already has one, with other minutes (both are held back)."""
+        out: list[tuple[Any, ...]] = []
+        seen: set[Any] = set()
+        for row in rows:
+            if len(out) == CONFLICTING_SAME_DAY:
+                break
+            if row[5] == "ELO-P" and row[0] not in seen and row[4] != SUMMER_MINUTES:
+                seen.add(row[0])
+                out.append((*row[:4], row[4] + 15, row[5]))
+        return out
 
     def _saturdays(self, ch: Chunk, segs: np.ndarray, rng: np.random.Generator, program: np.ndarray,
                    minutes: int) -> tuple[np.ndarray, ...]:

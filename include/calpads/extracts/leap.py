@@ -1,15 +1,18 @@
 """LEAP builder: one LEA-level record per registered expanded-learning student (program 194).
 
-From the afterschool platform's exports (contracts README §1; calpads.sources.afterschool) joined to
-the SIS by STUDENT_NUMBER (the export's ssid may be blank):
-- every student with an ELO-P, ASES or 21CCLC registration dated on or before the report end date and
-  an SSID in the SIS is reported, with 0 days if never attended (CALPADS ELP at a Glance);
-- 26.07 Expanded Learning Program Days = distinct dates in the reporting year (July 1 - June 30, or the
-  run's narrower range) with any ELO-P / ASES / 21CCLC session; several sessions on a date count once;
+From the afterschool platform's export as the afterschool_sync DAG imported and checked it (the staged
+sessions and registrations in calpads_store, read through calpads.afterschool.store.AfterschoolStore.staged:
+the same rows the SIS write-back and the reconciliation use), and the SIS:
+- every student with an ELO-P, ASES or 21CCLC registration and an SSID in the SIS is reported, with 0 days
+  if never attended (CALPADS ELP at a Glance);
+- 26.07 Expanded Learning Program Days = distinct dates in the reporting year (July 1 - June 30, always the
+  whole year: LEAP is LEA-level and CALPADS replaces the LEA's data, so the run's schools, sub-districts and
+  dates do not narrow it) with any ELO-P / ASES / 21CCLC session; several sessions on a date count once;
   attendance recovery (AR) sessions are not expanded learning (they go to STAS 13.24);
-- registrations and sessions of student numbers the SIS does not know, registered students without an
-  SSID, and sessions of students with no registration are held back and listed in the run report
+- rows the import held back (unknown student, SSID mismatch, duplicate sessions, ...), registered students
+  without an SSID, and sessions of students with no registration are listed in the run report
   (not_extracted.csv), never silently dropped.
+When afterschool_sync has not imported the year's export, the run fails and says so (no empty file).
 Beside the file, ``leap_days_vs_school.csv`` (run report folder) gives per student how many ELP days
 were also days the student attended regular school, days the student was absent from school, and days
 that were not school days (no in-session day of an enrollment of the student).
@@ -17,18 +20,22 @@ that were not school days (no in-session day of an enrollment of the student).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from calpads.afterschool import EXPANDED_LEARNING_PROGRAMS
+from calpads.afterschool.store import AfterschoolNotImported, Staged
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
 from calpads.layouts import load_layout
-from calpads.run_scope import RunScope
-from calpads.sources.afterschool import EXPANDED_LEARNING, AfterschoolExport
+from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+
+log = logging.getLogger(__name__)
 
 PROGRAM = "194"
 REPORT = "leap_days_vs_school.csv"
@@ -38,47 +45,58 @@ ATTENDANCE = sa.table("attendance", *(sa.column(c) for c in ("studentid", "att_d
 ATTENDANCE_CODE = sa.table("attendance_code", sa.column("id"), sa.column("presence_status_cd"))
 
 
-def build(sis: Any, scope: RunScope) -> Any:
-    """Registry entry point (layout key ``builder``). LEA level: the schools/subdistricts params do not apply."""
+def reporting_year(scope: RunScope) -> RunScope:
+    """The scope LEAP is built over: the LEA (no school or sub-district filter), July 1 - June 30."""
     from dataclasses import replace
 
-    from calpads.extracts.registry import Built
-    from calpads.sources.afterschool import default_paths, read_export
+    first, last = academic_year_bounds(scope.academic_year)
+    if (scope.start_date, scope.end_date) != (first, last) or scope.schools or scope.subdistricts:
+        log.warning("LEAP is LEA-level and counts the whole reporting year (%s..%s): the run's schools, "
+                    "sub-districts and dates do not narrow it (CALPADS replaces the LEA's LEAP data)", first, last)
+    return replace(scope, schools=(), subdistricts=(), start_date=first, end_date=last)
 
-    lea_scope = replace(scope, schools=(), subdistricts=())
+
+def build(sis: Any, scope: RunScope, store_engine: sa.Engine | None = None) -> Any:
+    """Registry entry point (layout key ``builder``). store_engine: calpads_store, where afterschool_sync staged
+    the platform's export."""
+    from calpads.afterschool.store import AfterschoolStore
+    from calpads.extracts.registry import Built
+
+    lea_scope = reporting_year(scope)
     pull = pull_enrollment(sis, lea_scope, require_ssid=False)
-    att_path, reg_path = default_paths()
-    export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
-    records, not_extracted, days = build_leap(pull, export, scope)
-    absences = absent_days(sis, scope, [int(i) for i in days["student_id"].unique()])
-    report = school_day_report(days, records, pull, absences, scope)
+    if store_engine is None:
+        raise AfterschoolNotImported("The LEAP file needs the afterschool sessions afterschool_sync stages in "
+                                     "calpads_store, and this run was given no calpads_store.")
+    staged = AfterschoolStore(store_engine).staged(pull.lea, scope.academic_year, needed_by="The LEAP file")
+    records, not_extracted, days = build_leap(pull, staged, lea_scope)
+    absences = absent_days(sis, lea_scope, [int(i) for i in days["student_id"].unique()])
+    report = school_day_report(days, records, pull, absences, lea_scope)
     return Built(records, not_extracted, pull.lea, [], reports={REPORT: report})
 
 
-def build_leap(pull: EnrollmentPull, export: AfterschoolExport, scope: RunScope,
+def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(records, not_extracted, ELP days as student_id/session_day rows of the reported students)."""
-    end = pd.Timestamp(scope.end_date)
     ids = pull.students[["student_id", "student_number", "ssid"]].astype({"student_id": "int64"})
-    ids = ids.assign(student_number=ids["student_number"].astype(str))
-    reg = export.registrations[export.registrations["registration_day"] <= end]
-    reg = reg.merge(ids, on="student_number", how="left", suffixes=("_platform", ""))
-    unknown = reg[reg["student_id"].isna()]
+    later = "not counted until corrected in the afterschool platform"
     held = [pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS),
-            _held(unknown, "registration(s) for a student the SIS does not know")]
-    reg = reg[reg["student_id"].notna()].astype({"student_id": "int64"})
+            staged.held_report("registrations", "registration(s)", later),
+            staged.held_report("attendance", "expanded-learning session(s)", later, ar=False)]
+    reg = staged.registrations.astype({"student_id": "int64"})
+    reg = reg.merge(ids[["student_id", "ssid"]], on="student_id", how="left", indicator=True)
+    held.append(_held(reg[reg["_merge"] == "left_only"], "registration(s) for a student with no enrollment in the "
+                                                         "year in the SIS, or excluded from state reporting"))
+    reg = reg[reg["_merge"] == "both"]
     no_ssid = reg["ssid"].isna() | (reg["ssid"].astype(str).str.strip() == "")
     held.append(_held(reg[no_ssid], "registration(s) for a student without an SSID in the SIS"))
     registered = set(reg.loc[~no_ssid, "student_id"])
 
-    sessions = export.sessions[export.sessions["program"].isin(EXPANDED_LEARNING)]
-    sessions = sessions.merge(ids[["student_id", "student_number"]], on="student_number", how="left")
-    held.append(_held(sessions[sessions["student_id"].isna()], "expanded-learning session(s) for a student the SIS "
-                                                               "does not know"))
-    sessions = sessions[sessions["student_id"].notna()].astype({"student_id": "int64"})
-    known_unregistered = sessions[~sessions["student_id"].isin(registered)
-                                  & ~sessions["student_id"].isin(reg.loc[no_ssid, "student_id"])]
-    held.append(_held(known_unregistered, "expanded-learning session(s) without a registration (not reported)"))
+    sessions = staged.sessions[staged.sessions["program"].isin(EXPANDED_LEARNING_PROGRAMS)]
+    sessions = sessions.assign(student_id=sessions["student_id"].astype("int64"),
+                               session_day=pd.to_datetime(sessions["session_date"], format="%Y-%m-%d"))
+    unregistered = sessions[~sessions["student_id"].isin(registered)
+                            & ~sessions["student_id"].isin(reg.loc[no_ssid, "student_id"])]
+    held.append(_held(unregistered, "expanded-learning session(s) without a registration (not reported)"))
     days = sessions[sessions["student_id"].isin(registered)][["student_id", "session_day"]].drop_duplicates()
 
     counts = days.groupby("student_id").size()

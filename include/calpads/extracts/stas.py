@@ -14,8 +14,10 @@
   (calpads.sources.sql_attendance): no attendance row ever reaches pandas.
 - 13.16 Days Attended In-Person = 13.15 - (13.17 + ... + 13.22): it excludes in-school suspension
   and independent study (STAS0318).
-- 13.24 Attendance Recovery Days from the afterschool export's AR sessions
-  (``attendance_recovery_days``); blank when no export is found.
+- 13.24 Attendance Recovery Days from the AR sessions afterschool_sync imported and staged
+  (``staged_afterschool``, ``attendance_recovery_days``; AR rows it held back are listed), worked out over
+  the whole LEA whatever schools the run covers (``lea_wide_recovery``); blank only when afterschool_sync
+  never imported anything.
 Settings: ``stas.yaml`` beside this module.
 """
 
@@ -61,10 +63,10 @@ class StasInputs:
     ar_sessions: pd.DataFrame | None  # student_number, session_day, minutes (program AR); None = no export
 
 
-def build(sis: Any, scope: RunScope) -> Any:
-    """Registry entry point (layout key ``builder``)."""
+def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
+    """Registry entry point (layout key ``builder``). store_engine: calpads_store, where afterschool_sync staged
+    the platform's AR sessions (13.24)."""
     from calpads.extracts.registry import Built
-    from calpads.sources.afterschool import AfterschoolDataError, default_paths, read_export
 
     inputs = pull_stas(sis, scope)
     last_school_day = pd.to_datetime(inputs.pull.calendar["date_value"], errors="coerce").max()
@@ -74,14 +76,16 @@ def build(sis: Any, scope: RunScope) -> Any:
         notes.append("The SIS has no ENROLLMENTSTATUS column on STUDENTS or REENROLLMENTS: every enrollment is "
                      "counted as primary, so a secondary enrollment would get a STAS record.")
         log.warning(notes[-1])
-    att_path, reg_path = default_paths()
-    try:
-        export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
-        ar = export.sessions[export.sessions["program"] == settings()["attendance_recovery"]["program"]]
-        inputs.ar_sessions = ar
-    except AfterschoolDataError as exc:
-        log.warning("STAS 13.24 Attendance Recovery Days left blank: %s", exc)
-    records, not_extracted = build_stas(inputs, scope)
+    staged = staged_afterschool(store_engine, inputs.pull.lea, scope)
+    inputs.ar_sessions = None if staged is None else ar_sessions(staged, scope)
+    if inputs.ar_sessions is not None and (scope.schools or scope.subdistricts):
+        records, not_extracted = lea_wide_recovery(sis, scope, inputs)
+    else:
+        records, not_extracted = build_stas(inputs, scope)
+    if staged is not None:   # AR rows the import held back: 13.24 lacks them until they are corrected
+        not_extracted = pd.concat([not_extracted, staged.held_report(
+            "attendance", "attendance recovery session(s)", "not counted in 13.24 until corrected in the afterschool "
+            "platform", ar=True)], ignore_index=True)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()],
                  notes=notes, facts={"counted_through": counted_through(scope).isoformat()})
@@ -104,6 +108,53 @@ def counting_note(scope: RunScope, last_school_day: date | None = None) -> str:
         return f"{text}; the last school day, {last_school_day.isoformat()}, is already counted."
     return (f"{text}: later days have not happened yet, so they are neither expected nor attended. Run STAS again "
             "after the last day of school for the whole year.")
+
+
+def staged_afterschool(store_engine: Any, lea: str, scope: RunScope) -> Any:
+    """The year's afterschool export as afterschool_sync staged it (calpads.afterschool.store.Staged). None (13.24
+    left blank, logged) only when the store holds no afterschool import for the LEA at all; AfterschoolNotImported
+    when it holds earlier years but not this one (afterschool_sync has not run for it)."""
+    from calpads.afterschool.store import AfterschoolNotImported, AfterschoolStore
+
+    if store_engine is None:
+        log.warning("STAS 13.24 Attendance Recovery Days left blank: this run was given no calpads_store")
+        return None
+    store = AfterschoolStore(store_engine)
+    try:
+        return store.staged(lea, scope.academic_year, needed_by="STAS 13.24 Attendance Recovery Days")
+    except AfterschoolNotImported:
+        if store.last_import(lea) is not None:
+            raise
+        log.warning("STAS 13.24 Attendance Recovery Days left blank: afterschool_sync has never imported an "
+                    "afterschool export for Reporting LEA %s (no attendance recovery data)", lea)
+        return None
+
+
+def ar_sessions(staged: Any, scope: RunScope) -> pd.DataFrame:
+    """The staged AR sessions inside the run's dates: student_number, session_day, minutes."""
+    s = staged.sessions[staged.sessions["program"] == settings()["attendance_recovery"]["program"]]
+    day = pd.to_datetime(s["session_date"], format="%Y-%m-%d")
+    s = s.assign(session_day=day, minutes=s["minutes"].astype("int64"))
+    inside = (day >= pd.Timestamp(scope.start_date)) & (day <= pd.Timestamp(scope.end_date))
+    return s[inside][["student_number", "session_day", "minutes"]].reset_index(drop=True)
+
+
+def lea_wide_recovery(sis: Any, scope: RunScope, inputs: StasInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run narrowed to some schools or sub-districts: 13.24 of each record as the district-wide run gives it.
+    Earned days belong to the school of the enrollment on the day and the 10-day cap is per student across the
+    LEA (STAS0740E1), so they are worked out over every school of the LEA and then copied to the run's records."""
+
+    ar = inputs.ar_sessions
+    inputs.ar_sessions = None
+    records, not_extracted = build_stas(inputs, scope)
+    lea_scope = replace(scope, schools=(), subdistricts=())
+    lea_inputs = pull_stas(sis, lea_scope)
+    lea_inputs.ar_sessions = ar
+    lea_records, lea_not_extracted = build_stas(lea_inputs, lea_scope)
+    by_record = dict(zip(lea_records["local_record_id"], lea_records["attendance_recovery_days"], strict=True))
+    records["attendance_recovery_days"] = records["local_record_id"].map(by_record)
+    ar_rows = lea_not_extracted[lea_not_extracted["local_record_id"].astype(str).str.startswith("afterschool.")]
+    return records, pd.concat([not_extracted, ar_rows], ignore_index=True)
 
 
 def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:

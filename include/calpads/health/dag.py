@@ -14,21 +14,29 @@ DOC = """
 ### Integration health (`integration_health`)
 
 **What it does.** Nightly (05:00 Pacific) runs the integration guide's "Verifying your integration"
-checklist and emails the result to the integration team:
+checklist and emails the result:
 1. afterschool days for a sample of students (last month) and for all students agree between the
-   afterschool platform and the SIS;
-2. a test SPRG extract runs (non_submission mode, in a temporary folder: nothing is saved or uploaded);
+   afterschool platform's export (the rows afterschool_sync staged and the ones it held back) and the
+   SIS's participation of the academic year; each difference is named by kind and classified as an
+   integration, data quality or process issue;
+2. a test LEAP extract runs (non_submission mode, in a temporary folder: nothing is saved or uploaded)
+   and its Expanded Learning Program Days are compared, student by student, with the SIS
+   participation table ("Are the day counts right?");
 3. the data flows are permitted: read enrollment, read attendance, write participation (SQL: a SELECT
-   per table and a rolled-back INSERT; PowerSchool API: the plugin's access);
+   per table and an INSERT and an UPDATE, both rolled back; PowerSchool API: the plugin's access);
 4. each nightly DAG succeeded recently (default: within 36 hours).
 It also writes the district's configured data flows to
-`<calpads_publish_root>/integration/data_flows.html` (and `.md`).
+`<calpads_publish_root>/integration/data_flows.html` (and `.md`), and the checks' results to
+`<calpads_publish_root>/integration/health.json` (the deadline watch reads them).
 
 **When a check fails** the email says what was found and what to ask district IT, the SIS or platform
-vendor, or the CALPADS coordinator. The run is marked failed (task *Health outcome*) so it shows red.
+vendor, or the CALPADS coordinator. It goes to district IT (Variable `it_emails`) and to the people the
+failing checks concern (`calpads_coordinator_emails`, `afterschool_staff_emails`); each list defaults to
+`integration_team_emails`. The run is marked failed (task *Health outcome*) so it shows red.
 Configuration: `AIRFLOW__CALPADS__HEALTH_DAGS` (comma-separated DAG ids, default
 `calpads_sprg,afterschool_sync`), `AIRFLOW__CALPADS__HEALTH_MAX_AGE_HOURS` (36),
-`AIRFLOW__CALPADS__HEALTH_SAMPLE_SIZE` (10).
+`AIRFLOW__CALPADS__HEALTH_SAMPLE_SIZE` (10), `AIRFLOW__CALPADS__HEALTH_TEST_EXTRACTS` (record types
+of the test extracts, default `LEAP`).
 """
 
 
@@ -48,6 +56,16 @@ def build_health_dag():
         dr = ctx["dag_run"]
         logical = ctx.get("logical_date") or dr.run_after
         return dr.run_id, pendulum.instance(logical).in_timezone(tz).date(), runtime.work_dir(DAG_ID, dr.run_id)
+
+    def publish_results(run_id: str, today: Any, results: list[Any]) -> None:
+        """<publish root>/integration/health.json: the latest checks (counts only), for the deadline watch."""
+        folder = runtime.publish_root() / "integration"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".health.json.partial"
+        with tmp.open("w") as fh:
+            fh.write(json.dumps({"run_id": run_id, "date": str(today), "checks": [r.to_dict() for r in results]},
+                                indent=2, default=str))
+        tmp.rename(folder / "health.json")
 
     def save(work: Any, key: str, results: list[Any]) -> list[dict[str, Any]]:
         from calpads.afterschool.reports import write_private
@@ -79,7 +97,8 @@ def build_health_dag():
         @task(task_display_name="Afterschool days: platform vs SIS")
         def afterschool_days() -> list[dict[str, Any]]:
             from calpads.afterschool.sis_data import read_snapshot
-            from calpads.afterschool.store import AfterschoolStore
+            from calpads.afterschool.stages import compare
+            from calpads.afterschool.store import AfterschoolNotImported, AfterschoolStore
             from calpads.health.checks import afterschool_days as check
             from calpads.run_scope import academic_year_bounds
 
@@ -87,21 +106,40 @@ def build_health_dag():
             year = get_current_context()["params"]["academic_year"]
             y0, y1 = academic_year_bounds(year)
             snap = read_snapshot(runtime.sis_reader(work), y0, y1)
-            sessions = AfterschoolStore(runtime.engine("calpads_store")).current_sessions(snap.lea, year)
-            return save(work, "afterschool_days", check(sessions, snap.participation, run_date=today,
+            store = AfterschoolStore(runtime.engine("calpads_store"))
+            try:
+                rows, counts = compare(year, store.staged(snap.lea, year), snap, store)
+            except AfterschoolNotImported:
+                rows, counts = None, {}
+            unknown = int((counts.get("unknown_student") or {}).get("days", 0))
+            return save(work, "afterschool_days", check(rows, run_date=today, unknown_students=unknown,
                                                         sample_size=int(runtime.conf("health_sample_size", "10"))))
 
-        @task(task_display_name="Test SPRG extract (non_submission)")
+        @task(task_display_name="Test LEAP extract (non_submission) vs the SIS")
         def test_extract() -> list[dict[str, Any]]:
+            from calpads.afterschool.sis_data import read_snapshot
             from calpads.extracts.registry import ApiSource
+            from calpads.health.checks import leap_vs_sis
             from calpads.health.checks import test_extract as check
+            from calpads.run_scope import academic_year_bounds
 
             run_id, today, work = context()
             year = get_current_context()["params"]["academic_year"]
             src = runtime.sis_source()
             sis = runtime.engine("sis_db") if src == "sql" else ApiSource(src, runtime.api_conn_id(), work)
-            return save(work, "test_extract", [check("SPRG", sis, runtime.engine("calpads_store"), academic_year=year,
-                                                     run_date=today)])
+            results = []
+            for record_type in [t.strip().upper() for t in runtime.conf("health_test_extracts", "LEAP").split(",")
+                                if t.strip()]:
+                published: list[Any] = []
+                results.append(check(record_type, sis, runtime.engine("calpads_store"), academic_year=year,
+                                     run_date=today, inspect=published.append))
+                if record_type == "LEAP" and published:
+                    y0, y1 = academic_year_bounds(year)
+                    snap = read_snapshot(runtime.sis_reader(work), y0, y1)
+                    records = published[0]
+                    leap = records.assign(student_id=records["local_record_id"].str.split(".").str[0])
+                    results.append(leap_vs_sis(leap[["student_id", "elp_days"]], snap.participation))
+            return save(work, "test_extract", results)
 
         @task(task_display_name="Data flows permitted")
         def data_flows() -> list[dict[str, Any]]:
@@ -146,7 +184,7 @@ def build_health_dag():
 
         @task(task_display_name="Email health summary", trigger_rule="all_done", retries=1)
         def email_summary() -> dict[str, Any]:
-            from calpads.health.checks import CheckResult, email
+            from calpads.health.checks import CheckResult, email, email_roles
             from calpads_airflow.notifiers import send
 
             run_id, today, work = context()
@@ -161,7 +199,9 @@ def build_health_dag():
             link = str(runtime.publish_root() / "integration" / "data_flows.html")
             subject, body = email(results, run_id, link)
             failing = [r.check for r in results if r.ok is False]
-            return {"sent": send(subject, body), "failing": failing}
+            publish_results(run_id, today, results)
+            roles = email_roles(results)
+            return {"sent": send(subject, body, roles=roles), "failing": failing, "roles": list(roles)}
 
         @task(task_id="run_outcome", task_display_name="Health outcome", retries=0, on_failure_callback=None)
         def outcome(summary: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from calpads.alerts.roles import ROLE_VARIABLES, ROLE_WORDS
 from calpads.sources.api_sources import sis_api_name
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
 
@@ -37,6 +38,7 @@ class IntegrationConfig:
     afterschool_source: str              # e.g. "file drop /srv/drop" or "HTTP afterschool_api"
     participation_table: str = "U_AFTERSCHOOL_PARTICIPATION"
     record_types: list[str] = field(default_factory=lambda: ["SPRG"])
+    role_recipients: dict[str, list[str]] = field(default_factory=dict)   # it / coordinator / afterschool -> emails
 
 
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
@@ -50,10 +52,19 @@ def flows(c: IntegrationConfig) -> list[dict[str, str]]:
                     "objects": ", ".join(SPRG_TABLES), "direction": "read", "permission": read_perm,
                     "output": f"{c.publish_root}/<year>/{rt}/<run id>/ (files, manifest.json, report/)"})
     out += [
-        {"dag": "afterschool_sync", "flow": "afterschool attendance export", "system": c.afterschool_source,
-         "objects": "attendance.csv (student_number, ssid, school_code, session_date, minutes, program)",
+        {"dag": "afterschool_sync", "flow": "afterschool attendance and registrations export",
+         "system": c.afterschool_source,
+         "objects": "attendance.csv (student_number, ssid, school_code, session_date, minutes, program); "
+                    "registrations.csv (student_number, ssid, program, registration_date)",
          "direction": "read", "permission": "read the drop folder / GET the endpoint",
-         "output": "calpads_store: afterschool_imports, afterschool_sessions"},
+         "output": "calpads_store: afterschool_imports, afterschool_sessions, afterschool_registrations, "
+                   "afterschool_held_rows"},
+        {"dag": "calpads_leap, calpads_stas", "flow": "the afterschool export as afterschool_sync checked it (LEAP "
+         "26.07 days and registrations; STAS 13.24 attendance recovery sessions)", "system": "calpads_store",
+         "objects": "afterschool_sessions, afterschool_registrations, afterschool_held_rows (staged by "
+                    "afterschool_sync; never the platform's files directly)",
+         "direction": "read", "permission": "the pipeline's own store",
+         "output": f"{c.publish_root}/<year>/LEAP|STAS/<run id>/"},
         {"dag": "afterschool_sync", "flow": "read enrollment and attendance (regular day)", "system": sis,
          "objects": ", ".join(AFTERSCHOOL_READS), "direction": "read", "permission": read_perm,
          "output": f"{c.publish_root}/<year>/AFTERSCHOOL/<run id>/ (reconciliation, recovery list)"},
@@ -61,8 +72,9 @@ def flows(c: IntegrationConfig) -> list[dict[str, str]]:
          "objects": c.participation_table, "direction": "write",
          "permission": f"{write_perm}; {'SELECT' if c.writeback == 'sql' else 'read'} for idempotency",
          "output": "calpads_store: afterschool_writeback_runs, afterschool_writeback_audit"},
-        {"dag": "integration_health", "flow": "permission probes, test extract", "system": sis,
-         "objects": f"every table above; a rolled-back INSERT into {c.participation_table}", "direction": "read",
+        {"dag": "integration_health", "flow": "permission probes, test LEAP extract vs the SIS", "system": sis,
+         "objects": f"every table above; an INSERT and an UPDATE of {c.participation_table}, rolled back",
+         "direction": "read",
          "permission": "as above", "output": f"{c.publish_root}/integration/ (this page)"},
         {"dag": "calpads_deadline_watch", "flow": "readiness before deadlines", "system": "the publish root",
          "objects": "manifest.json of each file's latest run", "direction": "read", "permission": "read",
@@ -78,6 +90,8 @@ def render(c: IntegrationConfig) -> tuple[str, str]:
           f"- SIS read through: **{c.sis_source}**; participation written through: **{c.writeback}**",
           f"- Files published under: `{c.publish_root}`",
           f"- Alerts go to: {', '.join(c.recipients) or '(nobody: set the Variable integration_team_emails)'}",
+          *[f"- {ROLE_WORDS[r]} ({ROLE_VARIABLES[r]}): {', '.join(v) or 'the list above'}"
+            for r, v in c.role_recipients.items()],
           "- Connections: " + "; ".join(f"`{k}` = {v}" for k, v in sorted(c.connections.items())), "",
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r[k].replace("|", "/") for k in cols) + " |" for r in rows]
@@ -90,7 +104,9 @@ def render(c: IntegrationConfig) -> tuple[str, str]:
             f"participation written through <b>{html.escape(c.writeback)}</b></li>"
             f"<li>Files published under <code>{html.escape(c.publish_root)}</code></li>"
             f"<li>Alerts go to {html.escape(', '.join(c.recipients) or '(nobody)')}</li>"
-            "<li>Connections: " + html.escape("; ".join(f"{k} = {v}" for k, v in sorted(c.connections.items())))
+            + "".join(f"<li>{html.escape(ROLE_WORDS[r])} ({ROLE_VARIABLES[r]}): "
+                      f"{html.escape(', '.join(v) or 'the list above')}</li>" for r, v in c.role_recipients.items())
+            + "<li>Connections: " + html.escape("; ".join(f"{k} = {v}" for k, v in sorted(c.connections.items())))
             + "</li></ul><table border='1' cellpadding='4' cellspacing='0'>"
             + f"<tr>{head}</tr>{body}</table></body></html>")
     return "\n".join(md) + "\n", page
@@ -115,4 +131,6 @@ def config_from_airflow() -> IntegrationConfig:
                                                f"file drop {runtime.airflow_home()}/afterschool_drop")
     return IntegrationConfig(sis_source=runtime.sis_source(), writeback=runtime.writeback_kind(), connections=conns,
                              publish_root=str(runtime.publish_root()), recipients=recipients(),
-                             afterschool_source=source)
+                             afterschool_source=source,
+                             role_recipients={r: [a.strip() for a in Variable.get(v, default="").split(",")
+                                                  if a.strip()] for r, v in ROLE_VARIABLES.items()})
