@@ -22,6 +22,9 @@ class Built:
     scoped_school_codes: list[str]
     # Extra report tables (file name -> frame, no names/birth dates/SSIDs) that the run's report folder gets.
     reports: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Local Student IDs of the students still enrolled in the run's scope (transaction-processed files): a delete
+    # of one of their records needs allow_enrolled_deletes. None = the builder does not know (no check).
+    enrolled_students: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,10 @@ def _sprg(sis: SisSource, scope: RunScope, check: Callable[[Any], None] | None =
     if check is not None:
         check(pulled)   # the staging gate (calpads.quality.staging): fails the run before anything is built
     built = build_sprg(pulled, scope)
+    enrolled = None if pulled.enrolled_students is None else [
+        str(n) for n in pulled.enrolled_students["student_number"].dropna()]
     return Built(built.records, built.not_extracted, pulled.lea,
-                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()])
+                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()], enrolled_students=enrolled)
 
 
 BUILDERS: dict[str, Callable[[SisSource, RunScope], Any]] = {"SPRG": _sprg}
