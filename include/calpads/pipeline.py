@@ -193,6 +193,7 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     anything is written when the deletes exceed ``max_delete_share`` of the records in scope, and
     EnrolledDeleteBlocked when a delete is of a student still enrolled and the run does not allow it.
     Either way the would-be deletes are listed in the run's report/deletes.csv."""
+    from calpads.extracts.not_extracted import data_problems
     from calpads.history.diff import compute_transactions, still_in_sis
     from calpads.history.guard import (
         DEFAULT_MAX_DELETE_SHARE,
@@ -222,7 +223,7 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     in_scope = in_scope_count(last, layout, scope_filter(ctx))
     # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
     # delete, whatever happened to its key fields: matched by key, Local Record ID or record identity.
-    not_extracted = pd.read_parquet(ctx.path(NOT_EXTRACTED))
+    not_extracted = data_problems(pd.read_parquet(ctx.path(NOT_EXTRACTED)))
     kept = still_in_sis(last, held_back, layout, not_extracted) if last is not None else None
     if kept is not None:
         kept_in_scope = int((kept & scope_filter(ctx).mask(last, layout)).sum())

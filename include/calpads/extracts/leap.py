@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
@@ -50,6 +51,7 @@ def build(sis: Any, scope: RunScope) -> Any:
     att_path, reg_path = default_paths()
     export = read_export(att_path, reg_path, scope.start_date, scope.end_date)
     records, not_extracted, days = build_leap(pull, export, scope)
+    not_extracted = ne.explain_unknown_students(sis, not_extracted)
     absences = absent_days(sis, scope, [int(i) for i in days["student_id"].unique()])
     report = school_day_report(days, records, pull, absences, scope)
     return Built(records, not_extracted, pull.lea, [], reports={REPORT: report})

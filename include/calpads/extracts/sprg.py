@@ -58,10 +58,9 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     # date that is not a date cannot be judged: its student stays selected.
     enr = pull.enrollments.copy()
     enr["entry"] = to_datetime(enr["entrydate"])
-    exit_text = blank_to_none(enr["exitdate"])
-    unreadable = enr["entry"].isna() | (exit_text.notna() & to_datetime(exit_text).isna())
-    bad_dates = _bad_enrollment_dates(enr[unreadable])
-    enr = enr[~unreadable].copy()
+    readable = ne.readable_dates(enr)
+    bad_dates = _bad_enrollment_dates(enr[~readable])
+    enr = enr[readable].copy()
     enr["last_day"] = enrollment_last_days(enr, pull.calendar)
     enr = enr[in_report_range(enr["entry"], enr["last_day"], start, end)]
     enr = enr[["student_id", "schoolid", "entry", "last_day"]]

@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import in_session_counts, merged_intervals, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
@@ -68,6 +69,7 @@ def build(sis: Any, scope: RunScope) -> Any:
     except AfterschoolDataError as exc:
         log.warning("STAS 13.24 Attendance Recovery Days left blank: %s", exc)
     records, not_extracted = build_stas(inputs, scope)
+    not_extracted = ne.explain_unknown_students(sis, not_extracted)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()])
 
@@ -86,7 +88,7 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
     pull = inputs.pull
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
     schools = pull.scoped_schools[~pull.scoped_schools["school_code"].isin(cfg["never_reported_schools"])]
-    enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
+    enr = selected_enrollments(pull.enrollments[ne.readable_dates(pull.enrollments)], pull.calendar, start, end)
     enr = enr[enr["schoolid"].isin(schools["school_number"])]
     grade = pd.to_numeric(enr["grade_level"], errors="coerce")
     enr = enr[grade.isna() | grade.between(cfg["grades"]["min"], cfg["grades"]["max"])]
@@ -125,7 +127,7 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
     records = pd.DataFrame({
         "record_type": "STAS",
         "transaction_type": None,
-        "local_record_id": per["student_id"].astype(str) + "." + per["schoolid"].astype(str),
+        "local_record_id": stas_record_id(per),
         "reporting_lea": pull.lea,
         "school_of_attendance": per["school_code"],
         "academic_year_id": scope.academic_year,
@@ -141,7 +143,15 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
         "ctx_student_id": per["student_id"].astype(str),
     }, index=per.index)
     records = sort_records(finish(records, layout.columns), layout)
+    # Every student-school left out is listed with its reason (calpads.extracts.not_extracted).
+    records, no_ssid = ne.without_blank_ssid(records)
+    not_extracted += [no_ssid, ne.enrollment_rows(pull, start, end, stas_record_id)]
     return records, pd.concat(not_extracted, ignore_index=True)
+
+
+def stas_record_id(rows: pd.DataFrame) -> pd.Series:
+    """Local Record ID of a student's record at a school: STUDENTS.ID.school number."""
+    return (rows["student_id"].astype(str) + "." + rows["schoolid"].astype(str)).astype(object)
 
 
 def minimum_day_minutes(grade: pd.Series) -> pd.Series:

@@ -36,6 +36,9 @@ class EnrollmentPull:
     calendar: pd.DataFrame         # in-session days of the reportable schools (schoolid, date_value)
     enrollments: pd.DataFrame      # student_id, schoolid, grade_level, entrydate, exitdate, source, reenrollment_id
     students: pd.DataFrame         # student-level fields (see student_frame)
+    # enrollments in scope the pull leaves out, with a reason code (calpads.sources.sql_skipped): listed as
+    # not extracted by the builders, never silently lost
+    skipped: pd.DataFrame | None = None
 
 
 def enrollment_selects(scope: RunScope, school_numbers: list[int], *, dates_as_text: bool = True,
@@ -87,4 +90,7 @@ def pull_enrollment(engine: sa.Engine, scope: RunScope, *, require_ssid: bool = 
         current, earlier = enrollment_selects(scope, [int(n) for n in scoped["school_number"]])
         enrollments = pd.read_sql(sa.union_all(current, earlier), conn)
         students = pd.read_sql(student_select(scope, require_ssid=require_ssid), conn)
-    return EnrollmentPull(lea, schools, scoped, calendar, enrollments, students)
+        from calpads.sources.sql_skipped import skipped_select
+
+        skipped = pd.read_sql(skipped_select(scope, [int(n) for n in scoped["school_number"]]), conn)
+    return EnrollmentPull(lea, schools, scoped, calendar, enrollments, students, skipped)
