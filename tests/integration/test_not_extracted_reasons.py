@@ -6,6 +6,7 @@ B = 200 / 2222222; student 5 has no SSID) plus, at school A for the whole month:
 - 9: an SSID of spaces;
 - 10: ENTRYDATE 'not a date' (SQLite keeps any text in a DATE column);
 - 11: ENTRYDATE '2025-09-31' (shaped like a date, but September has 30 days);
+- 12: EXITDATE '2025-09-31' (an unreadable exit must not pass for an open enrollment);
 - 7 (already enrolled at A): an earlier enrollment at B, Sep 2 - 5, excluded from state reporting.
 Expected rows are worked out from those rows: SENR's Local Record ID is STUDENTS.ID.school number.entry date,
 STAS's STUDENTS.ID.school number; LEAP names unlinked afterschool rows by student number.
@@ -35,10 +36,12 @@ def sis(tmp_path, monkeypatch) -> sa.Engine:
     district.add_student(9, first="Ivy", last="Ito", school=A, entry="2025-09-02", ssid="   ")
     district.add_student(10, first="Jo", last="Jay", school=A, entry="2025-09-02")
     district.add_student(11, first="Kim", last="Ko", school=A, entry="2025-09-02")
+    district.add_student(12, first="Lu", last="Lee", school=A, entry="2025-09-02")
     district.add_reenrollment(7, B, "2025-09-02", "2025-09-06", excluded=True)
     with eng.begin() as c:
         c.exec_driver_sql("UPDATE STUDENTS SET ENTRYDATE = 'not a date' WHERE ID = 10")
         c.exec_driver_sql("UPDATE STUDENTS SET ENTRYDATE = '2025-09-31' WHERE ID = 11")
+        c.exec_driver_sql("UPDATE STUDENTS SET EXITDATE = '2025-09-31' WHERE ID = 12")
     folder = tmp_path / "afterschool"
     write_afterschool(folder)
     with (folder / "registrations.csv").open("a") as fh:
@@ -69,25 +72,30 @@ def test_senr_lists_each_enrollment_left_out_with_its_reason(tmp_path, sis):
     assert not_extracted(folder) == [
         ("10.100.not a date", "100010", CDS_A, ne.BAD_ENROLLMENT_DATES),   # the date as the SIS holds it
         ("11.100.20250931", "100011", CDS_A, ne.BAD_ENROLLMENT_DATES),
+        ("12.100.20250902", "100012", CDS_A, ne.BAD_ENROLLMENT_DATES),
         ("5.100.20250902", "100005", CDS_A, ne.NO_SSID),
         ("7.200.20250902", "100007", CDS_B, ne.ENROLLMENT_EXCLUDED),
         ("8.100.20250902", "100008", CDS_A, ne.EXCLUDED),
         ("9.100.20250902", "100009", CDS_A, ne.NO_SSID),
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["validation"]["not_extracted"] == 6
+    assert manifest["validation"]["not_extracted"] == 7
     assert manifest["validation"]["not_extracted_by_reason"] == {
-        ne.BAD_ENROLLMENT_DATES: 2, ne.NO_SSID: 2, ne.ENROLLMENT_EXCLUDED: 1, ne.EXCLUDED: 1}
+        ne.BAD_ENROLLMENT_DATES: 3, ne.NO_SSID: 2, ne.ENROLLMENT_EXCLUDED: 1, ne.EXCLUDED: 1}
     index = (folder / "report" / "index.html").read_text()
-    assert "Not extracted (6)" in index and "no SSID yet" in index
+    assert "Not extracted (7)" in index and "no SSID yet" in index
     published = {ln.split("^")[2] for ln in (folder / "SENR_1234567_2025-2026.txt").read_text().splitlines()}
     assert not published & {r[0] for r in not_extracted(folder)}          # listed or published, never both
 
 
 def test_stas_lists_each_student_school_left_out_with_its_reason(tmp_path, sis):
-    assert not_extracted(run(tmp_path, sis, "STAS")) == [
+    folder = run(tmp_path, sis, "STAS")
+    published = {ln.split("^")[2] for ln in (folder / "STAS_1234567_2025-2026.txt").read_text().splitlines()}
+    assert not published & {r[0] for r in not_extracted(folder)}          # listed or published, never both
+    assert not_extracted(folder) == [
         ("10.100", "100010", CDS_A, ne.BAD_ENROLLMENT_DATES),
         ("11.100", "100011", CDS_A, ne.BAD_ENROLLMENT_DATES),
+        ("12.100", "100012", CDS_A, ne.BAD_ENROLLMENT_DATES),
         ("5.100", "100005", CDS_A, ne.NO_SSID),
         ("7.200", "100007", CDS_B, ne.ENROLLMENT_EXCLUDED),
         ("8.100", "100008", CDS_A, ne.EXCLUDED),
