@@ -186,3 +186,15 @@ def test_duplicate_operational_keys_are_held_back_and_both_listed(tmp_path, stor
     second = run(tmp_path, sis.engine, store_engine, "r2")
     assert sent(second) == [] and not (second / f"SPRG_{LEA}_{YEAR}_AU2.txt").exists()
     assert reported(second) == {"6.506": {"SPRG-DUPLICATE-KEY"}, "6.599": {"SPRG-DUPLICATE-KEY"}}
+
+
+def test_a_title_i_service_date_typo_is_listed_and_not_deleted(tmp_path, store_engine):
+    sis = make_sis(tmp_path / "sis.db")
+    # Student 6 also has Title I (122, program row 600) with one service (code 05) in the range: record 6.600.05.
+    sis.add_program(6, 100, "122", start="2025-09-02", program_id=600)
+    service = sis.add_service(6, 100, "05", "2025-10-01")
+    assert ("", "6.600.05") in sent(run(tmp_path, sis.engine, store_engine, "r1"))
+    sql(sis, f"UPDATE S_CA_CALPADS_STUDENTSERVICES_C SET SERVICEDATE = '10/01/2025' WHERE ID = {service}")
+    second = run(tmp_path, sis.engine, store_engine, "r2")
+    assert sent(second) == []
+    assert reported(second) == {"6.600.05": {ne.BAD_SERVICE_DATE}}

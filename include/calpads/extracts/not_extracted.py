@@ -33,6 +33,8 @@ BLANK_MEMBERSHIP_CODE = ("blank Education Program Membership Code: enter the mem
 BLANK_START_DATE = ("blank Education Program Membership Start Date: enter the start date on the student's program "
                     "record")
 BLANK_SERVICE_CODE = "blank Education Service Code: enter the service code on the student's Title I service record"
+BAD_SERVICE_DATE = ("a Title I service date is not a date: the service's date in the SIS is not a real date "
+                    "(YYYY-MM-DD), so whether it falls in the report range cannot be decided. Correct it")
 # Student criteria (seed): the student must be enrolled in the report range.
 NO_ENROLLMENT = ("no enrollment in the report range: the program record's dates fall in the report range but the "
                  "student has no enrollment in it. End the program (or correct its dates) if the student has left; "

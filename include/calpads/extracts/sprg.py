@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -98,11 +99,19 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     is_122 = progs["programcode"] == TITLE_I
     services = pull.services.copy()
     services["servicecode"] = blank_to_none(services["servicecode"])
-    t1 = progs[is_122].merge(services, on=["student_id", "schoolid"], how="inner")
+    unreadable = (services["unreadable_date"] == 1).to_numpy(dtype=bool) if "unreadable_date" in services else \
+        np.zeros(len(services), dtype=bool)
+    t1 = progs[is_122].merge(services[~unreadable], on=["student_id", "schoolid"], how="inner")
     blank_service = t1["servicecode"].isna()
     not_extracted.append(_not_extracted(t1[blank_service], ne.BLANK_SERVICE_CODE))
     t1 = t1[~blank_service].drop_duplicates(["program_id", "servicecode"])
     t1["local_record_id"] = (t1["local_record_id"] + "." + t1["servicecode"]).astype(object)
+    # A service whose date is not a date cannot be placed in the range: its code's record is listed, unless a
+    # readable service in the range gives that record anyway.
+    tb = progs[is_122].merge(services[unreadable].dropna(subset=["servicecode"]), on=["student_id", "schoolid"])
+    tb = tb.assign(local_record_id=(tb["local_record_id"] + "." + tb["servicecode"]).astype(object))
+    tb = tb[~tb["local_record_id"].isin(set(t1["local_record_id"]))].drop_duplicates("local_record_id")
+    not_extracted.append(_not_extracted(tb, ne.BAD_SERVICE_DATE))
     others = progs[~is_122].assign(servicecode=None)
     progs = pd.concat([others, t1], ignore_index=True)
 

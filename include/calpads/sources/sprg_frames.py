@@ -201,14 +201,16 @@ def assemble_sprg_pull(tables: dict[str, Rows], scope: RunScope, program_codes: 
                  and r["schoolid"] in scoped_numbers and enrollment_overlaps(r["entrydate"], r["exitdate"], start, end)}
     enrolled_students = _frame([(n,) for n in sorted(enrolled)], ["student_number"])
 
-    services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode"])
+    services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
     if "122" in program_codes:
-        # SELECT DISTINCT student_id, schoolid, servicecode ... servicedate BETWEEN start AND end
+        # SELECT DISTINCT student_id, schoolid, servicecode, not_a_date(servicedate) ... WHERE servicedate
+        # BETWEEN start AND end OR not_a_date(servicedate)
         seen = dict.fromkeys(
-            (by_dcid[v["studentsdcid"]]["id"], v["schoolid"], v["servicecode"])
+            (by_dcid[v["studentsdcid"]]["id"], v["schoolid"], v["servicecode"], int(not_a_date(v["servicedate"])))
             for v in t["s_ca_calpads_studentservices_c"]
-            if v["studentsdcid"] in by_dcid and _ge(v["servicedate"], start) and _le(v["servicedate"], end))
-        services = _frame(list(seen), ["student_id", "schoolid", "servicecode"])
+            if v["studentsdcid"] in by_dcid and ((_ge(v["servicedate"], start) and _le(v["servicedate"], end))
+                                                 or not_a_date(v["servicedate"])))
+        services = _frame(list(seen), ["student_id", "schoolid", "servicecode", "unreadable_date"])
     return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services, enrolled_students)
 
 

@@ -74,7 +74,7 @@ class SprgPull:
     enrollments: pd.DataFrame      # candidate enrollments (current + re-enrollments)
     students: pd.DataFrame         # student-level fields of the candidates
     programs: pd.DataFrame         # candidate program memberships
-    services: pd.DataFrame         # Title I services dated in the report range
+    services: pd.DataFrame         # Title I services dated in the report range (unreadable_date 1: date not a date)
     # Local Student IDs (student_number) of every student not excluded from state reporting with an enrollment
     # overlapping the report range at a school in scope, SSID or not, program or not: a delete of such a
     # student's record needs the run's allow_enrolled_deletes (calpads.history.guard).
@@ -199,11 +199,14 @@ def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> S
         programs = pd.read_sql(programs_q, conn)
 
         v = SERVICES.c
-        services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode"])
+        services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
         if "122" in program_codes:
-            services_q = sa.select(s.id.label("student_id"), v.schoolid, v.servicecode).distinct().select_from(
-                SERVICES.join(STUDENTS, s.dcid == v.studentsdcid)
-            ).where(*student_filters, v.servicedate >= start, v.servicedate <= end)
+            services_q = sa.select(
+                s.id.label("student_id"), v.schoolid, v.servicecode,
+                sa.case((not_a_date(v.servicedate), 1), else_=0).label("unreadable_date"),
+            ).distinct().select_from(SERVICES.join(STUDENTS, s.dcid == v.studentsdcid)).where(
+                *student_filters,
+                sa.or_(sa.and_(v.servicedate >= start, v.servicedate <= end), not_a_date(v.servicedate)))
             services = pd.read_sql(services_q, conn)
     return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services, enrolled)
 
