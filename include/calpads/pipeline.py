@@ -224,23 +224,21 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
     # delete, whatever happened to its key fields: matched by key, Local Record ID or record identity.
     not_extracted = data_problems(pd.read_parquet(ctx.path(NOT_EXTRACTED)))
-    kept = still_in_sis(last, held_back, layout, not_extracted) if last is not None else None
-    if kept is not None:
-        kept_in_scope = int((kept & scope_filter(ctx).mask(last, layout)).sum())
-        last = last[~kept]
+    kept = still_in_sis(last, held_back, layout, not_extracted)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
-    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx))
+    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
+                                  never_delete=kept)
     records = sort_records(result.records, layout)
     enrolled_path = ctx.path(ENROLLED)
     enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str)) if enrolled_path.exists()
                 else None)
     listing = delete_listing(records[records["transaction_type"] == "D"], publishable, enrolled)
-    deletes = delete_summary(listing, kept=kept_in_scope if kept is not None else 0,
-                             allowed=ctx.scope.allow_enrolled_deletes)
+    deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
     if layout.processing != "replacement":
         _publish_deletes_report(ctx, listing, deletes)
-    ctx.update_state(diff={"deletes": deletes, "blocked": True})   # until the guards pass: the summary email
+    # For the summary email: "stopped" until both guards pass (a retry that passes overwrites it).
+    ctx.update_state(diff={"deletes": {**deletes, "stopped": True}})
     guard = check_deletes(result.counts["deleted"], in_scope, record_type=ctx.record_type,
                           max_share=DEFAULT_MAX_DELETE_SHARE if max_delete_share is None else max_delete_share,
                           allow_mass_delete=ctx.scope.allow_mass_delete)

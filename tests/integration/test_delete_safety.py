@@ -52,10 +52,10 @@ def make_sis(path: Path) -> Sis:
     return sis
 
 
-def sql(sis: Sis, statement: str) -> None:
+def sql(sis: Sis, statement: str, *params: object) -> None:
     """A raw update, as a typo in the SIS's own screens would store it (SQLite keeps any text in a DATE)."""
     with sis.engine.begin() as c:
-        c.exec_driver_sql(statement)
+        c.exec_driver_sql(statement, params)
 
 
 def csv_rows(folder: Path, name: str) -> list[dict[str, str]]:
@@ -194,7 +194,20 @@ def test_a_title_i_service_date_typo_is_listed_and_not_deleted(tmp_path, store_e
     sis.add_program(6, 100, "122", start="2025-09-02", program_id=600)
     service = sis.add_service(6, 100, "05", "2025-10-01")
     assert ("", "6.600.05") in sent(run(tmp_path, sis.engine, store_engine, "r1"))
-    sql(sis, f"UPDATE S_CA_CALPADS_STUDENTSERVICES_C SET SERVICEDATE = '10/01/2025' WHERE ID = {service}")
+    sql(sis, "UPDATE S_CA_CALPADS_STUDENTSERVICES_C SET SERVICEDATE = '10/01/2025' WHERE ID = ?", service)
     second = run(tmp_path, sis.engine, store_engine, "r2")
     assert sent(second) == []
     assert reported(second) == {"6.600.05": {ne.BAD_SERVICE_DATE}}
+
+
+def test_a_record_kept_from_a_delete_still_counts_as_submitted(tmp_path, store_engine):
+    sis = make_sis(tmp_path / "sis.db")
+    # Student 6's Title I membership has a good service (05) and a bad one (99, not 05-13: SPRG-SERVICE-122).
+    sis.add_program(6, 100, "122", start="2025-09-02", program_id=600)
+    sis.add_service(6, 100, "05", "2025-10-01")
+    sis.add_service(6, 100, "99", "2025-10-02")
+    first = run(tmp_path, sis.engine, store_engine, "r1")
+    assert ("", "6.600.05") in sent(first) and reported(first) == {"6.600.99": {"SPRG-SERVICE-122"}}
+    # Nothing changed: 6.600.05 was submitted and is the same. The held-back 6.600.99 shares its student and
+    # program (record identity), which keeps 6.600.05 from a delete -- but must not make it look new.
+    assert sent(run(tmp_path, sis.engine, store_engine, "r2")) == []

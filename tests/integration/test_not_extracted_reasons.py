@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from calpads import pipeline
 from calpads.extracts import not_extracted as ne
 from calpads.run_scope import RunScope
-from tests.integration.small_district import A, B, CDS_A, CDS_B, build_sis, write_afterschool
+from tests.integration.small_district import CDS_A, CDS_B, A, B, build_sis, write_afterschool
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def _deletes_section(deletes: dict[str, Any] | None) -> str:
         return ""
     n = int(deletes["count"])
     enrolled = int(deletes.get("of_enrolled_students") or 0)
-    blocked = enrolled and not deletes.get("allow_enrolled_deletes")
+    blocked = bool(deletes.get("stopped"))          # a guard stopped the run (calpads.pipeline.diff)
     lead = (f"This run would delete <b>{n}</b> record(s) from CALPADS and was stopped (nothing published)"
             if blocked else f"This run deletes <b>{n}</b> record(s) from CALPADS (the _D file)")
     return (f"<p>{lead}: {enrolled} of students still enrolled, {int(deletes.get('key_changes') or 0)} because a "

@@ -8,11 +8,12 @@ Modes (seed "Report Mode", contract §2/§4):
   and an add of the new one.
 - ``replacement`` / ``non_submission``: every record, blank type, no deletes.
 
-A record the SIS still has is never a delete, whatever happened to its key fields: before the diff,
-``without_held_back`` removes from the history every record that a held-back or not-extracted row
-of this run still names -- by operational key, by Local Record ID (field 3, built from internal SIS
-ids, so a typo in a key field leaves it unchanged) or by the layout's ``record_identity`` (SPRG: the
-student + the program). A key change of a record that is published (same Local Record ID, new key)
+A record the SIS still has is never a delete, whatever happened to its key fields: ``still_in_sis``
+marks every history record that a held-back or not-extracted row of this run still names -- by
+operational key, by Local Record ID (field 3, built from internal SIS ids, so a typo in a key field
+leaves it unchanged) or by the layout's ``record_identity`` (SPRG: the student + the program) -- and
+``compute_transactions(never_delete=...)`` never deletes those (they still count for adds/updates).
+A key change of a record that is published (same Local Record ID, new key)
 stays a D + an add; calpads.history.guard.check_enrolled_deletes makes such deletes wait for the
 run's ``allow_enrolled_deletes``.
 
@@ -84,13 +85,16 @@ class DiffResult:
 
     records: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    kept_from_delete: int = 0     # in-scope history rows not extracted again that ``never_delete`` kept
 
 
 def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: pd.DataFrame, mode: str,
-                         in_scope: ScopeFilter) -> DiffResult:
+                         in_scope: ScopeFilter, never_delete: np.ndarray | None = None) -> DiffResult:
     """The records a run publishes. ``last_submitted`` holds one row per operational key (the
     latest saved, not deleted; see ``HistoryStore.last_submitted``), with the layout columns and,
-    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed."""
+    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed.
+    ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
+    deletes while they still count for adds/updates: a record compared with them stays unchanged."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     columns = layout.columns
@@ -101,17 +105,21 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
 
     deletes_allowed = mode == "submission"
     scope = in_scope.mask(prev, layout) if deletes_allowed else np.zeros(len(prev), dtype=bool)
-    status, delete_pos = _match(cur, prev, scope, layout)
+    status, gone = _match(cur, prev, layout)
+    kept = np.asarray(never_delete, dtype=bool)[gone] if never_delete is not None and len(gone) else \
+        np.zeros(len(gone), dtype=bool)
+    delete_pos = gone[scope[gone] & ~kept]
     counts = {
         "new": int((status == NEW).sum()),
         "changed": int((status == CHANGED).sum()),
         "unchanged": int((status == UNCHANGED).sum()),
         "deleted": int(len(delete_pos)),
     }
+    kept_from_delete = int((scope[gone] & kept).sum())
     if not deletes_allowed:
         out = cur.copy()
         out["transaction_type"] = _blank(len(out))
-        return DiffResult(out, counts)
+        return DiffResult(out, counts, kept_from_delete)
 
     sent = cur.iloc[np.flatnonzero(status != UNCHANGED)].copy()
     sent["transaction_type"] = _blank(len(sent))
@@ -119,25 +127,24 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
     deleted["transaction_type"] = "D"
     parts = [p for p in (sent, deleted) if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else cur.iloc[:0].copy()
-    return DiffResult(out[columns], counts)
+    return DiffResult(out[columns], counts, kept_from_delete)
 
 
-def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
-           layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Per current row NEW/CHANGED/UNCHANGED, and the positions of in-scope history rows whose key
+def _match(cur: pd.DataFrame, prev: pd.DataFrame, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per current row NEW/CHANGED/UNCHANGED, and the positions (sorted) of the history rows whose key
     is no longer extracted."""
     if len(prev) == 0:
         return np.full(len(cur), NEW, dtype=np.int8), np.empty(0, dtype=np.int64)
     cur_in = cur.assign(__pos=np.arange(len(cur), dtype=np.int64))
-    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64), __scope=scope)
+    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64))
     prev_key = HIST_OP_KEY if HIST_OP_KEY in prev.columns else f"({op_key_sql(layout)})"
     prev_hash = HIST_HASH if HIST_HASH in prev.columns else f"({hash_sql(layout)})"
     # Layout column names only (from the layout YAML), never user input.
     sql = f"""
         WITH c AS (SELECT __pos, {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM cur_in),
-             p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h, __scope AS s FROM prev_in)
+             p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h FROM prev_in)
         SELECT coalesce(c.__pos, -1) AS cpos, coalesce(p.__pos, -1) AS ppos,
-               coalesce(c.h = p.h, false) AS same, coalesce(p.s, false) AS in_scope
+               coalesce(c.h = p.h, false) AS same
         FROM c FULL OUTER JOIN p ON c.k = p.k
     """  # noqa: S608
     with duckdb.connect() as con:
@@ -145,7 +152,7 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
         con.register("prev_in", prev_in)
         res = con.sql(sql).fetchnumpy()
     cpos, ppos = np.asarray(res["cpos"]), np.asarray(res["ppos"])
-    same, in_scope = np.asarray(res["same"], dtype=bool), np.asarray(res["in_scope"], dtype=bool)
+    same = np.asarray(res["same"], dtype=bool)
 
     status = np.full(len(cur), NEW, dtype=np.int8)
     matched = (cpos >= 0) & (ppos >= 0)
@@ -153,8 +160,7 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
     # unchanged only if it equals one of them: CHANGED first, UNCHANGED overwrites.
     status[cpos[matched & ~same]] = CHANGED
     status[cpos[matched & same]] = UNCHANGED
-    delete_pos = np.sort(ppos[(cpos < 0) & in_scope])
-    return status, delete_pos
+    return status, np.sort(ppos[cpos < 0])
 
 
 def _blank(n: int) -> np.ndarray:
@@ -218,7 +224,9 @@ def still_in_sis(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: 
 def without_held_back(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: Layout,
                       not_extracted: pd.DataFrame | None = None) -> pd.DataFrame:
     """The history rows that no held-back record and no not-extracted row of this run still names
-    (``still_in_sis``): a record the SIS still has must never become a delete."""
+    (``still_in_sis``). For timing the filter (bench/run_all.py); the pipeline passes the mask to
+    ``compute_transactions(never_delete=...)`` instead, because a published record of the same student
+    and program must still be compared with its history row (dropped, it would look new)."""
     if not len(last_submitted):
         return last_submitted
     return last_submitted[~still_in_sis(last_submitted, held_back, layout, not_extracted)]
