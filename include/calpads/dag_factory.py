@@ -79,6 +79,9 @@ rule. **Coordinator's run:** use *Trigger DAG w/ config*, choose the params, and
   the report (`report/index.html` in the run folder) lists each record by Local Record ID and Local
   Student ID with what to fix in the SIS. Fix them; they go out in a later run.
 - *Quality gate failed*: more than the allowed share of records are in error; nothing was published.
+- *Deletes of enrolled students*: the run would delete records of students who are still enrolled (a key
+  field changed, or a program row was removed); nothing was published. The email and `report/deletes.html`
+  list them; check them in the SIS, and set *Allow deletes of enrolled students* only if they are real.
 - *Extract failed*: the SIS could not be read: ask district IT to check the database and login.
 - *Publish failed*: the publish folder is missing, full or read-only; nothing partial was left.
 - *Save history failed*: files were published but not recorded as submitted; clear the task to retry
@@ -161,6 +164,21 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         },
     )
     def calpads_file_dag():
+        def check_scope_against_sis(scope: Any) -> None:
+            """Schools and sub-districts must be the district's (SCHOOLS in sis_db), before anything is pulled.
+            An unreachable SIS is not a wrong param: the extract task checks again (narrow_schools) and retries."""
+            from calpads.sources.sql_sis import narrow_schools, reportable_schools
+
+            try:
+                with engine("sis_db").connect() as conn:
+                    schools = reportable_schools(conn)
+            except Exception as exc:  # a missing connection, a driver error: not a wrong param
+                logging.getLogger("calpads.pipeline").warning(
+                    "Could not read the SIS's schools to check the run's schools/sub-districts (%s); the extract "
+                    "task checks them", type(exc).__name__)
+                return
+            narrow_schools(schools, scope)   # ScopeError naming the unknown values and listing the known ones
+
         @task(task_display_name="Check run parameters", retries=0)
         def check_params() -> dict[str, Any]:
             from calpads.run_scope import RunScope
@@ -170,6 +188,8 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             run_date: date = pendulum.instance(logical).in_timezone(tz).date()
             try:
                 scope = RunScope.from_params(record_type, dict(ctx["params"]), today=run_date)
+                if sis_source == "sql" and (scope.schools or scope.subdistricts):
+                    check_scope_against_sis(scope)
             except ScopeError as exc:
                 raise AirflowFailException(f"Run parameters rejected: {exc}") from None
             return scope.to_dict()
@@ -183,15 +203,18 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             # The staging gate keeps each pull's counts in calpads_store (StagingCheckFailed: our own text).
             staging = {"store_engine": engine("calpads_store"),
                        "count_tolerance": float(_conf("staging_count_tolerance", "0.20"))}
-            if sis_source == "sql":
-                return extract(ctx, engine("sis_db"), **staging)
-            from calpads.sources.api_common import MissingSourceData
-
-            conn_id = _conf("sis_conn_id", sis_api_name(sis_source))
             try:
-                return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
-            except MissingSourceData as exc:   # the source can never provide it: a retry would not help
-                raise AirflowFailException(str(exc)) from exc
+                if sis_source == "sql":
+                    return extract(ctx, engine("sis_db"), **staging)
+                from calpads.sources.api_common import MissingSourceData
+
+                conn_id = _conf("sis_conn_id", sis_api_name(sis_source))
+                try:
+                    return extract(ctx, ApiSource(sis_source, conn_id, ctx.work_dir), **staging)
+                except MissingSourceData as exc:   # the source can never provide it: a retry would not help
+                    raise AirflowFailException(str(exc)) from exc
+            except ScopeError as exc:   # a school or sub-district the SIS does not have: no retry can fix it
+                raise AirflowFailException(f"Run parameters rejected: {exc}") from exc
 
         @task(task_display_name="Quality gate (CALPADS rules)")
         def quality_gate(scope: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
@@ -214,14 +237,14 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
 
         @task(task_display_name="Compare with submission history")
         def diff_against_history(scope: dict[str, Any], gated: dict[str, Any]) -> dict[str, Any]:
-            from calpads.history.guard import MassDeleteBlocked, parse_share
+            from calpads.history.guard import EnrolledDeleteBlocked, MassDeleteBlocked, parse_share
             from calpads.history.ods import OdsFormatError
             from calpads.pipeline import diff
 
             try:
                 return diff(context_for(scope), engine("calpads_store"),
                             max_delete_share=parse_share(_conf("max_delete_share", "0.20")))
-            except (MassDeleteBlocked, OdsFormatError) as exc:
+            except (MassDeleteBlocked, EnrolledDeleteBlocked, OdsFormatError) as exc:
                 # No retry can fix these; the alert names the cause (messages.WHAT_TO_DO_FOR).
                 raise AirflowFailException(str(exc)) from exc
 
@@ -251,12 +274,13 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             state = json.loads(state_file.read_text()) if state_file.exists() else {}
             validation = state.get("validation", {})
             ods = state.get("diff", {}).get("ods_comparison")
-            if not needs_summary_email(validation, ods):
+            deletes = state.get("diff", {}).get("deletes")
+            if not needs_summary_email(validation, ods, deletes):
                 return {"sent": False}
             run_id = get_current_context()["dag_run"].run_id
             subject, body = summary_email(dag_id=dag_id, run_id=run_id, validation=validation,
                                           published=state.get("published"), report_link=validation.get("report"),
-                                          ods=ods)
+                                          ods=ods, deletes=deletes)
             return {"sent": send(subject, body)}
 
         @task(task_display_name="Run outcome", trigger_rule="one_failed", retries=0, on_failure_callback=None)

@@ -35,6 +35,9 @@ NOT_EXTRACTED = "not_extracted.parquet"
 PUBLISHABLE = "publishable.parquet"
 HELD_BACK = "held_back.parquet"
 DIFFED = "diffed.parquet"
+ENROLLED = "enrolled_students.parquet"
+DELETES_CSV = "deletes.csv"
+DELETES_HTML = "deletes.html"
 EXTRA_REPORTS = "extra_reports"
 STATE = "state.json"
 
@@ -113,6 +116,10 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
                   **({"store_engine": store_engine} if "store_engine" in accepts else {}))   # LEAP, STAS: staged data
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
+    ctx.path(ENROLLED).unlink(missing_ok=True)
+    enrolled = getattr(built, "enrolled_students", None)
+    if enrolled is not None:
+        _to_parquet(pd.DataFrame({"local_student_id": pd.Series(enrolled, dtype=object)}), ctx.path(ENROLLED))
     extra = ctx.path(EXTRA_REPORTS)
     if extra.exists():
         shutil.rmtree(extra)
@@ -126,17 +133,18 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
     out = {
         "records_extracted": len(built.records),
         "staging_counts": check.summary.get("counts"),
-        "not_extracted_blank_key": len(built.not_extracted),
+        "not_extracted": len(built.not_extracted),
         "reporting_lea": built.lea,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    log.info("Extracted %(records_extracted)s %(rt)s records (%(not_extracted_blank_key)s not extracted: blank "
-             "operational key) in %(seconds)ss", {**out, "rt": ctx.record_type})
+    log.info("Extracted %(records_extracted)s %(rt)s records (%(not_extracted)s not extracted, each with its reason "
+             "in the report's not_extracted.csv) in %(seconds)ss", {**out, "rt": ctx.record_type})
     return out
 
 
 # --------------------------------------------------------------------------- gate
 def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, Any]:
+    from calpads.extracts.not_extracted import counts_by_reason
     from calpads.quality.gate import run_gate
     from calpads.quality.report import write_report
 
@@ -151,9 +159,9 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
     if local_report.exists():
         shutil.rmtree(local_report)
     local_report.mkdir(mode=0o700)
-    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
-                 notes=ctx.state().get("extract", {}).get("notes"))
     not_extracted = pd.read_parquet(ctx.path(NOT_EXTRACTED))
+    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
+                 notes=ctx.state().get("extract", {}).get("notes"), not_extracted=not_extracted)
     if len(not_extracted):
         fd = os.open(local_report / "not_extracted.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", newline="") as fh:
@@ -168,7 +176,8 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
     target.put_tree(local_report, report_folder)
 
     summary = dict(result.summary)
-    summary["not_extracted_blank_key"] = len(not_extracted)
+    summary["not_extracted"] = len(not_extracted)
+    summary["not_extracted_by_reason"] = counts_by_reason(not_extracted)
     summary["report"] = str(report_folder / "index.html")
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     ctx.update_state(validation=summary)
@@ -185,9 +194,19 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
 def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | None = None) -> dict[str, Any]:
     """Transaction types against the history (or, in submission mode with an ``ods_file``, against
     the ODS: see calpads.history.ods). Raises MassDeleteBlocked (calpads.history.guard) before
-    anything is written when the deletes exceed ``max_delete_share`` of the records in scope."""
-    from calpads.history.diff import compute_transactions, without_held_back
-    from calpads.history.guard import DEFAULT_MAX_DELETE_SHARE, check_deletes, in_scope_count
+    anything is written when the deletes exceed ``max_delete_share`` of the records in scope, and
+    EnrolledDeleteBlocked when a delete is of a student still enrolled and the run does not allow it.
+    Either way the would-be deletes are listed in the run's report/deletes.csv."""
+    from calpads.extracts.not_extracted import data_problems
+    from calpads.history.diff import compute_transactions, still_in_sis
+    from calpads.history.guard import (
+        DEFAULT_MAX_DELETE_SHARE,
+        check_deletes,
+        check_enrolled_deletes,
+        delete_listing,
+        delete_summary,
+        in_scope_count,
+    )
     from calpads.history.store import HistoryStore
 
     t0 = time.perf_counter()
@@ -206,22 +225,50 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
         ods_base, ods_counts = compare_for_run(ctx, publishable, held_back, scope_filter(ctx), lea)
         last = ods_base if ods_base is not None else last
     in_scope = in_scope_count(last, layout, scope_filter(ctx))
-    # A held-back record is still in the SIS: never turn it into a delete.
-    last = without_held_back(last, held_back, layout)
+    # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
+    # delete, whatever happened to its key fields: matched by key, Local Record ID or record identity.
+    not_extracted = data_problems(pd.read_parquet(ctx.path(NOT_EXTRACTED)))
+    kept = still_in_sis(last, held_back, layout, not_extracted)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
-    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx))
+    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
+                                  never_delete=kept)
+    records = sort_records(result.records, layout)
+    enrolled_path = ctx.path(ENROLLED)
+    enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str)) if enrolled_path.exists()
+                else None)
+    listing = delete_listing(records[records["transaction_type"] == "D"], publishable, enrolled)
+    deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
+    if layout.processing != "replacement":
+        _publish_deletes_report(ctx, listing, deletes)
+    # For the summary email: "stopped" until both guards pass (a retry that passes overwrites it).
+    ctx.update_state(diff={"deletes": {**deletes, "stopped": True}})
     guard = check_deletes(result.counts["deleted"], in_scope, record_type=ctx.record_type,
                           max_share=DEFAULT_MAX_DELETE_SHARE if max_delete_share is None else max_delete_share,
                           allow_mass_delete=ctx.scope.allow_mass_delete)
-    records = sort_records(result.records, layout)
+    check_enrolled_deletes(listing, record_type=ctx.record_type,
+                           allow_enrolled_deletes=ctx.scope.allow_enrolled_deletes)
     _to_parquet(records, ctx.path(DIFFED))
     out = {**{k: int(v) for k, v in result.counts.items()}, "records_out": len(records),
-           "delete_guard": guard.as_dict(), "seconds": round(time.perf_counter() - t0, 2)}
+           "delete_guard": guard.as_dict(), "deletes": deletes, "seconds": round(time.perf_counter() - t0, 2)}
     if ods_counts is not None:
         out["ods_comparison"] = ods_counts
     ctx.update_state(diff=out)
     return out
+
+
+def _publish_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """report/deletes.csv and deletes.html in the run folder: every D record of the run (ids, school, program, why)
+    and the counts, also when a guard then blocks the run, so that the coordinator sees what would go."""
+    from calpads.quality.report import render_deletes_html
+
+    html_text = render_deletes_html(listing, summary, run_id=ctx.run_id, record_type=ctx.record_type)
+    report_folder = ctx.run_folder / "report"
+    target.ensure_folder(report_folder)
+    for name, data in ((DELETES_CSV, listing.to_csv(index=False).encode()), (DELETES_HTML, html_text.encode())):
+        local = ctx.path(name)
+        _write_private(local, data)
+        target.put_file(local, report_folder, name)
 
 
 def scope_filter(ctx: RunContext) -> Any:
@@ -229,8 +276,10 @@ def scope_filter(ctx: RunContext) -> Any:
 
     scope, layout = ctx.scope, ctx.layout
     schools = set(scope.schools) or None
-    if scope.subdistricts:
-        schools = set(ctx.state().get("scoped_school_codes", [])) or schools
+    if scope.schools or scope.subdistricts:
+        # The schools the pull resolved (schools and sub-districts together). Never widened back to the whole
+        # district: an empty set means no school is in scope, so nothing may be deleted.
+        schools = set(ctx.state().get("scoped_school_codes", []))
     programs = set(program_set(layout, scope)) if "program_code" in layout.columns else None
     return ScopeFilter(schools=schools, programs=programs, students=set(scope.students) or None)
 

@@ -17,6 +17,11 @@ LOCAL_STUDENT_ID = r"^[A-Za-z0-9-]{1,15}$"
 SUBDISTRICT = r"^[A-Za-z0-9 .,'&()/-]{1,60}$"
 MODES = ("submission", "replacement", "non_submission")
 SUBMISSIONS = ("fall1", "eoy2", "custom")
+# Academic years a run may cover: from 2000-2001 (older data is not in CALPADS) to a few years ahead of today
+# (a pre-registration year at most). Anything else is a typo, and a year past 2261 cannot even be held by pandas.
+FIRST_ACADEMIC_YEAR = 2000
+YEARS_AHEAD = 2
+KNOWN_VALUES_SHOWN = 40          # known schools / sub-districts / programs listed in a rejection message
 
 
 class ScopeError(ValueError):
@@ -43,12 +48,33 @@ def _split_year(academic_year: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def academic_year_choices(today: date) -> list[str]:
+    """Every academic year a run may cover, oldest first: 2000-2001 up to YEARS_AHEAD years after today's."""
+    last = int(current_academic_year(today)[:4]) + YEARS_AHEAD
+    return [f"{y}-{y + 1}" for y in range(FIRST_ACADEMIC_YEAR, last + 1)]
+
+
+def academic_year_pattern(today: date) -> str:
+    """The form's pattern for academic_year: exactly the years of academic_year_choices."""
+    return "^(" + "|".join(re.escape(y) for y in academic_year_choices(today)) + ")$"
+
+
+def check_academic_year(academic_year: str, today: date) -> None:
+    _split_year(academic_year)
+    choices = academic_year_choices(today)
+    if academic_year not in choices:
+        raise ScopeError(f"academic_year {academic_year!r} is outside the years a run may cover "
+                         f"({choices[0]} to {choices[-1]}): check the year for a typo")
+
+
 def param_specs(today: date) -> dict[str, dict[str, Any]]:
     """JSON-schema of every run param, with the descriptions the UI form shows."""
     return {
         "academic_year": dict(
-            default=current_academic_year(today), type="string", pattern=r"^[0-9]{4}-[0-9]{4}$",
-            title="Academic year", description="CALPADS academic year, CCYY-CCYY (July 1 to June 30).",
+            default=current_academic_year(today), type="string", pattern=academic_year_pattern(today),
+            title="Academic year",
+            description=f"CALPADS academic year, CCYY-CCYY (July 1 to June 30), from "
+            f"{academic_year_choices(today)[0]} to {academic_year_choices(today)[-1]}.",
         ),
         "start_date": dict(
             default="", type="string", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
@@ -67,7 +93,8 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
         ),
         "programs": dict(
             default=[], type="array", items={"type": "string", "pattern": PROGRAM_CODE},
-            title="Programs (custom)", description="Education Program Codes, used when submission is custom.",
+            title="Programs (custom)",
+            description="Education Program Codes (CALPADS code set), used when submission is custom.",
         ),
         "mode": dict(
             default="submission", type="string", enum=list(MODES), title="Report mode",
@@ -81,11 +108,13 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
         ),
         "schools": dict(
             default=[], type="array", items={"type": "string", "pattern": SCHOOL_CODE},
-            title="Schools", description="7-digit CDS school codes. Empty = district-wide.",
+            title="Schools", description="7-digit CDS school codes of the district's reportable schools. "
+            "Empty = district-wide. An unknown code stops the run.",
         ),
         "subdistricts": dict(
             default=[], type="array", items={"type": "string", "pattern": SUBDISTRICT},
-            title="Sub-districts", description="Sub-district names (SCHOOLS.SUBDISTRICT), narrowing the schools.",
+            title="Sub-districts", description="Sub-district names (SCHOOLS.SUBDISTRICT, exactly as in the SIS), "
+            "narrowing the schools. An unknown name stops the run.",
         ),
         "students": dict(
             default=[], type="array", items={"type": "string", "pattern": LOCAL_STUDENT_ID},
@@ -104,6 +133,12 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             description="Let this run publish deletes of more than the allowed share (default 20%) of the "
             "previously submitted records in its scope. Leave off unless you checked that the deletes are real: a "
             "wrong date range or a broken SIS pull also looks like mass deletes.",
+        ),
+        "allow_enrolled_deletes": dict(
+            default=False, type="boolean", title="Allow deletes of enrolled students",
+            description="Let this run publish deletes (D records) of students who are still enrolled in the run's "
+            "scope, including the delete of an old key when a school, SSID, program or start date was changed. "
+            "Leave off unless you checked each listed record in the SIS: a typo in the SIS also looks like this.",
         ),
     }
 
@@ -127,12 +162,14 @@ class RunScope:
     bypass_validation: bool = False
     ods_file: str = ""
     allow_mass_delete: bool = False
+    allow_enrolled_deletes: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_params(cls, record_type: str, params: dict[str, Any], today: date) -> RunScope:
         p = dict(params)
         year = p.get("academic_year") or current_academic_year(today)
+        check_academic_year(year, today)
         first, last = academic_year_bounds(year)
         start = _parse_date(p.get("start_date"), "start_date") or first
         end = _parse_date(p.get("end_date"), "end_date") or last
@@ -147,6 +184,7 @@ class RunScope:
         if submission not in SUBMISSIONS:
             raise ScopeError(f"submission {submission!r} is not one of {', '.join(SUBMISSIONS)}")
         programs = tuple(_checked_list(p.get("programs"), PROGRAM_CODE, "programs"))
+        check_program_codes(programs)
         if submission == "custom" and not programs:
             raise ScopeError("submission is custom but no programs were chosen")
         return cls(
@@ -165,6 +203,7 @@ class RunScope:
             bypass_validation=bool(p.get("bypass_validation")),
             ods_file=str(p.get("ods_file") or ""),
             allow_mass_delete=bool(p.get("allow_mass_delete")),
+            allow_enrolled_deletes=bool(p.get("allow_enrolled_deletes")),
         )
 
     @property
@@ -223,3 +262,42 @@ def _checked_list(value: Any, pattern: str, name: str) -> list[str]:
             raise ScopeError(f"{name}: {s[:40]!r} is not a valid value")
         out.append(s)
     return out
+
+
+# --------------------------------------------------------------------------- values the district knows
+def _listed(values: list[str]) -> str:
+    shown = ", ".join(values[:KNOWN_VALUES_SHOWN])
+    more = len(values) - KNOWN_VALUES_SHOWN
+    return (shown + (f" and {more} more" if more > 0 else "")) or "(none)"
+
+
+def check_program_codes(programs: tuple[str, ...] | list[str]) -> None:
+    """Every program is an Education Program Code of the CALPADS code set (layouts/code_sets.yaml): an unknown
+    code would select nothing and publish an empty file."""
+    from calpads.layouts import code_set
+
+    known = code_set("education_program")
+    unknown = [p for p in programs if p not in known]
+    if unknown:
+        raise ScopeError(f"programs: {', '.join(unknown)} is not an Education Program Code of the CALPADS code set. "
+                         f"Known codes: {_listed(known)}.")
+
+
+def check_schools_known(scope: RunScope, school_codes: list[str], subdistricts: list[str]) -> None:
+    """The run's schools and sub-districts are among the district's reportable schools (the SIS's SCHOOLS rows
+    not excluded from state reporting): an unknown value would silently narrow the run to nothing (empty
+    files) or, worse, be ignored and widen it to the whole district. Raises ScopeError listing the known values."""
+    codes = sorted({str(c) for c in school_codes if c})
+    names = sorted({str(n) for n in subdistricts if n})
+    problems = []
+    unknown_schools = [s for s in scope.schools if s not in codes]
+    if unknown_schools:
+        problems.append(f"schools: {', '.join(unknown_schools)} is not the CDS code of a reportable school of the "
+                        f"district (excluded schools are not reportable). Known school codes: {_listed(codes)}.")
+    unknown_names = [n for n in scope.subdistricts if n not in names]
+    if unknown_names:
+        problems.append(f"subdistricts: {', '.join(repr(n) for n in unknown_names)} is not a sub-district of the "
+                        f"district's reportable schools (names must match SCHOOLS.SUBDISTRICT exactly). Known "
+                        f"sub-districts: {_listed([repr(n) for n in names])}.")
+    if problems:
+        raise ScopeError(" ".join(problems) + " Trigger the run again with corrected values.")

@@ -43,7 +43,7 @@ def test_params_have_descriptions_and_defaults_that_validate(dagbag):
     dag = dagbag.dags["calpads_sprg"]
     expected = {"academic_year", "start_date", "end_date", "submission", "programs", "mode", "save_history",
                 "schools", "subdistricts", "students", "bypass_validation", "ods_file",
-                "allow_mass_delete"}
+                "allow_mass_delete", "allow_enrolled_deletes"}
     assert set(dag.params.keys()) == expected
     for name in expected:
         param = dag.params.get_param(name)

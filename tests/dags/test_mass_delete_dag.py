@@ -40,8 +40,10 @@ def test_a_run_deleting_most_records_is_blocked_and_the_team_is_told(airflow_hom
     assert "calpads_store database" not in mail          # the cause's what-to-do, not the task's generic one
     assert "1000000001" not in mail and "L1" not in mail
 
+    # The students are still enrolled and their start dates changed (the old keys' D): allow_enrolled_deletes too.
     third = run_dag(env, "calpads_sprg", "2026-03-11",
-                    {"academic_year": "2025-2026", "save_history": True, "allow_mass_delete": True})
+                    {"academic_year": "2025-2026", "save_history": True, "allow_mass_delete": True,
+                     "allow_enrolled_deletes": True})
     assert third.state == "success", third.output[-3000:]
     manifest = json.loads((tmp_path / "pub" / "2025-2026" / "SPRG" / third.run_id / "manifest.json").read_text())
     assert manifest["counts"]["deletes"] == 4

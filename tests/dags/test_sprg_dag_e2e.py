@@ -80,7 +80,9 @@ def test_two_runs_with_a_change_between(airflow_home, district, tmp_path, smtp_s
                           (int(changed_pid),))
         c.exec_driver_sql("DELETE FROM S_CA_STU_CALPADSPROGRAMS_C WHERE ID = ?", (int(deleted_pid),))
 
-    second = run_dag(env, "calpads_sprg", "2026-04-02", {"academic_year": YEAR, "save_history": True})
+    # The student of the deleted program is still enrolled: the delete needs allow_enrolled_deletes.
+    second = run_dag(env, "calpads_sprg", "2026-04-02", {"academic_year": YEAR, "save_history": True,
+                                                         "allow_enrolled_deletes": True})
     assert second.state == "success", second.output[-4000:]
     folder2 = run_folder(pub, second.run_id)
     au2 = read(folder2, "_AU")

@@ -30,7 +30,8 @@ from tests.integration.vendor_servers.aeries import AeriesServer
 from tests.integration.vendor_servers.common import Fault
 from tests.integration.vendor_servers.powerschool import STUDENTS_PQ, PowerSchoolServer
 
-FRAMES = ("schools", "scoped_schools", "calendar", "enrollments", "students", "programs", "services")
+FRAMES = ("schools", "scoped_schools", "calendar", "enrollments", "students", "programs", "services",
+          "enrolled_students")
 CLIENT_ID, CLIENT_SECRET = "calpads-client-7f3e", "s3cr3t-Zq81-do-not-log"
 FAST_RETRIES = {"max_attempts": 4, "backoff_base": 0.02, "backoff_cap": 0.2, "read_timeout": 10, "connect_timeout": 5}
 

@@ -5,7 +5,9 @@ sis_fixtures.Sis). The expected transaction types per run are worked out by hand
 report modes and the contract (§4: operational keys school, SSID, program, start date, service
 code; every other field is updatable; a changed key is a D of the old key and an add of the new).
 Also: the mass-delete guard at 21% / 20% / allow_mass_delete, and migrating a store created at
-the first schema revision.
+the first schema revision. Every student here stays enrolled, so each run that deletes a record
+is first blocked by the enrolled-delete guard (calpads.history.guard.check_enrolled_deletes) and
+goes out with allow_enrolled_deletes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 
 from calpads import pipeline
 from calpads.history import schema
-from calpads.history.guard import MassDeleteBlocked, check_deletes, parse_share
+from calpads.history.guard import EnrolledDeleteBlocked, MassDeleteBlocked, check_deletes, parse_share
 from calpads.history.store import HistoryStore
 from calpads.run_scope import RunScope
 from tests.conftest import require_postgres  # noqa: F401
@@ -44,6 +46,15 @@ def run(tmp_path: Path, sis: sa.Engine, store: sa.Engine, run_id: str, **params)
     pipeline.publish(ctx)
     pipeline.save_history(ctx, store)
     return Path(str(ctx.run_folder))
+
+
+def run_after_block(tmp_path: Path, sis: sa.Engine, store: sa.Engine, run_id: str, **params) -> Path:
+    """A run whose deletes are of enrolled students: blocked (nothing published), then run with
+    allow_enrolled_deletes."""
+    with pytest.raises(EnrolledDeleteBlocked):
+        run(tmp_path, sis, store, run_id, **params)
+    assert not list((tmp_path / "pub" / YEAR / "SPRG" / run_id).glob("*.txt"))
+    return run(tmp_path, sis, store, run_id, allow_enrolled_deletes=True, **params)
 
 
 def lines(folder: Path, suffix: str = "") -> list[list[str]]:
@@ -126,20 +137,20 @@ def test_a_year_of_changes_sends_the_right_transactions(tmp_path, store_engine):
     # r4, correct a start date (operational key): Cy's 162 started 09-03, not 09-02 -> D of the old key
     # (as last submitted) + add of the new. Sorted by start date within the student: 0902 (D) before 0903.
     update_program(sis, 503, PROGRAMSTARTDATE=date(2025, 9, 3))
-    f4 = run(tmp_path, eng, store_engine, "r4")
+    f4 = run_after_block(tmp_path, eng, store_engine, "r4")
     assert [(r[1], r[2], r[14]) for r in lines(f4)] == [("D", "3.503", "20250902"), ("", "3.503", "20250903")]
     assert [(r[1], r[14]) for r in lines(f4, "_D")] == [("D", "20250902")]
     assert [(r[1], r[14]) for r in lines(f4, "_AU")] == [("", "20250903")]
 
     # r5, delete a program: Dee's 174 -> one D repeating its submitted fields (1 of 7 in scope: 14%).
     delete_programs(sis, 504)
-    f5 = run(tmp_path, eng, store_engine, "r5")
+    f5 = run_after_block(tmp_path, eng, store_engine, "r5")
     assert [(r[1], r[2], r[12], r[14]) for r in lines(f5)] == [("D", "4.504", "174", "20250915")]
 
     # r6, change school (operational key): Fay's 190 moves to school 200 -> D at school 100 (with the end date
     # as submitted) + add at school 200 (no end date: her enrollment there is open). School A sorts first.
     update_program(sis, 506, SCHOOLID=200)
-    f6 = run(tmp_path, eng, store_engine, "r6")
+    f6 = run_after_block(tmp_path, eng, store_engine, "r6")
     assert [(r[1], r[2], r[4], r[15]) for r in lines(f6)] == [("D", "6.506", A, "20260604"), ("", "6.506", B, "")]
 
     # r7, custom program set [144]: Gus's 144 is new to the history -> add. The eoy2 history is outside this
@@ -158,7 +169,8 @@ def test_a_year_of_changes_sends_the_right_transactions(tmp_path, store_engine):
 
     # Retry / clear of r6 and r8 after later runs were saved: byte-identical files and manifests (the diff
     # reads the history as it was before the run), nothing saved twice.
-    for run_id, folder, params in (("r6", f6, {}), ("r8", f8, {"submission": "custom", "programs": ["144"]})):
+    for run_id, folder, params in (("r6", f6, {"allow_enrolled_deletes": True}),
+                                   ("r8", f8, {"submission": "custom", "programs": ["144"]})):
         before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
         assert run(tmp_path, eng, store_engine, run_id, **params) == folder
         assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
@@ -206,6 +218,8 @@ def test_a_submitted_record_held_back_later_is_never_sent_as_a_delete(tmp_path, 
 
 
 def test_the_guard_blocks_21_percent_deletes_passes_20_percent_or_with_allow_mass_delete(tmp_path, store_engine):
+    # The students stay enrolled, so every run that deletes also needs allow_enrolled_deletes (the mass-delete
+    # guard is checked first: its message is the one the 21% run shows).
     sis = hundred_records_sis(tmp_path / "sis.db")
     f1 = run(tmp_path, sis.engine, store_engine, "g1")
     assert len(lines(f1)) == 100
@@ -226,7 +240,8 @@ def test_the_guard_blocks_21_percent_deletes_passes_20_percent_or_with_allow_mas
     assert history_runs(store_engine) == [("g1", 100, 100, 0)]
 
     # The same 21 deletes with allow_mass_delete (not saved: the coordinator only looks).
-    f2b = run(tmp_path, sis.engine, store_engine, "g2_allowed", allow_mass_delete=True, save_history=False)
+    f2b = run(tmp_path, sis.engine, store_engine, "g2_allowed", allow_mass_delete=True, save_history=False,
+              allow_enrolled_deletes=True)
     assert [t for t, _ in sent(f2b)] == ["D"] * 21
     manifest = json.loads((f2b / "manifest.json").read_text())
     assert manifest["params"]["allow_mass_delete"] is True
@@ -236,13 +251,14 @@ def test_the_guard_blocks_21_percent_deletes_passes_20_percent_or_with_allow_mas
 
     # One record comes back: 20 of 100 = 20%, not more than 20% -> passes, and is saved.
     sis.add_program(5, 100, "101", start="2025-09-02", program_id=1050)
-    f3 = run(tmp_path, sis.engine, store_engine, "g2")
+    f3 = run(tmp_path, sis.engine, store_engine, "g2", allow_enrolled_deletes=True)
     assert [t for t, _ in sent(f3)] == ["D"] * 20
     assert history_runs(store_engine) == [("g1", 100, 100, 0), ("g2", 20, 0, 20)]
 
     # A stricter configured share (the Airflow config value is passed in by the DAG): 1 of 80 is over 1%.
     delete_programs(sis, 1050)
-    scope = RunScope.from_params("SPRG", {"academic_year": YEAR}, today=date(2026, 5, 1))
+    scope = RunScope.from_params("SPRG", {"academic_year": YEAR, "allow_enrolled_deletes": True},
+                                 today=date(2026, 5, 1))
     ctx = pipeline.RunContext("SPRG", "calpads_sprg", "g3", scope, tmp_path / "work" / "g3", tmp_path / "pub")
     pipeline.extract(ctx, sis.engine)
     pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5)

@@ -113,8 +113,10 @@ def test_two_submissions_with_changes_between(tmp_path, store_engine):
 
     # Run 2: submission mode publishes only the changed and new records (blank type) and a D for the 108,
     # repeating the 108's fields as last submitted. The unchanged 122 records are not sent again.
-    # 1 delete of 4 submitted records is 25%, over the mass-delete guard's 20%: the run allows it.
-    out2, folder2 = run(tmp_path, sis, store_engine, "manual__run2", save_history=True, allow_mass_delete=True)
+    # 1 delete of 4 submitted records is 25%, over the mass-delete guard's 20%: the run allows it. Bob is still
+    # enrolled, so the delete of his 108 also needs allow_enrolled_deletes (calpads.history.guard).
+    out2, folder2 = run(tmp_path, sis, store_engine, "manual__run2", save_history=True, allow_mass_delete=True,
+                        allow_enrolled_deletes=True)
     au = lines(folder2, "_AU")
     assert [(r[1], r[2]) for r in au] == [("", "2.25"), ("", "1.21")]
     assert au[1][15] == "20260115"
@@ -125,7 +127,8 @@ def test_two_submissions_with_changes_between(tmp_path, store_engine):
     # Retry of run 2 (Airflow clear): byte-identical files, history not saved twice.
     before = {p.name: p.read_bytes() for p in folder2.glob("*.txt")}
     manifest_before = (folder2 / "manifest.json").read_bytes()
-    out3, folder3 = run(tmp_path, sis, store_engine, "manual__run2", save_history=True, allow_mass_delete=True)
+    out3, folder3 = run(tmp_path, sis, store_engine, "manual__run2", save_history=True, allow_mass_delete=True,
+                        allow_enrolled_deletes=True)
     assert folder3 == folder2
     assert {p.name: p.read_bytes() for p in folder2.glob("*.txt")} == before
     assert (folder2 / "manifest.json").read_bytes() == manifest_before

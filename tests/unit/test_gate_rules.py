@@ -35,7 +35,7 @@ def base_record(n: int = 1, **changes: Any) -> dict[str, Any]:
         "reporting_lea": "1964733",
         "school_of_attendance": "1930001",
         "academic_year_id": "2025-2026",
-        "ssid": SSID,
+        "ssid": SSID if n == 1 else f"9{n:09d}",      # one SSID per record: no two records share a key
         "local_student_id": f"S{1000 + n}",
         "legal_first_name": FIRST_NAME,
         "legal_last_name": LAST_NAME,
@@ -63,6 +63,7 @@ def base_record(n: int = 1, **changes: Any) -> dict[str, Any]:
         "ctx_enrollment_covers_range": "Y",
         "ctx_enrollment_exit_date": None,
         "ctx_primary_residence_category": None,
+        "ctx_enrollment_bad_date": None,
     }
     unknown = set(changes) - set(rec)
     assert not unknown, f"unknown columns {unknown}"
@@ -86,6 +87,8 @@ P135 = {"program_code": "135", "migrant_id": "0612345678"}
 P144 = {"program_code": "144", "primary_disability_code": "240", "dsea": "1964733"}
 P191 = {"program_code": "191", "membership_code": "3", "homeless_dwelling_type": "110",
         "unaccompanied_youth": "N", "runaway_youth": "N"}
+
+DUPLICATE_SSID = "8000000001"
 
 # rule id -> (changes that break only that rule, changes that stay just inside it)
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -163,6 +166,11 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "SPRG-ENROLLED-OVER-RANGE": ({"program_code": "190", "membership_code": "3", "ctx_enrollment_covers_range": "N"},
                                  {"program_code": "181", "membership_code": "1", "ctx_enrollment_covers_range": "N"}),
     "SPRG-SCHOOL-OF-SERVICE": ({"ctx_enrolled_at_school": "N"}, {"ctx_enrolled_at_school": "Y"}),
+    # an enrollment at the school whose date is unreadable: only this rule, not SPRG-SCHOOL-OF-SERVICE too
+    "SPRG-ENROLLMENT-DATE": ({"ctx_enrollment_bad_date": "ENTRYDATE 'not a date'", "ctx_enrolled_at_school": "N"},
+                             {"ctx_enrollment_bad_date": None}),
+    # two records with one key (EXTRA_FAILING has the second): both held back; a start date one day later passes
+    "SPRG-DUPLICATE-KEY": ({"ssid": DUPLICATE_SSID}, {"ssid": DUPLICATE_SSID, "membership_start_date": "20250816"}),
 }
 
 # Second failing variants for rules with two ways to break them.
@@ -170,6 +178,7 @@ EXTRA_FAILING: dict[str, list[dict[str, Any]]] = {
     "SPRG-SERVICE-122": [{**P122, "service_academic_year": "2024-2025"}, {**P122, "service_code": None}],
     "SPRG-MIGRANT-135": [{**P135, "migrant_id": None}],
     "SPRG-GENDER-X-LEGAL": [{"ctx_preferred_gender": "X", "ctx_legal_gender": "X", "gender_code": "X"}],
+    "SPRG-DUPLICATE-KEY": [{"ssid": DUPLICATE_SSID}],
 }
 
 

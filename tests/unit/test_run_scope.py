@@ -51,3 +51,44 @@ def test_param_schema_rejects_injection_in_school_codes():
     jsonschema.validate(["1234567"], schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(["0000001' OR 1=1 --"], schema)
+
+
+# -- strict scope: values the district and CALPADS know ---------------------------------------------------------
+def test_an_unknown_program_code_is_refused_with_the_known_codes_listed():
+    with pytest.raises(ScopeError) as info:
+        RunScope.from_params("SPRG", {"academic_year": "2025-2026", "submission": "custom", "programs": ["999"]},
+                             today=date(2026, 1, 5))
+    assert "programs: 999 is not an Education Program Code" in str(info.value)
+    assert "101, 108, 113, 122" in str(info.value)          # the CALPADS code set (layouts/code_sets.yaml)
+    # 185 (TK) is a CALPADS code: accepted, and simply never extracted
+    assert RunScope.from_params("SPRG", {"academic_year": "2025-2026", "submission": "custom", "programs": ["185"]},
+                                today=date(2026, 1, 5)).programs == ("185",)
+
+
+@pytest.mark.parametrize("year", ["9998-9999", "1999-2000", "2029-2030"])
+def test_an_academic_year_outside_2000_to_two_years_ahead_is_refused(year):
+    # today 2026-01-05 is in 2025-2026: two years ahead is 2027-2028
+    with pytest.raises(ScopeError, match="outside the years a run may cover .2000-2001 to 2027-2028."):
+        RunScope.from_params("SPRG", {"academic_year": year}, today=date(2026, 1, 5))
+
+
+def test_the_param_form_refuses_an_out_of_range_academic_year():
+    import jsonschema
+
+    spec = param_specs(date(2026, 1, 5))["academic_year"]
+    schema = {k: v for k, v in spec.items() if k not in ("default", "title", "description")}
+    for ok in ("2000-2001", "2025-2026", "2027-2028"):
+        jsonschema.validate(ok, schema)
+        RunScope.from_params("SPRG", {"academic_year": ok}, today=date(2026, 1, 5))
+    for bad in ("9998-9999", "1999-2000", "2028-2029", "2025-2027", "2025-2026x"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    assert spec["default"] == "2025-2026"
+
+
+def test_allow_enrolled_deletes_is_off_unless_asked_and_survives_xcom():
+    assert RunScope.from_params("SPRG", {"academic_year": "2025-2026"}, today=date(2026, 1, 5)).allow_enrolled_deletes \
+        is False
+    s = RunScope.from_params("SPRG", {"academic_year": "2025-2026", "allow_enrolled_deletes": True},
+                             today=date(2026, 1, 5))
+    assert s.allow_enrolled_deletes is True and RunScope.from_dict(s.to_dict()) == s

@@ -14,6 +14,7 @@ from typing import Any
 # Exceptions whose messages we write ourselves, in the team's words and without student data.
 SAFE_EXCEPTIONS = {
     "GateFailed", "ScopeError", "SisDataError", "StructuralCharacterError", "MassDeleteBlocked",
+    "EnrolledDeleteBlocked",   # Local Record IDs, Local Student IDs, program and school codes only
     "AirflowFailException", "ParamValidationError", "OdsFormatError", "StagingCheckFailed",
     "ApiSourceError", "AccessDenied", "MissingSourceData",   # SIS API sources: endpoint paths and statuses only
     "AfterschoolNotImported",   # LEAP / STAS 13.24 before afterschool_sync imported the year: names the DAG to run
@@ -25,6 +26,12 @@ WHAT_TO_DO_FOR = {
     "MassDeleteBlocked": "Nothing was published. Check the run's date range, schools and program set, and that "
                          "the SIS pull is complete (compare the extracted record count with earlier runs). If the "
                          "deletes are real, trigger the run again with allow_mass_delete: true in its conf.",
+    "EnrolledDeleteBlocked": "Nothing was published. Check each listed record in the SIS (report/deletes.csv of "
+                             "the run folder lists them all): correct a typo or a program row removed by mistake, "
+                             "then run again. If the deletes are real, trigger the run again with "
+                             "allow_enrolled_deletes: true in its conf.",
+    "ScopeError": "Nothing was published. A run parameter does not match the district's SIS: trigger the run "
+                  "again from the Params form with a corrected value (the message lists the known values).",
     "OdsFormatError": "Nothing was published. Download the ODS extract again from CALPADS (caret-delimited, "
                       "unedited), or trigger the run again without ods_file.",
     "MissingSourceData": "Nothing was published. The configured SIS source cannot provide this file: set "
@@ -73,18 +80,23 @@ def failure_email(*, dag_id: str, run_id: str, task_id: str, try_number: int, ex
     return subject, body
 
 
-def needs_summary_email(validation: dict[str, Any], ods: dict[str, Any] | None = None) -> bool:
+def needs_summary_email(validation: dict[str, Any], ods: dict[str, Any] | None = None,
+                        deletes: dict[str, Any] | None = None) -> bool:
     return bool(validation.get("records_held_back") or validation.get("records_warned")
-                or validation.get("bypass") or validation.get("ceiling_exceeded") or ods)
+                or validation.get("bypass") or validation.get("ceiling_exceeded") or ods
+                or (deletes or {}).get("count"))
 
 
 def summary_email(*, dag_id: str, run_id: str, validation: dict[str, Any], published: dict[str, Any] | None,
-                  report_link: str | None, ods: dict[str, Any] | None = None) -> tuple[str, str]:
+                  report_link: str | None, ods: dict[str, Any] | None = None,
+                  deletes: dict[str, Any] | None = None) -> tuple[str, str]:
     held = int(validation.get("records_held_back") or 0)
     warned = int(validation.get("records_warned") or 0)
     checked = int(validation.get("records_checked") or 0)
     bypass = bool(validation.get("bypass"))
     state = "BYPASSED VALIDATION" if bypass else f"{held} held back, {warned} warnings"
+    if (deletes or {}).get("count"):
+        state += f", {int(deletes['count'])} deletes"
     subject = f"[CALPADS] {dag_id}: {state} ({run_id})"
     rows = []
     rules = validation.get("rules", {})  # rule id -> {count, severity, field, rule_text, fix}
@@ -120,9 +132,41 @@ warnings.</p>
 <p>The records are listed by Local Record ID and Local Student ID in the validation report:
 {f'<a href="{html.escape(report_link)}">{html.escape(report_link)}</a>' if report_link else '(no report link)'}</p>
 {files}
+{_not_extracted_section(validation)}
+{_deletes_section(deletes)}
 {_ods_section(ods)}
 <p>Held-back records will go in a later file once they are fixed in the SIS.</p>"""
     return subject, body
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{html.escape(str(k))}: {int(v)}" for k, v in counts.items())
+
+
+def _not_extracted_section(validation: dict[str, Any]) -> str:
+    """Rows left out for a data problem, counted per reason (calpads.extracts.not_extracted)."""
+    n = int(validation.get("not_extracted") or 0)
+    if not n:
+        return ""
+    rows = "".join(f"<li>{html.escape(str(reason))}: <b>{int(count)}</b></li>"
+                   for reason, count in (validation.get("not_extracted_by_reason") or {}).items())
+    return (f"<p><b>{n}</b> not extracted (left out of the file because of a data problem in the SIS; listed in "
+            f"the report's not_extracted.csv):</p><ul>{rows}</ul>")
+
+
+def _deletes_section(deletes: dict[str, Any] | None) -> str:
+    """The run's D records, counted (calpads.history.guard.delete_summary): never a surprise in the _D file."""
+    if not deletes or not deletes.get("count"):
+        return ""
+    n = int(deletes["count"])
+    enrolled = int(deletes.get("of_enrolled_students") or 0)
+    blocked = bool(deletes.get("stopped"))          # a guard stopped the run (calpads.pipeline.diff)
+    lead = (f"This run would delete <b>{n}</b> record(s) from CALPADS and was stopped (nothing published)"
+            if blocked else f"This run deletes <b>{n}</b> record(s) from CALPADS (the _D file)")
+    return (f"<p>{lead}: {enrolled} of students still enrolled, {int(deletes.get('key_changes') or 0)} because a "
+            f"key field changed. Per program: {_counts(deletes.get('by_program') or {}) or '-'}. Per school: "
+            f"{_counts(deletes.get('by_school') or {}) or '-'}. Every record is listed by Local Record ID in the "
+            "report's deletes.html; check them before uploading the _D file.</p>")
 
 
 def _ods_section(ods: dict[str, Any] | None) -> str:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from calpads.afterschool import EXPANDED_LEARNING_PROGRAMS
 from calpads.afterschool.store import AfterschoolNotImported, Staged
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
@@ -69,6 +70,7 @@ def build(sis: Any, scope: RunScope, store_engine: sa.Engine | None = None) -> A
                                      "calpads_store, and this run was given no calpads_store.")
     staged = AfterschoolStore(store_engine).staged(pull.lea, scope.academic_year, needed_by="The LEAP file")
     records, not_extracted, days = build_leap(pull, staged, lea_scope)
+    not_extracted = ne.explain_unknown_students(sis, not_extracted)
     absences = absent_days(sis, lea_scope, [int(i) for i in days["student_id"].unique()])
     report = school_day_report(days, records, pull, absences, lea_scope)
     return Built(records, not_extracted, pull.lea, [], reports={REPORT: report})

@@ -27,6 +27,9 @@ class Built:
     notes: list[str] = field(default_factory=list)
     # Facts the run's manifest records beside its standard keys, e.g. {"counted_through": "2026-05-15"} (STAS).
     facts: dict[str, Any] = field(default_factory=dict)
+    # Local Student IDs of the students still enrolled in the run's scope (transaction-processed files): a delete
+    # of one of their records needs allow_enrolled_deletes. None = the builder does not know (no check).
+    enrolled_students: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,10 @@ def _sprg(sis: SisSource, scope: RunScope, check: Callable[[Any], None] | None =
     if check is not None:
         check(pulled)   # the staging gate (calpads.quality.staging): fails the run before anything is built
     built = build_sprg(pulled, scope)
+    enrolled = None if pulled.enrolled_students is None else [
+        str(n) for n in pulled.enrolled_students["student_number"].dropna()]
     return Built(built.records, built.not_extracted, pulled.lea,
-                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()])
+                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()], enrolled_students=enrolled)
 
 
 BUILDERS: dict[str, Callable[[SisSource, RunScope], Any]] = {"SPRG": _sprg}

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import blank_to_none, ccyymmdd, sort_records, to_datetime
 from calpads.extracts.enrollment import grade_code, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
@@ -51,9 +52,12 @@ def build(sis: Any, scope: RunScope) -> Any:
 
     pull = pull_enrollment(sis, scope)
     records, not_extracted = build_senr(pull, scope)
-    notes = missing_codes_notes(pull)
+    # Still enrolled in scope: a published enrollment, or one left out for a data problem (a delete of theirs
+    # needs allow_enrolled_deletes).
+    enrolled = set(records["local_student_id"].dropna()) | set(
+        ne.data_problems(not_extracted)["local_student_id"].dropna())
     return Built(records, not_extracted, pull.lea, [str(c) for c in pull.scoped_schools["school_code"].dropna()],
-                 notes=notes)
+                 notes=missing_codes_notes(pull), enrolled_students=sorted(str(n) for n in enrolled))
 
 
 def missing_codes_notes(pull: EnrollmentPull) -> list[str]:
@@ -71,7 +75,7 @@ def missing_codes_notes(pull: EnrollmentPull) -> list[str]:
 
 def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.DataFrame]:
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
-    enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
+    enr = selected_enrollments(pull.enrollments[ne.readable_dates(pull.enrollments)], pull.calendar, start, end)
     enr = enr.merge(pull.scoped_schools[["school_number", "school_code"]], left_on="schoolid",
                     right_on="school_number", how="inner")
     enr = enr.merge(student_fields(pull.students), on="student_id", how="inner")
@@ -87,8 +91,7 @@ def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.
     records = pd.DataFrame({c: pd.Series(None, index=enr.index, dtype="object") for c in layout.columns})
     records = records.assign(
         record_type="SENR",
-        local_record_id=enr["student_id"].astype(str) + "." + enr["schoolid"].astype(str) + "."
-        + entry_iso.str.replace("-", "", regex=False),
+        local_record_id=senr_record_id(enr),
         reporting_lea=pull.lea,
         school_of_attendance=enr["school_code"],
         academic_year_id=scope.academic_year,
@@ -106,5 +109,14 @@ def build_senr(pull: EnrollmentPull, scope: RunScope) -> tuple[pd.DataFrame, pd.
         ctx_exit_codes_in_sis=exit_codes_read.map({True: "Y", False: "N"}),
     )
     records = finish(records, layout.columns)
-    not_extracted = pd.DataFrame(columns=["local_record_id", "local_student_id", "school_of_attendance", "reason"])
+    # Every enrollment left out is listed with its reason (calpads.extracts.not_extracted), never lost silently.
+    records, no_ssid = ne.without_blank_ssid(records)
+    not_extracted = pd.concat([no_ssid, ne.enrollment_rows(pull, start, end, senr_record_id)], ignore_index=True)
     return sort_records(records, layout), not_extracted
+
+
+def senr_record_id(enr: pd.DataFrame) -> pd.Series:
+    """Local Record ID of an enrollment row: STUDENTS.ID.school number.entry date (CCYYMMDD)."""
+    entry_iso = enr["entrydate"].astype("string").str.slice(0, 10)
+    return (enr["student_id"].astype(str) + "." + enr["schoolid"].astype(str) + "."
+            + entry_iso.str.replace("-", "", regex=False)).astype(object)

@@ -3,18 +3,24 @@
 the contract (shared/contracts/README.md §4).
 
 Selection happens here; state business rules do not (they live in the quality
-suite). Records with a blank operational key are not extracted, as the seed
-says, but they are listed in ``SprgBuild.not_extracted`` so that the run
-report shows them instead of letting them vanish.
+suite). Records with a blank operational key (SSID included) are not extracted,
+as the seed says, and neither are the programs of a student with no enrollment
+in the report range; both are listed in ``SprgBuild.not_extracted`` with their
+reason (calpads.extracts.not_extracted) so that the run report shows them
+instead of letting them vanish. A student whose enrollment has a date that is
+not a date stays selected: the records at that school carry it in
+``ctx_enrollment_bad_date`` and the gate holds them back (SPRG-ENROLLMENT-DATE).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_records, to_datetime
 from calpads.extracts.enrollment import enrollment_last_days, in_report_range  # shared with SENR/STAS
 from calpads.layouts import load_layout
@@ -37,7 +43,7 @@ PROGRAM_FIELDS = {  # layout column <- S_CA_STU_CALPADSPROGRAMS_C column, copied
 @dataclass
 class SprgBuild:
     records: pd.DataFrame        # layout columns + ctx_ columns
-    not_extracted: pd.DataFrame  # local_record_id, local_student_id, school_of_attendance, reason
+    not_extracted: pd.DataFrame  # local_record_id, local_student_id, school_of_attendance, reason, program_code
 
 
 def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
@@ -49,14 +55,19 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
 
     # --- Student criteria: an enrollment in the report range (SQL pre-filtered on
-    # EXITDATE; the exact test needs the last in-session day).
+    # EXITDATE; the exact test needs the last in-session day). An enrollment with a
+    # date that is not a date cannot be judged: its student stays selected.
     enr = pull.enrollments.copy()
     enr["entry"] = to_datetime(enr["entrydate"])
+    readable = ne.readable_dates(enr)
+    bad_dates = _bad_enrollment_dates(enr[~readable])
+    enr = enr[readable].copy()
     enr["last_day"] = enrollment_last_days(enr, pull.calendar)
     enr = enr[in_report_range(enr["entry"], enr["last_day"], start, end)]
     enr = enr[["student_id", "schoolid", "entry", "last_day"]]
+    selected = set(enr["student_id"]) | set(bad_dates["student_id"])
 
-    students = pull.students[pull.students["student_id"].isin(enr["student_id"].unique())].copy()
+    students = pull.students.copy()
     students["legal_first_name"] = blank_to_none(students["legalfirstname"]).fillna(
         blank_to_none(students["first_name"]))
     students["legal_last_name"] = blank_to_none(students["legallastname"]).fillna(
@@ -67,28 +78,40 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     progs = pull.programs.merge(students, on="student_id", how="inner")
     progs = progs.merge(pull.scoped_schools[["school_number", "school_code"]], left_on="schoolid",
                         right_on="school_number", how="inner")
-    for col in ("programcode", "programmembershipcode", "programstartdate", "programenddate"):
+    progs = progs.merge(bad_dates, on=["student_id", "schoolid"], how="left")
+    for col in ("programcode", "programmembershipcode", "programstartdate", "programenddate", "ssid"):
         progs[col] = blank_to_none(progs[col])
     # object dtype: pandas' arrow-backed strings make isin/map on large id sets slow (a Python loop)
     progs["local_record_id"] = (progs["student_id"].astype(str) + "." + progs["program_id"].astype(str)).astype(object)
 
-    not_extracted = []
-    for col, reason in (("programcode", "blank Education Program Code"),
-                        ("programmembershipcode", "blank Education Program Membership Code"),
-                        ("programstartdate", "blank Education Program Membership Start Date")):
-        blank = progs[col].isna()
-        not_extracted.append(_not_extracted(progs[blank], reason))
-        progs = progs[~blank]
+    # Rows left out for a data problem: listed with their reason, never dropped silently.
+    not_extracted = [ne.frame(program_code=None)]
+    for skip, reason in ((lambda df: ~df["student_id"].isin(selected), ne.NO_ENROLLMENT),
+                         (lambda df: df["ssid"].isna(), ne.NO_SSID),
+                         (lambda df: df["programcode"].isna(), ne.BLANK_PROGRAM_CODE),
+                         (lambda df: df["programmembershipcode"].isna(), ne.BLANK_MEMBERSHIP_CODE),
+                         (lambda df: df["programstartdate"].isna(), ne.BLANK_START_DATE)):
+        out = skip(progs).to_numpy(dtype=bool)
+        not_extracted.append(_not_extracted(progs[out], reason))
+        progs = progs[~out]
 
     # Title I: one record per distinct service code with a service in the range.
     is_122 = progs["programcode"] == TITLE_I
     services = pull.services.copy()
     services["servicecode"] = blank_to_none(services["servicecode"])
-    t1 = progs[is_122].merge(services, on=["student_id", "schoolid"], how="inner")
+    unreadable = (services["unreadable_date"] == 1).to_numpy(dtype=bool) if "unreadable_date" in services else \
+        np.zeros(len(services), dtype=bool)
+    t1 = progs[is_122].merge(services[~unreadable], on=["student_id", "schoolid"], how="inner")
     blank_service = t1["servicecode"].isna()
-    not_extracted.append(_not_extracted(t1[blank_service], "blank Education Service Code"))
+    not_extracted.append(_not_extracted(t1[blank_service], ne.BLANK_SERVICE_CODE))
     t1 = t1[~blank_service].drop_duplicates(["program_id", "servicecode"])
     t1["local_record_id"] = (t1["local_record_id"] + "." + t1["servicecode"]).astype(object)
+    # A service whose date is not a date cannot be placed in the range: its code's record is listed, unless a
+    # readable service in the range gives that record anyway.
+    tb = progs[is_122].merge(services[unreadable].dropna(subset=["servicecode"]), on=["student_id", "schoolid"])
+    tb = tb.assign(local_record_id=(tb["local_record_id"] + "." + tb["servicecode"]).astype(object))
+    tb = tb[~tb["local_record_id"].isin(set(t1["local_record_id"]))].drop_duplicates("local_record_id")
+    not_extracted.append(_not_extracted(tb, ne.BAD_SERVICE_DATE))
     others = progs[~is_122].assign(servicecode=None)
     progs = pd.concat([others, t1], ignore_index=True)
 
@@ -134,7 +157,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
         "reporting_lea": pull.lea,
         "school_of_attendance": progs["school_code"],
         "academic_year_id": scope.academic_year,
-        "ssid": blank_to_none(progs["ssid"]),
+        "ssid": progs["ssid"],
         "local_student_id": blank_to_none(progs["student_number"]),
         "legal_first_name": progs["legal_first_name"],
         "legal_last_name": progs["legal_last_name"],
@@ -157,6 +180,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
         "ctx_enrollment_covers_range": rid.isin(covered_ids).map({True: "Y", False: "N"}),
         "ctx_enrollment_exit_date": exit_for_rule.dt.strftime("%Y%m%d").where(exit_for_rule.notna(), None),
         "ctx_primary_residence_category": None,
+        "ctx_enrollment_bad_date": progs["ctx_enrollment_bad_date"],
     })
     layout = load_layout("SPRG")
     records = records[[*layout.columns, *[c for c in records.columns if c.startswith("ctx_")]]]
@@ -178,9 +202,19 @@ def _first_school_day(calendar: pd.DataFrame, start: pd.Timestamp) -> pd.Series:
 
 
 def _not_extracted(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "local_record_id": rows["local_record_id"].astype(str),
-        "local_student_id": rows["student_number"].astype(str),
-        "school_of_attendance": rows["school_code"],
-        "reason": reason,
-    })
+    named = rows.rename(columns={"student_number": "local_student_id", "school_code": "school_of_attendance"})
+    return ne.frame(named, reason, program_code=rows["programcode"])
+
+
+def _bad_enrollment_dates(rows: pd.DataFrame) -> pd.DataFrame:
+    """student_id, schoolid, ctx_enrollment_bad_date: the first unreadable date of the student's enrollments at
+    each school, as the coordinator finds it in the SIS (e.g. "ENTRYDATE 'not a date'")."""
+    if rows.empty:
+        return rows[["student_id", "schoolid"]].assign(ctx_enrollment_bad_date=pd.Series(dtype=object))
+    entry_bad = to_datetime(rows["entrydate"]).isna()
+    shown = rows["entrydate"].where(entry_bad, rows["exitdate"]).astype(object).map(lambda v: repr(str(v)[:20]))
+    text = pd.Series("EXITDATE ", index=rows.index).where(~entry_bad, "ENTRYDATE ") + shown
+    out = pd.DataFrame({"student_id": rows["student_id"], "schoolid": rows["schoolid"],
+                        "ctx_enrollment_bad_date": text.astype(object)})
+    return out.drop_duplicates(["student_id", "schoolid"]).reset_index(drop=True)
+

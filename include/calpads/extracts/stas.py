@@ -35,6 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import in_session_counts, merged_intervals, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
@@ -86,6 +87,7 @@ def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
         not_extracted = pd.concat([not_extracted, staged.held_report(
             "attendance", "attendance recovery session(s)", "not counted in 13.24 until corrected in the afterschool "
             "platform", ar=True)], ignore_index=True)
+    not_extracted = ne.explain_unknown_students(sis, not_extracted)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()],
                  notes=notes, facts={"counted_through": counted_through(scope).isoformat()})
@@ -172,7 +174,7 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
     pull = inputs.pull
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(counted_through(scope))
     schools = pull.scoped_schools[~pull.scoped_schools["school_code"].isin(cfg["never_reported_schools"])]
-    enr = selected_enrollments(pull.enrollments, pull.calendar, start, end)
+    enr = selected_enrollments(pull.enrollments[ne.readable_dates(pull.enrollments)], pull.calendar, start, end)
     enr = enr[enr["schoolid"].isin(schools["school_number"])]
     enr, not_stas = primary_or_short_term(enr, pull)
     grade = pd.to_numeric(enr["grade_level"], errors="coerce")
@@ -212,7 +214,7 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
     records = pd.DataFrame({
         "record_type": "STAS",
         "transaction_type": None,
-        "local_record_id": per["student_id"].astype(str) + "." + per["schoolid"].astype(str),
+        "local_record_id": stas_record_id(per),
         "reporting_lea": pull.lea,
         "school_of_attendance": per["school_code"],
         "academic_year_id": scope.academic_year,
@@ -228,6 +230,9 @@ def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.Da
         "ctx_student_id": per["student_id"].astype(str),
     }, index=per.index)
     records = sort_records(finish(records, layout.columns), layout)
+    # Every student-school left out is listed with its reason (calpads.extracts.not_extracted).
+    records, no_ssid = ne.without_blank_ssid(records)
+    not_extracted += [no_ssid, ne.enrollment_rows(pull, start, end, stas_record_id)]
     return records, pd.concat(not_extracted, ignore_index=True)
 
 
@@ -242,13 +247,18 @@ def primary_or_short_term(enr: pd.DataFrame, pull: EnrollmentPull) -> tuple[pd.D
     numbers = pull.students.drop_duplicates("student_id").set_index("student_id")["student_number"]
     codes = pull.scoped_schools.drop_duplicates("school_number").set_index("school_number")["school_code"]
     reasons = pd.DataFrame({
-        "local_record_id": out["student_id"].astype(str) + "." + out["schoolid"].astype(str),
+        "local_record_id": stas_record_id(out),
         "local_student_id": out["student_id"].map(numbers),
         "school_of_attendance": out["schoolid"].map(codes),
         "reason": [f"{NOT_STAS_STATUSES[v]}: STAS is reported for primary and short-term enrollments only"
                    for v in status[other]],
     }, columns=NOT_EXTRACTED_COLUMNS)
     return enr[~other], reasons.drop_duplicates("local_record_id").reset_index(drop=True)
+
+
+def stas_record_id(rows: pd.DataFrame) -> pd.Series:
+    """Local Record ID of a student's record at a school: STUDENTS.ID.school number."""
+    return (rows["student_id"].astype(str) + "." + rows["schoolid"].astype(str)).astype(object)
 
 
 def minimum_day_minutes(grade: pd.Series) -> pd.Series:

@@ -8,6 +8,15 @@ Modes (seed "Report Mode", contract §2/§4):
   and an add of the new one.
 - ``replacement`` / ``non_submission``: every record, blank type, no deletes.
 
+A record the SIS still has is never a delete, whatever happened to its key fields: ``still_in_sis``
+marks every history record that a held-back or not-extracted row of this run still names -- by
+operational key, by Local Record ID (field 3, built from internal SIS ids, so a typo in a key field
+leaves it unchanged) or by the layout's ``record_identity`` (SPRG: the student + the program) -- and
+``compute_transactions(never_delete=...)`` never deletes those (they still count for adds/updates).
+A key change of a record that is published (same Local Record ID, new key)
+stays a D + an add; calpads.history.guard.check_enrolled_deletes makes such deletes wait for the
+run's ``allow_enrolled_deletes``.
+
 Keys and hashes are compared in DuckDB over the pandas frames (see ``keys``); only row
 positions come back to Python, so the output is built with ``iloc`` and stays cheap.
 """
@@ -21,7 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from calpads.history.keys import hash_sql, op_key_sql, string_frame
+from calpads.history.keys import hash_sql, joined_sql, op_key_sql, string_frame
 from calpads.layouts import Layout
 from calpads.run_scope import MODES
 
@@ -76,13 +85,16 @@ class DiffResult:
 
     records: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    kept_from_delete: int = 0     # in-scope history rows not extracted again that ``never_delete`` kept
 
 
 def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: pd.DataFrame, mode: str,
-                         in_scope: ScopeFilter) -> DiffResult:
+                         in_scope: ScopeFilter, never_delete: np.ndarray | None = None) -> DiffResult:
     """The records a run publishes. ``last_submitted`` holds one row per operational key (the
     latest saved, not deleted; see ``HistoryStore.last_submitted``), with the layout columns and,
-    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed."""
+    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed.
+    ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
+    deletes while they still count for adds/updates: a record compared with them stays unchanged."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     columns = layout.columns
@@ -93,17 +105,21 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
 
     deletes_allowed = mode == "submission"
     scope = in_scope.mask(prev, layout) if deletes_allowed else np.zeros(len(prev), dtype=bool)
-    status, delete_pos = _match(cur, prev, scope, layout)
+    status, gone = _match(cur, prev, layout)
+    kept = np.asarray(never_delete, dtype=bool)[gone] if never_delete is not None and len(gone) else \
+        np.zeros(len(gone), dtype=bool)
+    delete_pos = gone[scope[gone] & ~kept]
     counts = {
         "new": int((status == NEW).sum()),
         "changed": int((status == CHANGED).sum()),
         "unchanged": int((status == UNCHANGED).sum()),
         "deleted": int(len(delete_pos)),
     }
+    kept_from_delete = int((scope[gone] & kept).sum())
     if not deletes_allowed:
         out = cur.copy()
         out["transaction_type"] = _blank(len(out))
-        return DiffResult(out, counts)
+        return DiffResult(out, counts, kept_from_delete)
 
     sent = cur.iloc[np.flatnonzero(status != UNCHANGED)].copy()
     sent["transaction_type"] = _blank(len(sent))
@@ -111,25 +127,24 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
     deleted["transaction_type"] = "D"
     parts = [p for p in (sent, deleted) if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else cur.iloc[:0].copy()
-    return DiffResult(out[columns], counts)
+    return DiffResult(out[columns], counts, kept_from_delete)
 
 
-def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
-           layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Per current row NEW/CHANGED/UNCHANGED, and the positions of in-scope history rows whose key
+def _match(cur: pd.DataFrame, prev: pd.DataFrame, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per current row NEW/CHANGED/UNCHANGED, and the positions (sorted) of the history rows whose key
     is no longer extracted."""
     if len(prev) == 0:
         return np.full(len(cur), NEW, dtype=np.int8), np.empty(0, dtype=np.int64)
     cur_in = cur.assign(__pos=np.arange(len(cur), dtype=np.int64))
-    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64), __scope=scope)
+    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64))
     prev_key = HIST_OP_KEY if HIST_OP_KEY in prev.columns else f"({op_key_sql(layout)})"
     prev_hash = HIST_HASH if HIST_HASH in prev.columns else f"({hash_sql(layout)})"
     # Layout column names only (from the layout YAML), never user input.
     sql = f"""
         WITH c AS (SELECT __pos, {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM cur_in),
-             p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h, __scope AS s FROM prev_in)
+             p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h FROM prev_in)
         SELECT coalesce(c.__pos, -1) AS cpos, coalesce(p.__pos, -1) AS ppos,
-               coalesce(c.h = p.h, false) AS same, coalesce(p.s, false) AS in_scope
+               coalesce(c.h = p.h, false) AS same
         FROM c FULL OUTER JOIN p ON c.k = p.k
     """  # noqa: S608
     with duckdb.connect() as con:
@@ -137,7 +152,7 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
         con.register("prev_in", prev_in)
         res = con.sql(sql).fetchnumpy()
     cpos, ppos = np.asarray(res["cpos"]), np.asarray(res["ppos"])
-    same, in_scope = np.asarray(res["same"], dtype=bool), np.asarray(res["in_scope"], dtype=bool)
+    same = np.asarray(res["same"], dtype=bool)
 
     status = np.full(len(cur), NEW, dtype=np.int8)
     matched = (cpos >= 0) & (ppos >= 0)
@@ -145,8 +160,7 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, scope: np.ndarray,
     # unchanged only if it equals one of them: CHANGED first, UNCHANGED overwrites.
     status[cpos[matched & ~same]] = CHANGED
     status[cpos[matched & same]] = UNCHANGED
-    delete_pos = np.sort(ppos[(cpos < 0) & in_scope])
-    return status, delete_pos
+    return status, np.sort(ppos[cpos < 0])
 
 
 def _blank(n: int) -> np.ndarray:
@@ -162,12 +176,57 @@ def op_keys(frame: pd.DataFrame, layout: Layout) -> np.ndarray:
         return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
 
 
-def without_held_back(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: Layout) -> pd.DataFrame:
-    """The history rows whose operational key no held-back record of this run has: a held-back
-    record is still in the SIS, so it must never become a delete. Vectorised (the canonical key
-    joins values as text with None = "", as a row-wise ``fillna("").astype(str)`` join would)."""
-    if not len(held_back) or not len(last_submitted):
+def joined_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Each row's ``columns`` values joined in the store's canonical form (see ``keys``), computed in DuckDB."""
+    values = string_frame(frame, columns).reset_index(drop=True)
+    with duckdb.connect() as con:
+        con.register("vals", values)
+        sql = f"SELECT {joined_sql(columns)} AS k FROM vals"  # noqa: S608  (layout column names only)
+        return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
+
+
+def record_identity(layout: Layout) -> list[str]:
+    """The layout's ``record_identity`` columns: what names one record of the SIS across changes of its key
+    fields, besides its Local Record ID (SPRG: local_student_id + program_code). [] when the layout has none."""
+    return [c for c in layout.raw.get("record_identity", []) if c in layout.columns]
+
+
+def still_in_sis(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: Layout,
+                 not_extracted: pd.DataFrame | None = None) -> np.ndarray:
+    """True for each history row that a held-back record or a not-extracted row of this run still names:
+    the same operational key (held-back records), the same Local Record ID, or the same record identity
+    (``record_identity``; a part missing from a not-extracted row, or blank, never matches). Vectorised:
+    set lookups on keys joined in DuckDB (1.5M history rows in about a second)."""
+    keep = np.zeros(len(last_submitted), dtype=bool)
+    present = [f for f in (held_back, not_extracted) if f is not None and len(f)]
+    if not present or not len(last_submitted):
+        return keep
+    if len(held_back):
+        last_keys = (last_submitted[HIST_OP_KEY].to_numpy(dtype=object) if HIST_OP_KEY in last_submitted.columns
+                     else op_keys(last_submitted, layout))
+        keep |= pd.Series(last_keys).isin(set(op_keys(held_back, layout))).to_numpy(dtype=bool)
+    ids = {str(v) for f in present if "local_record_id" in f for v in f["local_record_id"].dropna()}
+    if ids and "local_record_id" in last_submitted:
+        keep |= last_submitted["local_record_id"].astype(object).isin(ids).to_numpy(dtype=bool)
+    identity = record_identity(layout)
+    if identity:
+        named = set()
+        for f in present:
+            if not set(identity) <= set(f.columns):
+                continue
+            complete = f[identity].notna().all(axis=1) & (f[identity].astype(str) != "").all(axis=1)
+            named |= set(joined_keys(f[complete.to_numpy(dtype=bool)], identity))
+        if named:
+            keep |= pd.Series(joined_keys(last_submitted, identity)).isin(named).to_numpy(dtype=bool)
+    return keep
+
+
+def without_held_back(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: Layout,
+                      not_extracted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The history rows that no held-back record and no not-extracted row of this run still names
+    (``still_in_sis``). For timing the filter (bench/run_all.py); the pipeline passes the mask to
+    ``compute_transactions(never_delete=...)`` instead, because a published record of the same student
+    and program must still be compared with its history row (dropped, it would look new)."""
+    if not len(last_submitted):
         return last_submitted
-    last_keys = (last_submitted[HIST_OP_KEY].to_numpy(dtype=object) if HIST_OP_KEY in last_submitted.columns
-                 else op_keys(last_submitted, layout))
-    return last_submitted[~pd.Series(last_keys).isin(set(op_keys(held_back, layout))).to_numpy(dtype=bool)]
+    return last_submitted[~still_in_sis(last_submitted, held_back, layout, not_extracted)]

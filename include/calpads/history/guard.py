@@ -9,6 +9,11 @@ its conf says ``allow_mass_delete: true``.
 
 The share is "more than": at the default 20%, 20 deletes of 100 pass and 21 are blocked. It is
 compared exactly (``Fraction``), so 0.2 x 100 is 20, not 20.000000000000004.
+
+A few deletes can be as wrong as many: a delete of a record whose student is still enrolled (a
+program row removed by mistake, or a key field changed -- the old key's D) fails the run with
+``EnrolledDeleteBlocked`` unless its conf says ``allow_enrolled_deletes: true``. The message and
+``report/deletes.csv`` list the records by Local Record ID.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 
 from calpads.history.diff import ScopeFilter
@@ -84,3 +90,77 @@ def check_deletes(deletes: int, in_scope: int, *, record_type: str, max_share: f
             "[calpads] max_delete_share (AIRFLOW__CALPADS__MAX_DELETE_SHARE)."
         )
     return check
+
+
+# --------------------------------------------------------------------------- deletes of enrolled students
+class EnrolledDeleteBlocked(RuntimeError):
+    """Deletes of records of students still enrolled, and the run does not allow them: nothing was published.
+    The message names Local Record IDs, program codes and school codes only."""
+
+
+LISTED_IN_MESSAGE = 20
+KEY_CHANGED = "key changed: the same record is sent again with a new school, SSID, program, start date or service code"
+GONE = "no longer extracted from the SIS"
+DELETE_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "program_code", "why",
+                  "student_still_enrolled"]
+
+
+def delete_listing(deletes: pd.DataFrame, extracted: pd.DataFrame, enrolled: set[str] | None) -> pd.DataFrame:
+    """One row per D record of a run (no names, birth dates or SSIDs): its ids, school and program, why it is a
+    delete, and whether its student is still enrolled ("Y"/"N"; "Y" also for a key change, whose record is
+    extracted this run; "?" when the builder cannot tell, which never blocks)."""
+    if deletes is None or not len(deletes):
+        return pd.DataFrame(columns=DELETE_COLUMNS)
+    ids = deletes["local_record_id"].astype(object)
+    key_changed = ids.isin(set(extracted["local_record_id"].dropna().astype(str))).to_numpy(dtype=bool)
+    if enrolled is None:
+        still = np.where(key_changed, "Y", "?")
+    else:
+        in_sis = deletes["local_student_id"].astype(object).isin(enrolled).to_numpy(dtype=bool)
+        still = np.where(key_changed | in_sis, "Y", "N")
+    return pd.DataFrame({
+        "local_record_id": ids.to_numpy(),
+        "local_student_id": deletes["local_student_id"].to_numpy(),
+        "school_of_attendance": (deletes["school_of_attendance"] if "school_of_attendance" in deletes
+                                 else pd.Series(None, index=deletes.index)).to_numpy(),
+        "program_code": (deletes["program_code"] if "program_code" in deletes
+                         else pd.Series(None, index=deletes.index)).to_numpy(),
+        "why": np.where(key_changed, KEY_CHANGED, GONE),
+        "student_still_enrolled": still,
+    })
+
+
+def delete_summary(listing: pd.DataFrame, *, kept: int, allowed: bool) -> dict[str, object]:
+    """Counts for the manifest, the summary email and the report: deletes per program and per school, how many
+    are of students still enrolled / key changes, and how many submitted records were kept from a delete
+    because the SIS still has them (held back or not extracted this run)."""
+    def per(column: str) -> dict[str, int]:
+        values = listing[column].fillna("").astype(str) if column in listing else pd.Series(dtype=str)
+        return {k: int(v) for k, v in sorted(values.value_counts().items())}
+
+    return {"count": len(listing), "by_program": per("program_code") if listing["program_code"].notna().any() else {},
+            "by_school": per("school_of_attendance"),
+            "of_enrolled_students": int((listing["student_still_enrolled"] == "Y").sum()),
+            "key_changes": int((listing["why"] == KEY_CHANGED).sum()),
+            "kept_because_still_in_sis": int(kept), "allow_enrolled_deletes": bool(allowed)}
+
+
+def check_enrolled_deletes(listing: pd.DataFrame, *, record_type: str, allow_enrolled_deletes: bool = False) -> None:
+    """Raise ``EnrolledDeleteBlocked`` when a delete is of a student still enrolled and the run does not allow it."""
+    enrolled = listing[listing["student_still_enrolled"] == "Y"]
+    if not len(enrolled) or allow_enrolled_deletes:
+        return
+    shown = []
+    for r in enrolled.head(LISTED_IN_MESSAGE).itertuples(index=False):
+        where = f"program {r.program_code} at school {r.school_of_attendance}" if r.program_code else \
+            f"school {r.school_of_attendance}"
+        shown.append(f"{r.local_record_id} (Local Student ID {r.local_student_id}, {where}: {r.why})")
+    more = len(enrolled) - len(shown)
+    raise EnrolledDeleteBlocked(
+        f"This {record_type} run would delete {len(enrolled)} record(s) of students who are still enrolled, so "
+        f"nothing was published: {'; '.join(shown)}{f'; and {more} more' if more > 0 else ''}. "
+        "Every delete is listed in report/deletes.csv of the run folder. Check each record in the SIS: a typo in "
+        "a key field (school, SSID, program, start date) or a program row deleted by mistake looks the same. "
+        "Correct the SIS and run again; if the deletes are real (the program or enrollment was wrong), trigger "
+        "the run again with allow_enrolled_deletes: true in its conf (Trigger DAG w/ config)."
+    )

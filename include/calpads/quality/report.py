@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from calpads.layouts import load_layout
 from calpads.quality.gate import MASK, GateResult
 
 LISTING_LIMIT = 5000          # records listed in index.html; findings.csv always has them all
@@ -46,9 +47,10 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_type: str,
-                 notes: list[str] | None = None) -> dict[str, str]:
+                 notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None) -> dict[str, str]:
     """Write the report files into report_dir; returns {what: path relative to report_dir}. notes: what the
-    builder says about this extract (calpads.extracts.registry.Built.notes), shown near the top."""
+    builder says about this extract (calpads.extracts.registry.Built.notes), shown near the top.
+    ``not_extracted`` (the builder's rows left out for a data problem) gets its own table in index.html."""
     report_dir = Path(report_dir)
     with _private_umask():
         report_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -58,7 +60,8 @@ def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_ty
         if docs_index is not None:
             written["data_docs"] = str(docs_index.relative_to(report_dir))
         _write_text(report_dir / "index.html", render_html(result, run_id=run_id, record_type=record_type,
-                                                           data_docs=written.get("data_docs"), notes=notes))
+                                                           data_docs=written.get("data_docs"), notes=notes,
+                                                           not_extracted=not_extracted))
         written["index"] = "index.html"
     _restrict_tree(report_dir)
     return written
@@ -174,6 +177,30 @@ font-size:1.1rem;font-weight:700}.ok{padding:1rem;border:2px solid #070;backgrou
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}"""
 
 
+def _not_extracted_html(rows: pd.DataFrame | None, transaction: bool) -> list[str]:
+    """The rows the builder left out for a data problem: counts per reason, then the rows (ids only)."""
+    from calpads.extracts.not_extracted import counts_by_reason
+
+    if rows is None or not len(rows):
+        return []
+    kept = " A record of theirs that CALPADS already holds is not deleted meanwhile." if transaction else ""
+    out = [f"<h2>Not extracted ({len(rows)})</h2><p>Left out of the file because of a data problem in the SIS, "
+           f"each with what to fix; they go out in the first run after the fix.{kept} "
+           "<a href='not_extracted.csv'>not_extracted.csv</a> lists every one.</p>",
+           "<table><thead><tr><th>Reason</th><th>Rows</th></tr></thead><tbody>"]
+    out += [f"<tr><td>{_e(reason)}</td><td>{n}</td></tr>" for reason, n in counts_by_reason(rows).items()]
+    out.append("</tbody></table>")
+    if len(rows) > LISTING_LIMIT:
+        out.append(f"<p>Only the first {LISTING_LIMIT} are listed here; not_extracted.csv has all of them.</p>")
+    out.append("<table><thead><tr><th>Local Record ID</th><th>Local Student ID</th><th>School</th><th>Reason</th>"
+               "</tr></thead><tbody>")
+    for r in rows.head(LISTING_LIMIT).itertuples(index=False):
+        out.append(f"<tr><td>{_e(r.local_record_id)}</td><td>{_e(r.local_student_id)}</td>"
+                   f"<td>{_e(getattr(r, 'school_of_attendance', ''))}</td><td>{_e(r.reason)}</td></tr>")
+    out.append("</tbody></table>")
+    return out
+
+
 def _e(value: Any) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
@@ -181,7 +208,7 @@ def _e(value: Any) -> str:
 
 
 def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs: str | None,
-                notes: list[str] | None = None) -> str:
+                notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None) -> str:
     s = result.summary
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(record_type)} validation report "
            f"- {_e(run_id)}</title><style>{CSS}</style></head><body>",
@@ -243,6 +270,48 @@ def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs:
                        f"<td>{_e(row.school_of_attendance)}</td><td>{_e(row.rule_id)}</td><td>{_e(row.field)}</td>"
                        f"<td>{_e(row.column)}</td><td>{_e(row.value)}</td><td>{_e(row.fix)}</td></tr>")
         out.append("</tbody></table>")
+    try:
+        transaction = load_layout(record_type).processing != "replacement"
+    except FileNotFoundError:
+        transaction = False
+    out.extend(_not_extracted_html(not_extracted, transaction))
+    if transaction:
+        out.append("<h2>Deletes</h2><p>The records this run deletes from CALPADS (D records), with their "
+                   "programs and schools, are in <a href='deletes.html'>deletes.html</a> and "
+                   "<a href='deletes.csv'>deletes.csv</a>, written when the run is compared with the submission "
+                   "history (absent when the run stopped before that).</p>")
     out.append("<p><small>Names, birth dates and SSIDs are never shown in this report: "
                f"their values appear as {_e(MASK)}.</small></p></body></html>\n")
+    return "\n".join(out)
+
+
+def render_deletes_html(listing: pd.DataFrame, summary: dict[str, Any], *, run_id: str, record_type: str) -> str:
+    """report/deletes.html: what this run deletes from CALPADS (calpads.history.guard.delete_listing), counted per
+    program and school, then every record by Local Record ID (no names, birth dates or SSIDs)."""
+    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(record_type)} deletes - "
+           f"{_e(run_id)}</title><style>{CSS}</style></head><body><h1>{_e(record_type)} deletes</h1>"]
+    n = int(summary.get("count") or 0)
+    if summary.get("of_enrolled_students") and not summary.get("allow_enrolled_deletes"):
+        out.append("<div class='banner' role='alert'>Some deletes are of students who are still enrolled: the run "
+                   "stopped and published nothing. Check each record marked Y below in the SIS.</div>")
+    out.append(f"<p>Run {_e(run_id)}: <b>{n}</b> record(s) deleted from CALPADS (the _D file); "
+               f"{int(summary.get('of_enrolled_students') or 0)} of students still enrolled, "
+               f"{int(summary.get('key_changes') or 0)} because a key field changed (the record is sent again with "
+               f"its new key). {int(summary.get('kept_because_still_in_sis') or 0)} submitted record(s) were kept "
+               "from a delete because the SIS still has them (held back or not extracted this run).</p>")
+    for title, counts in (("Per program", summary.get("by_program") or {}),
+                          ("Per school", summary.get("by_school") or {})):
+        if counts:
+            out.append(f"<h2>{_e(title)}</h2><table><tbody>"
+                       + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in counts.items())
+                       + "</tbody></table>")
+    if len(listing):
+        out.append("<h2>Records</h2><table><thead><tr><th>Local Record ID</th><th>Local Student ID</th><th>School"
+                   "</th><th>Program</th><th>Why</th><th>Student still enrolled</th></tr></thead><tbody>")
+        for r in listing.head(LISTING_LIMIT).itertuples(index=False):
+            out.append(f"<tr><td>{_e(r.local_record_id)}</td><td>{_e(r.local_student_id)}</td>"
+                       f"<td>{_e(r.school_of_attendance)}</td><td>{_e(r.program_code)}</td><td>{_e(r.why)}</td>"
+                       f"<td>{_e(r.student_still_enrolled)}</td></tr>")
+        out.append("</tbody></table>")
+    out.append("</body></html>\n")
     return "\n".join(out)

@@ -95,28 +95,40 @@ def _ge(v: str | None, bound: str) -> bool:
     return v is not None and v >= bound
 
 
+def not_a_date(v: str | None) -> bool:
+    """sql_sis.not_a_date: NOT (CAST(col AS VARCHAR) LIKE '____-__-__'); NULL -> not selected."""
+    return v is not None and not (len(v) == 10 and v[4] == "-" and v[7] == "-")
+
+
 def student_selected(s: dict[str, Any], scope: RunScope) -> bool:
-    """sql_sis._student_filters: not excluded, SSID present and not '', in the run's students."""
-    ssid = s["state_studentnumber"]
-    if s["state_excludefromreporting"] != 0 or ssid is None or ssid == "":
+    """sql_sis._student_filters(require_ssid=False), as the SPRG pull uses them: not excluded, in the run's
+    students (an SSID is not required: the builder lists a record without one as not extracted)."""
+    if s["state_excludefromreporting"] != 0:
         return False
     return not scope.students or s["student_number"] in scope.students
 
 
 def enrollment_in_range(entry: str | None, exit_: str | None, start: str, end: str) -> bool:
-    """entrydate <= end AND (exitdate IS NULL OR exitdate > start)."""
+    """(entrydate <= end OR not_a_date(entrydate)) AND (exitdate IS NULL OR exitdate > start OR
+    not_a_date(exitdate))."""
+    return ((_le(entry, end) or not_a_date(entry))
+            and (exit_ is None or _gt(exit_, start) or not_a_date(exit_)))
+
+
+def enrollment_overlaps(entry: str | None, exit_: str | None, start: str, end: str) -> bool:
+    """sql_sis.enrolled_students_select: entrydate <= end AND (exitdate IS NULL OR exitdate > start)."""
     return _le(entry, end) and (exit_ is None or _gt(exit_, start))
 
 
 def program_selected(p: dict[str, Any], program_codes: list[str], start: str, end: str) -> bool:
-    """Program code in the set or blank; start NULL or <= end; end NULL, '' or > start."""
+    """Program code in the set or blank; start NULL, <= end or not a date; end NULL, '', > start or not a date."""
     code = p["programcode"]
     if not (code in program_codes or code is None or code == ""):
         return False
     ps, pe = p["programstartdate"], p["programenddate"]
-    if not (ps is None or _le(ps, end)):
+    if not (ps is None or _le(ps, end) or not_a_date(ps)):
         return False
-    return pe is None or pe == "" or _gt(pe, start)
+    return pe is None or pe == "" or _gt(pe, start) or not_a_date(pe)
 
 
 def reporting_lea(prefs: Rows) -> str:
@@ -180,15 +192,26 @@ def assemble_sprg_pull(tables: dict[str, Rows], scope: RunScope, program_codes: 
              and program_selected(p, program_codes, start, end)]
     programs = _frame(progs, PROGRAM_OUT)
 
-    services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode"])
+    # sql_sis.enrolled_students_select (UNION: distinct), over every student, candidate or not
+    listed = {s["id"]: s for s in t["students"] if student_selected(s, scope)}
+    enrolled = {s["student_number"] for s in listed.values() if s["schoolid"] in scoped_numbers
+                and enrollment_overlaps(s["entrydate"], s["exitdate"], start, end)}
+    enrolled |= {listed[r["studentid"]]["student_number"] for r in t["reenrollments"]
+                 if r["studentid"] in listed and r["state_excludefromreporting"] == 0
+                 and r["schoolid"] in scoped_numbers and enrollment_overlaps(r["entrydate"], r["exitdate"], start, end)}
+    enrolled_students = _frame([(n,) for n in sorted(enrolled)], ["student_number"])
+
+    services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
     if "122" in program_codes:
-        # SELECT DISTINCT student_id, schoolid, servicecode ... servicedate BETWEEN start AND end
+        # SELECT DISTINCT student_id, schoolid, servicecode, not_a_date(servicedate) ... WHERE servicedate
+        # BETWEEN start AND end OR not_a_date(servicedate)
         seen = dict.fromkeys(
-            (by_dcid[v["studentsdcid"]]["id"], v["schoolid"], v["servicecode"])
+            (by_dcid[v["studentsdcid"]]["id"], v["schoolid"], v["servicecode"], int(not_a_date(v["servicedate"])))
             for v in t["s_ca_calpads_studentservices_c"]
-            if v["studentsdcid"] in by_dcid and _ge(v["servicedate"], start) and _le(v["servicedate"], end))
-        services = _frame(list(seen), ["student_id", "schoolid", "servicecode"])
-    return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services)
+            if v["studentsdcid"] in by_dcid and ((_ge(v["servicedate"], start) and _le(v["servicedate"], end))
+                                                 or not_a_date(v["servicedate"])))
+        services = _frame(list(seen), ["student_id", "schoolid", "servicecode", "unreadable_date"])
+    return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services, enrolled_students)
 
 
 def canonical(df: pd.DataFrame) -> pd.DataFrame:

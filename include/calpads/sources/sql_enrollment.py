@@ -47,6 +47,9 @@ class EnrollmentPull:
     students: pd.DataFrame         # student-level fields (see student_frame)
     # source (CURRENT / EARLIER) -> the ENROLLMENT_CODES its table has
     codes_read: dict[str, frozenset[str]] = field(default_factory=lambda: dict.fromkeys(CODE_TABLES, frozenset()))
+    # enrollments in scope the pull leaves out, with a reason code (calpads.sources.sql_skipped): listed as
+    # not extracted by the builders, never silently lost
+    skipped: pd.DataFrame | None = None
 
     @property
     def missing_codes(self) -> list[str]:
@@ -126,4 +129,7 @@ def pull_enrollment(engine: sa.Engine, scope: RunScope, *, require_ssid: bool = 
         current, earlier = enrollment_selects(scope, [int(n) for n in scoped["school_number"]], codes=codes)
         enrollments = pd.read_sql(sa.union_all(current, earlier), conn)
         students = pd.read_sql(student_select(scope, require_ssid=require_ssid), conn)
-    return EnrollmentPull(lea, schools, scoped, calendar, enrollments, students, codes)
+        from calpads.sources.sql_skipped import skipped_select
+
+        skipped = pd.read_sql(skipped_select(scope, [int(n) for n in scoped["school_number"]]), conn)
+    return EnrollmentPull(lea, schools, scoped, calendar, enrollments, students, codes, skipped)
