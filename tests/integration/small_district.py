@@ -87,15 +87,18 @@ def write_afterschool(folder: Path) -> Path:
     return folder / "attendance.csv"
 
 
-def stage_afterschool(sis: sa.Engine, store: sa.Engine, folder: Path, run_id: str = "manual__as") -> dict:
-    """What afterschool_sync does with the export above: parse, gate and stage it in the store (calpads_store),
-    where the LEAP and STAS builders read it."""
+def stage_afterschool(sis: sa.Engine, store: sa.Engine, folder: Path, run_id: str = "manual__as",
+                      extra_registrations: tuple[str, ...] = ()) -> dict:
+    """What afterschool_sync does with the export above (plus extra registration lines): parse, gate and stage it
+    in the store (calpads_store), where the LEAP and STAS builders read it."""
     from datetime import date
 
     from calpads.afterschool.sis_data import SqlReader
     from calpads.afterschool.stages import AfterschoolRun, import_export
 
     att = write_afterschool(folder)
+    with att.with_name("registrations.csv").open("a") as fh:
+        fh.writelines(f"{line}\n" for line in extra_registrations)
     run = AfterschoolRun("afterschool_sync", run_id, "2025-2026", date(2026, 6, 20), folder / "work" / run_id,
                          folder / "pub")
     reg = att.with_name("registrations.csv")

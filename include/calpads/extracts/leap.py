@@ -86,8 +86,8 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
             staged.held_report("attendance", "expanded-learning session(s)", later, ar=False)]
     reg = staged.registrations.astype({"student_id": "int64"})
     reg = reg.merge(ids[["student_id", "ssid"]], on="student_id", how="left", indicator=True)
-    held.append(_held(reg[reg["_merge"] == "left_only"], "registration(s) for a student with no enrollment in the "
-                                                         "year in the SIS, or excluded from state reporting"))
+    # not in the pull: calpads.extracts.not_extracted.explain_unknown_students looks up why (excluded, no enrollment)
+    held.append(_held(reg[reg["_merge"] == "left_only"], f"registration(s) for {ne.UNKNOWN}"))
     reg = reg[reg["_merge"] == "both"]
     no_ssid = reg["ssid"].isna() | (reg["ssid"].astype(str).str.strip() == "")
     held.append(_held(reg[no_ssid], "registration(s) for a student without an SSID in the SIS"))

@@ -135,10 +135,13 @@ def enrollment_rows(pull: Any, start: pd.Timestamp, end: pd.Timestamp,
 
 
 UNKNOWN = "a student the SIS does not know"          # the afterschool-linked builders' words for a number not pulled
+HELD_UNKNOWN = "KNOWN-STUDENT"   # the afterschool import's rules AS-KNOWN-STUDENT / ASR-KNOWN-STUDENT
 UNKNOWN_BECAUSE = {
     "excluded": "a student excluded from state reporting in the SIS (STUDENTS.STATE_EXCLUDEFROMREPORTING): clear "
                 "the mark if the student must be reported",
     "no_ssid": "a student without an SSID in the SIS: enter the SSID (or request one from CALPADS)",
+    "known": "a student with no enrollment in the reporting year at a school that reports to CALPADS: check the "
+             "student's enrollment in the SIS",
 }
 
 
@@ -153,7 +156,10 @@ def explain_unknown_students(sis: Any, not_extracted: pd.DataFrame) -> pd.DataFr
 
     if not len(not_extracted) or not isinstance(sis, sa.Engine):
         return not_extracted
-    unknown = not_extracted["reason"].astype(str).str.contains(UNKNOWN, regex=False).to_numpy(dtype=bool)
+    reason = not_extracted["reason"].astype(str)
+    # the builders' own words, or afterschool rows the import held back because the SIS did not know the number
+    unknown = (reason.str.contains(UNKNOWN, regex=False) | reason.str.contains(HELD_UNKNOWN, regex=False)
+               ).to_numpy(dtype=bool)
     if not unknown.any():
         return not_extracted
     status = student_status(sis, not_extracted.loc[unknown, "local_student_id"].astype(str).tolist())
@@ -164,6 +170,8 @@ def explain_unknown_students(sis: Any, not_extracted: pd.DataFrame) -> pd.DataFr
     for i in np.flatnonzero(unknown):
         key = because.get(str(out.iloc[i]["local_student_id"]), "unknown")
         if key in UNKNOWN_BECAUSE:
-            out.iloc[i, out.columns.get_loc("reason")] = str(out.iloc[i]["reason"]).replace(UNKNOWN,
-                                                                                            UNKNOWN_BECAUSE[key])
+            text = str(out.iloc[i]["reason"])
+            text = (text.replace(UNKNOWN, UNKNOWN_BECAUSE[key]) if UNKNOWN in text
+                    else f"{text}; the number is of {UNKNOWN_BECAUSE[key]}")
+            out.iloc[i, out.columns.get_loc("reason")] = text
     return out
