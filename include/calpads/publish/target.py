@@ -92,14 +92,12 @@ def ensure_folder(folder: Any) -> None:
     while not path.exists():
         missing.append(path)
         path = path.parent
-    for p in reversed(missing):
+    for p in reversed(missing):   # only the folders made here: an existing one may belong to someone else
         try:
             os.mkdir(p, DIR_MODE)
         except FileExistsError:
-            pass
+            continue
         os.chmod(p, DIR_MODE)   # the umask may have removed the group's bits
-    if not missing:
-        os.chmod(_os_path(folder), DIR_MODE)
 
 
 def put_file(local: Path, dest_folder: Any, name: str) -> None:
