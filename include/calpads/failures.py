@@ -28,7 +28,7 @@ class PartFailure(RuntimeError):
 
 class SisUnavailable(PartFailure):
     part = "SIS"
-    what_to_do = ("Nothing was built or published. Ask district IT to check that the SIS database (or its API) is up "
+    what_to_do = ("Nothing was built or published: ask district IT to check that the SIS database (or its API) is up "
                   "and that the SIS connection's login still works, then clear the task to retry.")
 
 
