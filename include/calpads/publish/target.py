@@ -344,11 +344,12 @@ def sweep_object_store(parent: Any, own: str) -> list[dict[str, Any]]:
 
 
 def _age(path: Any, now: float) -> float | None:
-    info = path.stat()
-    for key in ("mtime", "LastModified", "last_modified", "created"):
-        value = info.get(key) if isinstance(info, dict) else getattr(info, f"st_{key}", None)
-        if value is None:
-            continue
-        ts = value.timestamp() if hasattr(value, "timestamp") else float(value)
-        return now - ts
-    return None
+    """Seconds since the object was last written, from the store's own metadata; None when it gives none."""
+    st = path.stat()
+    info = st.as_info() if hasattr(st, "as_info") else (st if hasattr(st, "get") else {})
+    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(key)
+        if value:
+            return now - (value.timestamp() if hasattr(value, "timestamp") else float(value))
+    mtime = getattr(st, "st_mtime", 0)
+    return now - float(mtime) if mtime else None
