@@ -246,6 +246,7 @@ def test_full_publish_disk_in_a_dag_run_alerts_the_team_and_a_rerun_succeeds(air
     sis_url, store_url = f"sqlite:///{tmp_path}/sis.db", f"sqlite:///{tmp_path}/store.db"
     make_sis(sa.create_engine(sis_url), students=1500)
     # The same run in-process on scratch storage: how much room the report and the full file take.
+    (tmp_path / "scratch" / "pub").mkdir(parents=True)   # a publish root exists before a run
     scratch = context(tmp_path / "scratch", "manual__measure", tmp_path / "scratch" / "pub")
     _up_to_diff(scratch, sa.create_engine(sis_url), sa.create_engine(f"sqlite:///{tmp_path}/scratch/store.db"))
     pipeline.publish(scratch)
