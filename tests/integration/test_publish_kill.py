@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from calpads import pipeline
 from calpads.alerts.messages import needs_summary_email, summary_email
 from calpads.history.store import HistoryStore
+from calpads.publish import target
 from tests.integration.reliability import assert_no_stray_files, context, history_snapshot, make_sis, run_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +148,7 @@ def test_a_publish_killed_at_any_point_leaves_no_visible_extract_and_the_next_ru
     # No extract file visible without its manifest; what the kill left is hidden and private.
     assert_no_stray_files(pub, hidden_allowed=True)
     parent = Path(str(a.run_folder)).parent
-    left = {p.name for p in parent.iterdir() if p.name.startswith(".")}
+    left = {p.name for p in parent.iterdir() if p.name.startswith(".") and p.is_dir()}
     safe_a = a.run_folder.name
     assert left == {f".{safe_a}{suffix}" for suffix in hidden}, left
     for name in left:
@@ -165,7 +166,7 @@ def test_a_publish_killed_at_any_point_leaves_no_visible_extract_and_the_next_ru
     swept = b.state()["swept"]
     assert sorted(Path(s["folder"]).name for s in swept) == sorted(left)
     assert all(s["left_by"] for s in swept)
-    assert not [p for p in parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in parent.iterdir() if p.name.startswith(".") and p.is_dir()]
     assert_no_stray_files(pub)
     assert needs_summary_email({}, None, swept)
     subject, body = summary_email(dag_id="calpads_sprg", run_id=RUN_B, validation=b.state()["validation"],
@@ -208,10 +209,10 @@ def test_the_retry_of_the_killed_run_sweeps_its_own_leftovers_and_a_live_publica
     _kill_at("manifest", tmp_path, RUN_A)
     parent = Path(str(a.run_folder)).parent
 
-    live = parent / ".manual__other.incomplete"   # another run's publication in progress
+    live = parent / ".manual__other.incomplete"   # another run's publication in progress: it holds its lock
     live.mkdir(mode=0o700)
     (live / "SPRG_x.txt").write_text("being written")
-    fd = os.open(live, os.O_RDONLY)
+    fd = os.open(live / target.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         out = pipeline.publish(a)

@@ -5,9 +5,11 @@ Local and mounted file systems (``file://``): the run folder is built under a hi
 is atomic, so the visible run folder is always a finished one (the quality gate's report alone, or
 the report with the extract files and their manifest). An earlier version of the folder is first
 renamed aside (``.<run id>.replaced``) and removed after. Files are created 0640 and folders 0750 from
-their first byte, whatever the umask. The publishing process holds a lock (``flock``) on its temporary
-folder: a folder left by a killed process is unlocked, and the next run removes it (``sweep``) and
-reports what it removed.
+their first byte, whatever the umask. The publishing process holds a lock (``flock`` on a lock file in
+its temporary folder, which NFS maps to a POSIX lock): a folder left by a killed process is unlocked,
+and the next run removes it (``sweep``) and reports what it removed. Sweeping, creating and renaming
+run folders take the record type folder's lock (``<year>/<RECORD TYPE>/.calpads-publish.lock``). On a
+share without file locks, a hidden folder not written for OBJECT_STORE_GRACE counts as left behind.
 
 Object stores (``s3://`` ...) have no folder rename: files are written in place through temporary
 names, the manifest last (an earlier attempt's manifest is removed first), and files of a failed
@@ -21,6 +23,7 @@ A missing publish root is never created: a share that is not mounted fails the r
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -40,6 +43,8 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 INCOMPLETE = ".incomplete"
 REPLACED = ".replaced"
+LOCK_NAME = ".calpads-publish.lock"   # in <year>/<record type>/ and in a folder being built
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 OBJECT_STORE_GRACE = 6 * 3600     # seconds: an object-store folder without manifest older than this is stale
 CHUNK = 1 << 22
 
@@ -210,34 +215,37 @@ def publish_folder(root: Any, final: Any, fill: Callable[[Any], T]) -> tuple[T, 
 def _publish_local(final: Any, fill: Callable[[Any], T]) -> tuple[T, list[dict[str, Any]]]:
     parent = final.parent
     tmp, aside = parent / f".{final.name}{INCOMPLETE}", parent / f".{final.name}{REPLACED}"
-    with _locked(_os_path(parent)):        # no sweep sees our new folder before we hold its lock
+    tmp_p, final_p, aside_p, parent_p = (_os_path(p) for p in (tmp, final, aside, parent))
+    with _parent_lock(parent_p):       # no sweep sees our new folder before it is locked
         swept = sweep(parent)
-        if os.path.exists(_os_path(tmp)):   # still there: locked by a live attempt of this very run
+        if os.path.exists(tmp_p):       # still there: a live attempt of this very run holds it
             raise PublishInProgress(f"Publish failed: {tmp} is being written by another attempt of this run")
-        os.mkdir(_os_path(tmp), 0o700)
-        lock_fd = os.open(_os_path(tmp), os.O_RDONLY | os.O_CLOEXEC)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.mkdir(tmp_p, 0o700)
+        lock_fd = _hold(os.path.join(tmp_p, LOCK_NAME))
     moved_aside = False
     try:
         result = fill(tmp)
-        os.chmod(_os_path(tmp), DIR_MODE)
-        if os.path.exists(_os_path(final)):
-            os.rename(_os_path(final), _os_path(aside))
-            moved_aside = True
-        os.rename(_os_path(tmp), _os_path(final))
-        _fsync_dir(_os_path(parent))
+        os.chmod(tmp_p, DIR_MODE)
+        with _parent_lock(parent_p):
+            os.unlink(os.path.join(tmp_p, LOCK_NAME))   # still held: no sweep runs until the rename is done
+            if os.path.exists(final_p):
+                os.rename(final_p, aside_p)
+                moved_aside = True
+            os.rename(tmp_p, final_p)
+            _fsync_dir(parent_p)
     except BaseException:
-        shutil.rmtree(_os_path(tmp), ignore_errors=True)
-        if moved_aside and not os.path.exists(_os_path(final)):
+        shutil.rmtree(tmp_p, ignore_errors=True)
+        if moved_aside and not os.path.exists(final_p):
             try:   # the earlier folder goes back: a failed re-publish leaves what was there
-                os.rename(_os_path(aside), _os_path(final))
+                os.rename(aside_p, final_p)
             except OSError:
                 log.error("Could not put %s back after a failed publish: it is in %s", final, aside)
         raise
     finally:
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
     if moved_aside:
-        shutil.rmtree(_os_path(aside), ignore_errors=True)
+        shutil.rmtree(aside_p, ignore_errors=True)
     return result, swept
 
 
@@ -259,13 +267,31 @@ def _fill_in_place(final: Any, fill: Callable[[Any], T]) -> T:
 
 
 @contextmanager
-def _locked(path: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _parent_lock(parent: str) -> Iterator[None]:
+    """The record type folder's lock (a hidden lock file: a folder cannot be opened for writing, which
+    NFS needs for an exclusive lock), held while sweeping and while creating or renaming a run folder."""
+    fd = _hold(os.path.join(parent, LOCK_NAME), wait=True)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _hold(path: str, *, wait: bool = False) -> int | None:
+    """Open (create, 0600) and lock path; the open descriptor holds the lock until closed or the process dies.
+    None when the file system has no locks (then the sweep goes by age, see sweep)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError as exc:
         os.close(fd)
+        if exc.errno in NO_LOCKS:
+            log.warning("The publish share does not support file locks (%s): stale folders are removed by age",
+                        exc.strerror)
+            return None
+        raise
 
 
 def _fsync_dir(path: str) -> None:
@@ -282,23 +308,24 @@ def _fsync_dir(path: str) -> None:
 def sweep_locked(parent: Any) -> list[dict[str, Any]]:
     """sweep() with the parent's lock taken (so that no publication starting now is mistaken for a dead one)."""
     with failing_part(PublishShareError, f"The publish folder {parent} could not be cleaned"):
-        with _locked(_os_path(parent)):
+        with _parent_lock(_os_path(parent)):
             return sweep(parent)
 
 
 def sweep(parent: Any) -> list[dict[str, Any]]:
     """Remove the hidden temporary folders in ``parent`` (``<root>/<year>/<RECORD TYPE>/``) that no live
     process holds: what a killed publication left. Returns what was removed (folder and file names).
-    Call with the parent's lock held (publish_folder does)."""
+    Call with the parent's lock held (publish_folder and sweep_locked do)."""
     swept: list[dict[str, Any]] = []
     base = _os_path(parent)
     for name in sorted(os.listdir(base)):
         if not (name.startswith(".") and name.endswith((INCOMPLETE, REPLACED))):
             continue
         path = os.path.join(base, name)
-        if not os.path.isdir(path) or _held(path):
+        if not os.path.isdir(path) or (name.endswith(INCOMPLETE) and _alive(path)):
             continue
-        files = sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs)
+        files = sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs
+                       if f != LOCK_NAME)
         shutil.rmtree(path, ignore_errors=True)
         kind = "interrupted publication" if name.endswith(INCOMPLETE) else "earlier version being replaced"
         swept.append({"folder": str(parent / name), "left_by": kind, "files": files})
@@ -306,17 +333,26 @@ def sweep(parent: Any) -> list[dict[str, Any]]:
     return swept
 
 
-def _held(path: str) -> bool:
-    """True while a live process holds the folder's lock (a killed one released it)."""
+def _alive(folder: str) -> bool:
+    """True while a live process holds the folder's lock file (a killed one released it). A folder without
+    one was left between its creation and its lock (under the parent's lock, so never by a live process).
+    Without file locks on the share: alive while written in the last OBJECT_STORE_GRACE seconds."""
+    path = os.path.join(folder, LOCK_NAME)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return True
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
         return True
+    except OSError as exc:
+        if exc.errno not in NO_LOCKS:
+            raise
+        newest = max([os.lstat(os.path.join(d, f)).st_mtime for d, _, fs in os.walk(folder) for f in fs]
+                     + [os.lstat(folder).st_mtime])
+        return time.time() - newest < OBJECT_STORE_GRACE
     finally:
         os.close(fd)
 
