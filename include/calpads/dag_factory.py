@@ -78,7 +78,8 @@ rule. **Coordinator's run:** use *Trigger DAG w/ config*, choose the params, and
 - *Held back records*: they break an error rule and were not published. The email lists the rules;
   the report (`report/index.html` in the run folder) lists each record by Local Record ID and Local
   Student ID with what to fix in the SIS. Fix them; they go out in a later run.
-- *records (quality gate)*: more than the allowed share of records are in error; nothing was published.
+- *records*: more than the allowed share of records fail the quality gate; nothing was published.
+- *run parameters*: a Params value is wrong; trigger again with a corrected one.
 - *SIS*: the SIS could not be read: ask district IT to check the database (or API) and its login.
 - *history store*: the `calpads_store` database is missing, unreachable or full; nothing was saved.
 - *work folder*: the `calpads_work_root` folder is missing, read-only or full on the worker.

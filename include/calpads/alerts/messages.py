@@ -22,8 +22,8 @@ SAFE_EXCEPTIONS = {
 
 # The part a known exception blames (PartFailures carry their own), for the alert's first line.
 PART_OF = {
-    "ScopeError": "run parameters", "ParamValidationError": "run parameters", "GateFailed": "records (quality gate)",
-    "StructuralCharacterError": "records (quality gate)", "MassDeleteBlocked": "delete guard",
+    "ScopeError": "run parameters", "ParamValidationError": "run parameters", "GateFailed": "records",
+    "StructuralCharacterError": "records", "MassDeleteBlocked": "delete guard",
     "OdsFormatError": "ODS file", "StagingCheckFailed": "SIS pull check", "ApiSourceError": "SIS",
     "AccessDenied": "SIS", "MissingSourceData": "SIS", "SisDataError": "SIS data",
 }
