@@ -98,7 +98,7 @@ def sweep_publish_root(root: Any) -> list[dict[str, Any]]:
     swept: list[dict[str, Any]] = []
     for year in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for record_type in sorted(p for p in year.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            swept += target.sweep_locked(record_type)
+            swept += target.sweep_locked(root, record_type)
     return swept
 
 

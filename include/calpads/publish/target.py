@@ -8,8 +8,8 @@ renamed aside (``.<run id>.replaced``) and removed after. Files are created 0640
 their first byte, whatever the umask. The publishing process holds a lock (``flock`` on a lock file in
 its temporary folder, which NFS maps to a POSIX lock): a folder left by a killed process is unlocked,
 and the next run removes it (``sweep``) and reports what it removed. Sweeping, creating and renaming
-run folders take the record type folder's lock (``<year>/<RECORD TYPE>/.calpads-publish.lock``). On a
-share without file locks, a hidden folder not written for OBJECT_STORE_GRACE counts as left behind.
+run folders take the publish root's lock (``<root>/.calpads-publish.lock``) for a moment. On a share
+without file locks, a hidden folder not written for OBJECT_STORE_GRACE counts as left behind.
 
 Object stores (``s3://`` ...) have no folder rename: files are written in place through temporary
 names, the manifest last (an earlier attempt's manifest is removed first), and files of a failed
@@ -43,7 +43,7 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 INCOMPLETE = ".incomplete"
 REPLACED = ".replaced"
-LOCK_NAME = ".calpads-publish.lock"   # in <year>/<record type>/ and in a folder being built
+LOCK_NAME = ".calpads-publish.lock"   # in the publish root, and in a folder being built (removed before its rename)
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 OBJECT_STORE_GRACE = 6 * 3600     # seconds: an object-store folder without manifest older than this is stale
 CHUNK = 1 << 22
@@ -209,14 +209,14 @@ def publish_folder(root: Any, final: Any, fill: Callable[[Any], T]) -> tuple[T, 
         if not is_local(final):
             swept = sweep_object_store(final.parent, own=final.name)
             return _fill_in_place(final, fill), swept
-        return _publish_local(final, fill)
+        return _publish_local(_os_path(root), final, fill)
 
 
-def _publish_local(final: Any, fill: Callable[[Any], T]) -> tuple[T, list[dict[str, Any]]]:
+def _publish_local(root_p: str, final: Any, fill: Callable[[Any], T]) -> tuple[T, list[dict[str, Any]]]:
     parent = final.parent
     tmp, aside = parent / f".{final.name}{INCOMPLETE}", parent / f".{final.name}{REPLACED}"
     tmp_p, final_p, aside_p, parent_p = (_os_path(p) for p in (tmp, final, aside, parent))
-    with _parent_lock(parent_p):       # no sweep sees our new folder before it is locked
+    with _root_lock(root_p):       # no sweep sees our new folder before it is locked
         swept = sweep(parent)
         if os.path.exists(tmp_p):       # still there: a live attempt of this very run holds it
             raise PublishInProgress(f"Publish failed: {tmp} is being written by another attempt of this run")
@@ -226,7 +226,7 @@ def _publish_local(final: Any, fill: Callable[[Any], T]) -> tuple[T, list[dict[s
     try:
         result = fill(tmp)
         os.chmod(tmp_p, DIR_MODE)
-        with _parent_lock(parent_p):
+        with _root_lock(root_p):
             os.unlink(os.path.join(tmp_p, LOCK_NAME))   # still held: no sweep runs until the rename is done
             if os.path.exists(final_p):
                 os.rename(final_p, aside_p)
@@ -267,10 +267,10 @@ def _fill_in_place(final: Any, fill: Callable[[Any], T]) -> T:
 
 
 @contextmanager
-def _parent_lock(parent: str) -> Iterator[None]:
-    """The record type folder's lock (a hidden lock file: a folder cannot be opened for writing, which
-    NFS needs for an exclusive lock), held while sweeping and while creating or renaming a run folder."""
-    fd = _hold(os.path.join(parent, LOCK_NAME), wait=True)
+def _root_lock(root: str) -> Iterator[None]:
+    """The publish root's lock (a hidden lock file: a folder cannot be opened for writing, which NFS needs
+    for an exclusive lock), held briefly while sweeping and while creating or renaming a run folder."""
+    fd = _hold(os.path.join(root, LOCK_NAME), wait=True)
     try:
         yield
     finally:
@@ -305,17 +305,17 @@ def _fsync_dir(path: str) -> None:
 
 
 # --------------------------------------------------------------------------- sweeping what a crash left
-def sweep_locked(parent: Any) -> list[dict[str, Any]]:
-    """sweep() with the parent's lock taken (so that no publication starting now is mistaken for a dead one)."""
+def sweep_locked(root: Any, parent: Any) -> list[dict[str, Any]]:
+    """sweep() with the root's lock taken (so that no publication starting now is mistaken for a dead one)."""
     with failing_part(PublishShareError, f"The publish folder {parent} could not be cleaned"):
-        with _parent_lock(_os_path(parent)):
+        with _root_lock(_os_path(root)):
             return sweep(parent)
 
 
 def sweep(parent: Any) -> list[dict[str, Any]]:
     """Remove the hidden temporary folders in ``parent`` (``<root>/<year>/<RECORD TYPE>/``) that no live
     process holds: what a killed publication left. Returns what was removed (folder and file names).
-    Call with the parent's lock held (publish_folder and sweep_locked do)."""
+    Call with the root's lock held (publish_folder and sweep_locked do)."""
     swept: list[dict[str, Any]] = []
     base = _os_path(parent)
     for name in sorted(os.listdir(base)):
@@ -335,7 +335,7 @@ def sweep(parent: Any) -> list[dict[str, Any]]:
 
 def _alive(folder: str) -> bool:
     """True while a live process holds the folder's lock file (a killed one released it). A folder without
-    one was left between its creation and its lock (under the parent's lock, so never by a live process).
+    one was left between its creation and its lock (under the root's lock, so never by a live process).
     Without file locks on the share: alive while written in the last OBJECT_STORE_GRACE seconds."""
     path = os.path.join(folder, LOCK_NAME)
     try:
