@@ -99,6 +99,7 @@ def main() -> int:
 
         scope = RunScope.from_params("SPRG", {"academic_year": "2025-2026", "save_history": True},
                                      today=date(2026, 5, 1))
+        (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
         ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
 
         with stage(rows, "baseline: SELECT -> caret", args.students, args.backend) as info:

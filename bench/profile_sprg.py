@@ -55,6 +55,7 @@ def main() -> int:
         rt = args.record_type
         today = date(2026, 5, 1) if rt == "SPRG" else date(2026, 6, 20)
         scope = RunScope.from_params(rt, {"academic_year": "2025-2026", "save_history": True}, today=today)
+        (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
         ctx = pipeline.RunContext(rt, f"calpads_{rt.lower()}", "prof__1", scope, work / "r1", work / "pub")
         ctx2 = pipeline.RunContext(rt, f"calpads_{rt.lower()}", "prof__2", scope, work / "r2", work / "pub")
 

@@ -174,6 +174,7 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
 
     layout = load_layout("SPRG")
     scope = RunScope.from_params("SPRG", {"academic_year": YEAR, "save_history": True}, today=date(2026, 5, 1))
+    (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
     ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
     _, bare = t.timed("SPRG bare SELECT -> caret (baseline)", n, backend,
                       lambda: bare_baseline(sis, program_set(layout, scope), work / "bare.txt"), int)
@@ -260,6 +261,7 @@ def bench_stas(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
     _, agg = t.timed(f"STAS SQL aggregation ({att_rows / 1e6:.1f}M att rows)", n, backend,
                      lambda: category_counts(sis, scope, numbers, list(cfg["categories"]), cfg["categories"],
                                              cfg["uncategorised_absent"]), len)
+    (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
     ctx = pipeline.RunContext("STAS", "calpads_stas", "bench__stas1", scope, work / "stas1", work / "pub")
     pipeline_stages(t, ctx, sis, store, n, backend, ("STAS extract (pull + SQL agg + build)", "STAS gate (stage)",
                     "STAS diff", "STAS publish", "STAS save history", "STAS end to end (sum of stages)"),

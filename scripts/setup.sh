@@ -36,3 +36,8 @@ if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
     "$VENV/bin/airflow" pools set "$pool" 2 "SIS API calls ($pool)" >>"$AIRFLOW_HOME/db-migrate.log" 2>&1 || true
   done
 fi
+# The local publish folder (the embedded calpads_publish_root): a run never creates its publish root,
+# which in production is the mounted district share.
+if [[ "${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT:-}" == file://* ]]; then
+  mkdir -p -m 0750 "${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT#file://}"
+fi

@@ -56,6 +56,15 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def publish_share(tmp_path) -> Path:
+    """tmp_path/"pub", created: the publish root is a mounted share that a run never creates
+    (calpads.publish.target.check_root), so the tests' usual root exists before the run, as it would."""
+    share = tmp_path / "pub"
+    share.mkdir(mode=0o750, exist_ok=True)
+    return share
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_engine(request, tmp_path) -> Iterator[sa.Engine]:
     """A calpads_store engine, once on SQLite and once on PostgreSQL."""

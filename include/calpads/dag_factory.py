@@ -74,18 +74,31 @@ rule. **Coordinator's run:** use *Trigger DAG w/ config*, choose the params, and
 
 **Which files to upload.** {upload}
 
-**When you get an alert.**
+**When you get an alert.** Its *Failing part* line names what failed, and it says what to do.
 - *Held back records*: they break an error rule and were not published. The email lists the rules;
   the report (`report/index.html` in the run folder) lists each record by Local Record ID and Local
   Student ID with what to fix in the SIS. Fix them; they go out in a later run.
-- *Quality gate failed*: more than the allowed share of records are in error; nothing was published.
-- *Deletes of enrolled students*: the run would delete records of students who are still enrolled (a key
-  field changed, or a program row was removed); nothing was published. The email and `report/deletes.html`
-  list them; check them in the SIS, and set *Allow deletes of enrolled students* only if they are real.
-- *Extract failed*: the SIS could not be read: ask district IT to check the database and login.
-- *Publish failed*: the publish folder is missing, full or read-only; nothing partial was left.
+- *records*: more than the allowed share of records fail the quality gate; nothing was published.
+- *delete guard*: the run would delete too many records, or records of students who are still enrolled (a
+  key field changed, or a program row was removed); nothing was published. The email and
+  `report/deletes.html` list them; check them in the SIS, and set *Allow deletes of enrolled students* (or
+  *allow_mass_delete*) only if they are real.
+- *run parameters*: a Params value is wrong; trigger again with a corrected one.
+- *SIS*: the SIS could not be read: ask district IT to check the database (or API) and its login.
+- *history store*: the `calpads_store` database is missing, unreachable or full; nothing was saved.
+- *work folder*: the `calpads_work_root` folder is missing, read-only or full on the worker.
+- *publish share*: "Publish failed: the publish folder is missing" (a share that is not mounted is never
+  created), full or read-only; nothing partial was left.
+- *submission history*: another run saving the same file is between its comparison and its save, or
+  saved first; nothing was published or saved by this run: run it again later.
 - *Save history failed*: files were published but not recorded as submitted; clear the task to retry
   before uploading.
+- *Files are ready, summary email failed*: the files are good; only the email failed (check `smtp_default`).
+- *Cleaned up after an interrupted publication*: a publish was killed part-way last time; its hidden,
+  incomplete folder was removed (it was never visible as a result).
+
+A run folder is complete when it holds `manifest.json`: it appears whole (report, files, manifest) or
+not at all. A folder with only `report/` is a run that published nothing.
 """
 
 
@@ -267,7 +280,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             # No data inputs: it must run (trigger_rule all_done) even when an upstream task failed.
             import json
 
-            from calpads.alerts.messages import needs_summary_email, summary_email
+            from calpads.alerts.messages import needs_summary_email, summary_email, summary_email_failed
             from calpads_airflow.notifiers import send
 
             state_file = work_dir() / "state.json"
@@ -275,19 +288,56 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             validation = state.get("validation", {})
             ods = state.get("diff", {}).get("ods_comparison")
             deletes = state.get("diff", {}).get("deletes")
-            if not needs_summary_email(validation, ods, deletes):
+            swept = state.get("swept")
+            if not needs_summary_email(validation, ods, deletes, swept):
                 return {"sent": False}
-            run_id = get_current_context()["dag_run"].run_id
+            ctx = get_current_context()
+            run_id = ctx["dag_run"].run_id
             subject, body = summary_email(dag_id=dag_id, run_id=run_id, validation=validation,
                                           published=state.get("published"), report_link=validation.get("report"),
-                                          ods=ods, deletes=deletes)
-            return {"sent": send(subject, body)}
+                                          ods=ods, deletes=deletes, swept=swept)
+            try:
+                return {"sent": send(subject, body)}
+            except Exception as exc:
+                # The mail server, not the files: say whether the run's files are ready (published and saved).
+                scope = ctx["ti"].xcom_pull(task_ids="check_params") or {}
+                pending = bool(scope.get("save_history")) and not state.get("history_saved")
+                raise summary_email_failed(state.get("published"), exc, history_pending=pending) from exc
 
-        @task(task_display_name="Run outcome", trigger_rule="one_failed", retries=0, on_failure_callback=None)
+        @task(task_display_name="Run outcome", trigger_rule="all_done", retries=0, on_failure_callback=None)
         def run_outcome() -> None:
             # The summary email runs whatever happened (all_done) and would otherwise make a failed run look
-            # successful in the UI: this watcher fails the run when any task failed.
-            raise AirflowFailException("A task of this run failed: see the failed task's log and alert email.")
+            # successful in the UI: this watcher fails the run when any task failed -- except when only the
+            # summary email did: the files are ready, and that task's own error says so.
+            ctx = get_current_context()
+            run_id = ctx["dag_run"].run_id
+            states = ctx["ti"].get_task_states(dag_id=dag_id, run_ids=[run_id]).get(run_id, {})
+            failed = sorted(t for t, st in states.items() if st in ("failed", "upstream_failed") and t != "run_outcome")
+            if failed == ["send_run_summary"]:
+                logging.getLogger("calpads.pipeline").warning(
+                    "The files are ready; only the summary email failed (see the task Email run summary).")
+                return
+            if failed:
+                _release_submission(ctx)
+                raise AirflowFailException(f"A task of this run failed ({', '.join(failed)}): see the failed "
+                                           f"task's log and alert email.")
+
+        def _release_submission(ctx: Any) -> None:
+            """A failed run gives up its claim on the submission history (taken at its diff)."""
+            scope = ctx["ti"].xcom_pull(task_ids="check_params")
+            if not scope or not scope.get("save_history"):
+                return
+            try:
+                from calpads.pipeline import release_submission
+
+                if release_submission(context_for(scope), engine("calpads_store")):
+                    logging.getLogger("calpads.pipeline").info("Released this run's claim on the history")
+            except Exception as exc:   # it expires on its own; the run's failure is what matters here
+                from calpads.history.store import LEASE_HOURS
+
+                logging.getLogger("calpads.pipeline").warning(
+                    "Could not release this run's claim on the submission history (%s): it expires after "
+                    "%s hours", type(exc).__name__, LEASE_HOURS)
 
         scope = check_params()
         extracted = extract_records(scope)

@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.extracts.common import program_set, sort_records
+from calpads.failures import SisUnavailable, WorkFolderError, db_errors, failing_part
 from calpads.layouts import Layout, load_layout
 from calpads.publish import target
 from calpads.publish.writer import base_name, render_files
@@ -76,24 +77,43 @@ class RunContext:
         _write_private(self.path(STATE), json.dumps(state, indent=2, sort_keys=True, default=str).encode())
 
 
+def _private_file(path: Path) -> Any:
+    """A new file open for writing, owner-only (0600) from its first byte whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    with failing_part(WorkFolderError, f"The work file {path} could not be written"):
+        with _private_file(tmp) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
 
 
 def _to_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
-    df.to_parquet(tmp, index=False)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    with failing_part(WorkFolderError, f"The work file {path} could not be written"):
+        with _private_file(tmp) as fh:
+            df.to_parquet(fh, index=False)
+        os.replace(tmp, path)
+
+
+def _read_parquet(ctx: RunContext, name: str) -> pd.DataFrame:
+    """A work file an earlier stage of this run wrote; missing = deleted (retention) or another worker's disk."""
+    with failing_part(WorkFolderError, f"The work file {ctx.path(name)} of this run could not be read (was the "
+                                       f"run's work folder deleted after the retention period, or is it not "
+                                       f"shared by every worker?)"):
+        return pd.read_parquet(ctx.path(name))
 
 
 def prepare_work_dir(ctx: RunContext) -> None:
-    ctx.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(ctx.work_dir, 0o700)
+    """The run's work folder, owner-only (0700): every level this creates, whatever the umask."""
+    from calpads.maintenance import private_dirs
+
+    with failing_part(WorkFolderError, f"The work folder {ctx.work_dir} could not be created"):
+        private_dirs(ctx.work_dir)
 
 
 # --------------------------------------------------------------------------- extract
@@ -109,11 +129,18 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
 
     prepare_work_dir(ctx)
     t0 = time.perf_counter()
+    if store_engine is not None:   # before a long pull: a missing store fails now, naming the store
+        from calpads.history.store import check_reachable
+
+        check_reachable(store_engine)
     build = registry.builder(ctx.record_type)
     check = StagingCheck(ctx.record_type, ctx.scope, ctx.run_id, store_engine, count_tolerance)
+    # A database or network error of the pull is the SIS's; the store's (staging counts) and the work
+    # folder's are raised as their own PartFailure inside and pass through.
     accepts = inspect.signature(build).parameters
-    built = build(sis, ctx.scope, **({"check": check} if "check" in accepts else {}),
-                  **({"store_engine": store_engine} if "store_engine" in accepts else {}))   # LEAP, STAS: staged data
+    with failing_part(SisUnavailable, "The SIS could not be read", catch=_sis_errors()):
+        built = build(sis, ctx.scope, **({"check": check} if "check" in accepts else {}),
+                      **({"store_engine": store_engine} if "store_engine" in accepts else {}))   # LEAP, STAS
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
     ctx.path(ENROLLED).unlink(missing_ok=True)
@@ -121,13 +148,13 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
     if enrolled is not None:
         _to_parquet(pd.DataFrame({"local_student_id": pd.Series(enrolled, dtype=object)}), ctx.path(ENROLLED))
     extra = ctx.path(EXTRA_REPORTS)
-    if extra.exists():
-        shutil.rmtree(extra)
-    extra.mkdir(mode=0o700)
-    for name, frame in getattr(built, "reports", {}).items():   # builder's side reports -> the run's report folder
-        fd = os.open(extra / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="") as fh:
-            frame.to_csv(fh, index=False)
+    with failing_part(WorkFolderError, f"The work folder {ctx.work_dir} could not be written"):
+        if extra.exists():
+            shutil.rmtree(extra)
+        extra.mkdir(mode=0o700)
+        for name, frame in getattr(built, "reports", {}).items():   # builder's side reports -> the report folder
+            with _private_file(extra / name) as fh:
+                frame.to_csv(fh, index=False)
     ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes, staging=check.summary,
                      extract={"notes": list(getattr(built, "notes", [])), "facts": dict(getattr(built, "facts", {}))})
     out = {
@@ -149,31 +176,33 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
     from calpads.quality.report import write_report
 
     t0 = time.perf_counter()
-    records = pd.read_parquet(ctx.path(RECORDS))
+    records = _read_parquet(ctx, RECORDS)
     result = run_gate(records, ctx.record_type, run_date, error_ceiling=error_ceiling,
                       bypass=ctx.scope.bypass_validation)
     _to_parquet(result.publishable, ctx.path(PUBLISHABLE))
     _to_parquet(result.held_back, ctx.path(HELD_BACK))
 
     local_report = ctx.path("report")
-    if local_report.exists():
-        shutil.rmtree(local_report)
-    local_report.mkdir(mode=0o700)
-    not_extracted = pd.read_parquet(ctx.path(NOT_EXTRACTED))
-    write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
-                 notes=ctx.state().get("extract", {}).get("notes"), not_extracted=not_extracted)
-    if len(not_extracted):
-        fd = os.open(local_report / "not_extracted.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="") as fh:
-            not_extracted.to_csv(fh, index=False)
-    if ctx.path(EXTRA_REPORTS).exists():
-        for extra in sorted(ctx.path(EXTRA_REPORTS).iterdir()):
-            shutil.copyfile(extra, local_report / extra.name)
+    not_extracted = _read_parquet(ctx, NOT_EXTRACTED)
+    with failing_part(WorkFolderError, f"The validation report could not be written in the work folder {ctx.work_dir}"):
+        if local_report.exists():
+            shutil.rmtree(local_report)
+        local_report.mkdir(mode=0o700)
+        write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
+                     notes=ctx.state().get("extract", {}).get("notes"), not_extracted=not_extracted)
+        if len(not_extracted):
+            with _private_file(local_report / "not_extracted.csv") as fh:
+                not_extracted.to_csv(fh, index=False)
+        if ctx.path(EXTRA_REPORTS).exists():
+            for extra in sorted(ctx.path(EXTRA_REPORTS).iterdir()):
+                with _private_file(local_report / extra.name) as fh:
+                    fh.write(extra.read_bytes())
+    # The run folder appears with the report alone (no extract file: nothing is published yet); the
+    # publish stage replaces it whole with the report, the files and the manifest.
     folder = ctx.run_folder
-    target.ensure_folder(folder)
     report_folder = folder / "report"
-    target.ensure_folder(report_folder)
-    target.put_tree(local_report, report_folder)
+    _, swept = target.publish_folder(ctx.publish_root, folder, lambda tmp: _put_reports(ctx, tmp))
+    _note_swept(ctx, swept)
 
     summary = dict(result.summary)
     summary["not_extracted"] = len(not_extracted)
@@ -217,7 +246,10 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
-    last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id)
+    # The history as of its latest saved run (the base): a save by another run meanwhile is not half-read.
+    base, saved_already = store.history_base(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)
+    last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id,
+                                as_of=base)
     ods_counts = None
     if ctx.scope.ods_file:
         from calpads.history.ods import compare_for_run
@@ -248,6 +280,9 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
                           allow_mass_delete=ctx.scope.allow_mass_delete)
     check_enrolled_deletes(listing, record_type=ctx.record_type,
                            allow_enrolled_deletes=ctx.scope.allow_enrolled_deletes)
+    if ctx.scope.save_history and not saved_already:   # held until this run's save (or its failure)
+        store.claim_submission(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id, base)
+    ctx.update_state(history_base=base)
     _to_parquet(records, ctx.path(DIFFED))
     out = {**{k: int(v) for k, v in result.counts.items()}, "records_out": len(records),
            "delete_guard": guard.as_dict(), "deletes": deletes, "seconds": round(time.perf_counter() - t0, 2)}
@@ -263,12 +298,12 @@ def _publish_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dic
     from calpads.quality.report import render_deletes_html
 
     html_text = render_deletes_html(listing, summary, run_id=ctx.run_id, record_type=ctx.record_type)
-    report_folder = ctx.run_folder / "report"
-    target.ensure_folder(report_folder)
     for name, data in ((DELETES_CSV, listing.to_csv(index=False).encode()), (DELETES_HTML, html_text.encode())):
-        local = ctx.path(name)
-        _write_private(local, data)
-        target.put_file(local, report_folder, name)
+        _write_private(ctx.path("report") / name, data)
+    # The run folder again, with the report alone: a blocked run shows what would go; a retry's earlier files
+    # go (this diff replaces them, and publish brings the new ones).
+    _, swept = target.publish_folder(ctx.publish_root, ctx.run_folder, lambda tmp: _put_reports(ctx, tmp))
+    _note_swept(ctx, swept)
 
 
 def scope_filter(ctx: RunContext) -> Any:
@@ -286,33 +321,52 @@ def scope_filter(ctx: RunContext) -> Any:
 
 # --------------------------------------------------------------------------- publish
 def publish(ctx: RunContext) -> dict[str, Any]:
+    """The run folder, whole or not at all (calpads.publish.target.publish_folder): the validation report,
+    the extract files and the manifest listing them, which is written last."""
     t0 = time.perf_counter()
     layout = ctx.layout
-    records = pd.read_parquet(ctx.path(DIFFED))
+    records = _read_parquet(ctx, DIFFED)
     state = ctx.state()
     lea = state["lea"]
     local_out = ctx.path("files")
-    if local_out.exists():
-        shutil.rmtree(local_out)
-    local_out.mkdir(mode=0o700)
-    files = render_files(records, layout, local_out, base_name(layout, lea, ctx.scope.academic_year))
+    with failing_part(WorkFolderError, f"The extract files could not be written in the work folder {ctx.work_dir}"):
+        if local_out.exists():
+            shutil.rmtree(local_out)
+        local_out.mkdir(mode=0o700)
+        files = render_files(records, layout, local_out, base_name(layout, lea, ctx.scope.academic_year))
     folder = ctx.run_folder
-    target.ensure_folder(folder)
-    target.remove_stale(folder, [f.name for f in files])
-    manifest_path = folder / "manifest.json"
-    if manifest_path.exists():   # an earlier attempt's manifest: the folder is incomplete until the new one
-        manifest_path.unlink()
-    try:
-        out = _publish_into(ctx, folder, files, state, lea, t0)
-    except BaseException:
-        # No .txt may stay without a manifest listing it: remove what this attempt put in place.
-        try:
-            target.remove_stale(folder, [])
-        except OSError:
-            log.error("Could not remove the files of the failed publish from %s: remove them by hand", folder)
-        raise
+
+    def fill(tmp: Any) -> dict[str, Any]:
+        _put_reports(ctx, tmp)
+        out = _publish_into(ctx, tmp, files, state, lea, t0)
+        return {**out, "folder": str(folder)}
+
+    out, swept = target.publish_folder(ctx.publish_root, folder, fill)
+    _note_swept(ctx, swept)
     ctx.update_state(published=out)
     return out
+
+
+def _put_reports(ctx: RunContext, folder: Any) -> None:
+    """The run's validation report (and its ODS comparison, when the run had one) from the work folder."""
+    report = folder / "report"
+    target.ensure_folder(report)
+    target.put_tree(ctx.path("report"), report)
+    if ctx.scope.ods_file and ctx.path("ods_report").is_dir():
+        target.put_tree(ctx.path("ods_report"), report)
+
+
+def _note_swept(ctx: RunContext, swept: list[dict[str, Any]]) -> None:
+    """What the sweep removed goes to the run's state: the summary email names it."""
+    if swept:
+        known = ctx.state().get("swept", [])
+        ctx.update_state(swept=known + [s for s in swept if s not in known])
+
+
+def _sis_errors() -> tuple[type[BaseException], ...]:
+    import requests
+
+    return (*db_errors(), requests.ConnectionError, requests.Timeout)
 
 
 def _publish_into(ctx: RunContext, folder: Any, files: list, state: dict[str, Any], lea: str,
@@ -370,9 +424,26 @@ def save_history(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
 
     if not ctx.scope.save_history:
         return {"saved": 0, "reason": "save_history is off (or the mode never saves)"}
-    records = pd.read_parquet(ctx.path(DIFFED))
+    records = _read_parquet(ctx, DIFFED)
+    state = ctx.state()
+    if "history_base" not in state:
+        raise WorkFolderError(f"The work folder {ctx.work_dir} does not say which history this run compared "
+                              f"against: nothing saved. Clear the whole run to compare and publish again.")
     store = HistoryStore(store_engine)
     store.migrate()
-    saved = store.save_run(records[ctx.layout.columns], ctx.layout, lea=ctx.state()["lea"],
-                           academic_year=ctx.scope.academic_year, run_id=ctx.run_id, params=ctx.scope.to_dict())
+    saved = store.save_run(records[ctx.layout.columns], ctx.layout, lea=state["lea"],
+                           academic_year=ctx.scope.academic_year, run_id=ctx.run_id, params=ctx.scope.to_dict(),
+                           expected_base=int(state["history_base"]))
+    ctx.update_state(history_saved=True)
     return {"saved": int(saved)}
+
+
+def release_submission(ctx: RunContext, store_engine: sa.Engine) -> bool:
+    """After a failed run: give up its claim on the submission history (taken by its diff), so that another
+    run need not wait for the lease to expire. Its own save, if cleared later, still checks the history."""
+    from calpads.history.store import HistoryStore
+
+    lea = ctx.state().get("lea")
+    if not ctx.scope.save_history or not lea:
+        return False
+    return HistoryStore(store_engine).release_submission(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)

@@ -24,6 +24,7 @@ class DagRunResult:
 def project_env(home: Path, *, sis_url: str, store_url: str, publish_root: Path, work_root: Path,
                 smtp_port: int | None = None, emails: str = "team@district.example") -> dict[str, str]:
     env = airflow_base_env(home)
+    publish_root.mkdir(parents=True, exist_ok=True)   # a mounted share: runs never create it
     env.update({
         "AIRFLOW_CONN_SIS_DB": sis_url,
         "AIRFLOW_CONN_CALPADS_STORE": store_url,

@@ -14,6 +14,7 @@ root, the history exactly as before (or complete), and a clean re-run that succe
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from calpads import pipeline
+from calpads.failures import PublishShareError, SisUnavailable, StoreUnavailable
 from calpads.publish.writer import base_name, render_files
 from tests.integration.reliability import (
     LEA,
@@ -80,7 +82,7 @@ def test_sis_on_a_closed_port_fails_the_pull_and_leaves_nothing(tmp_path):
     dead = sa.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{_closed_port()}/sis",
                             connect_args={"connect_timeout": 3})
     ctx = context(tmp_path, "manual__closed_port", pub, save_history=True)
-    with pytest.raises(sa.exc.OperationalError):
+    with pytest.raises(SisUnavailable, match="Connection refused"):   # the alert names the SIS
         pipeline.extract(ctx, dead)
     assert not pub.exists() or not any(pub.rglob("*"))
     assert not ctx.path(pipeline.RECORDS).exists()
@@ -100,9 +102,11 @@ def test_sis_backend_terminated_mid_pull_fails_the_pull_and_a_retry_succeeds(tmp
     # The first query reading the programs table dies: the LEA, schools and calendar were read already.
     killed = _terminate_on(flaky, "s_ca_stu_calpadsprograms_c")
     ctx = context(tmp_path, "manual__dropped", pub, save_history=True)
-    # (pandas.read_sql wraps the driver's OperationalError in its DatabaseError)
-    with pytest.raises((sa.exc.OperationalError, pd.errors.DatabaseError), match="terminat|closed the connection"):
+    # (pandas.read_sql wraps the driver's OperationalError in its DatabaseError; the alert names the SIS)
+    with pytest.raises(SisUnavailable) as caught:
         pipeline.extract(ctx, flaky)
+    assert isinstance(caught.value.__cause__, (sa.exc.OperationalError, pd.errors.DatabaseError))
+    assert re.search("terminat|closed the connection", str(caught.value.__cause__)), caught.value.__cause__
     assert killed, "the fault was never injected"
     assert not ctx.path(pipeline.RECORDS).exists()
     assert not pub.exists() or not list(pub.rglob("*"))
@@ -163,7 +167,7 @@ def test_sqlite_store_on_a_full_disk_saves_nothing_then_the_retry_saves_once(tmp
         pipeline.diff(ctx, store)
         pipeline.publish(ctx)
         filler = fill(fs, leave=0)
-        with pytest.raises(sa.exc.OperationalError, match="full|disk I/O"):
+        with pytest.raises(StoreUnavailable, match="full|disk I/O"):
             pipeline.save_history(ctx, store)
         store.dispose()
         filler.unlink()
@@ -192,7 +196,7 @@ def test_read_only_publish_root_publishes_nothing_then_the_retry_publishes(tmp_p
         _up_to_diff(ctx, sis, store)
         remount(pub, "ro")
         try:
-            with pytest.raises(OSError, match="Read-only"):
+            with pytest.raises(PublishShareError, match="Read-only"):
                 pipeline.publish(ctx)
         finally:
             remount(pub, "rw")
@@ -217,7 +221,7 @@ def test_publish_disk_full_after_the_first_file_leaves_no_file_then_the_retry_pu
         full, au = sizes[0].bytes, sizes[1].bytes
         assert au > 16_384, "the files must be larger than the free-space margin"
         filler = fill(pub, leave=full + 8192)
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(PublishShareError, match="No space left"):
             pipeline.publish(ctx)
         assert_no_stray_files(pub)
         assert not list(pub.rglob("*.txt")), "a file of a failed publish was left in place"
@@ -242,6 +246,7 @@ def test_full_publish_disk_in_a_dag_run_alerts_the_team_and_a_rerun_succeeds(air
     sis_url, store_url = f"sqlite:///{tmp_path}/sis.db", f"sqlite:///{tmp_path}/store.db"
     make_sis(sa.create_engine(sis_url), students=1500)
     # The same run in-process on scratch storage: how much room the report and the full file take.
+    (tmp_path / "scratch" / "pub").mkdir(parents=True)   # a publish root exists before a run
     scratch = context(tmp_path / "scratch", "manual__measure", tmp_path / "scratch" / "pub")
     _up_to_diff(scratch, sa.create_engine(sis_url), sa.create_engine(f"sqlite:///{tmp_path}/scratch/store.db"))
     pipeline.publish(scratch)

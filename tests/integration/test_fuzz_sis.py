@@ -133,6 +133,7 @@ def run_and_check(students: list[dict], store: sa.Engine) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         sis = build_sis(tmp_path / "sis.db", students)
+        (tmp_path / "pub").mkdir()   # the publish root exists before a run
         ctx = context(tmp_path, "manual__fuzz", tmp_path / "pub")
         try:
             pipeline.extract(ctx, sis)

@@ -65,7 +65,7 @@ def test_several_processes_and_threads_migrating_a_fresh_database_at_once_all_su
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     assert not errors, errors
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
-    assert HistoryStore(engine).current_revision() == "0001"
+    assert HistoryStore(engine).current_revision() == "0002"
     engine.dispose()
 
 

@@ -364,6 +364,7 @@ def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "t
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     home = root / "airflow_home"
     (root / "logs").mkdir(parents=True, exist_ok=True)
+    (root / "published").mkdir(parents=True, exist_ok=True)   # the mounted share: a run never creates it
     home.mkdir(parents=True, exist_ok=True)
     api_port = free_port()
     queue = f"calpads_topo_{tag}"

@@ -37,7 +37,8 @@ def test_a_refused_ods_file_says_to_download_it_again():
 
 
 def test_other_failures_keep_the_task_s_what_to_do():
-    assert "submission history could not be read" in email(RuntimeError("boom"))
+    # (an unknown error is not blamed on the store: a store error is StoreUnavailable, which names it)
+    assert "comparison with the submission history stopped on an unexpected error" in email(RuntimeError("boom"))
 
 
 def _wrapped(exc: BaseException) -> AirflowFailException:

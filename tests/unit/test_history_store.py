@@ -26,7 +26,7 @@ from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
     store_fixture,
 )
 
-TABLES = {schema.RUNS, schema.RECORDS, schema.LOCKS, schema.VERSION_TABLE}
+TABLES = {schema.RUNS, schema.RECORDS, schema.LOCKS, schema.LEASES, schema.VERSION_TABLE}
 
 
 def count(engine: sa.Engine, table: str) -> int:
@@ -50,10 +50,10 @@ def test_migrate_from_empty_creates_the_tables_and_twice_is_a_no_op(history_engi
     assert store.current_revision() is None
     store.migrate()
     assert TABLES <= set(sa.inspect(history_engine).get_table_names())
-    assert store.current_revision() == store.head_revision() == "0001"
+    assert store.current_revision() == store.head_revision() == "0002"
     with history_engine.connect() as conn:
         version = sa.table(schema.VERSION_TABLE, sa.column("version_num"))
-        assert conn.execute(sa.select(version.c.version_num)).scalars().all() == ["0001"]
+        assert conn.execute(sa.select(version.c.version_num)).scalars().all() == ["0002"]
     save(store, many(2), "run1")
     indexes = {ix["name"] for ix in sa.inspect(history_engine).get_indexes(schema.RECORDS)}
     assert "ix_calpads_history_records_latest" in indexes
@@ -72,7 +72,7 @@ def test_several_processes_migrating_a_fresh_database_at_once_all_succeed(histor
              for _ in range(3)]
     results = [(p.wait(120), p.stderr.read()) for p in procs]
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
-    assert HistoryStore(history_engine).current_revision() == "0001"
+    assert HistoryStore(history_engine).current_revision() == "0002"
     assert count(history_engine, schema.VERSION_TABLE) == 1
 
 

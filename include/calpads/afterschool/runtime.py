@@ -54,8 +54,9 @@ def work_dir(dag_id: str, run_id: str) -> Path:
     root = Variable.get("calpads_work_root", default=f"{airflow_home()}/calpads_work")
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
     path = Path(root) / dag_id / safe
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    from calpads.maintenance import private_dirs
+
+    private_dirs(path)   # every level it creates 0700 (mkdir's mode only reaches the last one)
     return path
 
 

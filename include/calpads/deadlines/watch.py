@@ -100,6 +100,8 @@ def latest_manifest(publish_root: Any, academic_year: str, record_type: str) -> 
         return None
     best, best_key = None, None
     for run in folder.iterdir():
+        if run.name.startswith("."):   # a publication's temporary folder (calpads.publish.target): not a result
+            continue
         m = run / "manifest.json"
         if not m.exists():
             continue

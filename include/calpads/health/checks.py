@@ -159,6 +159,7 @@ def test_extract(record_type: str, sis: Any, store_engine: sa.Engine, *, academi
     from calpads.run_scope import RunScope
 
     tmp = Path(tempfile.mkdtemp(prefix="calpads-health-"))
+    (tmp / "publish").mkdir(mode=0o700)   # the test extract's own publish root (a run never creates a root)
     stage = "parameters"
     try:
         scope = RunScope.from_params(record_type, {"academic_year": academic_year, "mode": "non_submission"},

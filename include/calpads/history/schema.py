@@ -9,6 +9,7 @@ VERSION_TABLE = "calpads_alembic_version"
 RUNS = "calpads_history_runs"
 RECORDS = "calpads_history_records"
 LOCKS = "calpads_history_locks"
+LEASES = "calpads_history_leases"
 
 # A BIGINT primary key that is still SQLite's rowid (INTEGER PRIMARY KEY) there.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -57,4 +58,16 @@ records = sa.Table(
 locks = sa.Table(
     LOCKS, metadata,
     sa.Column("name", sa.String(64), primary_key=True),
+)
+
+# One run at a time between its comparison with the history (diff) and its save, per record type, LEA
+# and academic year: the run and the history it compared against (the latest saved run's id then; 0 = none).
+leases = sa.Table(
+    LEASES, metadata,
+    sa.Column("record_type", sa.String(8), primary_key=True),
+    sa.Column("reporting_lea", sa.String(7), primary_key=True),
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("base_run_pk", sa.BigInteger, nullable=False),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -12,6 +12,16 @@ higher ids, so a retried old run would become "latest" over runs saved after it.
 Concurrency: saves take a lock row per (record type, LEA) -- ``SELECT ... FOR UPDATE`` on
 PostgreSQL; on SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the database write lock).
 Serialised saves also keep ids in save order, which "latest per key" relies on.
+
+One saved submission per (record type, LEA, academic year) at a time. The diff and the save are
+separate tasks (separate processes), so a lock held from one to the other is a lease row
+(``calpads_history_leases``): the diff reads the history as of its base (the latest saved run's id,
+``history_base``) and then claims the lease with that base (``claim_submission``), refused while
+another run holds it (``SubmissionInProgress``) or when a run was saved in the meantime
+(``HistoryChanged``). The save, under the lock row, refuses when the latest saved run is no longer the
+base the run compared against (``HistoryChanged``): two runs that diffed against the same history never
+both save it, whatever happened to the lease (released on failure, expired after ``LEASE_HOURS``).
+Database errors are raised as ``StoreUnavailable`` (the alert names the store).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as _pg_insert
 
+from calpads.failures import HistoryChanged, SubmissionInProgress, store_errors
 from calpads.history import schema
 from calpads.history.diff import HIST_HASH, HIST_OP_KEY, HIST_RUN_ID
 from calpads.history.keys import hash_sql, ident, json_sql, op_key_sql, string_frame
@@ -47,6 +58,7 @@ PG_COPY_BATCH = 200_000
 SAVE_CHUNK = 250_000
 SQLITE_BUSY_MS = 300_000
 _MIGRATE_LOCK = threading.Lock()
+LEASE_HOURS = 12   # a lease older than this (its run died without releasing it) no longer blocks other runs
 
 # Columns of calpads_history_records written by save_run, in order.
 INSERT_COLUMNS = ["run_pk", "run_id", "record_type", "reporting_lea", "academic_year", "op_key", "key_values",
@@ -71,6 +83,7 @@ class HistoryStore:
 
         return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
+    @store_errors("be opened")
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -78,6 +91,7 @@ class HistoryStore:
             ctx = MigrationContext.configure(conn, opts={"version_table": schema.VERSION_TABLE})
             return ctx.get_current_revision()
 
+    @store_errors("be opened or upgraded")
     def migrate(self) -> None:
         """Upgrade the history tables to the latest revision; a no-op when already there."""
         from alembic import command
@@ -96,10 +110,15 @@ class HistoryStore:
                     command.upgrade(self._alembic_config(conn), "head")
 
     # ------------------------------------------------------------------ save
+    @store_errors("save the submission history")
     def save_run(self, published: pd.DataFrame, layout: Layout, *, lea: str, academic_year: str, run_id: str,
-                 params: dict[str, Any]) -> int:
+                 params: dict[str, Any], expected_base: int | None = None) -> int:
         """Record a run's published records (layout columns; transaction_type None or "D") as
-        submitted. Returns the rows saved: 0 when this run was already saved."""
+        submitted. Returns the rows saved: 0 when this run was already saved.
+
+        ``expected_base``: the history the run compared against (``history_base`` at its diff); when the
+        latest saved run of the record type, LEA and year is another one now, nothing is saved
+        (HistoryChanged). None (a seed from an ODS file, the command line) saves without that check."""
         record_type = layout.record_type
         _check_belongs(published, lea, academic_year)
         n = len(published)
@@ -117,6 +136,12 @@ class HistoryStore:
             if done is not None:
                 log.info("%s run %s was already saved: nothing saved", record_type, run_id)
                 return 0
+            if expected_base is not None:
+                latest = _latest_run(conn, record_type, lea, academic_year)
+                if latest[0] != expected_base:
+                    raise HistoryChanged(
+                        f"{record_type} run {run_id} was not saved: run {latest[1]} was saved for {lea} "
+                        f"{academic_year} after this run compared its records with the history.")
             run_pk = conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0]
             # One timestamp for the whole run, as text: SQLAlchemy's SQLite format / ISO 8601 for COPY.
             stamp = _sqlite_datetime(saved_at) if conn.dialect.name == "sqlite" else saved_at.isoformat()
@@ -130,6 +155,8 @@ class HistoryStore:
                 rows.insert(4, "academic_year", academic_year)
                 rows["saved_at"] = stamp
                 self._bulk_insert(conn, rows[INSERT_COLUMNS])
+            conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
+                                                        schema.leases.c.run_id == run_id))
         log.info("%s run %s saved: %d records (%d deletes)", record_type, run_id, n, deletes)
         return n
 
@@ -204,15 +231,69 @@ class HistoryStore:
         finally:
             cursor.close()
 
+    # ------------------------------------------------------------------ one submission at a time
+    @store_errors("read the submission history")
+    def history_base(self, record_type: str, lea: str, academic_year: str, run_id: str) -> tuple[int, bool]:
+        """(base, already saved): the id of the latest saved run of this record type, LEA and year that
+        ``run_id`` compares against (0 when none) -- for a run saved already, the latest before it."""
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            own = conn.execute(sa.select(runs.c.id).where(
+                runs.c.record_type == record_type, runs.c.reporting_lea == lea, runs.c.run_id == run_id)).scalar()
+            where = [runs.c.record_type == record_type, runs.c.reporting_lea == lea,
+                     runs.c.academic_year == academic_year]
+            if own is not None:
+                where.append(runs.c.id < own)
+            base = conn.execute(sa.select(sa.func.max(runs.c.id)).where(*where)).scalar()
+        return int(base or 0), own is not None
+
+    @store_errors("record this run's claim on the submission history")
+    def claim_submission(self, record_type: str, lea: str, academic_year: str, run_id: str, base: int,
+                         *, now: datetime | None = None) -> None:
+        """Hold the lease from the diff to the save. Refused (SubmissionInProgress) while another run holds
+        a lease younger than LEASE_HOURS, or (HistoryChanged) when a run was saved since ``base`` was read."""
+        now = now or datetime.now(UTC)
+        leases = schema.leases
+        with self._write_transaction(f"save:{record_type}:{lea}") as conn:
+            latest = _latest_run(conn, record_type, lea, academic_year)
+            if latest[0] != base:
+                raise HistoryChanged(f"{record_type} run {run_id}: run {latest[1]} was saved for {lea} "
+                                     f"{academic_year} while this run compared its records with the history.")
+            held = conn.execute(sa.select(leases.c.run_id, leases.c.taken_at).where(
+                *_lease_scope(record_type, lea, academic_year))).first()
+            if held is not None and held.run_id != run_id:
+                taken = held.taken_at if held.taken_at.tzinfo else held.taken_at.replace(tzinfo=UTC)
+                if now - taken < timedelta(hours=LEASE_HOURS):
+                    raise SubmissionInProgress(
+                        f"{record_type} run {run_id} stopped before publishing: run {held.run_id} (started its "
+                        f"comparison at {taken:%Y-%m-%d %H:%M} UTC) will save {record_type} history for {lea} "
+                        f"{academic_year} and has not finished.")
+                log.warning("Run %s's lease on %s %s %s is older than %d hours: taken over by run %s",
+                            held.run_id, record_type, lea, academic_year, LEASE_HOURS, run_id)
+            conn.execute(sa.delete(leases).where(*_lease_scope(record_type, lea, academic_year)))
+            conn.execute(sa.insert(leases).values(record_type=record_type, reporting_lea=lea,
+                                                  academic_year=academic_year, run_id=run_id, base_run_pk=base,
+                                                  taken_at=now))
+
+    @store_errors("release this run's claim on the submission history")
+    def release_submission(self, record_type: str, lea: str, academic_year: str, run_id: str) -> bool:
+        """Give up the run's lease (the run failed after its diff). True when it held one."""
+        with self._write_transaction(f"save:{record_type}:{lea}") as conn:
+            gone = conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
+                                                               schema.leases.c.run_id == run_id)).rowcount
+        return bool(gone)
+
     # ------------------------------------------------------------------ read
+    @store_errors("read the submission history")
     def last_submitted(self, record_type: str, lea: str, academic_year: str,
-                       exclude_run_id: str | None = None) -> pd.DataFrame:
+                       exclude_run_id: str | None = None, as_of: int | None = None) -> pd.DataFrame:
         """The latest saved row per operational key for this record type, LEA and academic year,
         leaving out keys whose latest row is a D. Layout columns + hist_op_key, hist_hash, hist_run_id.
 
         ``exclude_run_id``: read the history as it was before that run was saved (its rows and any
         saved after it are left out), so that a re-run of an already saved run diffs against the
         same base and publishes the same files. A run never saved: the whole history.
+        ``as_of``: only runs up to that id (``history_base``), so that the rows read are that base.
         """
         layout = load_layout(record_type)
         r, runs = schema.records, schema.runs
@@ -224,6 +305,8 @@ class HistoryStore:
                     runs.c.run_id == exclude_run_id)).scalar()
                 if pk is not None:
                     scope.append(r.c.run_pk < pk)
+            if as_of is not None:   # the history as of a base read earlier (history_base): later saves left out
+                scope.append(r.c.run_pk <= as_of)
             latest = sa.select(sa.func.max(r.c.id).label("id")).where(*scope).group_by(r.c.op_key).subquery()
             # No ORDER BY: sorting 1.5M keys costs seconds; the pipeline sorts what it publishes.
             query = (sa.select(r.c.op_key, r.c.updatable_hash, r.c.run_id, r.c.fields)
@@ -239,6 +322,7 @@ class HistoryStore:
         fields[HIST_RUN_ID] = run_ids
         return fields
 
+    @store_errors("read the submission history")
     def records_for_student(self, record_type: str, local_student_id: str | None = None, ssid: str | None = None,
                             lea: str | None = None) -> pd.DataFrame:
         """Every saved record for one student (by Local Student ID or SSID), oldest first:
@@ -264,6 +348,7 @@ class HistoryStore:
             out[c] = pd.Series([f.get(c) for f in fields], dtype=object)
         return out
 
+    @store_errors("read the submission history")
     def runs(self, record_type: str | None = None, lea: str | None = None,
              academic_year: str | None = None) -> pd.DataFrame:
         """The saved runs, oldest first (params as a JSON string)."""
@@ -283,6 +368,13 @@ class HistoryStore:
 
 
 # ---------------------------------------------------------------------- helpers
+@store_errors("be opened")
+def check_reachable(engine: sa.Engine) -> None:
+    """Open and close a connection: a missing or unreachable store fails here, naming the store."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
 @contextmanager
 def _sqlite_immediate(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A SQLite transaction that holds the database write lock from its start. pysqlite begins
@@ -301,6 +393,20 @@ def _sqlite_immediate(engine: sa.Engine) -> Iterator[sa.Connection]:
                 conn.exec_driver_sql("ROLLBACK")
             raise
         conn.exec_driver_sql("COMMIT")
+
+
+def _latest_run(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> tuple[int, str | None]:
+    """(id, run id) of the latest saved run of a record type, LEA and year; (0, None) when none."""
+    runs = schema.runs
+    row = conn.execute(sa.select(runs.c.id, runs.c.run_id).where(
+        runs.c.record_type == record_type, runs.c.reporting_lea == lea, runs.c.academic_year == academic_year)
+        .order_by(runs.c.id.desc()).limit(1)).first()
+    return (int(row.id), row.run_id) if row is not None else (0, None)
+
+
+def _lease_scope(record_type: str, lea: str, academic_year: str) -> list[Any]:
+    c = schema.leases.c
+    return [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
 
 
 def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> None:

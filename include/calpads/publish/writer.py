@@ -9,6 +9,7 @@ root by ``calpads.publish.target``.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str
 
 def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
     path = out_dir / file_name
+    # Owner-only (0600) before the first byte: the writer opens the existing file (keeping its mode) to fill it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    os.close(fd)
     try:
         pacsv.write_csv(arrow, path, pacsv.WriteOptions(include_header=False, delimiter="^", quoting_style="none"))
     except pa.ArrowInvalid:

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from calpads.failures import store_errors
 from calpads.quality.gate import ROW, GateError, _batch, _raised, gx_context
 from calpads.quality.suite_builder import default_gx_root
 
@@ -262,6 +263,7 @@ class CountStore:
                 raise
         self._ready = True
 
+    @store_errors("read the last pull's counts")
     def previous(self, *, record_type: str, lea: str, key: str, run_id: str) -> dict[str, int] | None:
         self.ensure()
         c = COUNTS.c
@@ -274,6 +276,7 @@ class CountStore:
             rows = conn.execute(sa.select(c.table_name, c.row_count).where(*where[:3], c.run_id == last)).all()
         return {t: int(n) for t, n in rows}
 
+    @store_errors("save this pull's counts")
     def save(self, *, record_type: str, lea: str, academic_year: str, key: str, run_id: str,
              counts: dict[str, int], accepted: bool) -> None:
         """This run's counts (a retried attempt replaces its earlier attempt's rows)."""
