@@ -210,3 +210,33 @@ def test_no_history_at_all_and_no_records_at_all():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
         compute_transactions(frame(A), LAYOUT, frame(), "replace", ScopeFilter())
+
+
+# --------------------------------------------------------------------------- records the SIS still has
+def test_still_in_sis_matches_key_record_id_or_student_and_program_never_a_blank_part():
+    from calpads.history.diff import still_in_sis
+
+    history = frame(A, B, C, bob("2.29", program_code="191", membership_start_date="20251101"))
+    # Ann's 101 is held back with a changed start date (the key differs; the Local Record ID does not).
+    held = frame(rec("1.21", membership_start_date="20250903"))
+    # Bob's 108 row lost its program code (not extracted): no identity part may match a blank; its id does.
+    not_extracted = pd.DataFrame({"local_record_id": ["2.23"], "local_student_id": ["1002"], "program_code": [None]})
+    assert still_in_sis(history, held, LAYOUT, not_extracted).tolist() == [True, False, True, False]
+    # Student + program alone: a not-extracted 122 row of Ann without a service code (record id 1.22) names 1.22.08.
+    by_identity = pd.DataFrame({"local_record_id": ["1.22"], "local_student_id": ["1001"], "program_code": ["122"]})
+    assert still_in_sis(history, frame(), LAYOUT, by_identity).tolist() == [False, True, False, False]
+
+
+def test_a_record_kept_from_a_delete_is_still_compared(store):
+    first(store)
+    # Run 2 publishes only Ann's 101 again (unchanged); 1.22.08 and 2.23 are not extracted. 2.23 is marked as
+    # still in the SIS: no D for it, and the kept count says so; 1.22.08 is deleted; 1.21 stays unchanged.
+    last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    keep = (last["local_record_id"] == "2.23").to_numpy()
+    result = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=keep)
+    assert sent(result) == [("D", "1.22.08")]
+    assert result.counts == {"new": 0, "changed": 0, "unchanged": 1, "deleted": 1} and result.kept_from_delete == 1
+    # Marking 1.21 too changes nothing for it: it is extracted, so it is compared (unchanged), never new.
+    both = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
+                                never_delete=keep | (last["local_record_id"] == "1.21").to_numpy())
+    assert sent(both) == [("D", "1.22.08")] and both.counts["unchanged"] == 1
