@@ -230,6 +230,8 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     from calpads.history.diff import compute_transactions, still_in_sis
     from calpads.history.guard import (
         DEFAULT_MAX_DELETE_SHARE,
+        EnrolledDeleteBlocked,
+        MassDeleteBlocked,
         check_deletes,
         check_enrolled_deletes,
         delete_listing,
@@ -272,14 +274,20 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     listing = delete_listing(records[records["transaction_type"] == "D"], publishable, enrolled)
     deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
     if layout.processing != "replacement":
-        _publish_deletes_report(ctx, listing, deletes)
+        _write_deletes_report(ctx, listing, deletes)
     # For the summary email: "stopped" until both guards pass (a retry that passes overwrites it).
     ctx.update_state(diff={"deletes": {**deletes, "stopped": True}})
-    guard = check_deletes(result.counts["deleted"], in_scope, record_type=ctx.record_type,
-                          max_share=DEFAULT_MAX_DELETE_SHARE if max_delete_share is None else max_delete_share,
-                          allow_mass_delete=ctx.scope.allow_mass_delete)
-    check_enrolled_deletes(listing, record_type=ctx.record_type,
-                           allow_enrolled_deletes=ctx.scope.allow_enrolled_deletes)
+    try:
+        guard = check_deletes(result.counts["deleted"], in_scope, record_type=ctx.record_type,
+                              max_share=DEFAULT_MAX_DELETE_SHARE if max_delete_share is None else max_delete_share,
+                              allow_mass_delete=ctx.scope.allow_mass_delete)
+        check_enrolled_deletes(listing, record_type=ctx.record_type,
+                               allow_enrolled_deletes=ctx.scope.allow_enrolled_deletes)
+    except (MassDeleteBlocked, EnrolledDeleteBlocked):
+        # A stopped run publishes nothing, but its report folder shows what would have gone (deletes.html).
+        _, swept = target.publish_folder(ctx.publish_root, ctx.run_folder, lambda tmp: _put_reports(ctx, tmp))
+        _note_swept(ctx, swept)
+        raise
     if ctx.scope.save_history and not saved_already:   # held until this run's save (or its failure)
         store.claim_submission(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id, base)
     ctx.update_state(history_base=base)
@@ -292,18 +300,14 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     return out
 
 
-def _publish_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dict[str, Any]) -> None:
+def _write_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dict[str, Any]) -> None:
     """report/deletes.csv and deletes.html in the run folder: every D record of the run (ids, school, program, why)
     and the counts, also when a guard then blocks the run, so that the coordinator sees what would go."""
     from calpads.quality.report import render_deletes_html
 
     html_text = render_deletes_html(listing, summary, run_id=ctx.run_id, record_type=ctx.record_type)
     for name, data in ((DELETES_CSV, listing.to_csv(index=False).encode()), (DELETES_HTML, html_text.encode())):
-        _write_private(ctx.path("report") / name, data)
-    # The run folder again, with the report alone: a blocked run shows what would go; a retry's earlier files
-    # go (this diff replaces them, and publish brings the new ones).
-    _, swept = target.publish_folder(ctx.publish_root, ctx.run_folder, lambda tmp: _put_reports(ctx, tmp))
-    _note_swept(ctx, swept)
+        _write_private(ctx.path("report") / name, data)   # the publish stage puts the report folder in place
 
 
 def scope_filter(ctx: RunContext) -> Any:

@@ -82,4 +82,4 @@ def test_a_subdistrict_typo_or_an_impossible_year_stops_the_run_before_the_pull(
     assert year.returncode != 0
     assert "ParamValidationError" in year.output and "academic_year" in year.output, year.output[-3000:]
     assert "extract_records" not in year.task_states or year.task_states["extract_records"] != "success"
-    assert not (tmp_path / "pub").exists()
+    assert not list((tmp_path / "pub").rglob("*")), "the refused run wrote to the publish share"

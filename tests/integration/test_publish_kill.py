@@ -168,7 +168,7 @@ def test_a_publish_killed_at_any_point_leaves_no_visible_extract_and_the_next_ru
     assert all(s["left_by"] for s in swept)
     assert not [p for p in parent.iterdir() if p.name.startswith(".") and p.is_dir()]
     assert_no_stray_files(pub)
-    assert needs_summary_email({}, None, swept)
+    assert needs_summary_email({}, None, swept=swept)
     subject, body = summary_email(dag_id="calpads_sprg", run_id=RUN_B, validation=b.state()["validation"],
                                   published=b.state()["published"], report_link=None, swept=swept)
     assert "interrupted" in subject and "interrupted publication" in body
