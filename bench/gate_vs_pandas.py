@@ -98,6 +98,8 @@ def pandas_pass(records: pd.DataFrame, run_date=RUN_DATE, record_type: str = "SP
             present = col.notna()
             if t == "expect_column_values_to_not_be_null":
                 bad = ~present
+            elif t == "expect_column_values_to_be_null":
+                bad = present
             elif t == "expect_column_values_to_be_in_set":
                 bad = present & ~col.isin(kw["value_set"])
             elif t == "expect_column_values_to_not_be_in_set":
@@ -108,6 +110,8 @@ def pandas_pass(records: pd.DataFrame, run_date=RUN_DATE, record_type: str = "SP
                 bad = present & (col.astype("string").str.len() > kw["max_value"]).fillna(False)
             else:
                 raise NotImplementedError(t)
+        elif t == "expect_compound_columns_to_be_unique":
+            bad = df[kw["column_list"]].duplicated(keep=False)
         else:
             a, b = df[kw["column_A"]], df[kw["column_B"]]
             both = a.notna() & b.notna()

@@ -210,8 +210,9 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
     # A second run of the same data: the diff against the first run's history (all records unchanged).
     ctx2 = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run2", scope, work / "run2", work / "pub")
     pipeline.prepare_work_dir(ctx2)
-    for name in (pipeline.PUBLISHABLE, pipeline.HELD_BACK, pipeline.STATE):
-        shutil.copyfile(ctx.path(name), ctx2.path(name))
+    for name in (pipeline.PUBLISHABLE, pipeline.HELD_BACK, pipeline.NOT_EXTRACTED, pipeline.ENROLLED, pipeline.STATE):
+        if ctx.path(name).exists():
+            shutil.copyfile(ctx.path(name), ctx2.path(name))
     t.timed("SPRG diff vs history (stage)", n, backend, lambda: pipeline.diff(ctx2, store),
             lambda out: int(out["records_out"]) + int(out.get("unchanged", 0)))
     hist = HistoryStore(store)
@@ -219,8 +220,9 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
                       lambda: hist.last_submitted("SPRG", ctx.state()["lea"], YEAR, exclude_run_id="bench__run2"),
                       len)
     held_back = pd.read_parquet(ctx.path(pipeline.HELD_BACK))
+    not_extracted = pd.read_parquet(ctx.path(pipeline.NOT_EXTRACTED))
     t.timed("SPRG held-back filter (without_held_back)", n, backend,
-            lambda: without_held_back(last, held_back, layout), len)
+            lambda: without_held_back(last, held_back, layout, not_extracted), len)
     publishable = pd.read_parquet(ctx.path(pipeline.PUBLISHABLE))[layout.columns]
     t.timed("SPRG diff core (compute_transactions)", n, backend,
             lambda: compute_transactions(publishable, layout, last, "submission", pipeline.scope_filter(ctx2)),

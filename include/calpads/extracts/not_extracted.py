@@ -1,9 +1,10 @@
 """Why a record or a student is not in a run's file: the reasons, in one place.
 
 A builder leaves a row out of its file either because the row is outside the run by the CALPADS selection
-criteria (another school year, a program outside the submission's set, a school or student excluded from
-state reporting ...: not listed), or because of a data problem the coordinator can fix in the SIS. Every
-row of the second kind is listed here with a specific reason, never dropped silently:
+criteria (another school year, a program outside the submission's set, a school outside the run's scope ...:
+not listed; SENR and STAS do list their students excluded from state reporting, so that the coordinator sees
+why), or because of a data problem the coordinator can fix in the SIS. Every row of the second kind is
+listed with a specific reason, never dropped silently:
 - in the run's report (``report/not_extracted.csv`` and the "Not extracted" table of ``report/index.html``),
 - counted per reason in the manifest and the summary email (``validation.not_extracted_by_reason``),
 - and, for the transaction-processed files, it keeps a previously submitted record with the same Local Record
