@@ -140,34 +140,32 @@ def run_registration_gate(rows: pd.DataFrame, sis: SisSnapshot, *, year_end: dat
     """The registrations export: held back when the SIS does not know the student, the SSID differs, the date is
     not a date of the year (or before), or the program is not an expanded-learning program."""
     rows = rows.reset_index(drop=True)
-    frame = registration_frame(rows, sis, year_end)
-    bad, findings, checked = _validate(REGISTRATION_RECORD_TYPE, frame, context_root)
-    held = rows[bad].assign(rule_ids=[r for r, b in zip(rule_ids_per_row(findings, len(rows)), bad, strict=True)
-                                      if b])
-    findings = findings.drop(columns="_row").rename(columns={"local_record_id": "line",
-                                                            "school_of_attendance": "school_code"})
-    accepted = rows[~bad].copy()
-    accepted["student_id"] = _student_ids(accepted["student_number"], sis)
-    summary = {"rows": int(len(rows)), "accepted": int((~bad).sum()), "held_back": int(bad.sum()),
-               "rules_checked": checked, "rules": _rules(findings)}
-    return AfterschoolGateResult(accepted.reset_index(drop=True), held.reset_index(drop=True), findings, summary)
+    return _gate(REGISTRATION_RECORD_TYPE, rows, registration_frame(rows, sis, year_end), sis, context_root)
 
 
 def run_afterschool_gate(rows: pd.DataFrame, sis: SisSnapshot, *, year_start: date, last_day: date,
                          context_root: Any = None) -> AfterschoolGateResult:
     rows = rows.reset_index(drop=True)
-    frame = validation_frame(rows, sis, year_start, last_day)
-    bad, findings, checked = _validate(RECORD_TYPE, frame, context_root)
+    result = _gate(RECORD_TYPE, rows, validation_frame(rows, sis, year_start, last_day), sis, context_root)
+    accepted = result.accepted
+    accepted["schoolid"] = accepted["school_code"].map(dict(zip(sis.schools["school_code"],
+                                                                sis.schools["school_number"], strict=True)))
+    accepted["schoolid"] = accepted["schoolid"].astype("Int64")
+    accepted["minutes"] = accepted["minutes"].astype(int)
+    return result
+
+
+def _gate(record_type: str, rows: pd.DataFrame, frame: pd.DataFrame, sis: SisSnapshot,
+          context_root: Any) -> AfterschoolGateResult:
+    """One export file through its suite: the accepted rows (with the SIS STUDENTS.ID), the held-back rows with
+    the rules each broke, the findings and the summary."""
+    bad, findings, checked = _validate(record_type, frame, context_root)
     held = rows[bad].assign(rule_ids=[r for r, b in zip(rule_ids_per_row(findings, len(rows)), bad, strict=True)
                                       if b])
     findings = findings.drop(columns="_row").rename(columns={"local_record_id": "line",
                                                             "school_of_attendance": "school_code"})
     accepted = rows[~bad].copy()
     accepted["student_id"] = _student_ids(accepted["student_number"], sis)
-    accepted["schoolid"] = accepted["school_code"].map(dict(zip(sis.schools["school_code"],
-                                                                sis.schools["school_number"], strict=True)))
-    accepted["schoolid"] = accepted["schoolid"].astype("Int64")
-    accepted["minutes"] = accepted["minutes"].astype(int)
     summary = {"rows": int(len(rows)), "accepted": int((~bad).sum()), "held_back": int(bad.sum()),
                "rules_checked": checked, "rules": _rules(findings)}
     return AfterschoolGateResult(accepted.reset_index(drop=True), held.reset_index(drop=True), findings, summary)
