@@ -20,6 +20,8 @@ fi
 mkdir -p "$AIRFLOW_HOME" "$DEMO_DIR"
 # Both hold student data (the metadata DB's XComs and Variables, the stores, work folders, the demo SIS): owner-only.
 chmod 700 "$AIRFLOW_HOME" "$DEMO_DIR"
+# Airflow makes a task log's last folder 0700 (env.sh) but the levels above it with the umask: the root is 0700.
+mkdir -p "$AIRFLOW_HOME/logs" && chmod 700 "$AIRFLOW_HOME/logs"
 # The UI browser test drives Debian's chromium (Playwright cannot download its own browser here).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
