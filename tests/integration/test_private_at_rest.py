@@ -219,7 +219,7 @@ def test_afterschool_and_health_never_create_a_missing_publish_root(airflow_home
     health = run_dag(env, "integration_health", "2026-07-01", {"academic_year": YEAR})
     assert not missing.exists()
     said = f"the publish folder file://{missing} is missing (is the share mounted?)"
-    assert sync.state == "failed" and sync.task_states["import_export"] == "failed", sync.task_states
+    assert sync.state == "failed" and sync.task_states["import_attendance"] == "failed", sync.task_states
     assert said in sync.output, sync.output[-3000:]
     assert health.task_states["document_flows"] == "failed", health.task_states
     assert health.task_states["email_summary"] == "failed", health.task_states   # health.json could not be written
@@ -227,7 +227,9 @@ def test_afterschool_and_health_never_create_a_missing_publish_root(airflow_home
     mails = smtp_server.texts()
     assert any("integration health" in t for t in mails)          # the checks were still emailed
     alerts = [t for t in mails if "Failing part:</b> publish share" in t]
-    assert alerts and all(said.replace("(", "").split(" (")[0] in t for t in alerts)
+    assert {"afterschool_sync", "integration_health"} <= {d for t in alerts for d in ("afterschool_sync",
+                                                                                    "integration_health") if d in t}
+    assert all(f"Publish failed: the publish folder file://{missing} is missing" in t for t in alerts), alerts
 
 
 def test_the_demo_mailbox_district_and_export_are_owner_only_whatever_the_umask(tmp_path):
