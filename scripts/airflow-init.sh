@@ -14,6 +14,11 @@ AIRFLOW="${AIRFLOW_BIN:-airflow}"
 echo "== migrating the metadata database"
 "$AIRFLOW" db migrate
 
+# Task logs hold the pipeline's log lines: Airflow gives [logging] file_task_handler_new_folder_permissions to a
+# log's last folder only (the dag_id=/run_id= levels follow the umask), so the log folder itself is owner-only.
+logs="${AIRFLOW__LOGGING__BASE_LOG_FOLDER:-${AIRFLOW_HOME:-$HOME/airflow}/logs}"
+mkdir -p "$logs" && chmod 700 "$logs" || echo "warning: could not make the task log folder $logs owner-only (0700)"
+
 echo "== admin login"
 python - <<'PY'
 import json, os, sys

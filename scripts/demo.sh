@@ -10,6 +10,7 @@ echo "== generating the demo district ($STUDENTS students, $YEAR, with planted r
 "$VENV/bin/calpads-demo-district" --url "sqlite:///$DEMO_DIR/demo_sis.db" --students "$STUDENTS" --dirty 0.01 \
   --academic-year "$YEAR" --replace --afterschool-dir "$DEMO_DIR/afterschool"
 echo "== adding the afterschool participation table to the demo SIS (the migration a district's IT runs once)"
+private_log "$DEMO_DIR/sis-migrate.log"
 "$VENV/bin/calpads-sis-migrate" --url "sqlite:///$DEMO_DIR/demo_sis.db" --apply >"$DEMO_DIR/sis-migrate.log"
 # A local mailbox receives the alert emails, so the demo shows them too.
 "$VENV/bin/python" -m calpads.demo.mailbox --port 8025 --dir "$DEMO_DIR/mail" &
@@ -22,6 +23,7 @@ status=0
 #    setting (the Variable afterschool_write_mode), as it would be for scheduled runs.
 export AIRFLOW_VAR_AFTERSCHOOL_WRITE_MODE="${AIRFLOW_VAR_AFTERSCHOOL_WRITE_MODE:-write}"
 echo "== airflow dags test afterschool_sync (academic year $YEAR, write-back: $AIRFLOW_VAR_AFTERSCHOOL_WRITE_MODE)"
+private_log "$DEMO_DIR/afterschool_sync.log"
 if "$VENV/bin/airflow" dags test afterschool_sync -c "{\"academic_year\": \"$YEAR\"}" >"$DEMO_DIR/afterschool_sync.log" 2>&1; then
   echo "   afterschool_sync succeeded (log: $DEMO_DIR/afterschool_sync.log)"
 else
@@ -30,6 +32,7 @@ fi
 # 2. Every CALPADS file DAG.
 for dag in $(cd "$PROJECT_ROOT/dags" && ls calpads_*.py | grep -v '^calpads_deadline_watch' | sed 's/\.py$//'); do
   echo "== airflow dags test $dag (academic year $YEAR, report mode submission)"
+  private_log "$DEMO_DIR/$dag.log"
   if ! "$VENV/bin/airflow" dags test "$dag" -c "{\"academic_year\": \"$YEAR\"}" >"$DEMO_DIR/$dag.log" 2>&1; then
     status=1; echo "   $dag FAILED: see $DEMO_DIR/$dag.log"; tail -20 "$DEMO_DIR/$dag.log"
   fi
@@ -38,6 +41,7 @@ done
 # 3. The integration health checklist (a test LEAP extract against the SIS, the spot-check, permissions). The
 #    demo export carries planted faults, so failing checks that the health email explains are the expected result.
 echo "== airflow dags test integration_health"
+private_log "$DEMO_DIR/integration_health.log"
 if "$VENV/bin/airflow" dags test integration_health -c "{\"academic_year\": \"$YEAR\"}" >"$DEMO_DIR/integration_health.log" 2>&1; then
   echo "   integration_health: all checks pass (log: $DEMO_DIR/integration_health.log)"
 elif grep -q "Integration checks failing:" "$DEMO_DIR/integration_health.log"; then

@@ -11,6 +11,9 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
 export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
+# Task logs hold the pipeline's log lines (record ids, counts, paths): owner-only, not Airflow's 0o664/0o775.
+export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS="${AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS:-0o600}"
+export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS="${AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS:-0o700}"
 export GX_ANALYTICS_ENABLED=false
 export PYTHONPATH="$PROJECT_ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 # Embedded defaults for the connections and variables (a district overrides them in Airflow).
@@ -22,3 +25,5 @@ export AIRFLOW_VAR_CALPADS_PUBLISH_ROOT="${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT:-fil
 export AIRFLOW_VAR_CALPADS_WORK_ROOT="${AIRFLOW_VAR_CALPADS_WORK_ROOT:-$AIRFLOW_HOME/calpads_work}"
 export AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS="${AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS:-integration-team@district.example}"
 export AIRFLOW_VAR_AFTERSCHOOL_DROP_PATH="${AIRFLOW_VAR_AFTERSCHOOL_DROP_PATH:-$DEMO_DIR/afterschool}"
+# An empty log file readable by its owner only (the scripts' own logs, whatever the umask); ">" keeps its mode.
+private_log() { (umask 077 && : >"$1") && chmod 600 "$1"; }

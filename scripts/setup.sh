@@ -18,10 +18,15 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.installed-*; touch "$stamp"
 fi
 mkdir -p "$AIRFLOW_HOME" "$DEMO_DIR"
+# Both hold student data (the metadata DB's XComs and Variables, the stores, work folders, the demo SIS): owner-only.
+chmod 700 "$AIRFLOW_HOME" "$DEMO_DIR"
+# Airflow makes a task log's last folder 0700 (env.sh) but the levels above it with the umask: the root is 0700.
+mkdir -p "$AIRFLOW_HOME/logs" && chmod 700 "$AIRFLOW_HOME/logs"
 # The UI browser test drives Debian's chromium (Playwright cannot download its own browser here).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "== installing chromium (apt) for the UI browser test"
+    private_log "$AIRFLOW_HOME/apt-chromium.log"
     { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >"$AIRFLOW_HOME/apt-chromium.log" 2>&1 \
       || { tail -20 "$AIRFLOW_HOME/apt-chromium.log"; exit 1; }
   else
@@ -30,11 +35,14 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
   echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
+  private_log "$AIRFLOW_HOME/db-migrate.log"
   "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
   # One pool per SIS API keeps parallel tasks under the vendor's rate limit.
   for pool in sis_powerschool sis_aeries sis_oneroster; do
     "$VENV/bin/airflow" pools set "$pool" 2 "SIS API calls ($pool)" >>"$AIRFLOW_HOME/db-migrate.log" 2>&1 || true
   done
+  # SQLite gave the new database the umask's mode (0644); its -wal/-shm files follow the database's mode.
+  chmod 600 "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN#sqlite:///}"
 fi
 # The local publish folder (the embedded calpads_publish_root): a run never creates its publish root,
 # which in production is the mounted district share.

@@ -43,6 +43,7 @@ def stage_afterschool(demo: Path, tmp_path: Path) -> None:
     from calpads.afterschool.sis_data import SqlReader
     from calpads.afterschool.stages import AfterschoolRun, import_export
 
+    (tmp_path / "as_pub").mkdir(exist_ok=True)   # the publish root is a mounted share: a run never creates it
     run = AfterschoolRun("afterschool_sync", "manual__import", "2025-2026", date(2026, 6, 20), tmp_path / "as",
                          tmp_path / "as_pub")
     folder = demo / "afterschool"

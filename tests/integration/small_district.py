@@ -99,6 +99,7 @@ def stage_afterschool(sis: sa.Engine, store: sa.Engine, folder: Path, run_id: st
     att = write_afterschool(folder)
     with att.with_name("registrations.csv").open("a") as fh:
         fh.writelines(f"{line}\n" for line in extra_registrations)
+    (folder / "pub").mkdir(exist_ok=True)   # the publish root is a mounted share: a run never creates it
     run = AfterschoolRun("afterschool_sync", run_id, "2025-2026", date(2026, 6, 20), folder / "work" / run_id,
                          folder / "pub")
     reg = att.with_name("registrations.csv")

@@ -109,7 +109,8 @@ def test_gate_fires_exactly_the_planted_rule_per_row_and_stages_once(district, t
     assert "1999999999" not in held and "(hidden)" in held                    # SSIDs never in the report
     assert oct((run.report_dir / "import_held_back.csv").stat().st_mode & 0o777) == "0o600"
     published = run.run_folder / "import.html"
-    assert oct(published.stat().st_mode & 0o777) == "0o600"
+    assert oct(published.stat().st_mode & 0o777) == "0o640"     # published like the CALPADS run folders
+    assert oct(run.run_folder.stat().st_mode & 0o777) == "0o750"
     again = import_export(make_run(tmp_path, "manual_2"), SqlReader(district), store, export([r for r, _ in ROWS]),
                           "attendance.csv")
     assert again["status"] == "already_imported" and again["import_id"] == out["import_id"]

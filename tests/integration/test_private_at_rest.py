@@ -157,3 +157,124 @@ def test_the_maintenance_dag_deletes_old_work_folders_and_interrupted_publicatio
     assert not old.exists() and fresh.exists() and not left.exists()
     mail = next(t for t in smtp_server.texts() if "maintenance" in t)
     assert ".manual__killed.incomplete" in mail and "interrupted" in mail
+
+
+@pytest.fixture(scope="module")
+def afterschool_district(tmp_path_factory):
+    """The demo district with its afterschool export and the SIS participation table (as scripts/demo.sh sets up)."""
+    from calpads.afterschool.sis_migrate import migrate
+    from calpads.demo.generator import generate_district
+
+    folder = tmp_path_factory.mktemp("afterschool_district")
+    engine = sa.create_engine(f"sqlite:///{folder}/sis.db")
+    generate_district(engine, students=300, seed=7, academic_year=YEAR, afterschool_dir=folder / "drop",
+                      log=lambda m: None)
+    migrate(engine, apply=True)
+    engine.dispose()
+    return folder
+
+
+def _afterschool_env(airflow_home: Path, district: Path, tmp_path: Path, smtp_port: int, pub: Path) -> dict[str, str]:
+    env = project_env(airflow_home, sis_url=f"sqlite:///{tmp_path}/sis.db", store_url=f"sqlite:///{tmp_path}/s.db",
+                      publish_root=tmp_path / "pub", work_root=tmp_path / "work", smtp_port=smtp_port)
+    (tmp_path / "sis.db").write_bytes((district / "sis.db").read_bytes())   # the write-back changes it
+    env["AIRFLOW_VAR_CALPADS_PUBLISH_ROOT"] = f"file://{pub}"
+    env["AIRFLOW_VAR_AFTERSCHOOL_DROP_PATH"] = str(district / "drop")
+    env["AIRFLOW_VAR_AFTERSCHOOL_WRITE_MODE"] = "write"
+    env["AIRFLOW__CALPADS__HEALTH_DAGS"] = "afterschool_sync"
+    return env
+
+
+@pytest.mark.dag
+def test_afterschool_and_health_outputs_are_not_readable_by_other_users(airflow_home, afterschool_district,
+                                                                        tmp_path, smtp_server):
+    pub, work = tmp_path / "pub", tmp_path / "work"
+    env = _afterschool_env(airflow_home, afterschool_district, tmp_path, smtp_server.port, pub)
+    old = os.umask(0o022)
+    try:
+        sync = run_dag(env, "afterschool_sync", "2026-06-30", {"academic_year": YEAR})
+        health = run_dag(env, "integration_health", "2026-07-01", {"academic_year": YEAR})
+    finally:
+        os.umask(old)
+    assert sync.state == "success", sync.output[-3000:]
+    # the demo export's planted faults fail a health check (the run is red); the pages and results are published
+    assert health.task_states["document_flows"] == "success", health.output[-3000:]
+    assert health.task_states["email_summary"] == "success", health.output[-3000:]
+
+    published = list((pub / YEAR / "AFTERSCHOOL").rglob("*.csv"))
+    assert published and list((pub / YEAR / "AFTERSCHOOL").rglob("recovery/*")), "no afterschool reports"
+    assert {p.name for p in (pub / "integration").iterdir()} == {"data_flows.html", "data_flows.md", "health.json"}
+    assert list(work.glob("afterschool_sync/*/report/recovery/*")) and list(work.glob("integration_health/*/*"))
+    assert not too_open(pub / YEAR, group=True)
+    assert not too_open(pub / "integration", group=True)
+    assert not too_open(work, group=False)
+
+
+@pytest.mark.dag
+def test_afterschool_and_health_never_create_a_missing_publish_root(airflow_home, afterschool_district, tmp_path,
+                                                                   smtp_server):
+    missing = tmp_path / "share_not_mounted"
+    env = _afterschool_env(airflow_home, afterschool_district, tmp_path, smtp_server.port, missing)
+    sync = run_dag(env, "afterschool_sync", "2026-06-30", {"academic_year": YEAR})
+    health = run_dag(env, "integration_health", "2026-07-01", {"academic_year": YEAR})
+    assert not missing.exists()
+    said = f"the publish folder file://{missing} is missing (is the share mounted?)"
+    assert sync.state == "failed" and sync.task_states["import_attendance"] == "failed", sync.task_states
+    assert said in sync.output, sync.output[-3000:]
+    assert health.task_states["document_flows"] == "failed", health.task_states
+    assert health.task_states["email_summary"] == "failed", health.task_states   # health.json could not be written
+    assert said in health.output
+    mails = smtp_server.texts()
+    assert any("integration health" in t for t in mails)          # the checks were still emailed
+    alerts = [t for t in mails if "Failing part:</b> publish share" in t]
+    assert {"afterschool_sync", "integration_health"} <= {d for t in alerts for d in ("afterschool_sync",
+                                                                                    "integration_health") if d in t}
+    assert all(f"Publish failed: the publish folder file://{missing} is missing" in t for t in alerts), alerts
+
+
+def test_the_demo_mailbox_district_and_export_are_owner_only_whatever_the_umask(tmp_path):
+    import smtplib
+
+    from calpads.demo import cli, mailbox
+
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["--url", f"sqlite:///{tmp_path}/demo/sis.db", "--students", "40", "--academic-year", YEAR,
+                         "--afterschool-dir", str(tmp_path / "demo" / "afterschool")]) == 0
+        controller = mailbox.start(tmp_path / "demo" / "mail")
+        try:
+            with smtplib.SMTP("127.0.0.1", controller.port) as smtp:
+                smtp.sendmail("a@district.example", ["b@district.example"], "Subject: x\r\n\r\nrecord 1001.1\r\n")
+        finally:
+            controller.stop()
+    finally:
+        os.umask(old)
+    files = {p.relative_to(tmp_path / "demo").as_posix() for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    assert {"sis.db", "afterschool/attendance.csv", "afterschool/registrations.csv"} <= files
+    assert any(f.startswith("mail/") and f.endswith(".eml") for f in files)
+    opened = too_open(tmp_path / "demo", group=False)
+    opened.pop(str(tmp_path / "demo"), None)    # the test's own folder
+    assert not opened
+
+
+def test_the_scripts_make_airflow_task_logs_owner_only(tmp_path):
+    """scripts/env.sh sets [logging] file_task_handler_new_file_permissions / _folder_permissions: a task log that
+    Airflow creates (as a worker does for each try) is then 0600 in a 0700 folder under umask 022. (Airflow gives
+    the mode to the last folder only: the dag_id=/run_id= levels follow the umask, which is why the scripts make
+    the log folder itself 0700.)"""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import os; os.umask(0o022); from airflow.sdk.log import init_log_file; "
+            "print(init_log_file('dag_id=calpads_sprg/run_id=manual__x/task_id=extract/attempt=1.log'))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__LOGGING__")}
+    env.update(AIRFLOW_HOME=str(tmp_path / "home"), DEMO_DIR=str(tmp_path / "demo"))
+    out = subprocess.run(["bash", "-c", f'source "{root}/scripts/env.sh" && '
+                          f'AIRFLOW__LOGGING__BASE_LOG_FOLDER="{tmp_path}/logs" "{sys.executable}" -c "{code}"'],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log_file = Path(out.stdout.strip().splitlines()[-1])
+    assert log_file.is_file() and log_file.is_relative_to(tmp_path / "logs")
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log_file.parent.stat().st_mode) == 0o700

@@ -1,4 +1,5 @@
-"""Readable reports (HTML + CSV) of the afterschool work, by Local Student ID only, owner-only (0600)."""
+"""Readable reports (HTML + CSV) of the afterschool work, by Local Student ID only: owner-only (0600, folders
+0700) in the run's work folder, owner/group-only (0640, 0750) in the published run folder, whatever the umask."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from typing import Any
 
 import pandas as pd
 
+from calpads.maintenance import private_dirs
+from calpads.publish import target
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 HTML_ROWS = 5000
 
 
 def write_private(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    private_dirs(path.parent)   # every level it creates 0700 (mkdir's mode reaches only the last one)
     tmp = path.with_name(f".{path.name}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)    # a temporary file left by a killed attempt keeps its old mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     os.replace(tmp, path)
@@ -49,29 +54,22 @@ def counts_html(counts: dict[str, Any]) -> str:
     return f"<table border='1' cellspacing='0' cellpadding='3'>{rows}</table>"
 
 
-def publish_folder(local: Path, dest: Any) -> list[str]:
-    """Copy a local report folder to the publish root (ObjectStoragePath or Path), files 0600."""
-    written = []
-    dest.mkdir(parents=True, exist_ok=True)
-    _chmod(dest, DIR_MODE)
-    for path in sorted(local.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        rel = path.relative_to(local)
-        folder = dest
-        for part in rel.parts[:-1]:
-            folder = folder / part
-            folder.mkdir(parents=True, exist_ok=True)
-            _chmod(folder, DIR_MODE)
-        tmp = folder / f".{rel.parts[-1]}.partial"
-        with path.open("rb") as src, tmp.open("wb") as dst:
-            dst.write(src.read())
-        _chmod(tmp, FILE_MODE)
-        tmp.rename(folder / rel.parts[-1])
-        written.append(rel.as_posix())
-    return written
+def publish_folder(local: Path, root: Any, dest: Any) -> list[str]:
+    """Publish the local report folder as the run folder ``dest`` under the publish root ``root`` (ObjectStoragePath
+    or Path), whole or not at all, through calpads.publish.target: files 0640 and folders 0750 from their first
+    byte, and a missing publish root is never created (PublishShareError: "is the share mounted?")."""
+    def fill(folder: Any) -> list[str]:
+        written = []
+        for path in sorted(local.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):   # a .partial of an interrupted write
+                continue
+            rel = path.relative_to(local)
+            into = folder
+            for part in rel.parts[:-1]:
+                into = into / part
+                target.ensure_folder(into)
+            target.put_file(path, into, rel.parts[-1])
+            written.append(rel.as_posix())
+        return written
 
-
-def _chmod(path: Any, mode: int) -> None:
-    if getattr(path, "protocol", "file") in ("file", "local", ""):
-        os.chmod(path.path if hasattr(path, "path") else path, mode)
+    return target.publish_folder(root, dest, fill)[0]   # what it swept (a killed attempt's folder) is logged there

@@ -67,7 +67,7 @@ class AfterschoolRun:
         return read_snapshot(reader, self.year_start, academic_year_bounds(self.academic_year)[1])
 
     def publish(self) -> str:
-        reports.publish_folder(self.report_dir, self.run_folder)
+        reports.publish_folder(self.report_dir, self.publish_root, self.run_folder)
         return str(self.run_folder)
 
 

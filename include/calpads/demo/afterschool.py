@@ -18,13 +18,15 @@ without one and, as platforms do, for ~5% of the others.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import pandas as pd
 
 from calpads.demo.calendar import iso
+from calpads.maintenance import private_dirs
 
 if TYPE_CHECKING:
     from calpads.demo.district import District
@@ -45,12 +47,18 @@ def weekday(days: np.ndarray) -> np.ndarray:
     return (days + 3) % 7
 
 
+def _private_open(path: Path) -> TextIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)   # an earlier export's file keeps its old mode otherwise
+    return os.fdopen(fd, "w", newline="")
+
+
 class Export:
     def __init__(self, folder: Path, district: District):
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dirs(folder)     # the export carries SSIDs: owner-only, like the platform's drop folder should be
         self.district = district
-        self._att_file = (folder / "attendance.csv").open("w", newline="")
-        self._reg_file = (folder / "registrations.csv").open("w", newline="")
+        self._att_file = _private_open(folder / "attendance.csv")
+        self._reg_file = _private_open(folder / "registrations.csv")
         self.att = csv.writer(self._att_file, lineterminator="\n")
         self.reg = csv.writer(self._reg_file, lineterminator="\n")
         self.att.writerow(ATTENDANCE_HEADER)

@@ -1,26 +1,32 @@
 """A local SMTP server (aiosmtpd) that saves every message it receives as a .eml
-file: the demo's and the tests' stand-in for the district's mail relay."""
+file: the demo's and the tests' stand-in for the district's mail relay. The messages can hold local record
+ids and run links, so the folder is owner-only (0700) and each file 0600, whatever the umask."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from calpads.maintenance import private_dirs
+
 
 class SaveToFolder:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.folder)
         self.count = 0
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         self.count += 1
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:04d}.eml"
-        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(envelope.original_content or envelope.content)
         return "250 Message accepted for delivery"
 
 

@@ -59,13 +59,10 @@ def build_health_dag():
 
     def publish_results(run_id: str, today: Any, results: list[Any]) -> None:
         """<publish root>/integration/health.json: the latest checks (counts only), for the deadline watch."""
-        folder = runtime.publish_root() / "integration"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".health.json.partial"
-        with tmp.open("w") as fh:
-            fh.write(json.dumps({"run_id": run_id, "date": str(today), "checks": [r.to_dict() for r in results]},
-                                indent=2, default=str))
-        tmp.rename(folder / "health.json")
+        from calpads.health.published import put_results
+
+        put_results(runtime.publish_root(), {"run_id": run_id, "date": str(today),
+                                             "checks": [r.to_dict() for r in results]})
 
     def save(work: Any, key: str, results: list[Any]) -> list[dict[str, Any]]:
         from calpads.afterschool.reports import write_private
@@ -171,15 +168,10 @@ def build_health_dag():
         @task(task_display_name="Document the configured data flows")
         def document_flows() -> str:
             from calpads.health.dataflows_doc import config_from_airflow, render
+            from calpads.health.published import put_pages
 
             md, page = render(config_from_airflow())
-            folder = runtime.publish_root() / "integration"
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, text in (("data_flows.md", md), ("data_flows.html", page)):
-                tmp = folder / f".{name}.partial"
-                with tmp.open("w") as fh:
-                    fh.write(text)
-                tmp.rename(folder / name)
+            folder = put_pages(runtime.publish_root(), context()[2], {"data_flows.md": md, "data_flows.html": page})
             return str(folder / "data_flows.html")
 
         @task(task_display_name="Email health summary", trigger_rule="all_done", retries=1)
@@ -199,9 +191,18 @@ def build_health_dag():
             link = str(runtime.publish_root() / "integration" / "data_flows.html")
             subject, body = email(results, run_id, link)
             failing = [r.check for r in results if r.ok is False]
-            publish_results(run_id, today, results)
+            from calpads.failures import PublishShareError
+
+            try:
+                publish_results(run_id, today, results)
+                unpublished = None
+            except PublishShareError as exc:   # the team still gets the checks; then the task fails, saying why
+                unpublished = exc
             roles = email_roles(results)
-            return {"sent": send(subject, body, roles=roles), "failing": failing, "roles": list(roles)}
+            sent = send(subject, body, roles=roles)
+            if unpublished is not None:
+                raise unpublished
+            return {"sent": sent, "failing": failing, "roles": list(roles)}
 
         @task(task_id="run_outcome", task_display_name="Health outcome", retries=0, on_failure_callback=None)
         def outcome(summary: dict[str, Any]) -> None:
