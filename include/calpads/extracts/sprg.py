@@ -1,10 +1,10 @@
-"""SPRG builder: every selection criterion and field derivation of the seed
-(shared/seeds/powerschool-student-program-records.txt) and the decisions of
-the contract (shared/contracts/README.md §4).
+"""SPRG builder: every selection criterion and field derivation of PowerSchool's
+Student Program Records extract (its "Selection Criteria" and field table) and
+the project's decisions on the points it leaves open (docs/rules.md, docs/layouts.md).
 
 Selection happens here; state business rules do not (they live in the quality
 suite). Records with a blank operational key (SSID included) are not extracted,
-as the seed says, and neither are the programs of a student with no enrollment
+as PowerSchool's specification says, and neither are the programs of a student with no enrollment
 in the report range; both are listed in ``SprgBuild.not_extracted`` with their
 reason (calpads.extracts.not_extracted) so that the run report shows them
 instead of letting them vanish. A student whose enrollment has a date that is
