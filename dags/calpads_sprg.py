@@ -1,5 +1,5 @@
 """CALPADS Student Program (SPRG) file: see the DAG's docs in the Airflow UI."""
 
-from calpads.dag_factory import build_calpads_dag
+from calpads_airflow.factories.file_dag import build_calpads_dag
 
 dag = build_calpads_dag("SPRG")

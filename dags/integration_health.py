@@ -1,5 +1,5 @@
 """Integration health (the guide's "Verifying your integration"): see the DAG's docs in the Airflow UI."""
 
-from calpads.health.dag import build_health_dag
+from calpads_airflow.factories.health import build_health_dag
 
 dag = build_health_dag()

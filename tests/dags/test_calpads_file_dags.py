@@ -143,7 +143,8 @@ def test_a_new_layout_with_a_builder_yields_a_working_dag(airflow_home, demo, tm
         d.mkdir()
     (layouts / "xtst.yaml").write_text(NEW_LAYOUT)
     (code / "xtst_builder.py").write_text(textwrap.dedent(NEW_BUILDER))
-    (dags / "calpads_xtst.py").write_text('"""Airflow DAG."""\nfrom calpads.dag_factory import build_calpads_dag\n\n'
+    (dags / "calpads_xtst.py").write_text('"""Airflow DAG."""\n'
+                                          'from calpads_airflow.factories.file_dag import build_calpads_dag\n\n'
                                           'dag = build_calpads_dag("XTST")\n')
     shutil.copytree(ROOT / "great_expectations", gx, ignore=shutil.ignore_patterns("uncommitted"))
     (gx / "uncommitted").mkdir()

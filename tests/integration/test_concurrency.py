@@ -180,6 +180,6 @@ def test_a_manual_run_during_the_nightly_run_publishes_its_own_folder(tmp_path):
 
 
 def test_the_factory_allows_one_active_run_per_dag():
-    from calpads.dag_factory import build_calpads_dag
+    from calpads_airflow.factories.file_dag import build_calpads_dag
 
     assert build_calpads_dag("SPRG").max_active_runs == 1

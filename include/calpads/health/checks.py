@@ -322,22 +322,6 @@ def recent_runs(dag_ids: Iterable[str], now: datetime, last_success: Callable[[s
     return out
 
 
-def last_success_via_task_sdk(dag_id: str) -> datetime | None:
-    """The end of the latest successful run of dag_id, asked through the Task SDK (Airflow 3: tasks never
-    touch the metadata DB; the supervisor asks the API server)."""
-    from datetime import UTC
-
-    from airflow.sdk.execution_time.comms import GetPreviousDagRun
-    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
-
-    resp = SUPERVISOR_COMMS.send(GetPreviousDagRun(dag_id=dag_id, logical_date=datetime.now(UTC) + timedelta(days=1),
-                                                   state="success"))
-    run = getattr(resp, "dag_run", None)
-    if run is None:
-        return None
-    return run.end_date or run.start_date or run.run_after
-
-
 def email_roles(results: list[CheckResult]) -> tuple[str, ...]:
     """District IT always gets the health email; the roles of the failing checks too (coordinator, afterschool)."""
     return tuple(dict.fromkeys(["it", *(role for r in results if r.ok is False for role in r.roles)]))

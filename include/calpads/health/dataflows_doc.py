@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
 
 from calpads.alerts.roles import ROLE_VARIABLES, ROLE_WORDS
 from calpads.sources.api_sources import sis_api_name
@@ -110,27 +109,3 @@ def render(c: IntegrationConfig) -> tuple[str, str]:
             + "</li></ul><table border='1' cellpadding='4' cellspacing='0'>"
             + f"<tr>{head}</tr>{body}</table></body></html>")
     return "\n".join(md) + "\n", page
-
-
-def config_from_airflow() -> IntegrationConfig:
-    """Read the running configuration (inside a task)."""
-    from airflow.sdk import BaseHook, Variable
-
-    from calpads.afterschool import runtime
-    from calpads_airflow.notifiers import recipients
-
-    conns: dict[str, str] = {}
-    for cid in ("sis_db", "calpads_store", "smtp_default", "afterschool_api", runtime.api_conn_id()):
-        try:
-            conn: Any = BaseHook.get_connection(cid)
-        except Exception:
-            continue
-        conns[cid] = f"{conn.conn_type or '?'} {conn.host or conn.schema or ''}".strip()
-    drop = Variable.get("afterschool_drop_path", default="")
-    source = f"file drop {drop}" if drop else ("HTTP afterschool_api" if "afterschool_api" in conns else
-                                               f"file drop {runtime.airflow_home()}/afterschool_drop")
-    return IntegrationConfig(sis_source=runtime.sis_source(), writeback=runtime.writeback_kind(), connections=conns,
-                             publish_root=str(runtime.publish_root()), recipients=recipients(),
-                             afterschool_source=source,
-                             role_recipients={r: [a.strip() for a in Variable.get(v, default="").split(",")
-                                                  if a.strip()] for r, v in ROLE_VARIABLES.items()})

@@ -1,0 +1,32 @@
+"""The Airflow Assets of the SIS pull and the afterschool import, and the file DAGs' schedule on them.
+
+What each asset covers (tables, URIs, a layout's inputs) is domain data in calpads.assets; this module
+only makes the Airflow objects. ``<lea>`` is the Airflow config AIRFLOW__CALPADS__LEA_CODE (default
+``district``): parse time never reads the SIS, and one deployment per LEA gets its own URIs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calpads.assets import asset_uri, inputs_for
+
+
+def lea_key() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("calpads", "lea_code", fallback="district")
+
+
+def asset(kind: str, lea: str | None = None) -> Any:
+    from airflow.sdk import Asset
+
+    lea = lea or lea_key()
+    return Asset(uri=asset_uri(kind, lea), name=f"calpads_{kind}_{lea}", group="calpads_sis")
+
+
+def file_schedule(record_type: str, timetable: Any) -> Any:
+    """The file DAG's schedule: its own timetable OR a refresh of all the assets it reads."""
+    from airflow.sdk import AssetOrTimeSchedule
+
+    return AssetOrTimeSchedule(timetable=timetable, assets=[asset(k) for k in inputs_for(record_type)])

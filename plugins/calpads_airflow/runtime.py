@@ -1,0 +1,208 @@
+"""Run-time plumbing of every CALPADS DAG, in one place: the [calpads] configuration, the work folder,
+the publish root, engines from connections, the SIS reader and write-back target, the default_args and
+the failure notifier. Parse-time helpers (conf, timezone, default_args) read only Airflow's
+configuration; the rest is called inside tasks only (Variables and connections are never read while
+a DAG file is parsed).
+
+Airflow configuration ([calpads] section, e.g. AIRFLOW__CALPADS__...):
+  TIMEZONE                    default "America/Los_Angeles"
+  TASK_RETRIES                retries of a failed task, default 2
+  RETRY_DELAY_SECONDS         first retry delay of the file DAGs and the SIS pull, default 120
+  SIS_SOURCE                  sql (default) | powerschool_api | aeries_api | oneroster: where the SIS is read
+  SIS_CONN_ID                 API connection (default sis_powerschool / sis_aeries / sis_oneroster)
+  AFTERSCHOOL_WRITEBACK       sql | powerschool_api (default: as SIS_SOURCE)
+  AFTERSCHOOL_WRITE_MODE      dry_run (default) | write: what scheduled afterschool_sync runs do
+Variables: calpads_publish_root, calpads_work_root, afterschool_drop_path (default
+$AIRFLOW_HOME/afterschool_drop), afterschool_write_mode (overrides the config above), integration_team_emails
+and the per-role lists it_emails, calpads_coordinator_emails, afterschool_staff_emails (each defaults to
+integration_team_emails).
+Connections: sis_db, calpads_store, afterschool_api, sis_powerschool (or the configured API), smtp_default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+DEFAULT_TZ = "America/Los_Angeles"
+OWNER = "integration-team"
+OWNER_LINKS = {OWNER: "mailto:integration-team@district.example"}
+START_DATE = (2025, 7, 1)
+WRITE_MODES = ("dry_run", "write")
+
+
+# --------------------------------------------------------------------------- parse time: configuration only
+def conf(key: str, fallback: str) -> str:
+    from airflow.configuration import conf as airflow_conf
+
+    return airflow_conf.get("calpads", key, fallback=fallback)
+
+
+def timezone() -> Any:
+    return pendulum.timezone(conf("timezone", DEFAULT_TZ))
+
+
+def start_date(tz: Any) -> Any:
+    return pendulum.datetime(*START_DATE, tz=tz)
+
+
+def cron(dag_key: str, default: str, tz: Any) -> Any:
+    """The DAG's cron ([calpads] schedule_<dag_key>) in the district's time zone."""
+    from airflow.sdk import CronTriggerTimetable
+
+    return CronTriggerTimetable(conf(f"schedule_{dag_key}", default), timezone=tz)
+
+
+def default_args(*, retry_delay: timedelta | None = None, exponential_backoff: bool = False) -> dict[str, Any]:
+    """Every task: owned by the integration team, retried, and alerting on failure (CalpadsFailureNotifier).
+    Without retry_delay the delay is 2 minutes; the file DAGs and the SIS pull pass [calpads] retry_delay_seconds."""
+    from calpads_airflow.notifiers import CalpadsFailureNotifier
+
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": int(conf("task_retries", "2")),
+        "retry_delay": retry_delay if retry_delay is not None else timedelta(minutes=2),
+    }
+    if exponential_backoff:
+        args["retry_exponential_backoff"] = True
+    args["on_failure_callback"] = [CalpadsFailureNotifier()]
+    return args
+
+
+def configured_retry_delay() -> timedelta:
+    return timedelta(seconds=int(conf("retry_delay_seconds", "120")))
+
+
+# --------------------------------------------------------------------------- inside a task
+def airflow_home() -> str:
+    return os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+
+
+def current_run_id() -> str:
+    from airflow.sdk import get_current_context
+
+    return get_current_context()["dag_run"].run_id
+
+
+def run_date(tz: Any) -> date:
+    """The run's logical date (a manual run: its run_after) as a date in the district's time zone."""
+    from airflow.sdk import get_current_context
+
+    ctx = get_current_context()
+    logical = ctx.get("logical_date") or ctx["dag_run"].run_after
+    return pendulum.instance(logical).in_timezone(tz).date()
+
+
+def work_root() -> str:
+    from airflow.sdk import Variable
+
+    return Variable.get("calpads_work_root", default=f"{airflow_home()}/calpads_work")
+
+
+def work_path(dag_id: str, run_id: str) -> Path:
+    """<calpads_work_root>/<dag id>/<run id>/ (run id made file-name safe); not created."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    return Path(work_root()) / dag_id / safe
+
+
+def work_dir(dag_id: str, run_id: str) -> Path:
+    """work_path, created owner-only at every level it creates (mkdir's mode only reaches the last one)."""
+    from calpads.maintenance import private_dirs
+
+    path = work_path(dag_id, run_id)
+    private_dirs(path)
+    return path
+
+
+def publish_root() -> Any:
+    from airflow.sdk import ObjectStoragePath, Variable
+
+    root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+    if "://" not in root:
+        root = f"file://{os.path.abspath(root)}"
+    return ObjectStoragePath(root)
+
+
+def engine(conn_id: str) -> Any:
+    from calpads_airflow.connections import engine_for
+
+    return engine_for(conn_id)
+
+
+def sis_source() -> str:
+    return conf("sis_source", "sql")
+
+
+def writeback_kind() -> str:
+    src = sis_source()
+    return conf("afterschool_writeback", "powerschool_api" if src == "powerschool_api" else "sql")
+
+
+def api_conn_id(source: str | None = None) -> str:
+    """The SIS API connection: [calpads] sis_conn_id, else the source's default (sis_powerschool, sis_aeries, ...)."""
+    from calpads.sources.api_sources import sis_api_name
+
+    src = source or sis_source()
+    return conf("sis_conn_id", sis_api_name(src if src != "sql" else "powerschool_api"))
+
+
+def sis_pool(source: str) -> str:
+    """Tasks that call a vendor API share a pool per SIS (named as its default connection) to stay under the
+    vendor's rate limit; SQL reads use the default pool."""
+    from calpads.sources.api_sources import sis_api_name
+
+    return "default_pool" if source == "sql" else sis_api_name(source)
+
+
+def powerschool_client() -> Any:
+    from calpads.sources.api_sources import client_for, get_connection
+
+    return client_for("powerschool_api", get_connection(api_conn_id()))
+
+
+def sis_reader(work: Path) -> Any:
+    """The afterschool SIS reader for the configured source (SQL sis_db or the PowerSchool API)."""
+    from calpads.afterschool.sis_data import PowerSchoolReader, SqlReader
+
+    if sis_source() == "powerschool_api":
+        return PowerSchoolReader(powerschool_client(), work / "api_pages")
+    return SqlReader(engine("sis_db"))
+
+
+def writeback_target() -> Any:
+    from calpads.afterschool.writeback import PowerSchoolTarget, SqlTarget
+
+    if writeback_kind() == "powerschool_api":
+        return PowerSchoolTarget(powerschool_client())
+    return SqlTarget(engine("sis_db"))
+
+
+def afterschool_export(source: str, kind: str = "attendance") -> tuple[bytes, str, str]:
+    """(bytes, source name, content type) of one file of the export (kind: attendance | registrations) from the
+    drop folder or the afterschool_api connection."""
+    from airflow.sdk import BaseHook, Variable
+
+    from calpads.afterschool import ingest
+
+    drop = Variable.get("afterschool_drop_path", default="")
+    if source == "file" or (source == "auto" and (drop or Path(airflow_home(), "afterschool_drop").exists())):
+        data, name = ingest.read_drop(drop or Path(airflow_home(), "afterschool_drop"), kind)
+        return data, name, ""
+    conn = BaseHook.get_connection("afterschool_api")
+    return ingest.fetch_http(conn, kind=kind)
+
+
+def scheduled_write_mode() -> str:
+    """What a run with write_mode "setting" (every scheduled run) does: the Variable afterschool_write_mode,
+    else [calpads] afterschool_write_mode, else dry_run. Anything else is refused (ValueError)."""
+    from airflow.sdk import Variable
+
+    value = (Variable.get("afterschool_write_mode", default="") or conf("afterschool_write_mode", "dry_run")).strip()
+    if value not in WRITE_MODES:
+        raise ValueError(f"the afterschool write-back setting (Variable afterschool_write_mode or "
+                         f"AIRFLOW__CALPADS__AFTERSCHOOL_WRITE_MODE) is {value!r}: it must be dry_run or write")
+    return value
