@@ -1,0 +1,68 @@
+"""DAG policies every DAG of dags/ follows (in the style of mozilla/telemetry-airflow's
+tests/dags/test_dag_validity.py): an owner, tags from the one enum (calpads_airflow.tags.DagTag), docs that
+say what the DAG does and what to do when it fails, the failure alert on every task, display names."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from calpads_airflow.notifiers import CalpadsFailureNotifier
+from calpads_airflow.runtime import OWNER
+from calpads_airflow.tags import DagTag
+from tests.conftest import ROOT
+
+# The doc_md headings that open the "what to do when this fails" section (one of them is required).
+FAILURE_SECTIONS = ("**When you get an alert.**", "**When a check fails**")
+# Tasks that run without the failure alert, and why: each only turns the run red after another task failed,
+# and that task already sent the alert.
+WATCHERS = {"run_outcome"}
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+def dags(bag: DagBag) -> list:
+    assert len(bag.dags) >= 9, sorted(bag.dags)
+    return [bag.dags[dag_id] for dag_id in sorted(bag.dags)]
+
+
+def test_every_dag_has_the_owner_on_every_task(dagbag):
+    for dag in dags(dagbag):
+        assert dag.owner == OWNER, dag.dag_id
+        assert all(t.owner == OWNER for t in dag.tasks), dag.dag_id
+
+
+def test_tags_come_from_the_one_enum(dagbag):
+    valid = {t.value for t in DagTag}
+    for dag in dags(dagbag):
+        assert DagTag.CALPADS in dag.tags, dag.dag_id
+        assert set(dag.tags) <= valid, f"{dag.dag_id}: tags not in calpads_airflow.tags.DagTag: {set(dag.tags) - valid}"
+
+
+def test_docs_say_what_the_dag_does_and_what_to_do_when_it_fails(dagbag):
+    for dag in dags(dagbag):
+        doc = dag.doc_md or ""
+        assert "**What it does.**" in doc, dag.dag_id
+        assert any(heading in doc for heading in FAILURE_SECTIONS), f"{dag.dag_id}: no failure section in doc_md"
+        section = doc[min(doc.index(h) for h in FAILURE_SECTIONS if h in doc):]
+        assert len(section.split()) >= 15, f"{dag.dag_id}: the failure section says too little"
+
+
+def test_every_task_alerts_on_failure_except_the_watchers(dagbag):
+    for dag in dags(dagbag):
+        for t in dag.tasks:
+            callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+            alerting = any(isinstance(c, CalpadsFailureNotifier) for c in callbacks)
+            assert alerting != (t.task_id in WATCHERS), (dag.dag_id, t.task_id)
+
+
+def test_dags_and_tasks_have_display_names(dagbag):
+    for dag in dags(dagbag):
+        assert dag.dag_display_name and dag.dag_display_name != dag.dag_id, dag.dag_id
+        for t in dag.tasks:
+            assert t.task_display_name and t.task_display_name != t.task_id, (dag.dag_id, t.task_id)
