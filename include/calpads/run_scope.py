@@ -7,7 +7,7 @@ turn the run's params into a ``RunScope`` with ``RunScope.from_params``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -163,7 +163,6 @@ class RunScope:
     ods_file: str = ""
     allow_mass_delete: bool = False
     allow_enrolled_deletes: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_params(cls, record_type: str, params: dict[str, Any], today: date) -> RunScope:
@@ -221,7 +220,6 @@ class RunScope:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("extra")
         for k in ("start_date", "end_date", "today"):
             d[k] = d[k].isoformat()
         for k, v in d.items():

@@ -50,7 +50,7 @@ def _url(raw: str) -> sa.URL:
         url = url.set(drivername="postgresql+psycopg2")
     if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        from calpads.maintenance import private_sqlite_file
+        from calpads_airflow.connections import private_sqlite_file
 
         private_sqlite_file(url.database)   # student data: 0600 before SQLite would create it with the umask's mode
     return url
