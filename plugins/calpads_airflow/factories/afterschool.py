@@ -53,7 +53,6 @@ The district's configured data flows: `<calpads_publish_root>/integration/data_f
 """
 
 
-
 def afterschool_params(tz: Any) -> dict[str, Any]:
     return {
         "academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",

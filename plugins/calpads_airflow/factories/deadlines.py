@@ -34,7 +34,6 @@ put the CDE dates in the Variable `calpads_submission_calendar`.
 """
 
 
-
 def watch_date(tz: Any) -> date:
     """The param as_of, else the run date in the district's time zone."""
     as_of = get_current_context()["params"].get("as_of") or ""

@@ -106,7 +106,6 @@ not at all. A folder with only `report/` is a run that published nothing.
 """
 
 
-
 def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: str | None = None):
     from airflow.sdk import CronTriggerTimetable
 

@@ -42,7 +42,6 @@ of the test extracts, default `LEAP`).
 """
 
 
-
 def build_health_dag():
     tz = runtime.timezone()
     t = HealthTasks(tz)

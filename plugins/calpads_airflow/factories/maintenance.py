@@ -35,7 +35,6 @@ district IT.
 """
 
 
-
 def delete_old_work_folders() -> dict[str, Any]:
     from pathlib import Path
 

@@ -38,7 +38,6 @@ and checked the afterschool platform's export. The file DAGs keep their own nigh
 """
 
 
-
 def record(kind: str, counts: dict[str, int]) -> dict[str, int]:
     try:   # the asset event's extra shows the counts in the UI
         get_current_context()["outlet_events"][asset(kind)].extra = {"row_counts": counts}
