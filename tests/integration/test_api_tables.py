@@ -1,0 +1,131 @@
+"""Every vendor API source hands over what SENR, STAS and LEAP read, equal to the SQL source's reads.
+
+Each local vendor server serves the demo district (with the awkward attendance of
+test_attendance_pages planted); ``pull_tables`` must return each contract table as the SIS database holds
+it (restricted to the columns the vendor carries, dtypes normalised) and the two attendance frames exactly
+as ``sql_attendance.category_counts`` and ``leap.absent_days`` compute them inside the database.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from calpads.run_scope import RunScope
+from calpads.sources.api_common import ApiSourceError, MissingSourceData, RetryPolicy
+from calpads.sources.api_tables import TABLE_COLUMNS, check_supplied
+from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS
+from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
+from calpads.sources.sprg_frames import canonical, typed
+from tests.integration.test_attendance_pages import plant_awkward_attendance, same, sql_frames
+from tests.integration.vendor_servers.common import read_tables
+from tests.integration.vendor_servers.powerschool import PowerSchoolServer
+
+CLIENT_ID, CLIENT_SECRET = "calpads-client", "s3cr3t-do-not-log"
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, read_timeout=10, connect_timeout=5)
+SCOPES = {
+    "whole year": RunScope.from_params("STAS", {"academic_year": "2025-2026"}, date(2026, 6, 30)),
+    "mid-year, one sub-district": RunScope.from_params(
+        "STAS", {"academic_year": "2025-2026", "subdistricts": "North"}, date(2026, 1, 20)),
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from calpads.demo.generator import generate_district
+
+    path = tmp_path_factory.mktemp("demo") / "sis.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    generate_district(engine, students=400, seed=7, dirty=0.05, log=lambda _m: None)
+    plant_awkward_attendance(engine)
+    engine.dispose()
+    return path
+
+
+def copy_of(demo: Path, tmp_path: Path) -> sa.Engine:
+    shutil.copy(demo, tmp_path / "sis.db")
+    return sa.create_engine(f"sqlite:///{tmp_path / 'sis.db'}")
+
+
+def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows (text or typed) as the frame pandas.read_sql would give (sprg_frames.typed), canonically sorted."""
+    return canonical(pd.DataFrame.from_records([tuple(r.values()) for r in typed(rows, columns)], columns=columns))
+
+
+def sql_table(engine: sa.Engine, table: str, columns: list[str], where=lambda r: True) -> pd.DataFrame:
+    return frame([r for r in read_tables(engine, {table: columns})[table] if where(r)], columns)
+
+
+def assert_tables_equal(api: dict, engine: sa.Engine, columns: dict[str, list[str]], where: dict | None = None
+                        ) -> None:
+    where = where or {}
+    assert set(columns) <= set(api), set(columns) - set(api)
+    for table, cols in columns.items():
+        got, want = frame(api[table], cols), sql_table(engine, table, cols, where.get(table, lambda r: True))
+        assert len(want) > 0, table
+        pd.testing.assert_frame_equal(got, want, obj=table)
+
+
+# -- PowerSchool -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SCOPES))
+def test_powerschool_hands_over_every_table_and_the_attendance_frames(demo, tmp_path, name):
+    scope = SCOPES[name]
+    engine = copy_of(demo, tmp_path)
+    with PowerSchoolServer(engine, CLIENT_ID, CLIENT_SECRET, max_page_size=250) as server:
+        client = PowerSchoolClient(PowerSchoolSettings(server.url, CLIENT_ID, CLIENT_SECRET, page_size=250,
+                                                       policy=FAST))
+        tables = client.pull_tables(scope, tmp_path / "pages")
+        client.close()
+        att = server.requests("/ws/schema/table/attendance")
+    assert all(not isinstance(v, list) for k, v in tables.items() if k == "attendance")   # never kept as rows
+    assert "attendance" not in tables
+    assert len(att) > 3                                                                   # it was paged
+    assert_tables_equal(tables, engine, TABLE_COLUMNS, where={"calendar_day": lambda r: r["insession"] == "1"})
+    sql = sql_frames(engine, scope)
+    same(tables[CATEGORY_DAYS], sql[CATEGORY_DAYS])
+    same(tables[ABSENT_DAYS], sql[ABSENT_DAYS])
+
+
+def test_powerschool_attendance_resumes_from_its_checkpoint(demo, tmp_path):
+    from tests.integration.vendor_servers.common import Fault
+
+    scope = SCOPES["whole year"]
+    engine = copy_of(demo, tmp_path)
+    with PowerSchoolServer(engine, CLIENT_ID, CLIENT_SECRET, max_page_size=200) as server:
+        client = PowerSchoolClient(PowerSchoolSettings(server.url, CLIENT_ID, CLIENT_SECRET, page_size=200,
+                                                       policy=FAST))
+        fault = Fault("/ws/schema/table/attendance", status=503, times=10**6, page=3)
+        server.faults.append(fault)
+        with pytest.raises(ApiSourceError):
+            client.pull_tables(scope, tmp_path / "pages")
+        fault.times = 0
+        server.clear_log()
+        tables = client.pull_tables(scope, tmp_path / "pages")
+        client.close()
+        pages = [e.query.get("page") for e in server.requests("/ws/schema/table/attendance") if e.query.get("page")]
+    assert "1" not in pages and "2" not in pages and "3" in pages          # pages 1-2 came from the checkpoint
+    sql = sql_frames(engine, scope)
+    same(tables[CATEGORY_DAYS], sql[CATEGORY_DAYS])
+
+
+# -- the gap check ---------------------------------------------------------------------------------
+
+
+def test_a_source_without_calendar_or_attendance_fails_once_naming_every_gap():
+    with pytest.raises(MissingSourceData) as err:
+        check_supplied("OneRoster", {"STUDENTS", "STUDENTS.STATE_STUDENTNUMBER"}, ("SENR", "STAS", "LEAP"),
+                       "Name a supplementary folder.")
+    text = str(err.value)
+    for words in ("SENR needs", "STAS needs", "LEAP needs", "CALENDAR_DAY", "ATTENDANCE_CODE", "STUDENTS.DOB",
+                  "Name a supplementary folder."):
+        assert words in text
+    assert "STATE_STUDENTNUMBER" not in text
+    check_supplied("OneRoster", {"CALENDAR_DAY", "ATTENDANCE"}, ("LEAP",))            # LEAP alone: nothing missing
+
