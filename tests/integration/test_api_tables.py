@@ -123,9 +123,71 @@ def test_a_source_without_calendar_or_attendance_fails_once_naming_every_gap():
         check_supplied("OneRoster", {"STUDENTS", "STUDENTS.STATE_STUDENTNUMBER"}, ("SENR", "STAS", "LEAP"),
                        "Name a supplementary folder.")
     text = str(err.value)
-    for words in ("SENR needs", "STAS needs", "LEAP needs", "CALENDAR_DAY", "ATTENDANCE_CODE", "STUDENTS.DOB",
+    for words in ("SENR needs", "STAS needs", "LEAP needs", "CALENDAR_DAY", "ATTENDANCE_CODE.CALPADS_CATEGORY",
+                  "STUDENTS.DOB",
                   "Name a supplementary folder."):
         assert words in text
     assert "STATE_STUDENTNUMBER" not in text
-    check_supplied("OneRoster", {"CALENDAR_DAY", "ATTENDANCE"}, ("LEAP",))            # LEAP alone: nothing missing
+    check_supplied("OneRoster", {"CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE.PRESENCE_STATUS_CD"}, ("LEAP",))
 
+
+
+# -- Aeries ------------------------------------------------------------------------------------------
+
+AERIES_CERT = "aeries-cert-do-not-log"
+# What Aeries carries of each table, in contract columns (its own keys are made up by the client: not compared)
+AERIES_COLUMNS = {
+    "schools": ["school_number", "alternate_school_number", "state_excludefromreporting"],
+    "calendar_day": ["schoolid", "date_value", "insession"],
+    "students": ["id", "dcid", "student_number", "state_studentnumber", "dob", "gender", "schoolid", "grade_level",
+                 "entrydate", "exitdate", "exitcode"],
+    "reenrollments": ["studentid", "schoolid", "grade_level", "entrydate", "exitdate", "exitcode"],
+    "attendance_code": ["schoolid", "att_code", "presence_status_cd", "calpads_category"],
+}
+
+
+def district_absence_categories(engine: sa.Engine) -> dict[str, str]:
+    """The district's own translation of its Aeries absence codes to CALPADS categories (what it types into
+    the connection's absence_codes), read from its attendance code table."""
+    with engine.connect() as c:
+        return dict(c.exec_driver_sql("SELECT DISTINCT att_code, calpads_category FROM attendance_code").fetchall())
+
+
+@pytest.mark.parametrize("name", ["whole year", "mid-year, two schools"])
+def test_aeries_hands_over_every_table_and_the_attendance_frames(demo, tmp_path, name):
+    from calpads.sources.aeries_api import AeriesClient, AeriesSettings
+    from tests.integration.vendor_servers.aeries import AeriesServer, as_aeries_district
+
+    scope = {**SCOPES, "mid-year, two schools": RunScope.from_params(
+        "STAS", {"academic_year": "2025-2026", "schools": "6010037,6060074"}, date(2026, 3, 3))}[name]
+    engine = copy_of(demo, tmp_path)
+    as_aeries_district(engine, scope.start_date.isoformat())
+    with AeriesServer(engine, AERIES_CERT) as server:
+        client = AeriesClient(AeriesSettings(server.url, AERIES_CERT, policy=FAST,
+                                             absence_codes=district_absence_categories(engine)))
+        tables = client.pull_tables(scope, tmp_path / "pages")
+        client.close()
+        months = server.requests("/attendance/0")
+    assert len(months) >= 9 * 12                                   # one request per school and month
+    assert "attendance" not in tables
+    assert_tables_equal(tables, engine, AERIES_COLUMNS)
+    sql = sql_frames(engine, scope)
+    same(tables[CATEGORY_DAYS], sql[CATEGORY_DAYS])
+    same(tables[ABSENT_DAYS], sql[ABSENT_DAYS])
+
+
+def test_aeries_without_the_absence_code_translation_fails_before_fetching(demo, tmp_path):
+    from calpads.sources.aeries_api import AeriesClient, AeriesSettings
+    from tests.integration.vendor_servers.aeries import AeriesServer, as_aeries_district
+
+    engine = copy_of(demo, tmp_path)
+    as_aeries_district(engine, "2025-07-01")
+    with AeriesServer(engine, AERIES_CERT) as server:
+        client = AeriesClient(AeriesSettings(server.url, AERIES_CERT, policy=FAST))
+        with pytest.raises(MissingSourceData, match="absence_codes") as err:
+            client.pull_tables(SCOPES["whole year"], tmp_path / "pages")
+        assert not server.requests("/schools")                     # failed once, before any fetch
+        tables = client.pull_tables(SCOPES["whole year"], tmp_path / "pages", record_types=("SENR",))
+        client.close()
+    assert "STAS needs" in str(err.value) and "LEAP needs" in str(err.value) and "SENR" not in str(err.value)
+    assert tables["students"] and CATEGORY_DAYS not in tables     # SENR alone reads no attendance

@@ -41,11 +41,14 @@ NEEDS: dict[str, dict[str, str]] = {
     "STAS": {
         "CALENDAR_DAY": "school calendars (expected attendance days)",
         "STUDENTS.STATE_STUDENTNUMBER": "the SSID", "STUDENTS.GRADE_LEVEL": "grade levels",
-        "ATTENDANCE": "daily attendance", "ATTENDANCE_CODE": "attendance codes with their CALPADS categories",
+        "ATTENDANCE": "daily attendance",
+        "ATTENDANCE_CODE.CALPADS_CATEGORY": "the attendance codes' CALPADS categories",
+        "ATTENDANCE_CODE.PRESENCE_STATUS_CD": "whether each attendance code is an absence",
     },
     "LEAP": {
         "CALENDAR_DAY": "school calendars (days the ELP days are compared with)",
         "ATTENDANCE": "daily attendance (absent school days)",
+        "ATTENDANCE_CODE.PRESENCE_STATUS_CD": "whether each attendance code is an absence",
     },
 }
 RECORD_TYPES = tuple(NEEDS)
@@ -64,6 +67,11 @@ def check_supplied(source: str, supplied: Collection[str], record_types: Collect
     if gaps:
         lines = "; ".join(f"{rt} needs {', '.join(g)}" for rt, g in gaps.items())
         raise MissingSourceData(f"{source} cannot supply everything the files need: {lines}. {how_to_supply}".strip())
+
+
+def needs_attendance(record_types: Collection[str]) -> bool:
+    """Whether any of these files reads daily attendance (a pull for the others skips it)."""
+    return any("ATTENDANCE" in NEEDS.get(rt, {}) for rt in record_types)
 
 
 def supplied_by(tables: Mapping[str, Collection[str]]) -> set[str]:

@@ -19,6 +19,9 @@ admin guide and the customization reference):
   (endpoint list: https://mba-link.com/wp-content/uploads/2025/04/Customization-Reference-25.4.zip,
   "API - General"; q operators ==, =gt=, =ge=, =lt=, =le= joined with ';':
   https://git.qipusong.site/tulsaschoolsdata/ps_utilities/blob/main/PS_API_NOTES.md)
+Daily attendance (ATTENDANCE, ~85M rows a year in a large district) is read with the same table API,
+filtered on the server to daily rows in the year (``att_mode_code==ATT_ModeDaily;att_date=ge=..;att_date=le=..``)
+and aggregated page by page (calpads.sources.attendance_pages); ATTENDANCE_CODE comes whole.
 PowerSchool hands every value over as text and leaves out null columns; the
 contract's column types are restored in calpads.sources.sprg_frames.
 
@@ -53,7 +56,7 @@ from calpads.sources.api_common import (
     read_denied_message,
     write_denied_message,
 )
-from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, supplied_by
+from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, needs_attendance, supplied_by
 from calpads.sources.attendance_pages import ATTENDANCE_COLUMNS, DAILY, AttendancePages, fetch_range
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
 from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
@@ -255,8 +258,8 @@ class PowerSchoolClient:
         deadline = time.monotonic() + self.settings.pull_timeout
         start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
         # Every contract table is served by the schema table API: nothing can be missing but access.
-        check_supplied("PowerSchool", supplied_by({t.upper(): c for t, c in FULL_TABLES.items()}),
-                       record_types if attendance else ())
+        check_supplied("PowerSchool", supplied_by(FULL_TABLES), record_types)
+        attendance = attendance and needs_attendance(record_types)
         # Server-side filters only where they are exact (NOT NULL columns); the rest of the selection is the
         # reader's (sprg_frames, the staged builders), as for every API source.
         q = {
@@ -268,7 +271,7 @@ class PowerSchoolClient:
         for table, cols in TABLE_COLUMNS.items():
             if table == "s_ca_calpads_studentservices_c" and program_codes is not None and "122" not in program_codes:
                 continue
-            if not attendance and table not in SPRG_TABLE_COLUMNS:
+            if not record_types and table not in SPRG_TABLE_COLUMNS:
                 continue
             cols = [c for c in cols if c not in ENROLLMENT_CODES or c in codes.get(table, [])]
             tables[table] = self.fetch_table(table, cols, work_dir, q=q.get(table), deadline=deadline)
@@ -282,8 +285,8 @@ class PowerSchoolClient:
         return tables
 
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        return assemble_sprg_pull(self.pull_tables(scope, work_dir, program_codes, attendance=False), scope,
-                                  program_codes)
+        return assemble_sprg_pull(self.pull_tables(scope, work_dir, program_codes, attendance=False, record_types=()),
+                                  scope, program_codes)
 
     def close(self) -> None:
         self.http.close()
