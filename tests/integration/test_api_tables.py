@@ -20,8 +20,10 @@ from calpads.run_scope import RunScope
 from calpads.sources.api_common import ApiSourceError, MissingSourceData, RetryPolicy
 from calpads.sources.api_tables import TABLE_COLUMNS, check_supplied
 from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS
+from calpads.sources.oneroster import OneRosterClient, OneRosterSettings
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
 from calpads.sources.sprg_frames import canonical, typed
+from calpads.sources.sql_sis import ENROLLMENT_CODES
 from tests.integration.test_attendance_pages import plant_awkward_attendance, same, sql_frames
 from tests.integration.vendor_servers.common import read_tables
 from tests.integration.vendor_servers.powerschool import PowerSchoolServer
@@ -57,16 +59,21 @@ def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return canonical(pd.DataFrame.from_records([tuple(r.values()) for r in typed(rows, columns)], columns=columns))
 
 
-def sql_table(engine: sa.Engine, table: str, columns: list[str], where=lambda r: True) -> pd.DataFrame:
-    return frame([r for r in read_tables(engine, {table: columns})[table] if where(r)], columns)
+def sql_table(engine: sa.Engine, table: str, columns: list[str], where=lambda r: True, blank_is_null: bool = False
+              ) -> pd.DataFrame:
+    rows = [r for r in read_tables(engine, {table: columns})[table] if where(r)]
+    if blank_is_null:   # a CSV cell cannot tell '' from NULL (the supplementary files): both are blank
+        rows = [{c: (None if v is not None and v.strip() == "" else v) for c, v in r.items()} for r in rows]
+    return frame(rows, columns)
 
 
-def assert_tables_equal(api: dict, engine: sa.Engine, columns: dict[str, list[str]], where: dict | None = None
-                        ) -> None:
+def assert_tables_equal(api: dict, engine: sa.Engine, columns: dict[str, list[str]], where: dict | None = None,
+                        blank_is_null: bool = False) -> None:
     where = where or {}
     assert set(columns) <= set(api), set(columns) - set(api)
     for table, cols in columns.items():
-        got, want = frame(api[table], cols), sql_table(engine, table, cols, where.get(table, lambda r: True))
+        got = frame(api[table], cols)
+        want = sql_table(engine, table, cols, where.get(table, lambda r: True), blank_is_null)
         assert len(want) > 0, table
         pd.testing.assert_frame_equal(got, want, obj=table)
 
@@ -191,3 +198,68 @@ def test_aeries_without_the_absence_code_translation_fails_before_fetching(demo,
         client.close()
     assert "STAS needs" in str(err.value) and "LEAP needs" in str(err.value) and "SENR" not in str(err.value)
     assert tables["students"] and CATEGORY_DAYS not in tables     # SENR alone reads no attendance
+
+
+# -- OneRoster + the district's supplementary files ---------------------------------------------------
+
+ONEROSTER_COLUMNS = {
+    "schools": ["school_number", "alternate_school_number", "subdistrict", "state_excludefromreporting"],
+    "calendar_day": ["schoolid", "date_value", "insession"],
+    "students": ["id", "dcid", "student_number", "state_studentnumber", "first_name", "last_name", "dob", "gender",
+                 "schoolid", "grade_level", "entrydate", "exitdate", "state_excludefromreporting", *ENROLLMENT_CODES],
+    "reenrollments": ["studentid", "schoolid", "grade_level", "entrydate", "exitdate", "state_excludefromreporting",
+                      *ENROLLMENT_CODES],
+    "attendance_code": ["id", "schoolid", "att_code", "presence_status_cd", "calpads_category"],
+}
+
+
+def oneroster_client(url: str, folder: Path | None, lea: str = "0000000") -> OneRosterClient:
+    return OneRosterClient(OneRosterSettings(url, CLIENT_ID, CLIENT_SECRET, token_url=f"{url}/oauth/token",
+                                             page_size=100, policy=FAST,
+                                             supplementary_folder=str(folder or ""), reporting_lea=lea))
+
+
+@pytest.mark.parametrize("name", list(SCOPES))
+def test_oneroster_with_the_supplementary_files_hands_over_every_table(demo, tmp_path, name):
+    from tests.integration.vendor_servers.oneroster import (
+        OneRosterServer,
+        as_oneroster_district,
+        write_supplementary,
+    )
+
+    scope = SCOPES[name]
+    engine = copy_of(demo, tmp_path)
+    as_oneroster_district(engine)
+    write_supplementary(engine, tmp_path / "supplementary")
+    with engine.connect() as c:
+        lea = c.exec_driver_sql("SELECT value FROM prefs WHERE name = 'districtnumber' AND schoolid = 0").scalar()
+    with OneRosterServer(engine, CLIENT_ID, CLIENT_SECRET) as server:
+        client = oneroster_client(server.url, tmp_path / "supplementary", lea)
+        tables = client.pull_tables(scope, tmp_path / "pages")
+        client.close()
+    assert tables["prefs"][0]["value"] == lea
+    assert_tables_equal(tables, engine, ONEROSTER_COLUMNS, blank_is_null=True)
+    legal = ["studentsdcid", "legalfirstname", "legallastname", "legalgender"]
+    named = lambda r: any(r[c] is not None for c in legal[1:])  # noqa: E731
+    pd.testing.assert_frame_equal(frame([r for r in tables["s_ca_stu_x"] if named(r)], legal),
+                                  sql_table(engine, "s_ca_stu_x", legal, named, blank_is_null=True))
+    sql = sql_frames(engine, scope)
+    same(tables[CATEGORY_DAYS], sql[CATEGORY_DAYS])
+    same(tables[ABSENT_DAYS], sql[ABSENT_DAYS])
+
+
+def test_oneroster_without_supplementary_files_fails_once_in_plain_words(demo, tmp_path):
+    from tests.integration.vendor_servers.oneroster import OneRosterServer
+
+    engine = copy_of(demo, tmp_path)
+    with OneRosterServer(engine, CLIENT_ID, CLIENT_SECRET) as server:
+        client = oneroster_client(server.url, None, lea="")
+        with pytest.raises(MissingSourceData) as err:
+            client.pull_tables(SCOPES["whole year"], tmp_path / "pages")
+        client.close()
+        assert not server.requests("/ims/oneroster")                  # before anything was fetched
+    text = str(err.value)
+    for words in ("SENR needs", "STAS needs", "LEAP needs", "CALENDAR_DAY", "ATTENDANCE",
+                  "STUDENTS.STATE_STUDENTNUMBER", "the Reporting LEA code", "supplementary_folder",
+                  "docs/sis-sources.md"):
+        assert words in text, words

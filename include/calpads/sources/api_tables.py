@@ -31,14 +31,17 @@ FRAMES = (CATEGORY_DAYS, ABSENT_DAYS)
 # What each file cannot be built without (TABLE.COLUMN, or TABLE for a whole table), in the words of the
 # message. The enrollment's CALPADS codes are not here: a source without them sends the documented defaults
 # and says so (SENR_GAP texts).
+COMMON = {"PREFS": "the Reporting LEA code", "SCHOOLS.SCHOOL_NUMBER": "the SIS school numbers"}
 NEEDS: dict[str, dict[str, str]] = {
     "SENR": {
+        **COMMON,
         "CALENDAR_DAY": "school calendars (in-session days, for the enrollments' last days)",
         "STUDENTS.STATE_STUDENTNUMBER": "the SSID", "STUDENTS.DOB": "birth dates",
         "STUDENTS.GENDER": "gender", "STUDENTS.GRADE_LEVEL": "grade levels",
         "REENROLLMENTS.GRADE_LEVEL": "grade levels of earlier enrollments",
     },
     "STAS": {
+        **COMMON,
         "CALENDAR_DAY": "school calendars (expected attendance days)",
         "STUDENTS.STATE_STUDENTNUMBER": "the SSID", "STUDENTS.GRADE_LEVEL": "grade levels",
         "ATTENDANCE": "daily attendance",
@@ -46,6 +49,7 @@ NEEDS: dict[str, dict[str, str]] = {
         "ATTENDANCE_CODE.PRESENCE_STATUS_CD": "whether each attendance code is an absence",
     },
     "LEAP": {
+        **COMMON,
         "CALENDAR_DAY": "school calendars (days the ELP days are compared with)",
         "ATTENDANCE": "daily attendance (absent school days)",
         "ATTENDANCE_CODE.PRESENCE_STATUS_CD": "whether each attendance code is an absence",
