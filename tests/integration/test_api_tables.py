@@ -135,7 +135,8 @@ def test_a_source_without_calendar_or_attendance_fails_once_naming_every_gap():
                   "Name a supplementary folder."):
         assert words in text
     assert "STATE_STUDENTNUMBER" not in text
-    check_supplied("OneRoster", {"CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE.PRESENCE_STATUS_CD"}, ("LEAP",))
+    check_supplied("OneRoster", {"PREFS", "SCHOOLS.SCHOOL_NUMBER", "CALENDAR_DAY", "ATTENDANCE",
+                                 "ATTENDANCE_CODE.PRESENCE_STATUS_CD"}, ("LEAP",))      # LEAP alone: nothing missing
 
 
 
