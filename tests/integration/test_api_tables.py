@@ -264,3 +264,33 @@ def test_oneroster_without_supplementary_files_fails_once_in_plain_words(demo, t
                   "STUDENTS.STATE_STUDENTNUMBER", "the Reporting LEA code", "supplementary_folder",
                   "docs/sis-sources.md"):
         assert words in text, words
+
+
+@pytest.mark.parametrize(("file", "change", "message"), [
+    ("attendance.csv", lambda t: t + "999999,100001,100,2025-09-02,777,ATT_ModeDaily\n",
+     "attendance_codeid 777 is not an id of attendance_code.csv"),
+    ("enrollment_codes.csv", lambda t: t + "100001,100,2024-01-01,5,,,,,\n",
+     "enrollment_codes.csv: 1 line(s) match no OneRoster enrollment, e.g. student_number 100001, school_number 100, "
+     "entrydate 2024-01-01"),
+    ("schools.csv", lambda t: "\n".join(line for line in t.splitlines() if ",6010074," not in line) + "\n",
+     "schools.csv has no line for the OneRoster school org-110 (CDS code 6010074)"),
+])
+def test_oneroster_supplementary_lines_that_match_nothing_stop_the_pull(demo, tmp_path, file, change, message):
+    from calpads.sources.supplementary import SupplementaryFileError
+    from tests.integration.vendor_servers.oneroster import (
+        OneRosterServer,
+        as_oneroster_district,
+        write_supplementary,
+    )
+
+    engine = copy_of(demo, tmp_path)
+    as_oneroster_district(engine)
+    folder = tmp_path / "supplementary"
+    write_supplementary(engine, folder)
+    (folder / file).write_text(change((folder / file).read_text()))
+    with OneRosterServer(engine, CLIENT_ID, CLIENT_SECRET) as server:
+        client = oneroster_client(server.url, folder)
+        with pytest.raises(SupplementaryFileError) as err:
+            client.pull_tables(SCOPES["whole year"], tmp_path / "pages")
+        client.close()
+    assert message in str(err.value)
