@@ -120,16 +120,26 @@ def api_frames(engine: sa.Engine, scope: RunScope, page_size: int = 333) -> dict
     return agg.frames()
 
 
-def sql_frames(engine: sa.Engine, scope: RunScope) -> dict[str, pd.DataFrame]:
-    """The SQL source's own functions, called as stas.pull_stas and leap.build call them."""
+def sql_frames(engine: sa.Engine, scope: RunScope, narrowed: bool = False) -> dict[str, pd.DataFrame]:
+    """The SQL source's own functions, called as stas.pull_stas and leap.build call them: the counts over every
+    reportable school (as stas.lea_wide_recovery reads them), or with ``narrowed`` over the run's schools."""
     cfg = stas.settings()
     counting = stas_scope(scope)
     with engine.connect() as conn:
-        schools = narrow_schools(reportable_schools(conn), scope)
+        schools = reportable_schools(conn)
+        if narrowed:
+            schools = narrow_schools(schools, scope)
         ids = [int(i) for i in conn.exec_driver_sql("SELECT id FROM students").scalars()]
     counts = category_counts(engine, counting, [int(n) for n in schools["school_number"]],
                              list(cfg["categories"]), cfg["categories"], cfg["uncategorised_absent"])
     return {CATEGORY_DAYS: counts, ABSENT_DAYS: absent_days(engine, leap_scope(scope), ids)}
+
+
+def scoped(counts: pd.DataFrame, engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
+    """The LEA-wide counts kept to the run's schools (what the STAS builder does)."""
+    with engine.connect() as conn:
+        numbers = narrow_schools(reportable_schools(conn), scope)["school_number"]
+    return counts[counts["schoolid"].isin(numbers)]
 
 
 def same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -156,6 +166,9 @@ def test_stream_equals_the_sql_aggregation(sis, name):
     assert len(sql[CATEGORY_DAYS]) > 20 and len(sql[ABSENT_DAYS]) > 100     # the comparison compares something
     same(api[CATEGORY_DAYS], sql[CATEGORY_DAYS])
     same(api[ABSENT_DAYS], sql[ABSENT_DAYS])
+    narrowed = sql_frames(sis, scope, narrowed=True)[CATEGORY_DAYS]      # what stas.pull_stas reads
+    assert len(narrowed) > 0
+    same(scoped(api[CATEGORY_DAYS], sis, scope), narrowed)
 
 
 def test_page_size_does_not_matter(sis):

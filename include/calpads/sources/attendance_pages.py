@@ -5,11 +5,12 @@ feeds each fetched page to ``AttendancePages.add`` and keeps only what the SQL s
 the database:
 
 - ``attendance_category_days``: what ``calpads.sources.sql_attendance.category_counts`` returns for the
-  STAS pull (``calpads.extracts.stas.pull_stas``): per student and school, the days in each STAS category.
-  Same rules as that module's statement: daily rows (ATT_ModeDaily) in the report range counted through
-  ``calpads.extracts.stas.counted_through``, at a school in the run's scope, on an in-session day of the
-  school (CALENDAR_DAY) and inside one of the student's candidate enrollments at that school
-  (entry <= day < exclusive EXITDATE; the enrollment selection of ``sql_enrollment.enrollment_selects``),
+  STAS pull (``calpads.extracts.stas.pull_stas``): per student and school, the days in each STAS category,
+  over every reportable school of the LEA (equal, school by school, to the SQL for the run's schools; the
+  LEA-wide counts are what ``stas.lea_wide_recovery`` reads). Same rules as that module's statement: daily
+  rows (ATT_ModeDaily) in the report range counted through ``calpads.extracts.stas.counted_through``, on an
+  in-session day of the school (CALENDAR_DAY) and inside one of the student's candidate enrollments at that
+  school (entry <= day < exclusive EXITDATE; the enrollment selection of ``sql_enrollment.enrollment_selects``),
   with a code that ATTENDANCE_CODE knows; one category per student, school and day (the first in the
   precedence of ``stas.yaml``), so duplicate rows and overlapping enrollments count a day once.
 - ``absent_days``: what ``calpads.extracts.leap.absent_days`` returns over LEAP's reporting year
@@ -34,7 +35,6 @@ import pandas as pd
 from calpads.run_scope import RunScope
 from calpads.sources.sprg_frames import reportable_schools, typed
 from calpads.sources.sql_attendance import DAILY
-from calpads.sources.sql_sis import narrow_schools
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,11 @@ class AttendancePages:
             rank = rank_of[cat] if cat in rank_of else (absent_rank if presence == "Absent" else present_rank)
             self.codes[int(c["id"])] = (rank, presence == "Absent")
 
-        schools = narrow_schools(reportable_schools(typed(tables.get("schools", []), [
-            "id", "school_number", "alternate_school_number", "subdistrict", "state_excludefromreporting"])), scope)
+        # Every reportable school, whatever schools the run covers: counts per student and school do not depend
+        # on the other schools, and a STAS run narrowed to some schools still works out 13.24 over the whole LEA
+        # (stas.lea_wide_recovery). The builder keeps the schools it reports.
+        schools = reportable_schools(typed(tables.get("schools", []), [
+            "id", "school_number", "alternate_school_number", "subdistrict", "state_excludefromreporting"]))
         self.school_numbers = {int(n) for n in schools["school_number"]}
         self.in_session = {(c["schoolid"], c["date_value"]) for c in typed(
             tables.get("calendar_day", []), ["schoolid", "date_value", "insession"]) if c["insession"] == 1}

@@ -167,8 +167,10 @@ class OneRosterClient:
                             f"The pipeline cannot read the {collection} ({resource}): ask district IT to grant "
                             f"the OneRoster app read access to {collection} (scope roster-core.readonly)")))
             elif flow == "read_attendance":
-                out.append(FlowCheck(flow, "OneRoster", False, "OneRoster has no attendance: the pipeline needs "
-                                     "the SIS database or the PowerSchool or Aeries API for attendance."))
+                out.append(FlowCheck(flow, "OneRoster", False, "OneRoster has no attendance: the pipeline reads it "
+                                     "from the supplementary attendance.csv and attendance_code.csv (connection "
+                                     "extra supplementary_folder), the SIS database, or the PowerSchool or Aeries "
+                                     "API."))
             elif flow == "read_programs":
                 out.append(FlowCheck(flow, "OneRoster", False, SPRG_GAP))
             else:
