@@ -272,6 +272,8 @@ def test_oneroster_without_supplementary_files_fails_once_in_plain_words(demo, t
     ("enrollment_codes.csv", lambda t: t + "100001,100,2024-01-01,5,,,,,\n",
      "enrollment_codes.csv: 1 line(s) match no OneRoster enrollment, e.g. student_number 100001, school_number 100, "
      "entrydate 2024-01-01"),
+    ("students.csv", lambda t: t + "999999999,,,,,,,0\n",
+     "students.csv: 1 student(s) have no OneRoster student enrollment, e.g. student_number 999999999"),
     ("schools.csv", lambda t: "\n".join(line for line in t.splitlines() if ",6010074," not in line) + "\n",
      "schools.csv has no line for the OneRoster school org-110 (CDS code 6010074)"),
 ])
@@ -294,3 +296,16 @@ def test_oneroster_supplementary_lines_that_match_nothing_stop_the_pull(demo, tm
             client.pull_tables(SCOPES["whole year"], tmp_path / "pages")
         client.close()
     assert message in str(err.value)
+
+
+def test_an_sprg_pull_reads_no_attendance(demo, tmp_path):
+    """SPRG reads no attendance: its pull must not page through the largest table."""
+    engine = copy_of(demo, tmp_path)
+    with PowerSchoolServer(engine, CLIENT_ID, CLIENT_SECRET, max_page_size=250) as server:
+        client = PowerSchoolClient(PowerSchoolSettings(server.url, CLIENT_ID, CLIENT_SECRET, page_size=250,
+                                                       policy=FAST))
+        client.pull_sprg(SCOPES["whole year"], ["144", "181"], tmp_path / "pages")
+        tables = client.pull_tables(SCOPES["whole year"], tmp_path / "pages2", record_types=("SENR",))
+        client.close()
+        assert not server.requests("/ws/schema/table/attendance")
+    assert CATEGORY_DAYS not in tables and tables["calendar_day"]

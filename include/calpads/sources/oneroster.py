@@ -31,6 +31,7 @@ What neither OneRoster nor the folder gives fails the run once, before anything 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from calpads.sources.api_tables import RECORD_TYPES, check_supplied, needs_atten
 from calpads.sources.attendance_pages import AttendancePages
 from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
 from calpads.sources.supplementary import SupplementaryFileError, SupplementaryFolder
+
+log = logging.getLogger(__name__)
 
 SOURCE = "oneroster"
 BASE_PATH = "/ims/oneroster/rostering/v1p2"
@@ -333,6 +336,15 @@ def enrollment_rows(roster: dict[str, list[dict[str, Any]]], number_of: dict[str
         for school, entry, exit_ in ordered[:-1]:
             reenrollments.append({"studentid": sid, "state_excludefromreporting": 0,
                                   **enrollment(school, entry, exit_)})
+    unknown = sorted(set(people) - {users[u][0] for u in spans})
+    if unknown:
+        raise SupplementaryFileError(
+            f"students.csv: {len(unknown)} student(s) have no OneRoster student enrollment, e.g. student_number "
+            f"{unknown[0]}: correct the line or the roster (nothing is ignored).")
+    idle = len(users) - len(spans)
+    if idle:
+        log.warning("OneRoster: %d student(s) have no school enrollment in the roster: no enrollment to report",
+                    idle)
     stray = sorted(set(codes) - used)
     if stray:
         ident, school, entry = stray[0]

@@ -89,7 +89,7 @@ FILES: dict[str, FileSpec] = {
                             key=("school_number",), defaults={"state_excludefromreporting": "0"}),
     "students.csv": FileSpec("students", {"student_number": DIGITS},
                              {"state_studentnumber": PERSONAL_TEXT, "dob": PERSONAL_TEXT, "gender": TEXT,
-                              "legalfirstname": PERSONAL_TEXT, "legallastname": PERSONAL_TEXT,
+                              "grade_level": GRADE, "legalfirstname": PERSONAL_TEXT, "legallastname": PERSONAL_TEXT,
                               "legalgender": TEXT, "state_excludefromreporting": FLAG},
                              key=("student_number",), defaults={"state_excludefromreporting": "0"}),
     "enrollment_codes.csv": FileSpec("enrollment_codes", {"student_number": DIGITS, "school_number": INTEGER,
