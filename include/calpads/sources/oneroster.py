@@ -219,27 +219,30 @@ class OneRosterClient:
         folder = self.supplementary()
         check_supplied("OneRoster", self.supplied(folder), record_types, SUPPLEMENT_HOW)
         roster = self.pull_roster(work_dir)
+
         def rows(name: str) -> list[dict[str, Any]]:
             return folder.rows(name) if folder is not None else []
 
         schools = school_rows(roster["schools"], rows("schools.csv"))
         number_of = {s["sourcedId"]: s["school_number"] for s in schools}
         students, reenrollments = enrollment_rows(roster, number_of, folder)
+        legal = ("legalfirstname", "legallastname", "legalgender")
+        stu_x = [{"studentsdcid": s["dcid"], **{c: s[c] for c in legal}} for s in students]
+        students = [{k: v for k, v in s.items() if k not in legal} for s in students]
         tables: dict[str, Any] = {
             "prefs": [{"id": 0, "name": "districtnumber", "value": self.settings.reporting_lea or None,
                        "schoolid": 0}],
             "schools": [{k: v for k, v in s.items() if k != "sourcedId"} for s in schools],
             "calendar_day": [{"id": i, **r} for i, r in enumerate(rows("calendar_day.csv"), 1)],
             "students": students, "reenrollments": reenrollments,
-            "s_ca_stu_x": [{"studentsdcid": s["dcid"], **{c: s.pop(c) for c in ("legalfirstname", "legallastname",
-                                                                              "legalgender")}} for s in students],
+            "s_ca_stu_x": stu_x,
             "attendance_code": rows("attendance_code.csv"),
         }
         if attendance and folder is not None and needs_attendance(record_types) and folder.has("attendance.csv"):
             codes = {int(c["id"]) for c in tables["attendance_code"]}
             agg = AttendancePages(tables, scope)
             page: list[dict[str, Any]] = []
-            for line, row in folder.lines("attendance.csv"):
+            for line, row in folder.lines("attendance.csv"):   # streamed: never the whole file in memory
                 if int(row["attendance_codeid"]) not in codes:
                     raise SupplementaryFileError(
                         f"attendance.csv line {line} (studentid {row['studentid']}, att_date {row['att_date']}): "
