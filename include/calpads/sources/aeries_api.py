@@ -14,6 +14,12 @@ API used (Aeries Knowledge Base):
   https://support.aeries.com/support/solutions/articles/14000113683-aeries-api-student-related-end-points
 - enrollment history per school and year (``/api/v5/schools/{SchoolCode}/enrollment/0/year/{yyyy}``):
   https://support.aeries.com/support/solutions/articles/14000113684-aeries-api-attendance-and-enrollment-related-end-points
+- each school's absence codes (``/api/v5/schools/{SchoolCode}/AbsenceCodes``) and Student Attendance
+  (``/api/v5/schools/{SchoolCode}/attendance/{StudentID}``, StudentID 0 = every student, ``StartDate`` and
+  ``EndDate`` as yyyyMMdd, inclusive; each record is a student with ``AttendanceDays``, each day its
+  ``CalendarDate`` and ``AllDayAttendanceCode``, as Aeries's own AeriesApi PowerShell module,
+  Get-AeriesStudentAttendance, calls it): the school's quick reference,
+  https://support.aeries.com/support/solutions/articles/14000070569, lists both end points
 Field names and meanings are the documentation's (School: DoNotReport = "not to be included in
 federal/state reporting (e.g., CALPADS)", StateCountyID/StateDistrictID/StateSchoolID = the CDS parts;
 Calendar: HolidayCode "@ = School not in session ... # = School Holiday ... $ = Staff Development";
@@ -46,7 +52,14 @@ How Aeries's shape becomes the contract's (each rule here, once):
   code, which Aeries translates to the CALPADS code on its CALPADS Code Translation page when it builds its
   own extracts: the connection's extra ``exit_reasons`` ({"Aeries code": "CALPADS code"}) does the same
   here, and a code it does not list is passed as it is (the quality gate's code-set rule reports one that
-  is not a CALPADS code). The v5 end points carry no enrollment status, completion status, expected
+  is not a CALPADS code).
+- **Daily attendance.** Aeries keeps one all-day code per student and day (ATT.AL); a day without one is a day
+  present. The API gives no code's CALPADS category: the connection's extra ``absence_codes``
+  ({"Aeries code": "CALPADS category"}) does, as Aeries's CALPADS translation does; its codes of category
+  PRESENT or IN_SCHOOL_SUSPENSION count as present, the others as absences. Without it, STAS and LEAP fail
+  before anything is fetched (``ABSENCE_CODES_HOW``). Attendance is read one school and one month per request
+  and aggregated as it arrives (calpads.sources.attendance_pages); period attendance is not read (STAS counts
+  daily attendance). The v5 end points carry no enrollment status, completion status, expected
   receiver school or UC/CSU indicator (``SENR_GAP``): they stay blank, and the pull's log says so.
 """
 
@@ -56,8 +69,9 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +86,12 @@ from calpads.sources.api_common import (
     StaticHeader,
     connection_base_url,
     connection_extras,
+    iter_pages,
     paged_fetch,
     read_denied_message,
 )
+from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, needs_attendance, supplied_by
+from calpads.sources.attendance_pages import DAILY, AttendancePages, fetch_range
 from calpads.sources.sprg_frames import assemble_sprg_pull
 from calpads.sources.sql_sis import ENROLLMENT_CODES
 
@@ -94,14 +111,22 @@ FIELDS: dict[str, dict[str, str]] = {
     "students": {"StudentID": "id", "StateStudentID": "state_studentnumber", "FirstName": "legalfirstname",
                  "LastName": "legallastname", "FirstNameAlias": "first_name_alias",
                  "LastNameAlias": "last_name_alias", "Birthdate": "dob", "Gender": "gender",
-                 "SchoolCode": "schoolid", "SchoolEnterDate": "entrydate", "SchoolLeaveDate": "exitdate"},
+                 "SchoolCode": "schoolid", "SchoolEnterDate": "entrydate", "SchoolLeaveDate": "exitdate",
+                 "Grade": "grade_level"},
     "enrollment": {"StudentID": "studentid", "SchoolCode": "schoolid", "EnterDate": "entrydate",
-                   "LeaveDate": "exitdate", "ExitReasonCode": "exitcode"},
+                   "LeaveDate": "exitdate", "ExitReasonCode": "exitcode", "Grade": "grade_level"},
+    "absence_codes": {"SchoolCode": "schoolid", "Code": "att_code", "Description": "description"},
     "programs": {"StudentID": "studentsdcid", "ProgramCode": "programcode",
                  "EligibilityStartDate": "eligibilitystartdate", "EligibilityEndDate": "eligibilityenddate",
                  "ParticipationStartDate": "participationstartdate", "ParticipationEndDate": "participationenddate"},
 }
-DATE_COLUMNS = {"date_value", "dob", "entrydate", "exitdate", "eligibilitystartdate", "eligibilityenddate",
+# Student Attendance: one record per student with an AttendanceDays list; one row per day (see attendance_rows)
+ATTENDANCE_FIELDS = {"StudentID": "studentid", "SchoolCode": "schoolid", "CalendarDate": "att_date",
+                     "AllDayAttendanceCode": "att_code"}
+ATTENDANCE_MONTHS_PER_REQUEST = 1   # Student Attendance is asked for one month of one school at a time
+# CALPADS categories whose codes still count the student present (the rest are absences)
+PRESENT_CATEGORIES = {"PRESENT", "IN_SCHOOL_SUSPENSION"}
+DATE_COLUMNS = {"date_value", "att_date", "dob", "entrydate", "exitdate", "eligibilitystartdate", "eligibilityenddate",
                 "participationstartdate", "participationenddate"}
 
 SPRG_GAP = (
@@ -117,6 +142,12 @@ SENR_GAP = (
     "The Aeries v5 API carries no Enrollment Status, Student School Completion Status, Expected Receiver School "
     "or UC/CSU requirements indicator (SENR 1.23, 1.27-1.29): they stay blank in data read from it (1.23 is sent "
     "as 10, primary). Exit reasons come from the enrollment history's exit code (ExitReasonCode)."
+)
+
+ABSENCE_CODES_HOW = (
+    "Aeries's API gives each school's absence codes but not their CALPADS category: list them in the Aeries "
+    "connection's extra absence_codes, {\"Aeries code\": \"CALPADS category\"} (EXCUSED, UNEXCUSED, "
+    "OUT_OF_SCHOOL_SUSPENSION, IN_SCHOOL_SUSPENSION, INDEPENDENT_STUDY, PRESENT; see docs/sis-sources.md)."
 )
 
 # Aeries security areas per data flow, in the words the integration team uses.
@@ -139,6 +170,7 @@ class AeriesSettings:
     subdistricts: dict[str, str] = field(default_factory=dict)
     pull_timeout: float = 4 * 3600.0
     exit_reasons: dict[str, str] = field(default_factory=dict)   # Aeries exit code -> CALPADS exit reason code
+    absence_codes: dict[str, str] = field(default_factory=dict)  # Aeries all-day code -> CALPADS category
 
     @classmethod
     def from_connection(cls, conn: Any) -> AeriesSettings:
@@ -154,12 +186,16 @@ class AeriesSettings:
         exit_reasons = extra.get("exit_reasons") or {}
         if isinstance(exit_reasons, str):
             exit_reasons = json.loads(exit_reasons)
+        absence_codes = extra.get("absence_codes") or {}
+        if isinstance(absence_codes, str):
+            absence_codes = json.loads(absence_codes)
         return cls(base_url=host, certificate=conn.password, database_year=str(extra.get("database_year") or ""),
                    page_size=int(extra.get("page_size") or DEFAULT_PAGE_SIZE), policy=RetryPolicy.from_extra(extra),
                    verify=extra.get("verify", True),
                    subdistricts={str(k): str(v) for k, v in subdistricts.items()},
                    pull_timeout=float(extra.get("pull_timeout") or 4 * 3600.0),
-                   exit_reasons={str(k).strip(): str(v).strip() for k, v in exit_reasons.items()})
+                   exit_reasons={str(k).strip(): str(v).strip() for k, v in exit_reasons.items()},
+                   absence_codes={str(k).strip(): str(v).strip().upper() for k, v in absence_codes.items()})
 
 
 def _date(v: Any) -> str | None:
@@ -257,9 +293,15 @@ class AeriesClient:
                         area.lower(), f"the \"{area}\" security area", "Aeries vendor certificate")))
         return out
 
-    def pull_tables(self, scope: RunScope, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-        """The contract tables the SPRG pull reads, from Aeries (the rules in the module docstring)."""
+    def pull_tables(self, scope: RunScope, work_dir: str | Path, program_codes: list[str] | None = None, *,
+                    attendance: bool = True, record_types: tuple[str, ...] = RECORD_TYPES) -> dict[str, Any]:
+        """The contract tables the CALPADS files read, from Aeries (the rules in the module docstring), and, with
+        ``attendance``, the all-day attendance codes aggregated month by month (calpads.sources.attendance_pages).
+        program_codes is not used: Aeries has no Title I services (SPRG_GAP)."""
         deadline = time.monotonic() + self.settings.pull_timeout
+        attendance = attendance and needs_attendance(record_types)
+        if attendance or record_types:
+            check_supplied("Aeries", self.supplied(), record_types, ABSENCE_CODES_HOW)
         year = scope.academic_year[:4]
         self.database_year = self.settings.database_year or year
         schools = self.fetch("schools", "schools", work_dir, deadline=deadline)
@@ -267,6 +309,7 @@ class AeriesClient:
         calendar: list[dict[str, Any]] = []
         students: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
+        absence_codes: list[dict[str, Any]] = []
         programs: dict[tuple[Any, ...], dict[str, Any]] = {}
         for sc in codes:
             calendar += self.fetch("calendar", f"schools/{sc}/calendar", work_dir, deadline=deadline)
@@ -275,6 +318,9 @@ class AeriesClient:
                                   deadline=deadline)
             for p in self.fetch("programs", f"schools/{sc}/students/0/programs", work_dir, deadline=deadline):
                 programs.setdefault(tuple(p.values()), p)   # listed once per school the student attended
+            if attendance:
+                absence_codes += self.fetch("absence_codes", f"schools/{sc}/AbsenceCodes", work_dir,
+                                            deadline=deadline)
         stu, stu_x = _students(students)
         history = [{**h, **enrollment_codes(h.get("exitcode"), self.settings.exit_reasons)} for h in history]
         codes_of = {(h["studentid"], h["schoolid"], h["entrydate"]): h for h in history}
@@ -290,7 +336,7 @@ class AeriesClient:
         log.warning(SENR_GAP)
         lea = next((f"{s['county'] or ''}{s['district'] or ''}" for s in sorted(
             schools, key=lambda s: int(s["school_number"])) if str(s["state_excludefromreporting"]) == "0"), "")
-        return {
+        tables: dict[str, Any] = {
             "prefs": [{"id": 0, "name": "districtnumber", "value": lea or None, "schoolid": 0}],
             "schools": [{**s, "subdistrict": self.settings.subdistricts.get(str(s["school_number"]))}
                         for s in schools],
@@ -301,12 +347,105 @@ class AeriesClient:
                                                        scope.start_date.isoformat()),
             "s_ca_calpads_studentservices_c": [],
         }
+        if attendance:
+            tables["attendance_code"] = attendance_code_rows(absence_codes, self.settings.absence_codes)
+            code_ids = {(c["schoolid"], c["att_code"]): c["id"] for c in tables["attendance_code"]}
+            agg = AttendancePages(tables, scope)
+            first, last = fetch_range(scope)
+            for sc in codes:
+                for page in self.attendance_pages(sc, first, last, work_dir, deadline):
+                    agg.add(attendance_rows(page, code_ids))
+            tables.update(agg.frames())
+        return tables
+
+    def supplied(self) -> set[str]:
+        """What this source carries (api_tables.check_supplied): every table the files need; the attendance
+        codes' CALPADS category and presence only through the connection's ``absence_codes``."""
+        have = supplied_by({t: c for t, c in TABLE_COLUMNS.items() if t != "attendance_code"})
+        have |= {"ATTENDANCE", "ATTENDANCE_CODE"}
+        if self.settings.absence_codes:
+            have |= {"ATTENDANCE_CODE.CALPADS_CATEGORY", "ATTENDANCE_CODE.PRESENCE_STATUS_CD"}
+        return have
+
+    def attendance_pages(self, school: int, first: str, last: str, work_dir: str | Path,
+                         deadline: float | None) -> Iterator[list[dict[str, Any]]]:
+        """Student Attendance of one school, one calendar month per request (a checkpointed page each): rows
+        of (studentid, schoolid, att_date, att_code), one per student-day with an all-day code."""
+        months = month_ranges(first, last)
+        cols = list(ATTENDANCE_FIELDS.values())
+        path = f"schools/{school}/attendance/0"
+        store = PageStore.for_dataset(work_dir, SOURCE, f"attendance-{school}", {
+            "server": self.settings.base_url, "path": path, "params": self._params(), "months": months})
+        self.stores.append(store)
+
+        def page(n: int) -> list[dict[str, Any]]:
+            start, end = months[n - 1]
+            return day_rows(self.get(path, StartDate=start.replace("-", ""), EndDate=end.replace("-", "")))
+
+        return iter_pages(store, count=len(months), page_size=1, columns=cols, fetch_page=page, deadline=deadline,
+                          label=f"Aeries attendance ({path})")
 
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> Any:
-        return assemble_sprg_pull(self.pull_tables(scope, work_dir), scope, program_codes)
+        return assemble_sprg_pull(self.pull_tables(scope, work_dir, attendance=False, record_types=()), scope,
+                                  program_codes)
 
     def close(self) -> None:
         self.http.close()
+
+
+def month_ranges(first: str, last: str) -> list[tuple[str, str]]:
+    """[first, last] (ISO dates) cut into calendar months, as (start, end) ISO pairs."""
+    out = []
+    d = date.fromisoformat(first)
+    end = date.fromisoformat(last)
+    while d <= end:
+        nxt = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+        out.append((d.isoformat(), min(end, nxt - timedelta(days=1)).isoformat()))
+        d = nxt
+    return out
+
+
+def day_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Student Attendance records -> one row per AttendanceDays entry with an all-day code (a blank code is a
+    day present: no row, as ATTENDANCE holds none for it)."""
+    out = []
+    for rec in records:
+        for day in rec.get("AttendanceDays") or []:
+            code = (day.get("AllDayAttendanceCode") or "").strip()
+            if code:
+                out.append({"studentid": rec.get("StudentID"), "schoolid": day.get("SchoolCode", rec.get("SchoolCode")),
+                            "att_date": _date(day.get("CalendarDate")), "att_code": code})
+    return out
+
+
+def attendance_code_rows(absence_codes: list[dict[str, Any]], categories: dict[str, str]) -> list[dict[str, Any]]:
+    """ATTENDANCE_CODE rows from each school's Absence Codes: the category from the connection's
+    ``absence_codes`` (a code it does not list: blank, counted as the uncategorised absence of stas.yaml);
+    presence Present for PRESENT_CATEGORIES, else Absent (an Aeries all-day code marks an absence)."""
+    out = []
+    for i, c in enumerate(sorted(absence_codes, key=lambda c: (int(c["schoolid"]), str(c["att_code"]))), 1):
+        category = categories.get(str(c["att_code"]).strip())
+        out.append({"id": i, "schoolid": int(c["schoolid"]), "att_code": str(c["att_code"]).strip(),
+                    "presence_status_cd": "Present" if category in PRESENT_CATEGORIES else "Absent",
+                    "calpads_category": category})
+    return out
+
+
+def attendance_rows(rows: list[dict[str, Any]], code_ids: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
+    """Day rows in the ATTENDANCE shape (daily mode; the code's id at the row's school). A code the school's
+    Absence Codes do not list has no id: the row is dropped, as the SQL source's join drops it, and logged."""
+    out, unknown = [], 0
+    for r in rows:
+        cid = code_ids.get((int(r["schoolid"]), str(r["att_code"])))
+        if cid is None:
+            unknown += 1
+            continue
+        out.append({"studentid": r["studentid"], "schoolid": r["schoolid"], "att_date": r["att_date"],
+                    "attendance_codeid": cid, "att_mode_code": DAILY})
+    if unknown:
+        log.warning("Aeries: %d attendance day(s) carry an all-day code their school's Absence Codes do not list: "
+                    "not counted", unknown)
+    return out
 
 
 def enrollment_codes(aeries_exit_code: Any, exit_reasons: dict[str, str]) -> dict[str, Any]:

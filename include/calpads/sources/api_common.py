@@ -26,7 +26,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,6 +391,16 @@ def paged_fetch(store: PageStore, *, count: int | None, page_size: int, columns:
                 deadline: float | None = None, label: str = "") -> list[dict[str, Any]]:
     """Fetch pages 1..n (n from ``count``, or until a short page when the API gives no count),
     skipping pages already in the checkpoint. Bounded by ``max_pages`` and ``deadline``."""
+    return [row for page in iter_pages(store, count=count, page_size=page_size, columns=columns,
+                                       fetch_page=fetch_page, max_pages=max_pages, deadline=deadline, label=label)
+            for row in page]
+
+
+def iter_pages(store: PageStore, *, count: int | None, page_size: int, columns: list[str],
+               fetch_page: Callable[[int], list[dict[str, Any]]], max_pages: int = 100_000,
+               deadline: float | None = None, label: str = "") -> Iterator[list[dict[str, Any]]]:
+    """paged_fetch one page at a time (each as read back from its checkpoint file): for datasets too large
+    to hold as rows (daily attendance, calpads.sources.attendance_pages)."""
     meta = store.read_meta()
     if meta is None or meta.get("count") != count or meta.get("page_size") != page_size:
         store.reset()
@@ -402,19 +412,19 @@ def paged_fetch(store: PageStore, *, count: int | None, page_size: int, columns:
         n_pages = meta.get("last_page") or max_pages
     if n_pages > max_pages:
         raise ApiSourceError(f"{label}: {n_pages} pages exceed the limit of {max_pages}; raise page_size.")
-    pages: list[int] = []
     for page in range(1, n_pages + 1):
         if deadline is not None and time.monotonic() > deadline:
             raise ApiSourceError(f"{label}: the pull ran past its time limit at page {page}; retry to resume.")
-        pages.append(page)
         if store.has(page):
             store.reused_pages.append(page)
+            yield store.load([page], columns)
             if count is None and meta.get("last_page") == page:
                 break
             continue
         rows = fetch_page(page)
         store.save(page, rows, columns)
         store.fetched_pages.append(page)
+        yield store.load([page], columns)
         if count is None and len(rows) < page_size:
             meta["last_page"] = page
             store.write_meta(meta)
@@ -425,7 +435,6 @@ def paged_fetch(store: PageStore, *, count: int | None, page_size: int, columns:
     if store.reused_pages:
         log.info("%s: %d page(s) reused from the checkpoint, %d fetched", label, len(store.reused_pages),
                  len(store.fetched_pages))
-    return store.load(pages, columns)
 
 
 # -- data flows (permissions) --------------------------------------------------------------

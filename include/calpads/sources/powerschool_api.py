@@ -19,6 +19,9 @@ admin guide and the customization reference):
   (endpoint list: https://mba-link.com/wp-content/uploads/2025/04/Customization-Reference-25.4.zip,
   "API - General"; q operators ==, =gt=, =ge=, =lt=, =le= joined with ';':
   https://git.qipusong.site/tulsaschoolsdata/ps_utilities/blob/main/PS_API_NOTES.md)
+Daily attendance (ATTENDANCE, ~85M rows a year in a large district) is read with the same table API,
+filtered on the server to daily rows in the year (``att_mode_code==ATT_ModeDaily;att_date=ge=..;att_date=le=..``)
+and aggregated page by page (calpads.sources.attendance_pages); ATTENDANCE_CODE comes whole.
 PowerSchool hands every value over as text and leaves out null columns; the
 contract's column types are restored in calpads.sources.sprg_frames.
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +51,13 @@ from calpads.sources.api_common import (
     RetryPolicy,
     connection_base_url,
     connection_extras,
+    iter_pages,
     paged_fetch,
     read_denied_message,
     write_denied_message,
 )
+from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, needs_attendance, supplied_by
+from calpads.sources.attendance_pages import ATTENDANCE_COLUMNS, DAILY, AttendancePages, fetch_range
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
 from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
 
@@ -74,6 +80,7 @@ FLOW_TABLES = {
     "read_attendance": ("ATTENDANCE", "ATTENDANCE_CODE"),
     "read_programs": ("S_CA_STU_CALPADSPROGRAMS_C", "S_CA_CALPADS_STUDENTSERVICES_C"),
 }
+FULL_TABLES = {**TABLE_COLUMNS, "attendance": ATTENDANCE_COLUMNS}   # what this source reads
 WRITE_ACCESS = {"FullAccess"}  # column access levels that allow writing (others: ViewOnly, NoAccess, ...)
 
 
@@ -144,14 +151,19 @@ class PowerSchoolClient:
     def fetch_table(self, table: str, columns: list[str], work_dir: str | Path, q: str | None = None,
                     deadline: float | None = None) -> list[dict[str, Any]]:
         """Every row of a table (projection = columns), checkpointed page by page in work_dir."""
+        return [row for page in self.table_pages(table, columns, work_dir, q, deadline) for row in page]
+
+    def table_pages(self, table: str, columns: list[str], work_dir: str | Path, q: str | None = None,
+                    deadline: float | None = None) -> Iterator[list[dict[str, Any]]]:
+        """fetch_table one page at a time (daily attendance is never held whole)."""
         size = self.page_size()
         count = self.table_count(table, q)
         store = PageStore.for_dataset(work_dir, SOURCE, table.lower(), {
             "server": self.settings.base_url, "table": table.lower(), "q": q, "columns": columns, "pagesize": size})
         self.stores.append(store)
-        return paged_fetch(store, count=count, page_size=size, columns=columns, deadline=deadline,
-                           label=f"PowerSchool table {table.upper()}",
-                           fetch_page=lambda page: self.table_page(table, page, size, columns, q))
+        return iter_pages(store, count=count, page_size=size, columns=columns, deadline=deadline,
+                          label=f"PowerSchool table {table.upper()}",
+                          fetch_page=lambda page: self.table_page(table, page, size, columns, q))
 
     def powerquery_count(self, name: str, args: dict[str, Any] | None = None) -> int:
         body = self.http.post_json(f"/ws/schema/query/{name}/count", json_body=args or {})
@@ -237,29 +249,44 @@ class PowerSchoolClient:
                         "(SENR 1.23 is then sent as 10).", ", ".join(missing))
         return out
 
-    def pull_tables(self, scope: RunScope, program_codes: list[str], work_dir: str | Path,
-                    ) -> dict[str, list[dict[str, Any]]]:
-        """The contract tables' rows the SPRG pull reads (with the enrollment codes on STUDENTS / REENROLLMENTS)."""
+    def pull_tables(self, scope: RunScope, work_dir: str | Path, program_codes: list[str] | None = None, *,
+                    attendance: bool = True, record_types: tuple[str, ...] = RECORD_TYPES) -> dict[str, Any]:
+        """The contract tables every CALPADS file reads (api_tables.TABLE_COLUMNS; the enrollment codes where the
+        server has them), and, with ``attendance``, daily ATTENDANCE aggregated page by page into the frames of
+        calpads.sources.attendance_pages. program_codes: the SPRG run's programs (Title I services are read only
+        with 122; None = read them)."""
         deadline = time.monotonic() + self.settings.pull_timeout
         start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
-        # Server-side filters only where they are exact (NOT NULL columns); the rest of
-        # the selection is sprg_frames', as for every API source.
+        # Every contract table is served by the schema table API: nothing can be missing but access.
+        check_supplied("PowerSchool", supplied_by(FULL_TABLES), record_types)
+        attendance = attendance and needs_attendance(record_types)
+        # Server-side filters only where they are exact (NOT NULL columns); the rest of the selection is the
+        # reader's (sprg_frames, the staged builders), as for every API source.
         q = {
             "calendar_day": "insession==1",
-            "students": "state_excludefromreporting==0",
             "s_ca_calpads_studentservices_c": f"servicedate=ge={start};servicedate=le={end}",
         }
         codes = self.enrollment_code_columns()
-        tables: dict[str, list[dict[str, Any]]] = {}
-        for table, cols in SPRG_TABLE_COLUMNS.items():
-            if table == "s_ca_calpads_studentservices_c" and "122" not in program_codes:
+        tables: dict[str, Any] = {}
+        for table, cols in TABLE_COLUMNS.items():
+            if table == "s_ca_calpads_studentservices_c" and program_codes is not None and "122" not in program_codes:
                 continue
-            tables[table] = self.fetch_table(table, [*cols, *codes.get(table, [])], work_dir, q=q.get(table),
-                                             deadline=deadline)
+            if not record_types and table not in SPRG_TABLE_COLUMNS:
+                continue
+            cols = [c for c in cols if c not in ENROLLMENT_CODES or c in codes.get(table, [])]
+            tables[table] = self.fetch_table(table, cols, work_dir, q=q.get(table), deadline=deadline)
+        if attendance:
+            first, last = fetch_range(scope)
+            agg = AttendancePages(tables, scope)
+            for page in self.table_pages("attendance", ATTENDANCE_COLUMNS, work_dir, deadline=deadline,
+                                         q=f"att_mode_code=={DAILY};att_date=ge={first};att_date=le={last}"):
+                agg.add(page)
+            tables.update(agg.frames())
         return tables
 
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        return assemble_sprg_pull(self.pull_tables(scope, program_codes, work_dir), scope, program_codes)
+        return assemble_sprg_pull(self.pull_tables(scope, work_dir, program_codes, attendance=False, record_types=()),
+                                  scope, program_codes)
 
     def close(self) -> None:
         self.http.close()

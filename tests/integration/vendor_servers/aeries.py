@@ -2,7 +2,10 @@
 
 Implements: GET /api/v5/systeminfo (no certificate), /api/v5/schools[/{sc}], /schools/{sc}/calendar,
 /schools/{sc}/students with StartingRecord/EndingRecord (inclusive, from 1), /schools/{sc}/enrollment/0
-[/year/{yyyy}], /schools/{sc}/students/0/programs. Every other call needs the AERIES-CERT header
+[/year/{yyyy}], /schools/{sc}/students/0/programs, /schools/{sc}/AbsenceCodes (Code, Description) and the
+Student Attendance end point /schools/{sc}/attendance/0 with StartDate/EndDate (yyyyMMdd, inclusive): one
+record per student with AttendanceDays [{SchoolCode, CalendarDate, AllDayAttendanceCode, Periods}], the days
+with an all-day code only. Every other call needs the AERIES-CERT header
 (401 without, 403 for an end point outside ``granted``). Records carry the documented fields only; dates
 go out as 'YYYY-MM-DDT00:00:00', as Aeries sends them; errors as {"Message": ...}.
 
@@ -30,6 +33,8 @@ def as_aeries_district(engine: sa.Engine, range_start: str) -> None:
     """Re-shape a contract SIS (SQLite) in place into an Aeries district's data:
     - one student key: STUDENTS.ID = DCID = STUDENT_NUMBER, references included;
     - legal names always present (Aeries's FirstName/LastName), no legal gender, no exclusion flags;
+    - attendance: one all-day code per student, school and day (Aeries's ATT holds one record a day: the
+      first daily row is kept);
     - programs: the fields Aeries has (code, membership 1 or 3, dates), the school of the student's
       enrollment on max(start, range_start) (else the current school), id = <code><yyyymmdd>, no Title I
       services, no blank codes.
@@ -53,6 +58,9 @@ def as_aeries_district(engine: sa.Engine, range_start: str) -> None:
                           "legallastname = COALESCE(legallastname, (SELECT last_name FROM students s "
                           "WHERE s.dcid = s_ca_stu_x.studentsdcid))")
         c.exec_driver_sql("DELETE FROM s_ca_calpads_studentservices_c")
+        c.exec_driver_sql("DELETE FROM attendance WHERE att_mode_code = 'ATT_ModeDaily' AND id NOT IN ("
+                          "SELECT MIN(id) FROM attendance WHERE att_mode_code = 'ATT_ModeDaily' "
+                          "GROUP BY studentid, schoolid, att_date)")
         on = "MAX(COALESCE(p.programstartdate, :rs), :rs)"
         c.execute(sa.text(f"""
             CREATE TABLE programs_aeries AS SELECT DISTINCT
@@ -81,6 +89,15 @@ def _dt(v: str | None) -> str | None:
     return None if v is None else f"{v}T00:00:00"
 
 
+def _grade(v: str | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _iso(v: str | None) -> str | None:
+    """yyyyMMdd (the Student Attendance filters) -> yyyy-MM-dd."""
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if v else None
+
+
 def _year(iso: str) -> str:
     """The Aeries AcademicYear (yyyy of the first half) of a date."""
     return current_academic_year(date.fromisoformat(iso))[:4]
@@ -100,9 +117,11 @@ class AeriesServer(VendorServer):
             "schools": ["school_number", "name", "alternate_school_number", "state_excludefromreporting"],
             "calendar_day": ["id", "schoolid", "date_value", "insession"],
             "students": ["id", "state_studentnumber", "first_name", "last_name", "dob", "gender", "schoolid",
-                         "entrydate", "exitdate", "state_excludefromreporting", "dcid", *exit_code],
+                         "entrydate", "exitdate", "state_excludefromreporting", "dcid", "grade_level", *exit_code],
             "reenrollments": ["id", "studentid", "schoolid", "entrydate", "exitdate", "state_excludefromreporting",
-                              *exit_code],
+                              "grade_level", *exit_code],
+            "attendance_code": ["id", "schoolid", "att_code", "description"],
+            "attendance": ["id", "studentid", "schoolid", "att_date", "attendance_codeid", "att_mode_code"],
             "s_ca_stu_x": ["studentsdcid", "legalfirstname", "legallastname", "legalgender"],
             "s_ca_stu_calpadsprograms_c": ["id", "studentsdcid", "schoolid", "programcode", "programmembershipcode",
                                            "programstartdate", "programenddate"],
@@ -129,14 +148,30 @@ class AeriesServer(VendorServer):
                 "FirstNameAlias": s["first_name"] if s["first_name"] != x["legalfirstname"] else "",
                 "LastNameAlias": s["last_name"] if s["last_name"] != x["legallastname"] else "",
                 "Gender": s["gender"], "Birthdate": _dt(s["dob"]), "InactiveStatusCode": "",
-                "SchoolEnterDate": _dt(s["entrydate"]), "SchoolLeaveDate": _dt(s["exitdate"])})
+                "SchoolEnterDate": _dt(s["entrydate"]), "SchoolLeaveDate": _dt(s["exitdate"]),
+                "Grade": _grade(s["grade_level"])})
         # Enrollment history holds every enrollment, the current one included.
         self.enrollment: dict[int, list[dict[str, Any]]] = {}
         for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
             self.enrollment.setdefault(int(e["schoolid"]), []).append({
                 "StudentID": int(e["studentid"]), "SchoolCode": int(e["schoolid"]),
                 "AcademicYear": _year(e["entrydate"]), "EnterDate": _dt(e["entrydate"]),
-                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": e.get("exitcode") or ""})
+                "LeaveDate": _dt(e["exitdate"]), "ExitReasonCode": e.get("exitcode") or "",
+                "Grade": _grade(e["grade_level"])})
+        self.absence_codes: dict[int, list[dict[str, Any]]] = {}
+        code_of = {}
+        for a in t["attendance_code"]:
+            code_of[a["id"]] = a["att_code"]
+            self.absence_codes.setdefault(int(a["schoolid"]), []).append({
+                "SchoolCode": int(a["schoolid"]), "Code": a["att_code"], "Description": a["description"] or ""})
+        # Student Attendance: school -> student -> [day]; daily rows whose code the school lists
+        self.attendance: dict[int, dict[int, list[dict[str, Any]]]] = {}
+        for a in t["attendance"]:
+            if a["att_mode_code"] != "ATT_ModeDaily" or a["attendance_codeid"] not in code_of:
+                continue
+            self.attendance.setdefault(int(a["schoolid"]), {}).setdefault(int(a["studentid"]), []).append({
+                "SchoolCode": int(a["schoolid"]), "CalendarDate": _dt(a["att_date"]),
+                "AllDayAttendanceCode": code_of[a["attendance_codeid"]], "Periods": []})
         # Programs belong to the student: each school lists those of every student with a record there.
         schools_of: dict[int, set[int]] = {}
         for e in [{**s, "studentid": s["id"]} for s in t["students"]] + t["reenrollments"]:
@@ -188,7 +223,18 @@ class AeriesServer(VendorServer):
             return Response(200, rows)
         if area == "programs":
             return Response(200, self.programs.get(sc, []))
-        return Response(200, [])   # attendance: not served (the SPRG pull does not read it)
+        if area == "absence_codes":
+            return Response(200, self.absence_codes.get(sc, []))
+        if area == "attendance":
+            first = _iso(req.query.get("StartDate")) or "0000-00-00"
+            last = _iso(req.query.get("EndDate")) or "9999-99-99"
+            out = []
+            for sid, days in sorted(self.attendance.get(sc, {}).items()):
+                inside = [d for d in days if first <= d["CalendarDate"][:10] <= last]
+                if inside:
+                    out.append({"StudentID": sid, "SchoolCode": sc, "AttendanceDays": inside})
+            return Response(200, out)
+        return Response(404, {"Message": "Not found"})
 
     @staticmethod
     def _area(parts: list[str]) -> str | None:
@@ -202,6 +248,8 @@ class AeriesServer(VendorServer):
             return "programs"
         if parts[2] == "enrollment" and len(parts) in (4, 6):
             return "enrollment"
-        if parts[2] == "attendance":
+        if parts[2] == "attendance" and len(parts) == 4:
             return "attendance"
+        if parts[2] == "AbsenceCodes" and len(parts) in (3, 4):
+            return "absence_codes"
         return None

@@ -71,3 +71,56 @@ class OneRosterServer(VendorServer):
         limit = min(int(req.query.get("limit") or 100), self.max_limit)
         offset = int(req.query.get("offset") or 0)
         return Response(200, {key: rows[offset: offset + limit]}, {"X-Total-Count": str(len(rows))})
+
+
+def as_oneroster_district(engine: sa.Engine) -> None:
+    """Re-shape a contract SIS (SQLite) in place into what a OneRoster district plus its supplementary files
+    hold, seen through the contract (written in SQL, apart from calpads.sources.oneroster's Python rules):
+    one student key (STUDENTS.ID = DCID = STUDENT_NUMBER, references included), no per-enrollment
+    exclusion flag, and only attendance rows whose code the district's code table has."""
+    by_id = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.id = {t}.studentid)"
+    by_dcid = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.dcid = {t}.studentsdcid)"
+    with engine.begin() as c:
+        for t in ("reenrollments", "attendance"):
+            c.exec_driver_sql(f"UPDATE {t} SET studentid = {by_id.format(t=t)}")  # noqa: S608 - fixed names
+        for t in ("s_ca_stu_x", "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c"):
+            c.exec_driver_sql(f"UPDATE {t} SET studentsdcid = {by_dcid.format(t=t)}")  # noqa: S608
+        c.exec_driver_sql("UPDATE students SET id = CAST(student_number AS INTEGER), "
+                          "dcid = CAST(student_number AS INTEGER)")
+        c.exec_driver_sql("UPDATE reenrollments SET state_excludefromreporting = 0")
+        c.exec_driver_sql("DELETE FROM attendance WHERE attendance_codeid NOT IN (SELECT id FROM attendance_code)")
+
+
+SUPPLEMENTARY_SQL = {
+    "schools.csv": "SELECT school_number, alternate_school_number, name, subdistrict, state_excludefromreporting "
+                   "FROM schools",
+    "students.csv": "SELECT s.student_number, s.state_studentnumber, s.dob, s.gender, x.legalfirstname, "
+                    "x.legallastname, x.legalgender, s.state_excludefromreporting FROM students s "
+                    "LEFT JOIN s_ca_stu_x x ON x.studentsdcid = s.dcid",
+    "enrollment_codes.csv": "SELECT student_number, schoolid AS school_number, entrydate, grade_level, "
+                            "enrollmentstatus, exitcode, completionstatus, receiver_school, uccsu_reqs_met "
+                            "FROM students UNION ALL SELECT s.student_number, r.schoolid, r.entrydate, "
+                            "r.grade_level, r.enrollmentstatus, r.exitcode, r.completionstatus, r.receiver_school, "
+                            "r.uccsu_reqs_met FROM reenrollments r JOIN students s ON s.id = r.studentid",
+    "calendar_day.csv": "SELECT schoolid, date_value, insession FROM calendar_day",
+    "attendance_code.csv": "SELECT id, schoolid, att_code, presence_status_cd, calpads_category "
+                           "FROM attendance_code",
+    "attendance.csv": "SELECT id, studentid, schoolid, att_date, attendance_codeid, att_mode_code FROM attendance",
+}
+
+
+def write_supplementary(engine: sa.Engine, folder: Any) -> None:
+    """The district's supplementary files, exported from its SIS as a district would (plain SQL + csv)."""
+    import csv
+    from pathlib import Path
+
+    from tests.integration.vendor_servers.common import text
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with engine.connect() as c:
+        for name, sql in SUPPLEMENTARY_SQL.items():
+            result = c.exec_driver_sql(sql)
+            with open(Path(folder) / name, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(list(result.keys()))
+                w.writerows([["" if v is None else text(v) for v in row] for row in result])
