@@ -147,9 +147,9 @@ def build_health_dag():
             if runtime.sis_source() == "sql":
                 results = flows_sql(runtime.engine("sis_db"), wanted)
             else:
-                from calpads_airflow.hooks import HOOK_FOR_SOURCE
+                from calpads_airflow.registry import hook_for
 
-                results = flows_api(HOOK_FOR_SOURCE[runtime.sis_source()](runtime.api_conn_id()), wanted)
+                results = flows_api(hook_for(runtime.sis_source())(runtime.api_conn_id()), wanted)
             return save(work, "data_flows", results)
 
         @task(task_display_name="Nightly DAGs ran recently")

@@ -18,13 +18,18 @@ from calpads.sources.api_sources import sis_api_name
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
 
 SPRG_TABLES = tuple(t.upper() for t in SPRG_TABLE_COLUMNS)   # what the SPRG pull reads
-# How each SIS source is reached and what it must be granted to read, in the team's words.
-SOURCE_WORDS = {
-    "sql": ("sis_db (SQL)", "SELECT"),
-    "powerschool_api": ("PowerSchool plugin API", "plugin read access (ViewOnly)"),
-    "aeries_api": ("Aeries API v5", "the vendor certificate's read permission on the security areas"),
-    "oneroster": ("OneRoster 1.2 rostering", "the OneRoster app's roster-core.readonly scope"),
-}
+SQL_WORDS = ("sis_db (SQL)", "SELECT")
+
+
+def source_words(source: str) -> tuple[str, str]:
+    """How a SIS source is reached and what it must be granted to read, in the team's words (an API
+    source's words are its hook's: calpads_airflow.registry)."""
+    if source == "sql":
+        return SQL_WORDS
+    from calpads_airflow.registry import hook_for
+
+    hook = hook_for(source)
+    return hook.flow_system, hook.read_permission
 AFTERSCHOOL_READS = ("PREFS", "SCHOOLS", "STUDENTS", "REENROLLMENTS", "CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE")
 
 
@@ -42,7 +47,7 @@ class IntegrationConfig:
 
 
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
-    system, read_perm = SOURCE_WORDS[c.sis_source]
+    system, read_perm = source_words(c.sis_source)
     sis = system if c.sis_source == "sql" else f"{sis_api_name(c.sis_source)} ({system})"
     write_where = "sis_db (SQL)" if c.writeback == "sql" else "sis_powerschool (PowerSchool plugin API)"
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"

@@ -64,14 +64,13 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
     PageStore,
     RetryPolicy,
     StaticHeader,
-    connection_base_url,
-    connection_extras,
     paged_fetch,
     read_denied_message,
 )
@@ -141,10 +140,11 @@ class AeriesSettings:
     exit_reasons: dict[str, str] = field(default_factory=dict)   # Aeries exit code -> CALPADS exit reason code
 
     @classmethod
-    def from_connection(cls, conn: Any) -> AeriesSettings:
-        """From an Airflow Connection: host = the Aeries URL up to /api, password = the AERIES-CERT certificate."""
-        extra = connection_extras(conn)
-        host = connection_base_url(conn, strip_suffix="/api")
+    def from_connection(cls, conn: ApiConnection) -> AeriesSettings:
+        """From the connection (as calpads_airflow.hooks.aeries reads it): host = the Aeries URL up to /api,
+        password = the AERIES-CERT certificate."""
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.password:
             raise ApiSourceError("The Aeries connection needs the district's Aeries URL (host) and the vendor "
                                  "certificate (password, from Aeries: Security > API Security).")
@@ -186,6 +186,11 @@ def staging_row(dataset: str, rec: dict[str, Any]) -> dict[str, Any]:
 
 class AeriesClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> AeriesClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(AeriesSettings.from_connection(conn))
 
     def __init__(self, settings: AeriesSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

@@ -23,6 +23,7 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
@@ -30,8 +31,6 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
-    connection_base_url,
-    connection_extras,
     paged_fetch,
 )
 from calpads.sources.sql_sis import SprgPull
@@ -73,9 +72,9 @@ class OneRosterSettings:
     verify: bool | str = True
 
     @classmethod
-    def from_connection(cls, conn: Any) -> OneRosterSettings:
-        extra = connection_extras(conn)
-        host = connection_base_url(conn)
+    def from_connection(cls, conn: ApiConnection) -> OneRosterSettings:
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The OneRoster connection needs the base URL (host), the client ID (login) and "
                                  "the client secret (password).")
@@ -95,6 +94,11 @@ def _flat(value: Any) -> Any:
 
 class OneRosterClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> OneRosterClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(OneRosterSettings.from_connection(conn))
 
     def __init__(self, settings: OneRosterSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

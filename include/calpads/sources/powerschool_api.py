@@ -40,14 +40,13 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
-    connection_base_url,
-    connection_extras,
     paged_fetch,
     read_denied_message,
     write_denied_message,
@@ -89,10 +88,11 @@ class PowerSchoolSettings:
     pull_timeout: float = 4 * 3600.0
 
     @classmethod
-    def from_connection(cls, conn: Any) -> PowerSchoolSettings:
-        """From an Airflow Connection: host = server URL, login = client ID, password = client secret."""
-        extra = connection_extras(conn)
-        host = connection_base_url(conn)
+    def from_connection(cls, conn: ApiConnection) -> PowerSchoolSettings:
+        """From the connection (as calpads_airflow.hooks.powerschool reads it): host = server URL,
+        login = client ID, password = client secret."""
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The PowerSchool connection needs the server URL (host), the plugin's client ID "
                                  "(login) and client secret (password).")
@@ -108,6 +108,11 @@ class PowerSchoolSettings:
 
 class PowerSchoolClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> PowerSchoolClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(PowerSchoolSettings.from_connection(conn))
 
     def __init__(self, settings: PowerSchoolSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
