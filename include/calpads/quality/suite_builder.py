@@ -126,7 +126,7 @@ def field_expectations(layout: Layout) -> list[dict[str, Any]]:
                 "rule_text": rule_text,
                 "fix": fix,
                 "source": f"Layout {layout.record_type.lower()}.yaml field {f.number} {f.name} "
-                          + (f"({f.source})" if f.source else "(contract §4; seed field table)"),
+                          + (f"({f.source})" if f.source else "(PowerSchool Student Program Records Report fields)"),
                 "generated": True,
             }))
     return out

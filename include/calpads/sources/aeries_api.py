@@ -37,8 +37,8 @@ How Aeries's shape becomes the contract's (each rule here, once):
   fields, the special-education exit code, Title I services (program 122's service codes), the legal
   gender and a per-student state-reporting exclusion. They stay blank: the quality gate holds back the
   records whose rules need them (113 without a CPA ID, 135 without a Migrant ID) with the rule's message;
-  Title I memberships (122) give no record, as the seed reports one per service in the range; and the
-  pull's log says which fields Aeries could not supply.
+  Title I memberships (122) give no record, as PowerSchool's Student Program Records Report gives one per
+  service in the range; and the pull's log says which fields Aeries could not supply.
 - Aeries keeps no sub-district on the school record: the connection's extra ``subdistricts``
   ({"SchoolCode": "name"}) supplies it where a district runs by sub-district.
 - **The enrollment's CALPADS codes.** The enrollment history's ExitReasonCode (one per enrollment, the
