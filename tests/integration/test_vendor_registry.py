@@ -47,7 +47,7 @@ def tablesis_hook() -> Iterator[type]:
 
 
 def test_a_registered_vendor_gets_a_source_pool_connection_type_and_flow_words(tablesis_hook):
-    from calpads.health.dataflows_doc import source_words
+    from calpads.health.dataflows_doc import IntegrationConfig, render, source_words
     from calpads.sources.api_sources import sis_api_name
     from calpads_airflow.hooks import get_provider_info
     from calpads_airflow.registry import api_sources, hook_for, pools
@@ -57,6 +57,10 @@ def test_a_registered_vendor_gets_a_source_pool_connection_type_and_flow_words(t
     assert ("sis_tablesis", 2, "SIS API calls: TableSIS (CALPADS test vendor)") in pools()
     assert sis_api_name("tablesis_api") == "sis_tablesis"
     assert source_words("tablesis_api") == ("TableSIS API", "the API key's read access")
+    md, _ = render(IntegrationConfig(sis_source="tablesis_api", writeback="powerschool_api", connections={},
+                                     publish_root="file:///srv/calpads", recipients=[], afterschool_source="x"))
+    assert "sis_tablesis (TableSIS API)" in md and "the API key's read access" in md
+    assert "sis_powerschool (PowerSchool plugin API)" in md
     types = {t["connection-type"]: t for t in get_provider_info()["connection-types"]}
     assert types["calpads_tablesis"]["ui-field-behaviour"]["relabeling"] == {"password": "API key"}
 

@@ -49,7 +49,8 @@ class IntegrationConfig:
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
     system, read_perm = source_words(c.sis_source)
     sis = system if c.sis_source == "sql" else f"{sis_api_name(c.sis_source)} ({system})"
-    write_where = "sis_db (SQL)" if c.writeback == "sql" else "sis_powerschool (PowerSchool plugin API)"
+    write_where = "sis_db (SQL)" if c.writeback == "sql" else (
+        f"{sis_api_name(c.writeback)} ({source_words(c.writeback)[0]})")
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
     out = []
     for rt in c.record_types:
