@@ -1,7 +1,7 @@
 """PowerSchool SIS over its plugin API (OAuth2), producing the same SprgPull as the SQL source.
 
 The district installs a data-access plugin whose plugin.xml grants read access to
-the contract tables (shared/contracts/powerschool_sis.sql); the plugin's client
+the tables the pipeline reads (calpads/sources/powerschool_sis.sql); the plugin's client
 ID and secret go into the Airflow connection (hook: calpads_airflow.hooks.powerschool).
 
 API used (PowerSchool developer documentation, as quoted by PowerSchool's own
