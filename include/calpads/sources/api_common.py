@@ -1,6 +1,6 @@
 """What every SIS API source shares: HTTP with retries, OAuth2 tokens, resumable paging, data-flow checks.
 
-Resilience rules (issue "SIS pulls over the vendors' APIs"):
+Resilience rules (docs/sis-sources.md, "Resilience"; why a client of our own: docs/adr/0001-own-http-client.md):
 - every call has a (connect, read) timeout;
 - 429 and 5xx (and dropped connections) are retried with exponential backoff and
   jitter, honouring ``Retry-After`` (seconds or an HTTP date), bounded in attempts
