@@ -69,10 +69,12 @@ for key, setting in VARIABLES.items():
         print(f"{key}: set from {setting}")
     else:
         print(f"{key}: {setting} blank, skipped")
-# One pool per SIS API keeps parallel tasks under the vendor's rate limit.
-for pool in ("sis_powerschool", "sis_aeries", "sis_oneroster"):
-    Pool.create_or_update_pool(pool, int(os.environ.get("CALPADS_SIS_API_SLOTS") or 2),
-                               f"SIS API calls ({pool})", include_deferred=False)
+# One pool per SIS API keeps parallel tasks under the vendor's rate limit (the vendors' hooks name them).
+from calpads_airflow.registry import pools
+
+for pool, slots, description in pools():
+    Pool.create_or_update_pool(pool, int(os.environ.get("CALPADS_SIS_API_SLOTS") or slots), description,
+                               include_deferred=False)
 PY
 
 echo "== airflow-init done"

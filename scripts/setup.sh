@@ -37,9 +37,9 @@ if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
   echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
   private_log "$AIRFLOW_HOME/db-migrate.log"
   "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
-  # One pool per SIS API keeps parallel tasks under the vendor's rate limit.
-  for pool in sis_powerschool sis_aeries sis_oneroster; do
-    "$VENV/bin/airflow" pools set "$pool" 2 "SIS API calls ($pool)" >>"$AIRFLOW_HOME/db-migrate.log" 2>&1 || true
+  # One pool per SIS API keeps parallel tasks under the vendor's rate limit (the vendors' hooks name them).
+  "$VENV/bin/python" -m calpads_airflow.registry pools | while IFS=$'\t' read -r pool slots description; do
+    "$VENV/bin/airflow" pools set "$pool" "$slots" "$description" >>"$AIRFLOW_HOME/db-migrate.log" 2>&1 || true
   done
   # SQLite gave the new database the umask's mode (0644); its -wal/-shm files follow the database's mode.
   chmod 600 "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN#sqlite:///}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from calpads.extracts.common import program_set, sort_records
 from calpads.failures import SisUnavailable, WorkFolderError, db_errors, failing_part
 from calpads.layouts import Layout, load_layout
+from calpads.private_files import open_private, replacing, write_private
 from calpads.publish import target
 from calpads.publish.writer import base_name, render_files
 from calpads.run_scope import RunScope
@@ -77,27 +77,19 @@ class RunContext:
         _write_private(self.path(STATE), json.dumps(state, indent=2, sort_keys=True, default=str).encode())
 
 
-def _private_file(path: Path) -> Any:
-    """A new file open for writing, owner-only (0600) from its first byte whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "wb")
+# Work files hold student data: owner-only from their first byte, whole or absent (calpads.private_files).
+_private_file = open_private
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
     with failing_part(WorkFolderError, f"The work file {path} could not be written"):
-        with _private_file(tmp) as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        write_private(path, data)
 
 
 def _to_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
     with failing_part(WorkFolderError, f"The work file {path} could not be written"):
-        with _private_file(tmp) as fh:
+        with replacing(path) as fh:
             df.to_parquet(fh, index=False)
-        os.replace(tmp, path)
 
 
 def _read_parquet(ctx: RunContext, name: str) -> pd.DataFrame:

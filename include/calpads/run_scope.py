@@ -1,4 +1,4 @@
-"""Run parameters (contract §2): their schema, in one place, and the resolved scope of a run.
+"""Run parameters (docs/architecture.md): their schema, in one place, and the resolved scope of a run.
 
 The DAG factory turns PARAM_SPECS into Airflow ``Param``s (the UI form); tasks
 turn the run's params into a ``RunScope`` with ``RunScope.from_params``.

@@ -218,7 +218,7 @@ def test_powerschool_hook_connection_and_pool(ps_server, ps_conn, monkeypatch):
     assert not ok and "client ID and secret" in message and "not-the-secret" not in message
     info = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
     assert info["calpads_powerschool"]["ui-field-behaviour"]["relabeling"]["login"] == "Client ID"
-    assert PowerSchoolHook.get_ui_field_behaviour()["hidden_fields"] == ["schema", "port", "extra"]
+    assert info["calpads_powerschool"]["ui-field-behaviour"]["hidden-fields"] == ["schema", "port", "extra"]
 
 
 # -- no secrets, no student data in logs ----------------------------------------------------------

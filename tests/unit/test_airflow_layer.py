@@ -18,8 +18,6 @@ ALLOWED_AIRFLOW_IMPORTS = {
     "sources/api_sources.py": "an API source reads the vendor's credentials from the Airflow connection when "
                               "a stage pulls (get_connection); the connection types are the hooks' "
                               "(plugins/calpads_airflow/hooks)",
-    "demo/cli.py": "the demo CLI creates the demo district's SQLite files owner-only exactly as the engines "
-                   "of the connections do (calpads_airflow.connections.private_sqlite_file)",
 }
 
 

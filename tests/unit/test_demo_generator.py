@@ -1,9 +1,9 @@
 """The demo district generator on real SQLite files: determinism, counts, structural
 invariants, and (through the real SPRG builder) that clean data passes every rule
-of the brief's table while each planted record fires exactly its one rule.
+of docs/rules.md's table while each planted record fires exactly its one rule.
 
-The rule checks below are this test's own reading of the brief's table
-(docs/helper-brief.md), written independently of the quality gate.
+The rule checks below are this test's own reading of that table, written independently of the quality
+gate.
 """
 
 from __future__ import annotations

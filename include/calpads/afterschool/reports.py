@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from calpads import private_files
 from calpads.maintenance import private_dirs
 from calpads.publish import target
 
@@ -20,13 +20,7 @@ HTML_ROWS = 5000
 
 def write_private(path: Path, text: str) -> Path:
     private_dirs(path.parent)   # every level it creates 0700 (mkdir's mode reaches only the last one)
-    tmp = path.with_name(f".{path.name}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)    # a temporary file left by a killed attempt keeps its old mode otherwise
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    return private_files.write_private(path, text, FILE_MODE)
 
 
 def table_html(df: pd.DataFrame, limit: int = HTML_ROWS) -> str:

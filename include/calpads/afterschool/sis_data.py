@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.afterschool import PARTICIPATION_TABLE
+from calpads.dates import iso_dates
 
 NON_RECOVERABLE_CATEGORIES = ("OUT_OF_SCHOOL_SUSPENSION", "IN_SCHOOL_SUSPENSION")
 PARTICIPATION_COLUMNS = ("id", "studentid", "schoolid", "participation_date", "minutes", "program",
@@ -126,8 +127,7 @@ def _int(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce").astype("Int64")
 
 
-def _date(s: pd.Series) -> pd.Series:
-    return pd.to_datetime(s.astype("object").where(s.notna(), None), format="%Y-%m-%d", errors="coerce")
+_date = iso_dates
 
 
 def _str(s: pd.Series) -> pd.Series:

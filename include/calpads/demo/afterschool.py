@@ -18,7 +18,6 @@ without one and, as platforms do, for ~5% of the others.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from calpads.demo.calendar import iso
 from calpads.maintenance import private_dirs
+from calpads.private_files import open_private
 
 if TYPE_CHECKING:
     from calpads.demo.district import District
@@ -48,9 +48,7 @@ def weekday(days: np.ndarray) -> np.ndarray:
 
 
 def _private_open(path: Path) -> TextIO:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)   # an earlier export's file keeps its old mode otherwise
-    return os.fdopen(fd, "w", newline="")
+    return open_private(path, "w", newline="")
 
 
 class Export:

@@ -50,9 +50,9 @@ def _url(raw: str) -> sa.URL:
         url = url.set(drivername="postgresql+psycopg2")
     if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        from calpads_airflow.connections import private_sqlite_file
+        from calpads.private_files import create_private
 
-        private_sqlite_file(url.database)   # student data: 0600 before SQLite would create it with the umask's mode
+        create_private(url.database)   # student data: 0600 before SQLite would create it with the umask's mode
     return url
 
 

@@ -5,7 +5,6 @@ ids and run links, so the folder is owner-only (0700) and each file 0600, whatev
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from calpads.maintenance import private_dirs
+from calpads.private_files import open_private
 
 
 class SaveToFolder:
@@ -24,8 +24,7 @@ class SaveToFolder:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         self.count += 1
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:04d}.eml"
-        fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
+        with open_private(self.folder / name) as fh:
             fh.write(envelope.original_content or envelope.content)
         return "250 Message accepted for delivery"
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from calpads.dates import iso_dates
 from calpads.layouts import Layout
 from calpads.run_scope import RunScope
 
-
-def to_datetime(values: pd.Series) -> pd.Series:
-    """ISO text dates to datetime64; anything unparsable becomes NaT."""
-    return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+to_datetime = iso_dates   # ISO text dates to datetime64; anything unparsable becomes NaT
 
 
 def ccyymmdd(values: pd.Series) -> pd.Series:

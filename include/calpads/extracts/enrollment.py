@@ -1,5 +1,6 @@
 """Enrollment logic shared by every builder: one definition of an enrollment's last day
-and of "enrolled in the report range" (seed, Student Criteria; contract §4).
+and of "enrolled in the report range" (the Student Criteria of PowerSchool's Student Program Records
+Report; docs/senr-stas-leap.md).
 
 SENR publishes these enrollments, STAS counts their in-session days, and SPRG's
 cross-file ctx_ columns (``ctx_enrolled_at_school``, ``ctx_enrollment_covers_range``,

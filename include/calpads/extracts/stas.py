@@ -1,6 +1,6 @@
 """STAS builder: one record per student per school per academic year (replacement processing).
 
-- Enrollments: the seed's selection (calpads.extracts.enrollment, the same as SENR), at a school
+- Enrollments: PowerSchool's enrollment selection (calpads.extracts.enrollment, the same as SENR), at a school
   in the run's scope, grades TK-12, never School of Attendance 0000001/0000002 (STAS0651). Only primary
   (10) and short-term (30) enrollments have a STAS record (CALPADS Student Details STAS page): a secondary
   (20) or non-ADA (50) enrollment (ENROLLMENTSTATUS) is listed in the report's not_extracted.csv instead;

@@ -17,13 +17,9 @@ from calpads.sources.api_sources import sis_api_name
 from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
 
 SPRG_TABLES = tuple(t.upper() for t in SPRG_TABLE_COLUMNS)   # what the SPRG pull reads
-# How each SIS source is reached and what it must be granted to read, in the team's words.
-SOURCE_WORDS = {
-    "sql": ("sis_db (SQL)", "SELECT"),
-    "powerschool_api": ("PowerSchool plugin API", "plugin read access (ViewOnly)"),
-    "aeries_api": ("Aeries API v5", "the vendor certificate's read permission on the security areas"),
-    "oneroster": ("OneRoster 1.2 rostering", "the OneRoster app's roster-core.readonly scope"),
-}
+SQL_WORDS = ("sis_db (SQL)", "SELECT")
+
+
 AFTERSCHOOL_READS = ("PREFS", "SCHOOLS", "STUDENTS", "REENROLLMENTS", "CALENDAR_DAY", "ATTENDANCE", "ATTENDANCE_CODE")
 
 
@@ -38,12 +34,23 @@ class IntegrationConfig:
     participation_table: str = "U_AFTERSCHOOL_PARTICIPATION"
     record_types: list[str] = field(default_factory=lambda: ["SPRG"])
     role_recipients: dict[str, list[str]] = field(default_factory=dict)   # it / coordinator / afterschool -> emails
+    # API source -> (how it is reached, what it must be granted): the vendor hooks' words (calpads_airflow.registry)
+    source_words: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def source_words(c: IntegrationConfig, source: str) -> tuple[str, str]:
+    """How a SIS source is reached and what it must be granted to read, in the team's words (an API
+    source's words are its hook's, handed in as ``IntegrationConfig.source_words``)."""
+    if source == "sql":
+        return SQL_WORDS
+    return c.source_words.get(source, (source, "read access"))
 
 
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
-    system, read_perm = SOURCE_WORDS[c.sis_source]
+    system, read_perm = source_words(c, c.sis_source)
     sis = system if c.sis_source == "sql" else f"{sis_api_name(c.sis_source)} ({system})"
-    write_where = "sis_db (SQL)" if c.writeback == "sql" else "sis_powerschool (PowerSchool plugin API)"
+    write_where = "sis_db (SQL)" if c.writeback == "sql" else (
+        f"{sis_api_name(c.writeback)} ({source_words(c, c.writeback)[0]})")
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
     out = []
     for rt in c.record_types:

@@ -1,6 +1,6 @@
 """The transaction diff: which records a run sends, given what was last submitted.
 
-Modes (seed "Report Mode", contract §2/§4):
+Modes (the "Report Mode" of PowerSchool's Student Program Records Report; docs/history.md):
 - ``submission``: records whose operational key is new, or whose updatable fields changed since
   the last saved submission (transaction type blank = add/update), plus a ``D`` record for every
   previously submitted key inside the run's scope that is no longer extracted; the D record

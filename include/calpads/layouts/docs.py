@@ -59,7 +59,7 @@ def render() -> str:
         "Generated from `include/calpads/layouts/*.yaml` by `python -m calpads.layouts.docs`; do not edit by hand.",
         "The layouts drive the writer (field order), the quality suites' field-level expectations",
         "(`python -m calpads.quality.suite_builder`) and this page. **UNCONFIRMED** = no official CALPADS",
-        "source confirms the field's number, name or length (see shared/contracts/calpads-reference.md).",
+        "source confirms the field's number, name or length (the source column names what does).",
         "",
     ]
     for rt in available_layouts():

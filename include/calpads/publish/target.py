@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from calpads.failures import PartFailure, PublishShareError, WorkFolderError, failing_part
+from calpads.private_files import open_private
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,11 @@ def put_file(local: Path, dest_folder: Any, name: str) -> None:
 
 def _copy_local(local: Path, dest: str) -> None:
     with _source(local) as src:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        with os.fdopen(fd, "wb") as dst:
-            os.fchmod(fd, FILE_MODE)
+        with open_private(dest, "wb", FILE_MODE) as dst:
             for chunk in iter(lambda: src.read(CHUNK), b""):
                 dst.write(chunk)
             dst.flush()
-            os.fsync(fd)
+            os.fsync(dst.fileno())
 
 
 def _source(local: Path) -> Any:
@@ -144,12 +143,10 @@ def put_json(data: dict, dest_folder: Any, name: str) -> None:
     body = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
     try:
         if is_local(dest_folder):
-            fd = os.open(_os_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-            with os.fdopen(fd, "wb") as dst:
-                os.fchmod(fd, FILE_MODE)
+            with open_private(_os_path(tmp), "wb", FILE_MODE) as dst:
                 dst.write(body)
                 dst.flush()
-                os.fsync(fd)
+                os.fsync(dst.fileno())
         else:
             with tmp.open("wb") as dst:
                 dst.write(body)

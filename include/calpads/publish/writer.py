@@ -1,4 +1,4 @@
-"""Render records into the layout's caret-delimited files (contract §3).
+"""Render records into the layout's caret-delimited files (docs/layouts.md, docs/architecture.md).
 
 Files are rendered locally first (pyarrow's CSV writer: fast, and it refuses a
 value containing the delimiter or a line break instead of quoting it, so a
@@ -9,7 +9,6 @@ root by ``calpads.publish.target``.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from calpads.layouts import Layout
+from calpads.private_files import open_private
 
 BLANK_TYPES = (None, "", "A", "U", "R")
 
@@ -83,9 +83,7 @@ def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str
 def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
     path = out_dir / file_name
     # Owner-only (0600) before the first byte: the writer opens the existing file (keeping its mode) to fill it.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)
-    os.close(fd)
+    open_private(path).close()
     try:
         pacsv.write_csv(arrow, path, pacsv.WriteOptions(include_header=False, delimiter="^", quoting_style="none"))
     except pa.ArrowInvalid:

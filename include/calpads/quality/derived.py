@@ -13,6 +13,8 @@ from datetime import date
 
 import pandas as pd
 
+from calpads.dates import calpads_dates
+
 STAS_PARTS = ["days_attended_in_person", "days_absent_oss", "days_iss", "days_absent_excused",
               "days_absent_unexcused", "days_is_non_ada", "days_is_ada"]           # 13.16 .. 13.22
 
@@ -21,8 +23,7 @@ def _num(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.astype("object").where(values.notna(), None), errors="coerce").astype("float64")
 
 
-def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
+_dates = calpads_dates
 
 
 def layout_columns(frame: pd.DataFrame, run_date: date | None = None) -> dict[str, pd.Series]:

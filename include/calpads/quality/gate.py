@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from calpads.dates import calpads_dates
 from calpads.layouts import Layout, load_layout
 from calpads.quality.suite_builder import default_gx_root, suite_name
 
@@ -101,8 +102,7 @@ def _blank_to_none(values: pd.Series) -> pd.Series:
     return s.where(~blank, None)
 
 
-def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
+_dates = calpads_dates
 
 
 def _text(values: pd.Series) -> pd.Series:

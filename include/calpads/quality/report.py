@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from calpads.layouts import load_layout
+from calpads.private_files import write_private
 from calpads.quality.gate import MASK, GateResult
 
 LISTING_LIMIT = 5000          # records listed in index.html; findings.csv always has them all
@@ -39,11 +40,7 @@ def _private_umask() -> Iterator[None]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_private(path, text)
 
 
 def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_type: str,

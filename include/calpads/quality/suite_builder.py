@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from calpads.layouts import Field, Layout, available_layouts, code_set, code_sets, load_layout
+from calpads.private_files import replacing
 
 GX_ROOT_DEFAULT = Path(__file__).resolve().parents[3] / "great_expectations"  # <project>/great_expectations
 UUID_NAMESPACE = uuid.UUID("6f1c2f1e-3b7a-4c55-9a51-0c41b7e2ca1d")  # stable expectation ids across regenerations
@@ -126,7 +127,7 @@ def field_expectations(layout: Layout) -> list[dict[str, Any]]:
                 "rule_text": rule_text,
                 "fix": fix,
                 "source": f"Layout {layout.record_type.lower()}.yaml field {f.number} {f.name} "
-                          + (f"({f.source})" if f.source else "(contract §4; seed field table)"),
+                          + (f"({f.source})" if f.source else "(PowerSchool Student Program Records Report fields)"),
                 "generated": True,
             }))
     return out
@@ -217,9 +218,8 @@ def write_suite(record_type: str, gx_root: Path | None = None) -> Path:
     path = suite_path(record_type, gx_root)
     text = render_suite(record_type, gx_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with replacing(path, "w", 0o644, encoding="utf-8") as fh:   # committed to the repository: not private
+        fh.write(text)
     return path
 
 

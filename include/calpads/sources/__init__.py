@@ -1,1 +1,1 @@
-"""Where SIS data comes from: the SQL source today, vendor APIs later."""
+"""Where SIS data comes from: the SIS database over SQL, or a vendor's API (docs/sis-sources.md)."""

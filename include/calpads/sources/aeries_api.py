@@ -43,8 +43,8 @@ How Aeries's shape becomes the contract's (each rule here, once):
   fields, the special-education exit code, Title I services (program 122's service codes), the legal
   gender and a per-student state-reporting exclusion. They stay blank: the quality gate holds back the
   records whose rules need them (113 without a CPA ID, 135 without a Migrant ID) with the rule's message;
-  Title I memberships (122) give no record, as the seed reports one per service in the range; and the
-  pull's log says which fields Aeries could not supply.
+  Title I memberships (122) give no record, as PowerSchool's Student Program Records Report gives one per
+  service in the range; and the pull's log says which fields Aeries could not supply.
 - Aeries keeps no sub-district on the school record: the connection's extra ``subdistricts``
   ({"SchoolCode": "name"}) supplies it where a district runs by sub-district.
 - **The enrollment's CALPADS codes.** The enrollment history's ExitReasonCode (one per enrollment, the
@@ -78,14 +78,13 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
     PageStore,
     RetryPolicy,
     StaticHeader,
-    connection_base_url,
-    connection_extras,
     iter_pages,
     paged_fetch,
     read_denied_message,
@@ -173,10 +172,11 @@ class AeriesSettings:
     absence_codes: dict[str, str] = field(default_factory=dict)  # Aeries all-day code -> CALPADS category
 
     @classmethod
-    def from_connection(cls, conn: Any) -> AeriesSettings:
-        """From an Airflow Connection: host = the Aeries URL up to /api, password = the AERIES-CERT certificate."""
-        extra = connection_extras(conn)
-        host = connection_base_url(conn, strip_suffix="/api")
+    def from_connection(cls, conn: ApiConnection) -> AeriesSettings:
+        """From the connection (as calpads_airflow.hooks.aeries reads it): host = the Aeries URL up to /api,
+        password = the AERIES-CERT certificate."""
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.password:
             raise ApiSourceError("The Aeries connection needs the district's Aeries URL (host) and the vendor "
                                  "certificate (password, from Aeries: Security > API Security).")
@@ -222,6 +222,11 @@ def staging_row(dataset: str, rec: dict[str, Any]) -> dict[str, Any]:
 
 class AeriesClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> AeriesClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(AeriesSettings.from_connection(conn))
 
     def __init__(self, settings: AeriesSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

@@ -1,6 +1,6 @@
 """What every SIS API source shares: HTTP with retries, OAuth2 tokens, resumable paging, data-flow checks.
 
-Resilience rules (issue "SIS pulls over the vendors' APIs"):
+Resilience rules (docs/sis-sources.md, "Resilience"; why a client of our own: docs/adr/0001-own-http-client.md):
 - every call has a (connect, read) timeout;
 - 429 and 5xx (and dropped connections) are retried with exponential backoff and
   jitter, honouring ``Retry-After`` (seconds or an HTTP date), bounded in attempts
@@ -34,36 +34,32 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
+import tenacity
+
+from calpads.private_files import replacing, write_private
 
 log = logging.getLogger("calpads.sources.api")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-def connection_base_url(conn: Any, strip_suffix: str = "") -> str:
-    """The server URL from a connection's host (and schema/port when given apart), without a trailing
-    slash or ``strip_suffix``: ``district.example`` -> ``https://district.example``; '' when no host."""
-    host = (conn.host or "").rstrip("/")
-    if not host:
-        return ""
-    if "://" not in host:
-        host = f"{getattr(conn, 'schema', None) or 'https'}://{host}"
-    if getattr(conn, "port", None) and host.count(":") < 2:
-        host = f"{host}:{conn.port}"
-    if strip_suffix and host.endswith(strip_suffix):
-        host = host[: -len(strip_suffix)]
-    return host
+class _Retryable(Exception):
+    """One attempt's failure worth another try: a retry status (``resp`` holds Retry-After) or no answer."""
+
+    def __init__(self, status: int | None, resp: requests.Response | None):
+        super().__init__(f"HTTP {status}" if status is not None else "no answer")
+        self.status, self.resp = status, resp
 
 
-def connection_extras(conn: Any) -> dict[str, Any]:
-    """A connection's extras by plain name: fields saved from the UI's connection form may arrive as
-    ``extra__<conn_type>__<name>`` (the provider form's naming); plain keys win; blanks are dropped."""
-    out: dict[str, Any] = {}
-    for key, value in dict(conn.extra_dejson or {}).items():
-        name = key.split("__", 2)[2] if key.startswith("extra__") and key.count("__") >= 2 else key
-        if value not in (None, "") and (name == key or name not in out):
-            out[name] = value
-    return out
+@dataclass(frozen=True)
+class ApiConnection:
+    """What a source client needs from its connection, already read the Airflow way by the vendor's hook
+    (calpads_airflow.hooks): the server URL, the credentials and the extras by plain name."""
+
+    base_url: str
+    login: str | None = None
+    password: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ApiSourceError(RuntimeError):
@@ -242,62 +238,92 @@ class HttpClient:
         """One logical request: retried on 429/5xx/connection errors, refreshed once on 401.
 
         Returns the response for 2xx and for the statuses in ``ok``; raises
-        AccessDenied (401/403) or ApiSourceError otherwise.
+        AccessDenied (401/403) or ApiSourceError otherwise. The retry loop is
+        tenacity's: attempts and total waiting bounded by the policy, each wait the
+        policy's backoff or the server's ``Retry-After``.
         """
-        url = self.url(path)
-        p = self.policy
-        waited, refreshed, attempt = 0.0, False, 0
-        ok = frozenset(ok)
-        while True:
-            attempt += 1
-            h = dict(headers or {})
-            if auth_header and self.auth is not None:
-                h.update(self.auth.header())
-            started = time.monotonic()
-            self.stats.requests += 1
-            try:
-                resp = self.session.request(method, url, params=params, json=json_body, data=data, headers=h,
-                                            timeout=(p.connect_timeout, p.read_timeout))
-                status: int | None = resp.status_code
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                resp, status = None, None
-                log.warning("%s %s: %s (attempt %d/%d)", method, _path(url), type(exc).__name__, attempt,
-                            p.max_attempts)
-            else:
-                log.debug("%s %s -> %d (%.3f s, attempt %d)", method, _path(url), status,
-                          time.monotonic() - started, attempt)
-            if status is not None and (200 <= status < 300 or status in ok):
-                return resp  # type: ignore[return-value]
-            if status == 401 and auth_header and self.auth is not None and not refreshed:
-                # The token expired or was revoked mid-pull: fetch a new one, once.
-                refreshed = True
-                self.stats.refreshed_tokens += 1
-                log.info("%s %s -> 401: fetching a new access token", method, _path(url))
-                self.auth.invalidate()
-                attempt -= 1
-                continue
-            if status in (401, 403):
-                raise AccessDenied(f"The SIS refused {method} {_path(url)} (HTTP {status}).")
-            if status is not None and status not in RETRY_STATUSES:
-                raise ApiSourceError(f"The SIS answered {method} {_path(url)} with HTTP {status}.")
-            if attempt >= p.max_attempts:
-                what = f"HTTP {status}" if status is not None else "no answer"
-                raise ApiSourceError(f"The SIS kept failing on {method} {_path(url)} ({what} after {attempt} "
-                                     "attempts); the pull can be retried and resumes where it stopped.")
-            delay = p.backoff(attempt - 1)
-            if resp is not None:
-                ra = retry_after_seconds(resp.headers.get("Retry-After"))
+        url, p, ok_statuses = self.url(path), self.policy, frozenset(ok)
+        refreshed = False   # one token refresh per logical request, not counted as an attempt
+        tries = 0
+
+        def attempt() -> requests.Response:
+            nonlocal refreshed, tries
+            tries += 1
+            while True:
+                resp, status = self._request(method, url, auth_header, params, json_body, data, headers, tries)
+                if status is not None and (200 <= status < 300 or status in ok_statuses):
+                    return resp  # type: ignore[return-value]
+                if status == 401 and auth_header and self.auth is not None and not refreshed:
+                    # The token expired or was revoked mid-pull: fetch a new one, once.
+                    refreshed = True
+                    self.stats.refreshed_tokens += 1
+                    log.info("%s %s -> 401: fetching a new access token", method, _path(url))
+                    self.auth.invalidate()
+                    continue
+                if status in (401, 403):
+                    raise AccessDenied(f"The SIS refused {method} {_path(url)} (HTTP {status}).")
+                if status is not None and status not in RETRY_STATUSES:
+                    raise ApiSourceError(f"The SIS answered {method} {_path(url)} with HTTP {status}.")
+                raise _Retryable(status, resp)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            failed: _Retryable = state.outcome.exception()  # type: ignore[union-attr,assignment]
+            delay = p.backoff(state.attempt_number - 1)
+            if failed.resp is not None:
+                ra = retry_after_seconds(failed.resp.headers.get("Retry-After"))
                 if ra is not None:
-                    delay = max(delay, ra) if status == 429 else ra
-            if waited + delay > p.max_total_wait:
-                raise ApiSourceError(f"The SIS asked the pipeline to wait longer than {p.max_total_wait:.0f} s on "
-                                     f"{method} {_path(url)}; try again later.")
+                    delay = max(delay, ra) if failed.status == 429 else ra
+            return delay
+
+        def give_up(state: tenacity.RetryCallState) -> None:
+            failed: _Retryable = state.outcome.exception()  # type: ignore[union-attr,assignment]
+            if state.attempt_number >= p.max_attempts:
+                what = f"HTTP {failed.status}" if failed.status is not None else "no answer"
+                raise ApiSourceError(f"The SIS kept failing on {method} {_path(url)} ({what} after "
+                                     f"{state.attempt_number} attempts); the pull can be retried and resumes where "
+                                     "it stopped.")
+            raise ApiSourceError(f"The SIS asked the pipeline to wait longer than {p.max_total_wait:.0f} s on "
+                                 f"{method} {_path(url)}; try again later.")
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            failed: _Retryable = state.outcome.exception()  # type: ignore[union-attr,assignment]
             log.info("%s %s -> %s: retrying in %.2f s (attempt %d/%d)", method, _path(url),
-                     status if status is not None else "no answer", delay, attempt, p.max_attempts)
+                     failed.status if failed.status is not None else "no answer", state.upcoming_sleep,
+                     state.attempt_number, p.max_attempts)
             self.stats.retries += 1
-            self.stats.waited_seconds += delay
-            waited += delay
-            self.sleep(delay)
+            self.stats.waited_seconds += state.upcoming_sleep
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            wait=wait,
+            # waiting, not request time, is bounded: idle_for is the waits so far, upcoming_sleep the next one
+            stop=tenacity.stop_after_attempt(p.max_attempts)
+            | (lambda s: s.idle_for + s.upcoming_sleep > p.max_total_wait),
+            sleep=lambda seconds: self.sleep(seconds),
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+        )
+        return retrying(attempt)
+
+    def _request(self, method: str, url: str, auth_header: bool, params: dict[str, Any] | None, json_body: Any,
+                 data: dict[str, Any] | None, headers: dict[str, str] | None, attempt: int
+                 ) -> tuple[requests.Response | None, int | None]:
+        """One HTTP request with the policy's timeouts: (response, status), or (None, None) when no answer came."""
+        p = self.policy
+        h = dict(headers or {})
+        if auth_header and self.auth is not None:
+            h.update(self.auth.header())
+        started = time.monotonic()
+        self.stats.requests += 1
+        try:
+            resp = self.session.request(method, url, params=params, json=json_body, data=data, headers=h,
+                                        timeout=(p.connect_timeout, p.read_timeout))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            log.warning("%s %s: %s (attempt %d/%d)", method, _path(url), type(exc).__name__, attempt, p.max_attempts)
+            return None, None
+        log.debug("%s %s -> %d (%.3f s, attempt %d)", method, _path(url), resp.status_code, time.monotonic() - started,
+                  attempt)
+        return resp, resp.status_code
 
     def get_json(self, path: str, **kw: Any) -> Any:
         resp = self.send("GET", path, **kw)
@@ -343,7 +369,7 @@ class PageStore:
         return json.loads(f.read_text()) if f.exists() else None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        _atomic_write(self.folder / "meta.json", json.dumps(meta).encode())
+        write_private(self.folder / "meta.json", json.dumps(meta).encode())
 
     def reset(self) -> None:
         for f in self.folder.glob("page-*.parquet"):
@@ -354,9 +380,8 @@ class PageStore:
 
     def save(self, page: int, rows: list[dict[str, Any]], columns: list[str]) -> None:
         df = pd.DataFrame([[_cell(r.get(c)) for c in columns] for r in rows], columns=columns, dtype=object)
-        tmp = self.page_path(page).with_suffix(".tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, self.page_path(page))
+        with replacing(self.page_path(page)) as fh:
+            df.to_parquet(fh, index=False)
 
     def load(self, pages: Iterable[int], columns: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -378,12 +403,6 @@ def _cell(v: Any) -> str | None:
     if isinstance(v, bool):
         return "1" if v else "0"
     return str(v)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def paged_fetch(store: PageStore, *, count: int | None, page_size: int, columns: list[str],

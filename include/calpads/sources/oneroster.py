@@ -41,6 +41,7 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
@@ -48,8 +49,6 @@ from calpads.sources.api_common import (
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
-    connection_base_url,
-    connection_extras,
     paged_fetch,
 )
 from calpads.sources.api_tables import RECORD_TYPES, check_supplied, needs_attendance, supplied_by
@@ -98,9 +97,9 @@ class OneRosterSettings:
     reporting_lea: str = ""            # the 7-digit Reporting LEA code (OneRoster has no district CDS code)
 
     @classmethod
-    def from_connection(cls, conn: Any) -> OneRosterSettings:
-        extra = connection_extras(conn)
-        host = connection_base_url(conn)
+    def from_connection(cls, conn: ApiConnection) -> OneRosterSettings:
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The OneRoster connection needs the base URL (host), the client ID (login) and "
                                  "the client secret (password).")
@@ -122,6 +121,11 @@ def _flat(value: Any) -> Any:
 
 class OneRosterClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> OneRosterClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(OneRosterSettings.from_connection(conn))
 
     def __init__(self, settings: OneRosterSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

@@ -1,7 +1,7 @@
 """PowerSchool SIS over its plugin API (OAuth2), producing the same SprgPull as the SQL source.
 
 The district installs a data-access plugin whose plugin.xml grants read access to
-the contract tables (shared/contracts/powerschool_sis.sql); the plugin's client
+the tables the pipeline reads (calpads/sources/powerschool_sis.sql); the plugin's client
 ID and secret go into the Airflow connection (hook: calpads_airflow.hooks.powerschool).
 
 API used (PowerSchool developer documentation, as quoted by PowerSchool's own
@@ -43,14 +43,13 @@ from typing import Any
 from calpads.run_scope import RunScope
 from calpads.sources.api_common import (
     AccessDenied,
+    ApiConnection,
     ApiSourceError,
     FlowCheck,
     HttpClient,
     OAuthClientCredentials,
     PageStore,
     RetryPolicy,
-    connection_base_url,
-    connection_extras,
     iter_pages,
     paged_fetch,
     read_denied_message,
@@ -96,10 +95,11 @@ class PowerSchoolSettings:
     pull_timeout: float = 4 * 3600.0
 
     @classmethod
-    def from_connection(cls, conn: Any) -> PowerSchoolSettings:
-        """From an Airflow Connection: host = server URL, login = client ID, password = client secret."""
-        extra = connection_extras(conn)
-        host = connection_base_url(conn)
+    def from_connection(cls, conn: ApiConnection) -> PowerSchoolSettings:
+        """From the connection (as calpads_airflow.hooks.powerschool reads it): host = server URL,
+        login = client ID, password = client secret."""
+        extra = conn.extra
+        host = conn.base_url
         if not host or not conn.login or not conn.password:
             raise ApiSourceError("The PowerSchool connection needs the server URL (host), the plugin's client ID "
                                  "(login) and client secret (password).")
@@ -115,6 +115,11 @@ class PowerSchoolSettings:
 
 class PowerSchoolClient:
     source = SOURCE
+
+    @classmethod
+    def for_connection(cls, conn: ApiConnection) -> PowerSchoolClient:
+        """The client the vendor's hook (calpads_airflow.hooks) builds from its connection."""
+        return cls(PowerSchoolSettings.from_connection(conn))
 
     def __init__(self, settings: PowerSchoolSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

@@ -1,8 +1,7 @@
-"""The contract schema of the SIS database (shared/contracts/powerschool_sis.sql).
+"""The schema of the SIS database the pipeline reads (powerschool_sis.sql in this folder): PowerSchool's
+tables and columns, as far as the CALPADS extracts use them (docs/sis-sources.md).
 
-The package carries its own copy of the contract DDL so that it installs
-without the shared folder; tests/unit/test_sis_schema.py checks the copy
-against the contract when the contract is present.
+tests/unit/test_sis_schema.py checks it (the enrollment's CALPADS codes on STUDENTS and REENROLLMENTS).
 """
 
 from __future__ import annotations

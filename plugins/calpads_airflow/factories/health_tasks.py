@@ -15,6 +15,7 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from calpads_airflow import runtime
+from calpads_airflow.registry import flow_words
 
 DAG_ID = "integration_health"
 CHECK_GROUPS = ("afterschool_days", "test_extract", "data_flows", "recent_runs")
@@ -56,7 +57,7 @@ def config_from_airflow() -> Any:
                                                f"file drop {runtime.airflow_home()}/afterschool_drop")
     return IntegrationConfig(sis_source=runtime.sis_source(), writeback=runtime.writeback_kind(), connections=conns,
                              publish_root=str(runtime.publish_root()), recipients=recipients(),
-                             afterschool_source=source,
+                             afterschool_source=source, source_words=flow_words(),
                              role_recipients={r: [a.strip() for a in Variable.get(v, default="").split(",")
                                                   if a.strip()] for r, v in ROLE_VARIABLES.items()})
 
@@ -147,9 +148,9 @@ class HealthTasks:
         if runtime.sis_source() == "sql":
             results = flows_sql(runtime.engine("sis_db"), wanted)
         else:
-            from calpads_airflow.hooks import HOOK_FOR_SOURCE
+            from calpads_airflow.registry import hook_for
 
-            results = flows_api(HOOK_FOR_SOURCE[runtime.sis_source()](runtime.api_conn_id()), wanted)
+            results = flows_api(hook_for(runtime.sis_source())(runtime.api_conn_id()), wanted)
         return self.save(work, "data_flows", results)
 
     def recent_runs(self) -> list[dict[str, Any]]:

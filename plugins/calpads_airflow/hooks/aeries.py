@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from calpads.sources.api_sources import sis_api_name
 from calpads_airflow.hooks.base import SisApiHook, retry_fields
 
 
@@ -24,11 +23,13 @@ class AeriesHook(SisApiHook):
     (https://district.aeries.net/admin), Password = the vendor certificate
     (Aeries: Security > API Security > the product's certificate)."""
 
-    default_conn_name = sis_api_name("aeries_api")
+    default_conn_name = "sis_aeries"   # also its pool
     conn_type = "calpads_aeries"
     hook_name = "Aeries SIS v5 (CALPADS)"
     source = "aeries_api"
-    default_pool = sis_api_name("aeries_api")
+    client_class = "calpads.sources.aeries_api:AeriesClient"
+    flow_system = "Aeries API v5"
+    read_permission = "the vendor certificate's read permission on the security areas"
     CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
         **retry_fields(),
         "database_year": {"label": "Database year", "description": "YYYY of the school year's first half; blank = "
@@ -41,3 +42,8 @@ class AeriesHook(SisApiHook):
         "relabeling": {"host": "Aeries URL", "password": "AERIES-CERT certificate"},
         "placeholders": {"host": "https://district.aeries.net/admin"},
     }
+
+    @classmethod
+    def base_url(cls, conn: Any) -> str:
+        """The Aeries URL up to the api folder: a host typed with its trailing /api works too."""
+        return super().base_url(conn).removesuffix("/api")

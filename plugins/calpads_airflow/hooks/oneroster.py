@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from calpads.sources.api_sources import sis_api_name
 from calpads_airflow.hooks.base import SisApiHook, retry_fields
 
 
@@ -13,11 +12,13 @@ class OneRosterHook(SisApiHook):
     /ims/oneroster/rostering/v1p2), Login/Password = the OAuth2 client ID and secret;
     extras: token URL and scope."""
 
-    default_conn_name = sis_api_name("oneroster")
+    default_conn_name = "sis_oneroster"   # also its pool
     conn_type = "calpads_oneroster"
     hook_name = "OneRoster 1.2 (CALPADS)"
     source = "oneroster"
-    default_pool = sis_api_name("oneroster")
+    client_class = "calpads.sources.oneroster:OneRosterClient"
+    flow_system = "OneRoster 1.2 rostering"
+    read_permission = "the OneRoster app's roster-core.readonly scope"
     CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
         **retry_fields(),
         "token_url": {"label": "Token URL", "description": "OAuth2 token endpoint; blank = <host>/oauth/token.",

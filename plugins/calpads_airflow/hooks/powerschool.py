@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from calpads.sources.api_sources import sis_api_name
 from calpads_airflow.hooks.base import SisApiHook, retry_fields
 
 
@@ -13,11 +12,13 @@ class PowerSchoolHook(SisApiHook):
     Login = the plugin's client ID, Password = its client secret (System > System
     Settings > Plugin Management Configuration > plugin > Data Provider Configuration)."""
 
-    default_conn_name = sis_api_name("powerschool_api")
+    default_conn_name = "sis_powerschool"   # also its pool
     conn_type = "calpads_powerschool"
     hook_name = "PowerSchool SIS (CALPADS)"
     source = "powerschool_api"
-    default_pool = sis_api_name("powerschool_api")
+    client_class = "calpads.sources.powerschool_api:PowerSchoolClient"
+    flow_system = "PowerSchool plugin API"
+    read_permission = "plugin read access (ViewOnly)"
     CONN_FIELDS: ClassVar[dict[str, dict[str, Any]]] = {
         **retry_fields(),
         "participation_table": {
