@@ -71,10 +71,10 @@ def powerschool(demo, tmp_path) -> Iterator[tuple[sa.Engine, PowerSchoolClient]]
 
 def test_powerschool_rows_carry_the_enrollment_codes(powerschool, tmp_path):
     engine, client = powerschool
-    tables = client.pull_tables(SCOPE, program_set(load_layout("SPRG"), SCOPE), tmp_path / "pages")
+    tables = client.pull_tables(SCOPE, tmp_path / "pages")
     students, reenrollments = api_codes(tables["students"], "id"), api_codes(tables["reenrollments"], "studentid")
-    # PowerSchool is asked for the students not excluded from state reporting (a server-side filter)
-    assert students == db_codes(engine, "STUDENTS", "ID", "STATE_EXCLUDEFROMREPORTING = 0")
+    # every student is staged, excluded or not (the exclusion is the builders' selection rule)
+    assert students == db_codes(engine, "STUDENTS", "ID")
     assert reenrollments == db_codes(engine, "REENROLLMENTS", "STUDENTID")
     exits = {v[1] for v in (*students.values(), *reenrollments.values())}
     assert {"T160", "T165", "E230"} <= exits                       # the demo's exits came through
@@ -88,7 +88,7 @@ def test_powerschool_without_the_columns_reads_blank_codes_and_warns(demo, tmp_p
                                                        policy=FAST))
         codes = program_set(load_layout("SPRG"), SCOPE)
         with caplog.at_level(logging.WARNING):
-            tables = client.pull_tables(SCOPE, codes, tmp_path / "pages")
+            tables = client.pull_tables(SCOPE, tmp_path / "pages")
             pull = client.pull_sprg(SCOPE, codes, tmp_path / "pages")
         client.close()
         assert not server.requests(status=400)                 # never asked for a column the server lacks

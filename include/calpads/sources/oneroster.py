@@ -155,6 +155,11 @@ class OneRosterClient:
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
         raise MissingSourceData(SPRG_GAP)
 
+    def pull_tables(self, scope: RunScope, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+        """The contract tables OneRoster can fill: none yet (it has no district number, school calendars,
+        programs or attendance; its enrollments are pull_enrollments'). The staging adapter names the gap."""
+        return {}
+
     def pull_enrollments(self, work_dir: str | Path) -> list[dict[str, Any]]:
         """School enrollments in the staging model's words: Local Student ID, CDS school code, entry and
         exit dates (exclusive, as the SIS keeps them), one row per OneRoster school enrollment."""

@@ -237,29 +237,26 @@ class PowerSchoolClient:
                         "(SENR 1.23 is then sent as 10).", ", ".join(missing))
         return out
 
-    def pull_tables(self, scope: RunScope, program_codes: list[str], work_dir: str | Path,
-                    ) -> dict[str, list[dict[str, Any]]]:
-        """The contract tables' rows the SPRG pull reads (with the enrollment codes on STUDENTS / REENROLLMENTS)."""
+    def pull_tables(self, scope: RunScope, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+        """The contract tables' rows (calpads.staging.contract), with the enrollment codes on STUDENTS /
+        REENROLLMENTS where PowerSchool has them."""
         deadline = time.monotonic() + self.settings.pull_timeout
         start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
-        # Server-side filters only where they are exact (NOT NULL columns); the rest of
-        # the selection is sprg_frames', as for every API source.
+        # Server-side filters only where they can never drop a row a file reads (NOT NULL columns); the
+        # selection is calpads.extracts.selection's, as for every source.
         q = {
             "calendar_day": "insession==1",
-            "students": "state_excludefromreporting==0",
             "s_ca_calpads_studentservices_c": f"servicedate=ge={start};servicedate=le={end}",
         }
         codes = self.enrollment_code_columns()
         tables: dict[str, list[dict[str, Any]]] = {}
         for table, cols in SPRG_TABLE_COLUMNS.items():
-            if table == "s_ca_calpads_studentservices_c" and "122" not in program_codes:
-                continue
             tables[table] = self.fetch_table(table, [*cols, *codes.get(table, [])], work_dir, q=q.get(table),
                                              deadline=deadline)
         return tables
 
     def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        return assemble_sprg_pull(self.pull_tables(scope, program_codes, work_dir), scope, program_codes)
+        return assemble_sprg_pull(self.pull_tables(scope, work_dir), scope, program_codes)
 
     def close(self) -> None:
         self.http.close()

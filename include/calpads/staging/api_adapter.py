@@ -47,9 +47,21 @@ def rows_to_arrow(table: str, rows: Iterable[Mapping[str, Any]]) -> tuple[pa.Tab
     return pa.Table.from_arrays(arrays, schema=c.schema(table)), missing
 
 
+def _known_gaps() -> dict[tuple[str, str], str]:
+    """(source, table) -> the source's own words for a table it cannot supply."""
+    from calpads.sources import oneroster
+
+    return {("oneroster", c.PROGRAMS): oneroster.SPRG_GAP}
+
+
 def stage_pulled(pulled: Mapping[str, TableData], tables: Collection[str], staged: StagedTables, source: str) -> None:
-    """Write the tables a record type needs from a client's pull; MissingSourceData names what the source lacks."""
+    """Write the tables a record type needs from a client's pull; MissingSourceData names what the source lacks
+    (in its own words where it has them), before anything is staged or built."""
     lacking = [t for t in tables if t not in pulled]
+    gaps = _known_gaps()
+    for table in lacking:
+        if (source, table) in gaps:
+            raise MissingSourceData(gaps[source, table])
     if lacking:
         raise MissingSourceData(
             f"The {source} source does not supply {', '.join(lacking)}, which this file needs: choose a source "
