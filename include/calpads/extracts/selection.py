@@ -20,6 +20,8 @@ compare as ISO text, as a DATE column compares in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -147,6 +149,18 @@ def _with_students(rows: pd.DataFrame, students: pd.DataFrame, on: str, key: str
     return rows.merge(s, left_on=on, right_on=f"s_{key}", how="inner")
 
 
+def enrollments_at(chosen: pd.DataFrame, reenrollments: pd.DataFrame, school_numbers: pd.Series,
+                   dated: Callable[[pd.Series, pd.Series], np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(current, earlier) enrollments of the chosen students at the given schools whose (entry, exit) dates pass
+    ``dated``: their STUDENTS rows, and their REENROLLMENTS rows not themselves excluded from state reporting."""
+    cur = chosen[chosen["schoolid"].isin(school_numbers).to_numpy() & dated(chosen["entrydate"], chosen["exitdate"])]
+    r = reenrollments[reenrollments["studentid"].isin(chosen["id"]).to_numpy()
+                      & flag_clear(reenrollments["state_excludefromreporting"])
+                      & reenrollments["schoolid"].isin(school_numbers).to_numpy()
+                      & dated(reenrollments["entrydate"], reenrollments["exitdate"])]
+    return cur, r
+
+
 # --------------------------------------------------------------------------- SPRG
 def program_candidates(programs: pd.DataFrame, scoped_numbers: pd.Series, program_codes: list[str], start: str,
                        end: str) -> np.ndarray:
@@ -177,12 +191,7 @@ def sprg_pull(staged: StagedTables, scope: RunScope, program_codes: list[str]) -
     listed = chosen_students(students, scope, require_ssid=False)
     chosen = students[listed & students["dcid"].isin(programs.loc[candidate, "studentsdcid"]).to_numpy()]
 
-    cur = chosen[chosen["schoolid"].isin(numbers).to_numpy()
-                 & in_range_or_unreadable(chosen["entrydate"], chosen["exitdate"], start, end)]
-    r = reenrollments[reenrollments["studentid"].isin(chosen["id"]).to_numpy()
-                      & flag_clear(reenrollments["state_excludefromreporting"])
-                      & reenrollments["schoolid"].isin(numbers).to_numpy()
-                      & in_range_or_unreadable(reenrollments["entrydate"], reenrollments["exitdate"], start, end)]
+    cur, r = enrollments_at(chosen, reenrollments, numbers, lambda a, b: in_range_or_unreadable(a, b, start, end))
     cols = ["student_id", "schoolid", "entrydate", "exitdate"]
     enrollments = pd.concat([cur.rename(columns={"id": "student_id"})[cols],
                              r.rename(columns={"studentid": "student_id"})[cols]], ignore_index=True)
@@ -214,13 +223,9 @@ def enrolled_students(staged: StagedTables, scope: RunScope, school_numbers: pd.
     start, end = _bounds(scope)
     students, reenrollments = staged.frame(c.STUDENTS), staged.frame(c.REENROLLMENTS)
     listed = students[chosen_students(students, scope, require_ssid=False)]
-    cur = listed[listed["schoolid"].isin(school_numbers).to_numpy()
-                 & overlaps(listed["entrydate"], listed["exitdate"], start, end)]["student_number"]
-    r = reenrollments[flag_clear(reenrollments["state_excludefromreporting"])
-                      & reenrollments["schoolid"].isin(school_numbers).to_numpy()
-                      & overlaps(reenrollments["entrydate"], reenrollments["exitdate"], start, end)]
+    cur, r = enrollments_at(listed, reenrollments, school_numbers, lambda a, b: overlaps(a, b, start, end))
     earlier = listed.loc[listed["id"].isin(r["studentid"]).to_numpy(), "student_number"]
-    numbers = sorted(set(cur.dropna()) | set(earlier.dropna()))
+    numbers = sorted(set(cur["student_number"].dropna()) | set(earlier.dropna()))
     return pd.DataFrame({"student_number": pd.Series(numbers, dtype=object)})
 
 
@@ -245,12 +250,7 @@ def enrollment_pull(staged: StagedTables, scope: RunScope, *, require_ssid: bool
     numbers = scoped["school_number"]
 
     with_ssid = students[chosen_students(students, scope, require_ssid=True)]
-    cur = with_ssid[with_ssid["schoolid"].isin(numbers).to_numpy()
-                    & overlaps(with_ssid["entrydate"], with_ssid["exitdate"], start, end)]
-    r = reenrollments[reenrollments["studentid"].isin(with_ssid["id"]).to_numpy()
-                      & flag_clear(reenrollments["state_excludefromreporting"])
-                      & reenrollments["schoolid"].isin(numbers).to_numpy()
-                      & overlaps(reenrollments["entrydate"], reenrollments["exitdate"], start, end)]
+    cur, r = enrollments_at(with_ssid, reenrollments, numbers, lambda a, b: overlaps(a, b, start, end))
     cols = ["student_id", "schoolid", "grade_level", "entrydate", "exitdate", "source", "reenrollment_id",
             *c.ENROLLMENT_CODES]
     current = cur.rename(columns={"id": "student_id"}).assign(source=CURRENT, reenrollment_id=None)[cols]

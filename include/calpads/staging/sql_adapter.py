@@ -2,8 +2,9 @@
 
 SQLAlchemy Core, bound parameters, lower-case names (SQLite and MS SQL match them
 case-insensitively, PostgreSQL folds the contract's unquoted upper-case DDL to lower case).
-Rows are streamed (``stream_results`` / ``yield_per``: a server-side cursor on PostgreSQL) in
-batches straight into Arrow record batches and Parquet, never into Row objects held by pandas.
+Rows are streamed from a DBAPI cursor of the SQLAlchemy connection (a named, server-side cursor on
+PostgreSQL) in batches straight into Arrow record batches and Parquet: no Row object per row, no
+frame of Python objects, never the whole table in memory.
 
 What is pushed down is a superset of what any record type selects, never a selection rule:
 enrollments, programs and services outside the academic year's date window (widened to the
@@ -88,11 +89,32 @@ def _array(values: list[object], column: str) -> pa.Array:
         return pa.array([None if v is None or str(v).strip() == "" else int(str(v).strip()) for v in values], kind)
 
 
+def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[list[tuple[object, ...]]]:
+    """The query's rows in lists of at most batch_rows plain tuples, from a DBAPI cursor of the connection (a
+    named, server-side cursor on PostgreSQL): no SQLAlchemy Row object per row, no whole result in memory."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    if conn.dialect.positional:
+        args: object = tuple(params[k] for k in compiled.positiontup or ())
+    else:
+        args = params
+    dbapi = conn.connection.dbapi_connection
+    server_side = conn.dialect.name == "postgresql"
+    cursor = dbapi.cursor(name="calpads_staging") if server_side else dbapi.cursor()
+    try:
+        if server_side:
+            cursor.itersize = batch_rows
+        cursor.execute(str(compiled), args)
+        while rows := cursor.fetchmany(batch_rows):
+            yield rows
+    finally:
+        cursor.close()
+
+
 def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(query)
     names = schema.names
-    for rows in result.partitions():
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    for rows in _rows(conn, query, batch_rows):
+        columns = list(zip(*rows, strict=True))
         yield pa.RecordBatch.from_arrays([_array(list(v), n) for v, n in zip(columns, names, strict=True)],
                                          schema=schema)
 
