@@ -1,4 +1,5 @@
-"""The staging gate: checks of the SIS pull itself, before any record or file is built.
+"""The staging gate: checks of the staged SIS tables (calpads.staging) of every record type, before any record
+or file is built.
 
 The rules live in GX suites like the record rules (great_expectations/expectations/
 staging_students.json, staging_programs.json; rule id, severity, plain text, fix and a
@@ -10,7 +11,8 @@ can reach a result, a log line or an alert.
   in the calpads_store database): a drop beyond the tolerance (default 20%, config
   ``[calpads] staging_count_tolerance``) is an error.
 - No duplicate keys: STUDENTS.ID, STUDENTS.DCID, S_CA_STU_CALPADSPROGRAMS_C.ID.
-- Referential integrity: every program belongs to a pulled student and a pulled school.
+- Referential integrity: every program row belongs to a staged student (its STUDENTSDCID) and a school of
+  the SCHOOLS table (record types that read no programs check the students only).
 
 An error fails the extract task with ``StagingCheckFailed`` (its text is ours: the
 failure email shows it). A run whose params allow a mass delete (``allow_mass_delete``:
