@@ -69,12 +69,16 @@ class StagedTables:
         with failing_part(WorkFolderError, f"The staged table {target} could not be written"):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
-                for batch in batches:
-                    if batch.num_rows:
-                        writer.write_batch(batch.replace_schema_metadata(schema.metadata))
-                        rows += batch.num_rows
-            os.replace(tmp, target)
+            try:
+                with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
+                    for batch in batches:
+                        if batch.num_rows:
+                            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+                            rows += batch.num_rows
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)   # a failed read of the source leaves no half table behind
+                raise
         self._written.add(name)
         self._frames.pop(name, None)
         return rows
