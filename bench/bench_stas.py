@@ -76,7 +76,13 @@ def main() -> int:
             eng, scope, numbers, list(cfg["categories"]), cfg["categories"], cfg["uncategorised_absent"]))
         inputs = stas.StasInputs(pull, counts, None)
         records, _ = timed(rows, "pandas build (expected days)", lambda: stas.build_stas(inputs, scope))
-        timed(rows, "STAS pull + build end to end", lambda: stas.build_stas(stas.pull_stas(eng, scope), scope))
+        def staged_build() -> object:
+            from calpads.staging.local import staged_from_sql
+
+            with staged_from_sql(eng, stas.TABLES, scope) as staged:
+                return stas.build_stas(stas.stas_inputs(staged, scope), scope)
+
+        timed(rows, "STAS stage + build end to end", staged_build)
         timed(rows, "quality gate", lambda: run_gate(records, "STAS", scope.today, error_ceiling=1.0))
         print(f"  {len(records):,} STAS records from {att_rows:,} attendance rows")
         for r in rows:

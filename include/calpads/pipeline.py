@@ -111,13 +111,15 @@ def prepare_work_dir(ctx: RunContext) -> None:
 # --------------------------------------------------------------------------- extract
 def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
             count_tolerance: float | None = None) -> dict[str, Any]:
-    """sis: a SQLAlchemy engine on the SIS database, or a registry.ApiSource. The staging gate
-    (calpads.quality.staging) checks the pulled frames before the build and raises StagingCheckFailed;
-    it compares row counts with the last pull kept in store_engine (calpads_store) when one is given."""
-    import inspect
-
+    """sis: a SQLAlchemy engine on the SIS database, or a registry.ApiSource. The source's adapter stages the
+    tables the record type reads into the run's work folder (calpads.staging); the staging gate
+    (calpads.quality.staging) checks them and raises StagingCheckFailed before anything is built (comparing row
+    counts with the last pull kept in store_engine, calpads_store, when one is given); the builder reads the
+    staged tables only."""
     from calpads.extracts import registry
     from calpads.quality.staging import StagingCheck
+    from calpads.staging.protocols import BuildContext
+    from calpads.staging.store import StagedTables
 
     prepare_work_dir(ctx)
     t0 = time.perf_counter()
@@ -125,35 +127,39 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
         from calpads.history.store import check_reachable
 
         check_reachable(store_engine)
-    build = registry.builder(ctx.record_type)
+    spec = registry.record_type(ctx.record_type)
+    staged = StagedTables(ctx.work_dir)
+    staged.reset()
     check = StagingCheck(ctx.record_type, ctx.scope, ctx.run_id, store_engine, count_tolerance)
     # A database or network error of the pull is the SIS's; the store's (staging counts) and the work
     # folder's are raised as their own PartFailure inside and pass through.
-    accepts = inspect.signature(build).parameters
     with failing_part(SisUnavailable, "The SIS could not be read", catch=_sis_errors()):
-        built = build(sis, ctx.scope, **({"check": check} if "check" in accepts else {}),
-                      **({"store_engine": store_engine} if "store_engine" in accepts else {}))   # LEAP, STAS
+        registry.adapter_for(sis, ctx.record_type).stage(spec.tables, ctx.scope, staged)
+    staged_seconds = round(time.perf_counter() - t0, 2)
+    check(staged)   # the staging gate: fails the run before anything is built
+    built = spec.build(staged, ctx.scope, BuildContext(store_engine=store_engine))
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
     ctx.path(ENROLLED).unlink(missing_ok=True)
-    enrolled = getattr(built, "enrolled_students", None)
-    if enrolled is not None:
-        _to_parquet(pd.DataFrame({"local_student_id": pd.Series(enrolled, dtype=object)}), ctx.path(ENROLLED))
+    if built.enrolled_students is not None:
+        _to_parquet(pd.DataFrame({"local_student_id": pd.Series(built.enrolled_students, dtype=object)}),
+                    ctx.path(ENROLLED))
     extra = ctx.path(EXTRA_REPORTS)
     with failing_part(WorkFolderError, f"The work folder {ctx.work_dir} could not be written"):
         if extra.exists():
             shutil.rmtree(extra)
         extra.mkdir(mode=0o700)
-        for name, frame in getattr(built, "reports", {}).items():   # builder's side reports -> the report folder
+        for name, frame in built.reports.items():   # builder's side reports -> the report folder
             with _private_file(extra / name) as fh:
                 frame.to_csv(fh, index=False)
     ctx.update_state(lea=built.lea, scoped_school_codes=built.scoped_school_codes, staging=check.summary,
-                     extract={"notes": list(getattr(built, "notes", [])), "facts": dict(getattr(built, "facts", {}))})
+                     extract={"notes": list(built.notes), "facts": dict(built.facts)})
     out = {
         "records_extracted": len(built.records),
         "staging_counts": check.summary.get("counts"),
         "not_extracted": len(built.not_extracted),
         "reporting_lea": built.lea,
+        "staging_seconds": staged_seconds,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     log.info("Extracted %(records_extracted)s %(rt)s records (%(not_extracted)s not extracted, each with its reason "

@@ -97,7 +97,7 @@ title: Test-only record type
 processing: replacement
 level: lea
 spec_version: "test"
-builder: "xtst_builder:build"
+builder: "xtst_builder:RECORD_TYPE"
 operational_keys: [reporting_lea, ssid]
 sort_by: [local_student_id]
 fields:
@@ -112,24 +112,27 @@ fields:
      confirmed: false, source: "test"}
 """
 NEW_BUILDER = '''
-"""Test-only builder: one record per student with an SSID."""
+"""Test-only builder: one record per student with an SSID, from the staged tables."""
 import pandas as pd
-import sqlalchemy as sa
 
-from calpads.extracts.registry import Built
-from calpads.sources.sql_sis import reporting_lea
+from calpads.extracts.registry import Built, RecordTypeSpec
+from calpads.extracts.selection import reporting_lea
+from calpads.staging import contract
 
 
-def build(sis, scope):
-    with sis.connect() as conn:
-        lea = reporting_lea(conn)
-        df = pd.read_sql(sa.text("SELECT id AS sid, student_number AS num, state_studentnumber AS ssid "
-                                 "FROM students WHERE state_studentnumber IS NOT NULL"), conn)
+def build(staged, scope, context):
+    lea = reporting_lea(staged.frame(contract.PREFS))
+    s = staged.frame(contract.STUDENTS)
+    df = s[s["state_studentnumber"].notna()]
     records = pd.DataFrame({"record_type": "XTST", "transaction_type": None, "reporting_lea": lea,
-                            "ssid": df["ssid"].astype(str), "local_student_id": df["num"],
-                            "local_record_id": df["sid"].astype(str)}).astype(object)
+                            "ssid": df["state_studentnumber"].astype(str), "local_student_id": df["student_number"],
+                            "local_record_id": df["id"].astype(str)}).astype(object)
     return Built(records, pd.DataFrame(columns=["local_record_id", "local_student_id", "school_of_attendance",
                                                 "reason"]), lea, [])
+
+
+# the staged tables it reads (the staging gate checks PREFS, SCHOOLS and STUDENTS of every record type)
+RECORD_TYPE = RecordTypeSpec((contract.PREFS, contract.SCHOOLS, contract.STUDENTS), build)
 '''
 
 

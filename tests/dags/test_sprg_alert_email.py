@@ -136,16 +136,19 @@ def test_dirty_district_email_has_counts_and_link_and_no_student_data_then_a_shr
     assert leaked(first.output, pii) == []
     assert "Staging gate: pulled" in first.output     # the logs were captured (not an empty scan)
 
-    # Next night: 40% of the students vanish from the pull (excluded from state reporting).
-    pulled_ids = pulled_student_ids(sis)
+    # Next night: 40% of the students vanish from the SIS export (with their programs and services).
+    con = sqlite3.connect(sis)
+    staged_ids = [i for (i,) in con.execute("SELECT ID FROM STUDENTS")]   # every student is staged
     before = json.loads((work / "calpads_sprg" / _safe(first.run_id) / "state.json").read_text())[
         "staging"]["counts"]["students"]
-    assert before == len(pulled_ids)
-    con = sqlite3.connect(sis)
+    assert before == len(staged_ids)
+    gone = "(SELECT DCID FROM STUDENTS WHERE ID % 5 IN (0, 1))"
     with con:
-        con.execute("UPDATE STUDENTS SET STATE_EXCLUDEFROMREPORTING = 1 WHERE ID % 5 IN (0, 1)")
+        con.execute(f"DELETE FROM S_CA_STU_CALPADSPROGRAMS_C WHERE STUDENTSDCID IN {gone}")  # noqa: S608
+        con.execute(f"DELETE FROM S_CA_CALPADS_STUDENTSERVICES_C WHERE STUDENTSDCID IN {gone}")  # noqa: S608
+        con.execute("DELETE FROM STUDENTS WHERE ID % 5 IN (0, 1)")
     con.close()
-    after = sum(1 for i in pulled_ids if i % 5 not in (0, 1))
+    after = sum(1 for i in staged_ids if i % 5 not in (0, 1))
     drop = 1 - after / before
     assert drop > 0.2
 
@@ -159,20 +162,6 @@ def test_dirty_district_email_has_counts_and_link_and_no_student_data_then_a_shr
                f"{before:,}: the pull may be incomplete. Check the SIS export, then clear the task.")
     assert message in failure, failure
     assert leaked(failure, pii) == [] and leaked(second.output, pii) == []
-
-
-def pulled_student_ids(sis: Path) -> list[int]:
-    """STUDENTS.ID of the students the SQL source pulls for a default eoy2 run."""
-    from datetime import date
-
-    from calpads.extracts.common import program_set
-    from calpads.layouts import load_layout
-    from calpads.run_scope import RunScope
-    from calpads.sources.sql_sis import pull_sprg
-
-    scope = RunScope.from_params("SPRG", {"academic_year": YEAR}, today=date(2026, 4, 20))
-    pulled = pull_sprg(sa.create_engine(f"sqlite:///{sis}"), scope, program_set(load_layout("SPRG"), scope))
-    return [int(i) for i in pulled.students["student_id"]]
 
 
 def _safe(run_id: str) -> str:

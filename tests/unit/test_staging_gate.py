@@ -4,7 +4,6 @@ PostgreSQL, and its place in the extract stage (a real SQLite SIS: nothing is bu
 from __future__ import annotations
 
 from datetime import date
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from calpads.quality.staging import (
     staging_frames,
 )
 from calpads.run_scope import RunScope
+from calpads.staging.store import StagedTables
 
 SCOPE = RunScope.from_params("SPRG", {"academic_year": "2025-2026"}, today=date(2026, 5, 1))
 
@@ -141,23 +141,38 @@ def test_examples_are_capped():
 
 
 # --------------------------------------------------------------------------- frames from a pull
-def pull(n_students: int, *, lea: str = "1234567", extra_programs: list[tuple] = ()) -> SimpleNamespace:
-    """An SprgPull-shaped object: ids as the SQL source hands them (ints), names and birth dates present."""
-    st = pd.DataFrame({
-        "student_id": np.arange(1, n_students + 1), "dcid": np.arange(1001, 1001 + n_students),
+_N = iter(range(10**6))
+
+
+def pull(n_students: int, *, lea: str = "1234567", extra_programs: list[tuple] = ()) -> StagedTables:
+    """Staged contract tables (calpads.staging) of a district: ids as the SIS holds them (ints), names and birth
+    dates present. extra_programs: (program ID, STUDENTS.ID, school number) rows."""
+    import tempfile
+    from pathlib import Path
+
+    staged = StagedTables(Path(tempfile.mkdtemp(prefix=f"staging-gate-{next(_N)}-")))
+    staged.reset()
+    staged.write_frame("prefs", pd.DataFrame({"id": [1], "name": ["districtnumber"], "value": [lea],
+                                              "schoolid": [0]}))
+    staged.write_frame("schools", pd.DataFrame({"school_number": [100, 200],
+                                                "alternate_school_number": ["7654321", "7654322"],
+                                                "state_excludefromreporting": [0, 0]}))
+    staged.write_frame("students", pd.DataFrame({
+        "id": np.arange(1, n_students + 1), "dcid": np.arange(1001, 1001 + n_students),
         "first_name": ["Ann"] * n_students, "last_name": ["Lee"] * n_students, "dob": ["2015-03-04"] * n_students,
-        "ssid": ["1000000001"] * n_students,
-    })
+        "state_studentnumber": ["1000000001"] * n_students,
+    }))
     rows = [(100 + i, i, 100) for i in range(1, n_students + 1)] + list(extra_programs)
-    pr = pd.DataFrame(rows, columns=["program_id", "student_id", "schoolid"])
-    schools = pd.DataFrame({"school_number": [100, 200], "school_code": ["7654321", "7654322"]})
-    return SimpleNamespace(lea=lea, students=st, programs=pr, scoped_schools=schools)
+    staged.write_frame("s_ca_stu_calpadsprograms_c", pd.DataFrame(
+        [(pid, 1000 + sid, school) for pid, sid, school in rows], columns=["id", "studentsdcid", "schoolid"]))
+    return staged
 
 
 def test_staging_frames_keep_local_ids_only():
     st, pr, schools = staging_frames(pull(3))
     assert list(st.columns) == ["student_id", "dcid"] and list(pr.columns) == ["program_id", "student_id", "schoolid"]
     assert st["student_id"].tolist() == ["1", "2", "3"] and schools == ["100", "200"]
+    assert pr["student_id"].tolist() == ["1", "2", "3"]     # a program's student: the STUDENTS.ID of its DCID
 
 
 def test_local_ids():
@@ -253,8 +268,10 @@ def test_extract_stops_before_building_when_the_pull_shrinks(tmp_path):
     out = pipeline.extract(ctx("run1"), sis, store_engine=store, count_tolerance=0.2)
     assert out["staging_counts"] == {"students": 2, "programs": 4}
     assert ctx("run1").state()["staging"]["passed"] is True
-    with sis.begin() as c:   # Bob (student 2) and his programs disappear from the SIS pull
-        c.exec_driver_sql("UPDATE STUDENTS SET STATE_EXCLUDEFROMREPORTING = 1 WHERE ID = 2")
+    with sis.begin() as c:   # Bob (student 2) and his programs disappear from the SIS export
+        c.exec_driver_sql("DELETE FROM S_CA_STU_CALPADSPROGRAMS_C WHERE STUDENTSDCID = "
+                          "(SELECT DCID FROM STUDENTS WHERE ID = 2)")
+        c.exec_driver_sql("DELETE FROM STUDENTS WHERE ID = 2")
     with pytest.raises(StagingCheckFailed, match="has 1 students, 50% fewer than last night's 2"):
         pipeline.extract(ctx("run2"), sis, store_engine=store, count_tolerance=0.2)
     assert not ctx("run2").path(pipeline.RECORDS).exists()    # nothing was built

@@ -21,10 +21,8 @@ that were not school days (no in-session day of an enrollment of the student).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from calpads.afterschool import EXPANDED_LEARNING_PROGRAMS
 from calpads.afterschool.store import AfterschoolNotImported, Staged
@@ -34,16 +32,17 @@ from calpads.extracts.enrollment import selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope, academic_year_bounds
-from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+from calpads.sources.sql_enrollment import EnrollmentPull
+from calpads.staging.contract import ABSENT_DAYS, ENROLLMENT_TABLES
+from calpads.staging.protocols import BuildContext, Built
+from calpads.staging.store import StagedTables
 
 log = logging.getLogger(__name__)
 
 PROGRAM = "194"
 REPORT = "leap_days_vs_school.csv"
 NOT_EXTRACTED_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
-ATTENDANCE = sa.table("attendance", *(sa.column(c) for c in ("studentid", "att_date", "attendance_codeid",
-                                                               "att_mode_code")))
-ATTENDANCE_CODE = sa.table("attendance_code", sa.column("id"), sa.column("presence_status_cd"))
+TABLES = (*ENROLLMENT_TABLES, ABSENT_DAYS)   # the staged tables LEAP reads
 
 
 def reporting_year(scope: RunScope) -> RunScope:
@@ -57,21 +56,21 @@ def reporting_year(scope: RunScope) -> RunScope:
     return replace(scope, schools=(), subdistricts=(), start_date=first, end_date=last)
 
 
-def build(sis: Any, scope: RunScope, store_engine: sa.Engine | None = None) -> Any:
-    """Registry entry point (layout key ``builder``). store_engine: calpads_store, where afterschool_sync staged
-    the platform's export."""
+def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built:
+    """Registry entry point (layout key ``builder``): LEAP from the staged tables and the afterschool import
+    afterschool_sync staged in calpads_store (``context.store_engine``)."""
     from calpads.afterschool.store import AfterschoolStore
-    from calpads.extracts.registry import Built
+    from calpads.extracts.selection import enrollment_pull, student_status
 
     lea_scope = reporting_year(scope)
-    pull = pull_enrollment(sis, lea_scope, require_ssid=False)
-    if store_engine is None:
+    pull = enrollment_pull(staged, lea_scope, require_ssid=False)
+    if context.store_engine is None:
         raise AfterschoolNotImported("The LEAP file needs the afterschool sessions afterschool_sync stages in "
                                      "calpads_store, and this run was given no calpads_store.")
-    staged = AfterschoolStore(store_engine).staged(pull.lea, scope.academic_year, needed_by="The LEAP file")
-    records, not_extracted, days = build_leap(pull, staged, lea_scope)
-    not_extracted = ne.explain_unknown_students(sis, not_extracted)
-    absences = absent_days(sis, lea_scope, [int(i) for i in days["student_id"].unique()])
+    imported = AfterschoolStore(context.store_engine).staged(pull.lea, scope.academic_year, needed_by="The LEAP file")
+    records, not_extracted, days = build_leap(pull, imported, lea_scope)
+    not_extracted = ne.explain_unknown_students(lambda numbers: student_status(staged, numbers), not_extracted)
+    absences = absent_days(staged.frame(ABSENT_DAYS), lea_scope, days["student_id"].unique())
     report = school_day_report(days, records, pull, absences, lea_scope)
     return Built(records, not_extracted, pull.lea, [], reports={REPORT: report})
 
@@ -123,23 +122,16 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
     return records, pd.concat(held, ignore_index=True), days.reset_index(drop=True)
 
 
-def absent_days(engine: sa.Engine, scope: RunScope, student_ids: list[int]) -> pd.DataFrame:
-    """(student_id, att_day) of daily codes whose presence is Absent, for the given students only."""
-    a, ac = ATTENDANCE.c, ATTENDANCE_CODE.c
-    frames = [pd.DataFrame(columns=["student_id", "att_date"])]
-    with engine.connect() as conn:
-        for i in range(0, len(student_ids), 1000):
-            q = sa.select(a.studentid.label("student_id"), sa.cast(a.att_date, sa.String(10)).label("att_date")
-                          ).distinct().select_from(ATTENDANCE.join(ATTENDANCE_CODE, ac.id == a.attendance_codeid)
-                                                   ).where(a.studentid.in_(student_ids[i:i + 1000]),
-                                                           a.att_mode_code == "ATT_ModeDaily",
-                                                           ac.presence_status_cd == "Absent",
-                                                           a.att_date >= scope.start_date.isoformat(),
-                                                           a.att_date <= scope.end_date.isoformat())
-            frames.append(pd.read_sql(q, conn))
-    out = pd.concat(frames, ignore_index=True)
+def absent_days(staged_absences: pd.DataFrame, scope: RunScope, student_ids: object) -> pd.DataFrame:
+    """(student_id, att_day) of the staged school absences (``absent_days``) of the given students in the range."""
+    a = staged_absences
+    day = a["att_date"].astype(str)
+    keep = a["student_id"].isin(pd.Series(student_ids, dtype="int64")) & (day >= scope.start_date.isoformat()) & (
+        day <= scope.end_date.isoformat())
+    out = a[keep.to_numpy(dtype=bool)]
     return pd.DataFrame({"student_id": out["student_id"].astype("int64"),
-                         "att_day": pd.to_datetime(out["att_date"].astype(str).str.slice(0, 10), format="%Y-%m-%d")})
+                         "att_day": pd.to_datetime(out["att_date"].astype(str).str.slice(0, 10), format="%Y-%m-%d")
+                         }).reset_index(drop=True)
 
 
 def school_day_report(days: pd.DataFrame, records: pd.DataFrame, pull: EnrollmentPull, absences: pd.DataFrame,

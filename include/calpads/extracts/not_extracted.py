@@ -146,16 +146,13 @@ UNKNOWN_BECAUSE = {
 }
 
 
-def explain_unknown_students(sis: Any, not_extracted: pd.DataFrame) -> pd.DataFrame:
+def explain_unknown_students(status_of: Callable[[list[str]], pd.DataFrame],
+                             not_extracted: pd.DataFrame) -> pd.DataFrame:
     """Rows that name "a student the SIS does not know" (a student number from the afterschool export that the
-    pull did not select) get the true reason, looked up in the SIS: excluded from state reporting, no SSID, or
-    really not in the SIS (then the words stay). Other rows, and a source that is not a SQL database, are left
-    as they are."""
-    import sqlalchemy as sa
-
-    from calpads.sources.sql_skipped import student_status
-
-    if not len(not_extracted) or not isinstance(sis, sa.Engine):
+    pull did not select) get the true reason, looked up in the SIS by ``status_of`` (student numbers ->
+    student_number, excluded, no_ssid: calpads.extracts.selection.student_status): excluded from state
+    reporting, no SSID, or really not in the SIS (then the words stay). Other rows are left as they are."""
+    if not len(not_extracted):
         return not_extracted
     reason = not_extracted["reason"].astype(str)
     # the builders' own words, or afterschool rows the import held back because the SIS did not know the number
@@ -163,7 +160,7 @@ def explain_unknown_students(sis: Any, not_extracted: pd.DataFrame) -> pd.DataFr
                ).to_numpy(dtype=bool)
     if not unknown.any():
         return not_extracted
-    status = student_status(sis, not_extracted.loc[unknown, "local_student_id"].astype(str).tolist())
+    status = status_of(not_extracted.loc[unknown, "local_student_id"].astype(str).tolist())
     why = pd.Series("excluded", index=status.index).where(status["excluded"], "no_ssid").where(
         status["excluded"] | status["no_ssid"], "known")
     because = dict(zip(status["student_number"], why, strict=True))

@@ -26,7 +26,6 @@ per field (``derivation: "blank: ..."``).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pandas as pd
 
@@ -36,7 +35,10 @@ from calpads.extracts.enrollment import grade_code, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
-from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+from calpads.sources.sql_enrollment import EnrollmentPull
+from calpads.staging.contract import ENROLLMENT_TABLES
+from calpads.staging.protocols import BuildContext, Built
+from calpads.staging.store import StagedTables
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,14 @@ EXIT_FIELDS = {"exitcode": "exit_reason", "completionstatus": "completion_status
                "receiver_school": "expected_receiver_school", "uccsu_reqs_met": "uc_csu_requirements"}
 
 
-def build(sis: Any, scope: RunScope) -> Any:
-    """Registry entry point (layout key ``builder``)."""
-    from calpads.extracts.registry import Built
+TABLES = ENROLLMENT_TABLES   # the staged tables SENR reads
 
-    pull = pull_enrollment(sis, scope)
+
+def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built:
+    """Registry entry point (layout key ``builder``): SENR from the staged tables."""
+    from calpads.extracts.selection import enrollment_pull
+
+    pull = enrollment_pull(staged, scope)
     records, not_extracted = build_senr(pull, scope)
     # Still enrolled in scope: a published enrollment, or one left out for a data problem (a delete of theirs
     # needs allow_enrolled_deletes).

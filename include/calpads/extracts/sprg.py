@@ -25,8 +25,12 @@ from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_r
 from calpads.extracts.enrollment import enrollment_last_days, in_report_range  # shared with SENR/STAS
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
-from calpads.sources.sql_sis import SprgPull, pull_sprg
+from calpads.sources.sql_sis import SprgPull
+from calpads.staging.contract import ENROLLMENT_TABLES, PROGRAMS, SERVICES
+from calpads.staging.protocols import BuildContext, Built
+from calpads.staging.store import StagedTables
 
+TABLES = (*ENROLLMENT_TABLES, PROGRAMS, SERVICES)   # the staged tables SPRG reads
 TITLE_I = "122"
 SPECIAL_ED = "144"
 
@@ -46,8 +50,22 @@ class SprgBuild:
     not_extracted: pd.DataFrame  # local_record_id, local_student_id, school_of_attendance, reason, program_code
 
 
+def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built:
+    """Registry entry point: SPRG from the staged tables."""
+    from calpads.extracts.selection import sprg_pull
+
+    pulled = sprg_pull(staged, scope, program_set(load_layout("SPRG"), scope))
+    built = build_sprg(pulled, scope)
+    enrolled = None if pulled.enrolled_students is None else [
+        str(n) for n in pulled.enrolled_students["student_number"].dropna()]
+    return Built(built.records, built.not_extracted, pulled.lea,
+                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()], enrolled_students=enrolled)
+
+
 def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
-    """Pull and build in one call (tests, the demo)."""
+    """Stage and build in one call, in a temporary folder (tests, the demo)."""
+    from calpads.sources.sql_sis import pull_sprg
+
     return build_sprg(pull_sprg(engine, scope, program_set(load_layout("SPRG"), scope)), scope).records
 
 

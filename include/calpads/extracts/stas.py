@@ -35,20 +35,24 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from calpads.afterschool.store import Staged
 from calpads.extracts import not_extracted as ne
 from calpads.extracts.common import sort_records
 from calpads.extracts.enrollment import in_session_counts, merged_intervals, selected_enrollments
 from calpads.extracts.student_fields import finish, student_fields
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
-from calpads.sources.sql_attendance import category_counts
-from calpads.sources.sql_enrollment import EnrollmentPull, pull_enrollment
+from calpads.sources.sql_enrollment import EnrollmentPull
+from calpads.staging.contract import ATTENDANCE_CATEGORY_DAYS, ENROLLMENT_TABLES
+from calpads.staging.protocols import BuildContext, Built
+from calpads.staging.store import StagedTables
 
 log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ["days_absent_oss", "days_iss", "days_absent_excused", "days_absent_unexcused", "days_is_non_ada",
                  "days_is_ada"]
 NOT_EXTRACTED_COLUMNS = ["local_record_id", "local_student_id", "school_of_attendance", "reason"]
+TABLES = (*ENROLLMENT_TABLES, ATTENDANCE_CATEGORY_DAYS)   # the staged tables STAS reads
 NOT_STAS_STATUSES = {"20": "a secondary enrollment (status 20)", "50": "a non-ADA enrollment (status 50)"}
 
 
@@ -60,16 +64,16 @@ def settings() -> dict[str, Any]:
 @dataclass
 class StasInputs:
     pull: EnrollmentPull
-    counts: pd.DataFrame             # student_id, schoolid, COUNT_COLUMNS (from SQL)
+    counts: pd.DataFrame             # student_id, schoolid, COUNT_COLUMNS (staged attendance_category_days)
     ar_sessions: pd.DataFrame | None  # student_number, session_day, minutes (program AR); None = no export
 
 
-def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
-    """Registry entry point (layout key ``builder``). store_engine: calpads_store, where afterschool_sync staged
-    the platform's AR sessions (13.24)."""
-    from calpads.extracts.registry import Built
+def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built:
+    """Registry entry point (layout key ``builder``): STAS from the staged tables; ``context.store_engine``:
+    calpads_store, where afterschool_sync staged the platform's AR sessions (13.24)."""
+    from calpads.extracts.selection import student_status
 
-    inputs = pull_stas(sis, scope)
+    inputs = stas_inputs(staged, scope)
     last_school_day = pd.to_datetime(inputs.pull.calendar["date_value"], errors="coerce").max()
     notes = [counting_note(scope, None if pd.isna(last_school_day) else last_school_day.date())]
     log.info(notes[0])
@@ -77,17 +81,17 @@ def build(sis: Any, scope: RunScope, store_engine: Any = None) -> Any:
         notes.append("The SIS has no ENROLLMENTSTATUS column on STUDENTS or REENROLLMENTS: every enrollment is "
                      "counted as primary, so a secondary enrollment would get a STAS record.")
         log.warning(notes[-1])
-    staged = staged_afterschool(store_engine, inputs.pull.lea, scope)
-    inputs.ar_sessions = None if staged is None else ar_sessions(staged, scope)
+    imported = staged_afterschool(context.store_engine, inputs.pull.lea, scope)
+    inputs.ar_sessions = None if imported is None else ar_sessions(imported, scope)
     if inputs.ar_sessions is not None and (scope.schools or scope.subdistricts):
-        records, not_extracted = lea_wide_recovery(sis, scope, inputs)
+        records, not_extracted = lea_wide_recovery(staged, scope, inputs)
     else:
         records, not_extracted = build_stas(inputs, scope)
-    if staged is not None:   # AR rows the import held back: 13.24 lacks them until they are corrected
-        not_extracted = pd.concat([not_extracted, staged.held_report(
+    if imported is not None:   # AR rows the import held back: 13.24 lacks them until they are corrected
+        not_extracted = pd.concat([not_extracted, imported.held_report(
             "attendance", "attendance recovery session(s)", "not counted in 13.24 until corrected in the afterschool "
             "platform", ar=True)], ignore_index=True)
-    not_extracted = ne.explain_unknown_students(sis, not_extracted)
+    not_extracted = ne.explain_unknown_students(lambda numbers: student_status(staged, numbers), not_extracted)
     return Built(records, not_extracted, inputs.pull.lea,
                  [str(c) for c in inputs.pull.scoped_schools["school_code"].dropna()],
                  notes=notes, facts={"counted_through": counted_through(scope).isoformat()})
@@ -112,7 +116,7 @@ def counting_note(scope: RunScope, last_school_day: date | None = None) -> str:
             "after the last day of school for the whole year.")
 
 
-def staged_afterschool(store_engine: Any, lea: str, scope: RunScope) -> Any:
+def staged_afterschool(store_engine: sa.Engine | None, lea: str, scope: RunScope) -> Staged | None:
     """The year's afterschool export as afterschool_sync staged it (calpads.afterschool.store.Staged). None (13.24
     left blank, logged) only when the store holds no afterschool import for the LEA at all; AfterschoolNotImported
     when it holds earlier years but not this one (afterschool_sync has not run for it)."""
@@ -132,7 +136,7 @@ def staged_afterschool(store_engine: Any, lea: str, scope: RunScope) -> Any:
         return None
 
 
-def ar_sessions(staged: Any, scope: RunScope) -> pd.DataFrame:
+def ar_sessions(staged: Staged, scope: RunScope) -> pd.DataFrame:
     """The staged AR sessions inside the run's dates: student_number, session_day, minutes."""
     s = staged.sessions[staged.sessions["program"] == settings()["attendance_recovery"]["program"]]
     day = pd.to_datetime(s["session_date"], format="%Y-%m-%d")
@@ -141,7 +145,8 @@ def ar_sessions(staged: Any, scope: RunScope) -> pd.DataFrame:
     return s[inside][["student_number", "session_day", "minutes"]].reset_index(drop=True)
 
 
-def lea_wide_recovery(sis: Any, scope: RunScope, inputs: StasInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def lea_wide_recovery(staged: StagedTables, scope: RunScope, inputs: StasInputs,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A run narrowed to some schools or sub-districts: 13.24 of each record as the district-wide run gives it.
     Earned days belong to the school of the enrollment on the day and the 10-day cap is per student across the
     LEA (STAS0740E1), so they are worked out over every school of the LEA and then copied to the run's records."""
@@ -150,7 +155,7 @@ def lea_wide_recovery(sis: Any, scope: RunScope, inputs: StasInputs) -> tuple[pd
     inputs.ar_sessions = None
     records, not_extracted = build_stas(inputs, scope)
     lea_scope = replace(scope, schools=(), subdistricts=())
-    lea_inputs = pull_stas(sis, lea_scope)
+    lea_inputs = stas_inputs(staged, lea_scope)   # the same staged tables: the SIS is read once
     lea_inputs.ar_sessions = ar
     lea_records, lea_not_extracted = build_stas(lea_inputs, lea_scope)
     by_record = dict(zip(lea_records["local_record_id"], lea_records["attendance_recovery_days"], strict=True))
@@ -159,14 +164,17 @@ def lea_wide_recovery(sis: Any, scope: RunScope, inputs: StasInputs) -> tuple[pd
     return records, pd.concat([not_extracted, ar_rows], ignore_index=True)
 
 
-def pull_stas(engine: sa.Engine, scope: RunScope) -> StasInputs:
-    cfg = settings()
-    counting = replace(scope, end_date=counted_through(scope))   # no day after the run's date, in SQL too
-    pull = pull_enrollment(engine, counting)
-    numbers = [int(n) for n in pull.scoped_schools["school_number"]]
-    counts = category_counts(engine, counting, numbers, list(cfg["categories"]), cfg["categories"],
-                             cfg["uncategorised_absent"])
-    return StasInputs(pull, counts, None)
+def counting_scope(scope: RunScope) -> RunScope:
+    """The run's scope ending on the counting date: no day after the run's date is counted."""
+    return replace(scope, end_date=counted_through(scope))
+
+
+def stas_inputs(staged: StagedTables, scope: RunScope) -> StasInputs:
+    """The enrollments of the counting scope and the staged day counts (every reportable school's)."""
+    from calpads.extracts.selection import enrollment_pull
+
+    pull = enrollment_pull(staged, counting_scope(scope))
+    return StasInputs(pull, staged.frame(ATTENDANCE_CATEGORY_DAYS), None)
 
 
 def build_stas(inputs: StasInputs, scope: RunScope) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -30,7 +30,7 @@ def _section(layout: Layout) -> list[str]:
         "",
         f"- Processing: **{layout.processing}**; level: **{layout.level}**; fields: {len(layout.fields)}",
         f"- Specification version: {raw.get('spec_version', 'not stated')}",
-        f"- Builder: `{raw.get('builder', 'calpads.extracts.registry.BUILDERS')}`; SIS assets read: "
+        f"- Builder: `{raw.get('builder', 'calpads.extracts.sprg:build')}`; SIS assets read: "
         f"{', '.join(raw.get('inputs') or []) or 'see calpads.assets.DEFAULT_INPUTS'}",
         f"- Operational keys: {', '.join(f'`{k}`' for k in layout.operational_keys)}; every other field but "
         "the transaction type is updatable",

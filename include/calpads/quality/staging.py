@@ -1,4 +1,5 @@
-"""The staging gate: checks of the SIS pull itself, before any record or file is built.
+"""The staging gate: checks of the staged SIS tables (calpads.staging) of every record type, before any record
+or file is built.
 
 The rules live in GX suites like the record rules (great_expectations/expectations/
 staging_students.json, staging_programs.json; rule id, severity, plain text, fix and a
@@ -10,7 +11,8 @@ can reach a result, a log line or an alert.
   in the calpads_store database): a drop beyond the tolerance (default 20%, config
   ``[calpads] staging_count_tolerance``) is an error.
 - No duplicate keys: STUDENTS.ID, STUDENTS.DCID, S_CA_STU_CALPADSPROGRAMS_C.ID.
-- Referential integrity: every program belongs to a pulled student and a pulled school.
+- Referential integrity: every program row belongs to a staged student (its STUDENTSDCID) and a school of
+  the SCHOOLS table (record types that read no programs check the students only).
 
 An error fails the extract task with ``StagingCheckFailed`` (its text is ours: the
 failure email shows it). A run whose params allow a mass delete (``allow_mass_delete``:
@@ -42,6 +44,7 @@ import sqlalchemy as sa
 from calpads.failures import store_errors
 from calpads.quality.gate import ROW, GateError, _batch, _raised, gx_context
 from calpads.quality.suite_builder import default_gx_root
+from calpads.staging.store import StagedTables
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +114,23 @@ def local_ids(values: pd.Series) -> np.ndarray:
     return np.array([one(v) for v in values.tolist()], dtype=object)
 
 
-def staging_frames(pulled: Any) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(students, programs, known school numbers) from a pull (calpads.sources.sql_sis.SprgPull): ids only."""
-    s, p = pulled.students, pulled.programs
-    students = pd.DataFrame({"student_id": local_ids(s["student_id"]), "dcid": local_ids(s["dcid"])})
-    programs = pd.DataFrame({"program_id": local_ids(p["program_id"]), "student_id": local_ids(p["student_id"]),
+def staging_frames(staged: StagedTables) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+    """(students, programs or None when the record type stages none, known school numbers) from the staged
+    tables (calpads.staging): ids only. A program's student_id is the STUDENTS.ID of its STUDENTSDCID (None when
+    no staged student has that DCID)."""
+    from calpads.staging import contract
+
+    s = staged.frame(contract.STUDENTS)
+    students = pd.DataFrame({"student_id": local_ids(s["id"]), "dcid": local_ids(s["dcid"])})
+    schools = [v for v in local_ids(staged.frame(contract.SCHOOLS)["school_number"]) if v is not None]
+    if not staged.has(contract.PROGRAMS):
+        return students, None, schools
+    p = staged.frame(contract.PROGRAMS)
+    by_dcid = dict(zip(students["dcid"], students["student_id"], strict=True))
+    dcids = pd.Series(local_ids(p["studentsdcid"]), dtype=object)
+    programs = pd.DataFrame({"program_id": local_ids(p["id"]),
+                             "student_id": dcids.map(by_dcid).astype(object).to_numpy(),
                              "schoolid": local_ids(p["schoolid"])})
-    schools = [v for v in local_ids(pulled.scoped_schools["school_number"]) if v is not None]
     return students, programs, schools
 
 
@@ -172,15 +185,17 @@ def lookups(programs: pd.DataFrame, student_ids: pd.Series, school_numbers: list
     return out
 
 
-def check_frames(students: pd.DataFrame, programs: pd.DataFrame, school_numbers: list[str], *,
+def check_frames(students: pd.DataFrame, programs: pd.DataFrame | None, school_numbers: list[str], *,
                  previous: dict[str, int] | None = None, tolerance: float = DEFAULT_TOLERANCE,
                  accept_count_drop: bool = False, context_root: Path | None = None) -> StagingResult:
-    """Validate the pull's frames (local ids as text) against the staging suites."""
+    """Validate the staged frames (local ids as text) against the staging suites; programs None: the record
+    type stages no programs."""
     if not 0.0 <= tolerance <= 1.0:
         raise GateError(f"staging_count_tolerance must be a share between 0 and 1, not {tolerance}")
-    frames = {"students": students[["student_id", "dcid"]],
-              "programs": lookups(programs[["program_id", "student_id", "schoolid"]], students["student_id"],
-                                  school_numbers)}
+    frames = {"students": students[["student_id", "dcid"]]}
+    if programs is not None:
+        frames["programs"] = lookups(programs[["program_id", "student_id", "schoolid"]], students["student_id"],
+                                     school_numbers)
     counts = {t: len(f) for t, f in frames.items()}
     findings: list[StagingFinding] = []
     for table, frame in frames.items():
@@ -294,7 +309,8 @@ class CountStore:
 
 # --------------------------------------------------------------------------- the pipeline's hook
 class StagingCheck:
-    """Handed to a record type's builder, which calls it with the pulled frames before building."""
+    """The staging gate of every record type: calpads.pipeline.extract calls it with the staged tables before
+    the builder runs."""
 
     def __init__(self, record_type: str, scope: Any, run_id: str, store_engine: sa.Engine | None = None,
                  tolerance: float | None = None, context_root: Path | None = None):
@@ -306,17 +322,21 @@ class StagingCheck:
         self.context_root = context_root
         self.summary: dict[str, Any] = {}
 
-    def __call__(self, pulled: Any) -> None:
-        students, programs, schools = staging_frames(pulled)
+    def __call__(self, staged: StagedTables) -> None:
+        from calpads.extracts.selection import reporting_lea
+        from calpads.staging.contract import PREFS
+
+        students, programs, schools = staging_frames(staged)
+        lea = reporting_lea(staged.frame(PREFS))
         key = scope_key(self.scope)
         previous = None
         if self.store is not None:
-            previous = self.store.previous(record_type=self.record_type, lea=pulled.lea, key=key, run_id=self.run_id)
+            previous = self.store.previous(record_type=self.record_type, lea=lea, key=key, run_id=self.run_id)
         accept = bool(getattr(self.scope, "allow_mass_delete", False))
         result = check_frames(students, programs, schools, previous=previous, tolerance=self.tolerance,
                               accept_count_drop=accept, context_root=self.context_root)
         if self.store is not None:
-            self.store.save(record_type=self.record_type, lea=pulled.lea, academic_year=self.scope.academic_year,
+            self.store.save(record_type=self.record_type, lea=lea, academic_year=self.scope.academic_year,
                             key=key, run_id=self.run_id, counts=result.counts, accepted=not result.errors)
         self.summary = result.summary()
         log.info("Staging gate: pulled %s (last accepted pull: %s, tolerance %.0f%%)", result.counts,

@@ -89,3 +89,16 @@ def category_counts(engine: sa.Engine, scope: RunScope, school_numbers: list[int
     for c in out_cols:
         df[c] = pd.to_numeric(df[c]).fillna(0).astype("int64")
     return df
+
+
+def absent_days(engine: sa.Engine, start: str, end: str) -> pd.DataFrame:
+    """student_id, att_date ('YYYY-MM-DD') of the days from start to end (ISO dates) with a daily code whose
+    presence is Absent, one row per student and day: the LEAP report's school absences."""
+    a, ac = ATTENDANCE.c, ATTENDANCE_CODE.c
+    q = sa.select(a.studentid.label("student_id"), sa.cast(a.att_date, sa.String(10)).label("att_date")).distinct(
+    ).select_from(ATTENDANCE.join(ATTENDANCE_CODE, ac.id == a.attendance_codeid)).where(
+        a.att_mode_code == DAILY, ac.presence_status_cd == "Absent", a.att_date >= start, a.att_date <= end)
+    with engine.connect() as conn:
+        out = pd.read_sql(q, conn)
+    return pd.DataFrame({"student_id": out["student_id"].astype("int64"),
+                         "att_date": out["att_date"].astype(str).str.slice(0, 10).astype(object)})

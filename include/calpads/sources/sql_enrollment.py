@@ -20,16 +20,11 @@ import sqlalchemy as sa
 
 from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import (
-    CALENDAR_DAY,
     ENROLLMENT_CODES,
     REENROLLMENTS,
-    STU_X,
     STUDENTS,
     _student_filters,
     _text,
-    narrow_schools,
-    reportable_schools,
-    reporting_lea,
 )
 
 CURRENT, EARLIER = "S", "R"   # the enrollment row's table: STUDENTS (current) or REENROLLMENTS
@@ -105,31 +100,12 @@ def enrollment_selects(scope: RunScope, school_numbers: list[int], *, dates_as_t
     return current, earlier
 
 
-def student_select(scope: RunScope, *, require_ssid: bool = True) -> sa.Select:
-    s, x = STUDENTS.c, STU_X.c
-    filters = _student_filters(scope) if require_ssid else [s.state_excludefromreporting == 0, *(
-        [s.student_number.in_(scope.students)] if scope.students else [])]
-    return sa.select(
-        s.id.label("student_id"), s.dcid, s.student_number, s.state_studentnumber.label("ssid"),
-        s.first_name, s.last_name, _text(s.dob).label("dob"), s.gender, s.grade_level, s.schoolid,
-        x.legalfirstname, x.legallastname, x.legalgender,
-    ).select_from(STUDENTS.outerjoin(STU_X, x.studentsdcid == s.dcid)).where(*filters)
-
-
 def pull_enrollment(engine: sa.Engine, scope: RunScope, *, require_ssid: bool = True) -> EnrollmentPull:
-    with engine.connect() as conn:
-        lea = reporting_lea(conn)
-        schools = reportable_schools(conn)
-        scoped = narrow_schools(schools, scope)
-        numbers = [int(n) for n in schools["school_number"]]
-        cal = sa.select(CALENDAR_DAY.c.schoolid, _text(CALENDAR_DAY.c.date_value).label("date_value")).where(
-            CALENDAR_DAY.c.insession == 1, CALENDAR_DAY.c.schoolid.in_(numbers))
-        calendar = pd.read_sql(cal, conn)
-        codes = codes_in_sis(conn)
-        current, earlier = enrollment_selects(scope, [int(n) for n in scoped["school_number"]], codes=codes)
-        enrollments = pd.read_sql(sa.union_all(current, earlier), conn)
-        students = pd.read_sql(student_select(scope, require_ssid=require_ssid), conn)
-        from calpads.sources.sql_skipped import skipped_select
+    """The enrollment rows of a SIS database, staged in a temporary folder and selected by
+    calpads.extracts.selection.enrollment_pull (tests, tools and benchmarks; a run stages in its work folder)."""
+    from calpads.extracts.selection import enrollment_pull
+    from calpads.staging.contract import ENROLLMENT_TABLES
+    from calpads.staging.local import staged_from_sql
 
-        skipped = pd.read_sql(skipped_select(scope, [int(n) for n in scoped["school_number"]]), conn)
-    return EnrollmentPull(lea, schools, scoped, calendar, enrollments, students, codes, skipped)
+    with staged_from_sql(engine, ENROLLMENT_TABLES, scope) as staged:
+        return enrollment_pull(staged, scope, require_ssid=require_ssid)

@@ -1,20 +1,12 @@
-"""The SQL source: reads the contract tables of a PowerSchool-shaped SIS database.
+"""The SIS database's contract tables as SQLAlchemy Core clauses, and what the staging model shares.
 
-SQLAlchemy Core with bound parameters only; the selection that SQL can do
-(exclusions, SSID present, the report date range, the program set, the
-schools in scope) is pushed down so that a large district does not ship its
-whole history over the wire. Table and column names are written in lower case:
-SQLite and MS SQL match them case-insensitively and PostgreSQL folds the
-contract's unquoted upper-case DDL to lower case.
-
-Every date column is cast to text in SQL ('YYYY-MM-DD' on each backend), so
-that pandas sees one representation whatever the database, and an unparsable
-date on a text-typed SIS reaches the quality gate instead of crashing the pull.
-A date filter never drops such a value either (``not_a_date``): 'not a date' or
-'31/12/2025' fails every text comparison with a report date, so the row would
-vanish without a trace, and a submitted record of it would become a delete.
-For the same reason the SPRG pull keeps students without an SSID: the builder
-lists their records as not extracted ("no SSID yet") instead of losing them.
+Table and column names are written in lower case: SQLite and MS SQL match them
+case-insensitively and PostgreSQL folds the contract's unquoted upper-case DDL to lower case.
+The staged tables are read by calpads.staging.sql_adapter; which rows a CALPADS file reads is
+decided once, in pandas, by calpads.extracts.selection. ``not_a_date`` keeps a date that is not
+a date in every pushed-down date filter: 'not a date' or '31/12/2025' fails every text
+comparison with a report date, so the row would vanish without a trace, and a submitted record
+of it would become a delete.
 """
 
 from __future__ import annotations
@@ -25,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.run_scope import RunScope
+from calpads.staging.contract import ENROLLMENT_CODES
 
 
 def _t(name: str, *cols: str) -> sa.TableClause:
@@ -34,10 +27,9 @@ def _t(name: str, *cols: str) -> sa.TableClause:
 PREFS = _t("prefs", "id", "name", "value", "schoolid")
 SCHOOLS = _t("schools", "id", "school_number", "name", "alternate_school_number", "subdistrict",
              "state_excludefromreporting")
-CALENDAR_DAY = _t("calendar_day", "schoolid", "date_value", "insession")
+CALENDAR_DAY = _t("calendar_day", "id", "schoolid", "date_value", "insession")
 # Contract v2 enrollment codes (SENR 1.23, 1.26-1.29) on STUDENTS and REENROLLMENTS. A SIS may lack them:
 # calpads.sources.sql_enrollment selects only those the database has.
-ENROLLMENT_CODES = ("enrollmentstatus", "exitcode", "completionstatus", "receiver_school", "uccsu_reqs_met")
 STUDENTS = _t("students", "id", "dcid", "student_number", "state_studentnumber", "first_name", "last_name", "dob",
               "gender", "schoolid", "grade_level", "entrydate", "exitdate", "enroll_status",
               "state_excludefromreporting", *ENROLLMENT_CODES)
@@ -85,25 +77,17 @@ class SprgPull:
 
 
 def reporting_lea(conn: sa.Connection) -> str:
-    q = sa.select(PREFS.c.value).where(PREFS.c.name == "districtnumber", PREFS.c.schoolid == 0)
-    value = conn.execute(q).scalar()
-    if not value or not str(value).strip():
-        raise SisDataError(
-            "The SIS has no district number (PREFS name 'districtnumber' at district level): "
-            "enter the 7-digit Reporting LEA code on PowerSchool's District Info page."
-        )
-    return str(value).strip()
+    """The Reporting LEA code (calpads.extracts.selection.reporting_lea) read from the SIS database."""
+    from calpads.extracts.selection import reporting_lea as lea_of
+
+    return lea_of(pd.read_sql(sa.select(*PREFS.c), conn))
 
 
 def reportable_schools(conn: sa.Connection) -> pd.DataFrame:
-    """Schools not excluded from state reporting."""
-    q = sa.select(
-        SCHOOLS.c.school_number, SCHOOLS.c.alternate_school_number.label("school_code"), SCHOOLS.c.subdistrict
-    ).where(SCHOOLS.c.state_excludefromreporting == 0)
-    df = pd.read_sql(q, conn)
-    df["school_code"] = df["school_code"].astype("object").where(df["school_code"].notna(), None)
-    df["school_code"] = df["school_code"].map(lambda v: str(v).strip() if v is not None else None)
-    return df
+    """The reportable schools (calpads.extracts.selection.reportable_schools) read from the SIS database."""
+    from calpads.extracts.selection import reportable_schools as reportable
+
+    return reportable(pd.read_sql(sa.select(*SCHOOLS.c), conn))
 
 
 def narrow_schools(schools: pd.DataFrame, scope: RunScope) -> pd.DataFrame:
@@ -135,97 +119,11 @@ def _student_filters(scope: RunScope, require_ssid: bool = True) -> list[sa.Colu
 
 
 def pull_sprg(engine: sa.Engine, scope: RunScope, program_codes: list[str]) -> SprgPull:
-    start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
-    with engine.connect() as conn:
-        lea = reporting_lea(conn)
-        # Enrollments at any reportable school count for student selection; the
-        # run's schools/subdistricts apply to the programs (school of service).
-        all_schools = reportable_schools(conn)
-        schools = narrow_schools(all_schools, scope)
-        school_numbers = [int(n) for n in all_schools["school_number"]]
-        p = PROGRAMS.c
-        scoped_numbers = [int(n) for n in schools["school_number"]]
-        program_filters = [
-            p.schoolid.in_(scoped_numbers),
-            # Blank program codes are fetched too, so that they can be counted as
-            # "not extracted" instead of vanishing.
-            sa.or_(p.programcode.in_(program_codes), p.programcode.is_(None), p.programcode == ""),
-            sa.or_(p.programstartdate.is_(None), p.programstartdate <= end, not_a_date(p.programstartdate)),
-            # '' is blank too on a SIS that stores dates as text (never true for a DATE column)
-            sa.or_(p.programenddate.is_(None), _text(p.programenddate) == "", p.programenddate > start,
-                   not_a_date(p.programenddate)),
-        ]
-        # Only students with a candidate program matter to SPRG: the rest of the
-        # district's students, enrollments and services never leave the database.
-        # Students without an SSID are pulled: their records are listed as not extracted.
-        candidates = sa.select(p.studentsdcid).where(*program_filters)
-        student_filters = [*_student_filters(scope, require_ssid=False), STUDENTS.c.dcid.in_(candidates)]
-        cal = sa.select(CALENDAR_DAY.c.schoolid, _text(CALENDAR_DAY.c.date_value).label("date_value")).where(
-            CALENDAR_DAY.c.insession == 1, CALENDAR_DAY.c.schoolid.in_(school_numbers)
-        )
-        calendar = pd.read_sql(cal, conn)
+    """The SPRG rows of a SIS database, staged in a temporary folder and selected by
+    calpads.extracts.selection.sprg_pull (tests and tools; a run stages in its work folder)."""
+    from calpads.extracts import sprg
+    from calpads.extracts.selection import sprg_pull
+    from calpads.staging.local import staged_from_sql
 
-        s, r = STUDENTS.c, REENROLLMENTS.c
-        current = sa.select(
-            s.id.label("student_id"), s.schoolid, _text(s.entrydate).label("entrydate"),
-            _text(s.exitdate).label("exitdate"),
-        ).where(
-            *student_filters, s.schoolid.in_(school_numbers), sa.or_(s.entrydate <= end, not_a_date(s.entrydate)),
-            sa.or_(s.exitdate.is_(None), s.exitdate > start, not_a_date(s.exitdate)),
-        )
-        earlier = sa.select(
-            r.studentid.label("student_id"), r.schoolid, _text(r.entrydate).label("entrydate"),
-            _text(r.exitdate).label("exitdate"),
-        ).select_from(REENROLLMENTS.join(STUDENTS, s.id == r.studentid)).where(
-            *student_filters, r.state_excludefromreporting == 0, r.schoolid.in_(school_numbers),
-            sa.or_(r.entrydate <= end, not_a_date(r.entrydate)),
-            sa.or_(r.exitdate.is_(None), r.exitdate > start, not_a_date(r.exitdate)),
-        )
-        enrollments = pd.read_sql(sa.union_all(current, earlier), conn)
-        enrolled = pd.read_sql(enrolled_students_select(scope, scoped_numbers), conn)
-
-        x = STU_X.c
-        students_q = sa.select(
-            s.id.label("student_id"), s.dcid, s.student_number, s.state_studentnumber.label("ssid"),
-            s.first_name, s.last_name, _text(s.dob).label("dob"), s.gender,
-            x.legalfirstname, x.legallastname, x.legalgender,
-        ).select_from(STUDENTS.outerjoin(STU_X, x.studentsdcid == s.dcid)).where(*student_filters)
-        students = pd.read_sql(students_q, conn)
-
-        programs_q = sa.select(
-            s.id.label("student_id"), p.id.label("program_id"), p.schoolid, p.programcode, p.programmembershipcode,
-            _text(p.programstartdate).label("programstartdate"), _text(p.programenddate).label("programenddate"),
-            p.partnershipacademyid, p.migrantstudentid, p.prmarydisabilitycode, p.distspedaccountability,
-            p.dwellingtype, p.unaccompaniedyouth, p.runawayyouth, p.spedexitcode,
-        ).select_from(PROGRAMS.join(STUDENTS, s.dcid == p.studentsdcid)).where(
-            *_student_filters(scope, require_ssid=False), *program_filters)
-        programs = pd.read_sql(programs_q, conn)
-
-        v = SERVICES.c
-        services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
-        if "122" in program_codes:
-            services_q = sa.select(
-                s.id.label("student_id"), v.schoolid, v.servicecode,
-                sa.case((not_a_date(v.servicedate), 1), else_=0).label("unreadable_date"),
-            ).distinct().select_from(SERVICES.join(STUDENTS, s.dcid == v.studentsdcid)).where(
-                *student_filters,
-                sa.or_(sa.and_(v.servicedate >= start, v.servicedate <= end), not_a_date(v.servicedate)))
-            services = pd.read_sql(services_q, conn)
-    return SprgPull(lea, all_schools, schools, calendar, enrollments, students, programs, services, enrolled)
-
-
-def enrolled_students_select(scope: RunScope, school_numbers: list[int]) -> sa.Select:
-    """Local Student IDs of the students (not excluded from state reporting, SSID or not) with an enrollment,
-    current or earlier, at one of ``school_numbers`` overlapping the report range by its raw dates
-    (entry on or before the end, EXITDATE blank or after the start). Wider than the exact rule on the
-    last in-session day, on purpose: it decides which deletes need allow_enrolled_deletes."""
-    start, end = scope.start_date.isoformat(), scope.end_date.isoformat()
-    s, r = STUDENTS.c, REENROLLMENTS.c
-    students = _student_filters(scope, require_ssid=False)
-    current = sa.select(s.student_number).where(
-        *students, s.schoolid.in_(school_numbers), s.entrydate <= end,
-        sa.or_(s.exitdate.is_(None), s.exitdate > start))
-    earlier = sa.select(s.student_number).select_from(REENROLLMENTS.join(STUDENTS, s.id == r.studentid)).where(
-        *students, r.state_excludefromreporting == 0, r.schoolid.in_(school_numbers), r.entrydate <= end,
-        sa.or_(r.exitdate.is_(None), r.exitdate > start))
-    return sa.union(current, earlier)
+    with staged_from_sql(engine, sprg.TABLES, scope) as staged:
+        return sprg_pull(staged, scope, program_codes)

@@ -1,0 +1,161 @@
+"""The SQL source adapter: the SIS database's contract tables -> staged tables.
+
+SQLAlchemy Core, bound parameters, lower-case names (SQLite and MS SQL match them
+case-insensitively, PostgreSQL folds the contract's unquoted upper-case DDL to lower case).
+Rows are streamed from a DBAPI cursor of the SQLAlchemy connection (a named, server-side cursor on
+PostgreSQL) in batches straight into Arrow record batches and Parquet: no Row object per row, no
+frame of Python objects, never the whole table in memory.
+
+What is pushed down is a superset of what any record type selects, never a selection rule:
+enrollments, programs and services outside the academic year's date window (widened to the
+run's dates) stay in the database; a date that is not a date is always read (the builders list
+it). Every date column is read as text ('YYYY-MM-DD' on each backend). The Student Criteria,
+the report range, the program set and the exclusions are calpads.extracts.selection's.
+
+The two aggregates stay in the database: ``attendance_category_days`` (STAS's day counts,
+calpads.sources.sql_attendance) and ``absent_days`` (LEAP's report), so no daily attendance row
+leaves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterator
+from dataclasses import replace
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from calpads.run_scope import RunScope, academic_year_bounds
+from calpads.sources import sql_sis
+from calpads.sources.sql_enrollment import CURRENT, EARLIER, codes_in_sis
+from calpads.staging import contract as c
+from calpads.staging.store import StagedTables
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 50_000
+_CLAUSES = {c.PREFS: sql_sis.PREFS, c.SCHOOLS: sql_sis.SCHOOLS, c.CALENDAR_DAY: sql_sis.CALENDAR_DAY,
+            c.STUDENTS: sql_sis.STUDENTS, c.REENROLLMENTS: sql_sis.REENROLLMENTS, c.STU_X: sql_sis.STU_X,
+            c.PROGRAMS: sql_sis.PROGRAMS, c.SERVICES: sql_sis.SERVICES}
+
+
+def date_window(scope: RunScope) -> tuple[str, str]:
+    """The academic year (July 1 - June 30), widened to the run's dates: every record type's report range."""
+    first, last = academic_year_bounds(scope.academic_year)
+    return min(first, scope.start_date).isoformat(), max(last, scope.end_date).isoformat()
+
+
+def _window(table: str, t: sa.TableClause, scope: RunScope) -> list[sa.ColumnElement[bool]]:
+    """The pushdown of a table: rows that may overlap the date window (a date that is not a date included)."""
+    start, end = date_window(scope)
+    nad = sql_sis.not_a_date
+    if table in (c.REENROLLMENTS,):
+        return [sa.or_(t.c.entrydate <= end, nad(t.c.entrydate)),
+                sa.or_(t.c.exitdate.is_(None), t.c.exitdate > start, nad(t.c.exitdate))]
+    if table == c.PROGRAMS:
+        ps, pe = t.c.programstartdate, t.c.programenddate
+        return [sa.or_(ps.is_(None), ps <= end, nad(ps)),
+                sa.or_(pe.is_(None), sa.cast(pe, sa.String()) == "", pe > start, nad(pe))]
+    if table == c.SERVICES:
+        d = t.c.servicedate
+        return [sa.or_(sa.and_(d >= start, d <= end), nad(d))]
+    return []
+
+
+def table_select(table: str, scope: RunScope, have: Collection[str] = ()) -> sa.Select:
+    """The SELECT staging one contract table; ``have``: the table's optional columns the SIS has (others NULL)."""
+    t = _CLAUSES[table]
+    optional = c.OPTIONAL_COLUMNS.get(table, ())
+    cols: list[sa.ColumnElement] = []
+    for col in c.TABLE_COLUMNS[table]:
+        if col in optional and col not in have:
+            cols.append(sa.cast(sa.null(), sa.String()).label(col))
+        elif col in c.DATE_COLUMNS:
+            cols.append(sa.cast(t.c[col], sa.String()).label(col))
+        else:
+            cols.append(t.c[col])
+    return sa.select(*cols).where(*_window(table, t, scope))
+
+
+def _array(values: list[object], column: str) -> pa.Array:
+    kind = c.column_type(column)
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # a SQLite SIS may hold text in an INTEGER column, or vice versa
+        if kind == pa.string():
+            return pa.array([c.text_value(v) for v in values], kind)
+        return pa.array([None if v is None or str(v).strip() == "" else int(str(v).strip()) for v in values], kind)
+
+
+def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[list[tuple[object, ...]]]:
+    """The query's rows in lists of at most batch_rows plain tuples, from a DBAPI cursor of the connection (a
+    named, server-side cursor on PostgreSQL): no SQLAlchemy Row object per row, no whole result in memory."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    if conn.dialect.positional:
+        args: object = tuple(params[k] for k in compiled.positiontup or ())
+    else:
+        args = params
+    dbapi = conn.connection.dbapi_connection
+    server_side = conn.dialect.name == "postgresql"
+    cursor = dbapi.cursor(name="calpads_staging") if server_side else dbapi.cursor()
+    try:
+        if server_side:
+            cursor.itersize = batch_rows
+        cursor.execute(str(compiled), args)
+        while rows := cursor.fetchmany(batch_rows):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    names = schema.names
+    for rows in _rows(conn, query, batch_rows):
+        columns = list(zip(*rows, strict=True))
+        yield pa.RecordBatch.from_arrays([_array(list(v), n) for v, n in zip(columns, names, strict=True)],
+                                         schema=schema)
+
+
+class SqlAdapter:
+    """Stages contract tables and aggregates from a SIS database (see the module docstring)."""
+
+    def __init__(self, engine: sa.Engine, *, batch_rows: int = BATCH_ROWS):
+        self.engine = engine
+        self.batch_rows = batch_rows
+
+    def stage(self, tables: Collection[str], scope: RunScope, staged: StagedTables) -> None:
+        contract = [t for t in tables if t in c.TABLE_COLUMNS]
+        with self.engine.connect() as conn:
+            codes = codes_in_sis(conn) if {c.STUDENTS, c.REENROLLMENTS} & set(contract) else {}
+            have = {c.STUDENTS: codes.get(CURRENT, frozenset()), c.REENROLLMENTS: codes.get(EARLIER, frozenset())}
+            for table in contract:
+                optional = c.OPTIONAL_COLUMNS.get(table, ())
+                missing = [col for col in optional if col not in have.get(table, ())]
+                n = staged.write(table, _batches(conn, table_select(table, scope, have.get(table, ())),
+                                                 c.schema(table), self.batch_rows), c.schema(table),
+                                 missing_columns=missing)
+                log.info("Staged %s: %d rows", table, n)
+        if c.ATTENDANCE_CATEGORY_DAYS in tables:
+            staged.write_frame(c.ATTENDANCE_CATEGORY_DAYS, self.category_days(staged, scope))
+        if c.ABSENT_DAYS in tables:
+            from calpads.sources.sql_attendance import absent_days
+
+            staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *date_window(scope)))
+
+    def category_days(self, staged: StagedTables, scope: RunScope) -> pd.DataFrame:
+        """STAS's day counts per student and school, for every reportable school (a run narrowed to some schools
+        still needs the LEA-wide counts for 13.24: calpads.extracts.stas.lea_wide_recovery), counted through
+        the STAS counting date."""
+        from calpads.extracts import stas
+        from calpads.extracts.selection import reportable_schools
+        from calpads.sources.sql_attendance import category_counts
+
+        cfg = stas.settings()
+        numbers = [int(n) for n in reportable_schools(staged.frame(c.SCHOOLS))["school_number"]]
+        counting = replace(stas.counting_scope(scope), schools=(), subdistricts=())
+        return category_counts(self.engine, counting, numbers, list(cfg["categories"]), cfg["categories"],
+                               cfg["uncategorised_absent"])
+

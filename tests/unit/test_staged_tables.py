@@ -1,0 +1,57 @@
+"""StagedTables (calpads.staging.store): owner-only, whole-or-nothing Parquet files, each table once per attempt."""
+
+from __future__ import annotations
+
+import stat
+
+import pyarrow as pa
+import pytest
+
+from calpads.failures import WorkFolderError
+from calpads.staging import contract
+from calpads.staging.api_adapter import rows_to_arrow
+from calpads.staging.store import StagedTables
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_tables_are_private_written_once_and_read_back_typed(tmp_path):
+    staged = StagedTables(tmp_path)
+    staged.reset()
+    rows = [{"id": "7", "studentid": 3, "schoolid": "100", "grade_level": None, "entrydate": "2025-08-13",
+             "exitdate": None, "state_excludefromreporting": 0}]
+    table, missing = rows_to_arrow(contract.REENROLLMENTS, rows)
+    assert missing == list(contract.ENROLLMENT_CODES)           # no row carries them: the SIS lacks them
+    assert staged.write(contract.REENROLLMENTS, table, missing_columns=missing) == 1
+    assert mode(staged.folder) == 0o700 and mode(staged.path(contract.REENROLLMENTS)) == 0o600
+    frame = staged.frame(contract.REENROLLMENTS)
+    assert frame.loc[0, "id"] == 7 and frame.loc[0, "entrydate"] == "2025-08-13" and frame["exitdate"].isna().all()
+    assert staged.missing_columns(contract.REENROLLMENTS) == tuple(sorted(contract.ENROLLMENT_CODES))
+    with pytest.raises(RuntimeError, match="already written"):
+        staged.write(contract.REENROLLMENTS, table)
+    assert not list(staged.folder.glob(".*partial"))
+
+
+def test_a_failed_write_leaves_no_table(tmp_path):
+    staged = StagedTables(tmp_path)
+    staged.reset()
+    schema = contract.schema(contract.PREFS)
+
+    def batches():
+        yield pa.RecordBatch.from_pylist([{"id": 1, "name": "districtnumber", "value": "1", "schoolid": 0}], schema)
+        raise OSError("disk full")
+
+    with pytest.raises((OSError, WorkFolderError)):
+        staged.write(contract.PREFS, batches(), schema)
+    assert not staged.has(contract.PREFS) and not list(staged.folder.iterdir())
+
+
+def test_reset_clears_an_earlier_attempt(tmp_path):
+    staged = StagedTables(tmp_path)
+    staged.reset()
+    staged.write(contract.PREFS, pa.Table.from_pylist([], contract.schema(contract.PREFS)))
+    again = StagedTables(tmp_path)
+    again.reset()
+    assert not again.has(contract.PREFS) and again.counts() == {}
