@@ -194,9 +194,13 @@ def rule_lines(manifest: dict[str, Any] | None, now: set[tuple[str, str]] | None
 
 
 def file_readiness(publish_root: Any, academic_year: str, record_type: str,
-                   runs: dict[str, AirflowRun] | None = None) -> FileReadiness:
-    """The latest run of a file for an academic year (``runs``: Airflow's view by run-folder name)."""
+                   runs: dict[str, AirflowRun] | None = None, run_folder: str | None = None) -> FileReadiness:
+    """The latest run of a file for an academic year, or the run whose folder is named ``run_folder``
+    (``runs``: Airflow's view by run-folder name). "Previous" is the complete run before it."""
     folders = run_folders(publish_root, academic_year, record_type)
+    if run_folder is not None:
+        folders = folders[[f.name for f in folders].index(run_folder):] if run_folder in [f.name for f in folders] \
+            else []
     if not folders:
         return FileReadiness(academic_year, record_type, None, None,
                              Verdict("NO RUN", "none", f"No {record_type} run for {academic_year} yet."))
