@@ -112,6 +112,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     from calpads.sources.api_sources import sis_api_name
     from calpads_airflow.links import attach_report_link
     from calpads_airflow.notifiers import CalpadsFailureNotifier
+    from calpads_airflow.run_notes import annotate_run, gate_finished
 
     record_type = record_type.upper()
     layout = load_layout(record_type)
@@ -234,14 +235,13 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             from calpads.pipeline import GateFailed, gate
 
             ctx = context_for(scope)
-            from calpads_airflow.links import push_report_url
 
             try:
                 summary = gate(ctx, run_date=ctx.scope.today, error_ceiling=float(_conf("error_ceiling", "0.05")))
             except GateFailed as exc:
-                push_report_url(ctx.state().get("validation", {}).get("report"))   # the button works on failure too
+                gate_finished(record_type, scope, ctx.state().get("validation"))   # also when stopped
                 raise AirflowFailException(str(exc)) from None
-            push_report_url(summary["report"])
+            gate_finished(record_type, scope, summary)   # the report button and the log's one-screen summary
             # A log record, not print(): stdout can arrive after the "Post Execute" marker and end up
             # folded away in that group of the UI's log view.
             logging.getLogger("calpads.pipeline").info("Validation report: %s", summary["report"])
@@ -313,6 +313,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
             run_id = ctx["dag_run"].run_id
             states = ctx["ti"].get_task_states(dag_id=dag_id, run_ids=[run_id]).get(run_id, {})
             failed = sorted(t for t, st in states.items() if st in ("failed", "upstream_failed") and t != "run_outcome")
+            annotate_run(dag_id, record_type, work_dir() / "state.json", states)   # the run note (run_notes.py)
             if failed == ["send_run_summary"]:
                 logging.getLogger("calpads.pipeline").warning(
                     "The files are ready; only the summary email failed (see the task Email run summary).")

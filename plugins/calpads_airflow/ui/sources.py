@@ -66,7 +66,7 @@ def airflow_runs(dag_id: str) -> dict[str, AirflowRun]:
         for run_id, task_id in session.execute(
                 select(TaskInstance.run_id, TaskInstance.task_id).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.run_id.in_([r[0] for r in runs]),
-                    TaskInstance.state.in_(["failed", "upstream_failed"]))).all():
+                    TaskInstance.state == "failed")).all():
             failed.setdefault(run_id, []).append(task_id)
         notes = _notes(session, dag_id, [r[0] for r in runs])
         for run_id, state, start, conf in runs:
