@@ -22,6 +22,9 @@ SUBMISSIONS = ("fall1", "eoy2", "custom")
 FIRST_ACADEMIC_YEAR = 2000
 YEARS_AHEAD = 2
 KNOWN_VALUES_SHOWN = 40          # known schools / sub-districts / programs listed in a rejection message
+# An optional list: the UI's trigger form marks a param required (an asterisk) unless its type allows null,
+# and renders it by its first non-null type; RunScope reads null as empty.
+LIST_TYPE = ["array", "null"]
 
 
 class ScopeError(ValueError):
@@ -67,6 +70,12 @@ def check_academic_year(academic_year: str, today: date) -> None:
                          f"({choices[0]} to {choices[-1]}): check the year for a typo")
 
 
+def _default_submission(today: date) -> str:
+    from calpads.deadlines.watch import default_submission
+
+    return default_submission(today)
+
+
 def param_specs(today: date) -> dict[str, dict[str, Any]]:
     """JSON-schema of every run param, with the descriptions the UI form shows."""
     return {
@@ -87,12 +96,12 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             description="YYYY-MM-DD. Blank = last day of the academic year (June 30).",
         ),
         "submission": dict(
-            default="eoy2", type="string", enum=list(SUBMISSIONS), title="Submission",
+            default=_default_submission(today), type="string", enum=list(SUBMISSIONS), title="Submission",
             description="Program set (SPRG): fall1 = Fall 1 programs, eoy2 = End of Year 2 programs, "
-            "custom = the programs listed below.",
+            "custom = the programs listed below. Default: fall1 while the Fall 1 window is open, eoy2 otherwise.",
         ),
         "programs": dict(
-            default=[], type="array", items={"type": "string", "pattern": PROGRAM_CODE},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": PROGRAM_CODE},
             title="Programs (custom)",
             description="Education Program Codes (CALPADS code set), used when submission is custom.",
         ),
@@ -107,17 +116,17 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             "Ignored in non_submission mode.",
         ),
         "schools": dict(
-            default=[], type="array", items={"type": "string", "pattern": SCHOOL_CODE},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": SCHOOL_CODE},
             title="Schools", description="7-digit CDS school codes of the district's reportable schools. "
             "Empty = district-wide. An unknown code stops the run.",
         ),
         "subdistricts": dict(
-            default=[], type="array", items={"type": "string", "pattern": SUBDISTRICT},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": SUBDISTRICT},
             title="Sub-districts", description="Sub-district names (SCHOOLS.SUBDISTRICT, exactly as in the SIS), "
             "narrowing the schools. An unknown name stops the run.",
         ),
         "students": dict(
-            default=[], type="array", items={"type": "string", "pattern": LOCAL_STUDENT_ID},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": LOCAL_STUDENT_ID},
             title="Students", description="Local Student IDs, for a run over selected students only. Empty = all.",
         ),
         "bypass_validation": dict(
