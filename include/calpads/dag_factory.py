@@ -7,6 +7,8 @@ Variables or data at parse time: tasks resolve them when they run.
 Configuration without code changes (Airflow config, e.g. environment variables):
   AIRFLOW__CALPADS__SCHEDULE_SPRG   cron, default "0 2 * * *"
   AIRFLOW__CALPADS__TIMEZONE        default "America/Los_Angeles"
+  AIRFLOW__CALPADS__DEFAULT_ACADEMIC_YEAR  the academic year of scheduled runs and the form's default, e.g.
+                                    "2025-2026" for the demo district; default: the current one (July-June)
   AIRFLOW__CALPADS__ERROR_CEILING   share of records in error that fails a run, default 0.05
   AIRFLOW__CALPADS__STAGING_COUNT_TOLERANCE  drop of the SIS pull's students/programs against the last
                                     accepted pull of the same scope that fails the run before build, default 0.20
@@ -120,7 +122,8 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
     tz = pendulum.timezone(_conf("timezone", DEFAULT_TZ))
     cron = schedule or _conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
     today = datetime.now(tz).date()
-    params = {name: Param(**_form_spec(spec)) for name, spec in param_specs(today).items()}
+    specs = param_specs(today, _conf("default_academic_year", ""))   # the demo district's year on a laptop
+    params = {name: Param(**_form_spec(spec)) for name, spec in specs.items()}
     # Where the SIS is read from: sql (the sis_db connection) or a vendor API, whose
     # calls go through a pool per SIS to stay under the vendor's rate limit.
     sis_source = _conf("sis_source", "sql")

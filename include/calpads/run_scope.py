@@ -76,11 +76,14 @@ def _default_submission(today: date) -> str:
     return default_submission(today)
 
 
-def param_specs(today: date) -> dict[str, dict[str, Any]]:
-    """JSON-schema of every run param, with the descriptions the UI form shows."""
+def param_specs(today: date, default_year: str | None = None) -> dict[str, dict[str, Any]]:
+    """JSON-schema of every run param, with the descriptions the UI form shows. ``default_year``: the academic
+    year of scheduled runs and the form's default (``[calpads] default_academic_year``), else today's."""
+    if default_year:
+        check_academic_year(default_year, today)
     return {
         "academic_year": dict(
-            default=current_academic_year(today), type="string", pattern=academic_year_pattern(today),
+            default=default_year or current_academic_year(today), type="string", pattern=academic_year_pattern(today),
             title="Academic year",
             description=f"CALPADS academic year, CCYY-CCYY (July 1 to June 30), from "
             f"{academic_year_choices(today)[0]} to {academic_year_choices(today)[-1]}.",

@@ -6,9 +6,11 @@ SDK cannot set a run's note (its execution API takes a note only when triggering
 public REST API: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with ``{"note": ...}`` (at most 1,000
 characters), authenticated with a JWT from ``POST /auth/token`` (Airflow docs, "API authentication").
 
-Connection ``airflow_api`` (HTTP): host = the api-server as the worker reaches it (default: ``[api] base_url``),
-login and password of an Airflow user allowed to edit the file DAGs' runs (role User or above). Without the
-connection, or when the api-server refuses, the note is skipped with one warning: a note never fails a run.
+Connection ``airflow_api`` (HTTP): host = the api-server as the worker reaches it (default: the execution
+API's address, ``[core] execution_api_server_url`` without ``/execution/``, else ``[api] base_url``), login and
+password of an Airflow user allowed to edit the file DAGs' runs (role User or above; scripts/airflow-init.sh
+creates it from the admin login). Without the connection, or when the api-server refuses, the note is skipped
+with one warning: a note never fails a run.
 
 The report's UI link: a ``file://`` extra link is dropped by the UI, so the quality gate's "Validation report"
 button and the note point at the CALPADS page's copy, ``<base_url>/calpads/files/<year>/<RT>/<run>/report/...``
@@ -34,6 +36,14 @@ def base_url() -> str:
     from airflow.configuration import conf
 
     return (conf.get("api", "base_url", fallback="") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _api_server() -> str:
+    """The api-server as this worker reaches it: where it sends its execution API calls, else the UI's URL."""
+    from airflow.configuration import conf
+
+    execution = conf.get("core", "execution_api_server_url", fallback="") or ""
+    return execution.rstrip("/").removesuffix("/execution") if execution else base_url()
 
 
 def ui_url(published_path: str | None) -> str | None:
@@ -66,7 +76,7 @@ def set_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID
         log.warning("Run note not written: no Airflow connection %r (the api-server's URL and a user that may "
                     "edit this DAG's runs; docs/production.md, 'Run notes')", conn_id)
         return False
-    host = (conn.host or base_url()).rstrip("/")
+    host = (conn.host or _api_server()).rstrip("/")
     if "://" not in host:
         host = f"http://{host}{f':{conn.port}' if conn.port else ''}"
     try:

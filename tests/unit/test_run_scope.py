@@ -116,3 +116,10 @@ def test_optional_lists_allow_null_so_the_form_marks_them_optional():
 ])
 def test_the_default_submission_follows_the_calpads_calendar(today, expected):
     assert param_specs(today)["submission"]["default"] == expected
+
+
+def test_a_configured_default_year_is_the_forms_default_and_is_checked():
+    assert param_specs(date(2026, 12, 6), "2025-2026")["academic_year"]["default"] == "2025-2026"
+    assert param_specs(date(2026, 12, 6))["academic_year"]["default"] == "2026-2027"
+    with pytest.raises(ScopeError):
+        param_specs(date(2026, 12, 6), "2025-2027")
