@@ -17,6 +17,7 @@ LOCAL_STUDENT_ID = r"^[A-Za-z0-9-]{1,15}$"
 SUBDISTRICT = r"^[A-Za-z0-9 .,'&()/-]{1,60}$"
 MODES = ("submission", "replacement", "non_submission")
 SUBMISSIONS = ("fall1", "eoy2", "custom")
+BY_CALENDAR = "calendar"   # the form's default: fall1 or eoy2 by the run's date (calpads.deadlines.watch)
 # Academic years a run may cover: from 2000-2001 (older data is not in CALPADS) to a few years ahead of today
 # (a pre-registration year at most). Anything else is a typo, and a year past 2261 cannot even be held by pandas.
 FIRST_ACADEMIC_YEAR = 2000
@@ -70,10 +71,10 @@ def check_academic_year(academic_year: str, today: date) -> None:
                          f"({choices[0]} to {choices[-1]}): check the year for a typo")
 
 
-def _default_submission(today: date) -> str:
+def _default_submission(today: date, academic_year: str | None = None) -> str:
     from calpads.deadlines.watch import default_submission
 
-    return default_submission(today)
+    return default_submission(today, academic_year=academic_year)
 
 
 def param_specs(today: date, default_year: str | None = None) -> dict[str, dict[str, Any]]:
@@ -99,9 +100,13 @@ def param_specs(today: date, default_year: str | None = None) -> dict[str, dict[
             description="YYYY-MM-DD. Blank = last day of the academic year (June 30).",
         ),
         "submission": dict(
-            default=_default_submission(today), type="string", enum=list(SUBMISSIONS), title="Submission",
+            default=BY_CALENDAR, type="string", enum=[BY_CALENDAR, *SUBMISSIONS], title="Submission",
+            values_display={BY_CALENDAR: f"By the CALPADS calendar (today: {_default_submission(today)})",
+                            "fall1": "fall1: Fall 1 programs", "eoy2": "eoy2: End of Year 2 programs",
+                            "custom": "custom: the programs listed below"},
             description="Program set (SPRG): fall1 = Fall 1 programs, eoy2 = End of Year 2 programs, "
-            "custom = the programs listed below. Default: fall1 while the Fall 1 window is open, eoy2 otherwise.",
+            "custom = the programs listed below. By the calendar: fall1 while the academic year's Fall 1 window is "
+            "open on the run's date, eoy2 otherwise.",
         ),
         "programs": dict(
             default=[], type=LIST_TYPE, items={"type": "string", "pattern": PROGRAM_CODE},
@@ -193,6 +198,8 @@ class RunScope:
         if mode not in MODES:
             raise ScopeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         submission = p.get("submission") or "eoy2"
+        if submission == BY_CALENDAR:
+            submission = _default_submission(today, year)
         if submission not in SUBMISSIONS:
             raise ScopeError(f"submission {submission!r} is not one of {', '.join(SUBMISSIONS)}")
         programs = tuple(_checked_list(p.get("programs"), PROGRAM_CODE, "programs"))

@@ -115,7 +115,20 @@ def test_optional_lists_allow_null_so_the_form_marks_them_optional():
     (date(2026, 10, 6), "eoy2"),
 ])
 def test_the_default_submission_follows_the_calpads_calendar(today, expected):
-    assert param_specs(today)["submission"]["default"] == expected
+    spec = param_specs(today)["submission"]
+    assert spec["default"] == "calendar" and spec["values_display"]["calendar"].endswith(f"(today: {expected})")
+    year = current_academic_year(today)
+    assert RunScope.from_params("SPRG", {"academic_year": year, "submission": "calendar"}, today=today).submission \
+        == expected
+    assert RunScope.from_params("SPRG", {"academic_year": year}, today=today).submission == "eoy2"   # no param
+
+
+def test_by_the_calendar_is_the_run_years_window_on_the_runs_date():
+    # December 2026: 2026-27's Fall 1 window is open, 2025-26's closed in January
+    dec = date(2026, 12, 6)
+    for year, expected in (("2026-2027", "fall1"), ("2025-2026", "eoy2")):
+        assert RunScope.from_params("SPRG", {"academic_year": year, "submission": "calendar"}, today=dec) \
+            .submission == expected
 
 
 def test_a_configured_default_year_is_the_forms_default_and_is_checked():

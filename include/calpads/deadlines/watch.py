@@ -59,11 +59,13 @@ def fall1_window(cal: dict[str, Any], academic_year: str) -> tuple[date, date]:
     return opens, closes
 
 
-def default_submission(today: date, cal: dict[str, Any] | None = None) -> str:
-    """The trigger form's default program set: fall1 while the Fall 1 window is open, eoy2 otherwise."""
+def default_submission(today: date, cal: dict[str, Any] | None = None, academic_year: str | None = None) -> str:
+    """The program set "by the calendar": fall1 while the academic year's (default: today's) Fall 1 window is
+    open on ``today``, eoy2 otherwise."""
     from calpads.run_scope import current_academic_year
 
-    opens, closes = fall1_window(cal if cal is not None else load_calendar(), current_academic_year(today))
+    year = academic_year or current_academic_year(today)
+    opens, closes = fall1_window(cal if cal is not None else load_calendar(), year)
     return "fall1" if opens <= today <= closes else "eoy2"
 
 
