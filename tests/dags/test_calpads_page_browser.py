@@ -45,7 +45,7 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
     env, port = api_server_env(base_env, tmp_path, PASSWORD)
     env["AIRFLOW__CALPADS__ERROR_CEILING"] = "0.5"      # the planted violations are held back, the rest published
     runs = {}
-    for year, logical in ((CLEAN_YEAR, "2025-04-01"), (HELD_YEAR, "2026-04-01")):
+    for year, logical in ((CLEAN_YEAR, "2025-07-15"), (HELD_YEAR, "2026-04-01")):   # after start_date
         r = run_dag({**env, "AIRFLOW_CONN_SIS_DB": urls[year]}, "calpads_sprg", logical, {"academic_year": year})
         assert r.state == "success", r.output[-4000:]
         runs[year] = (r.run_id, json.loads((pub / year / "SPRG" / r.run_id / "manifest.json").read_text()))
