@@ -87,13 +87,14 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
             expect(held_card.get_by_role("row", name=re.compile(re.escape(au)))).to_contain_text(str(records_au))
             shots.take(page, "calpads-02-page-in-the-ui")
 
-            # ---- the report in one click (a new tab), then a file downloaded whole
-            with context.expect_page() as tab:
-                held_card.get_by_role("link", name="Validation report").click()
-            report = tab.value
-            expect(report.locator("h1")).to_contain_text("SPRG validation report")
-            shots.take(report, "calpads-03-validation-report")
-            report.close()
+            # ---- the report in one click (in the page's frame: the UI's iframe sandbox allows no new tab), then
+            #      back on the page, a file downloaded whole
+            held_card.get_by_role("link", name="Validation report").click()
+            expect(frame.locator("h1")).to_contain_text("SPRG validation report")
+            expect(frame.locator(".verdict")).to_contain_text(f"READY, {held} held back")
+            shots.take(page, "calpads-03-validation-report")
+            page.go_back()      # the frame's history: back to the page
+            expect(held_card.locator(".verdict")).to_have_text(f"READY, {held} held back")
             with page.expect_download() as dl:
                 held_card.get_by_role("link", name=au).click()
             saved = tmp_path / "download.txt"
