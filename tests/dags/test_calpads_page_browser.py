@@ -103,9 +103,8 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
 
             # ---- the quality gate's "Validation report" button (an http link the UI renders)
             run_id = runs[HELD_YEAR][0]
-            page.goto(f"{api.url}/dags/calpads_sprg/runs/{quote(run_id, safe='')}/tasks/quality_gate")
-            button = page.get_by_role("link", name="Validation report").or_(
-                page.get_by_role("button", name="Validation report")).first
+            page.goto(f"{api.url}/dags/calpads_sprg/runs/{quote(run_id, safe='')}/tasks/quality_gate/details")
+            button = page.get_by_role("link", name="Validation report").first     # under "Extra Links"
             expect(button).to_be_visible()
             shots.take(page, "calpads-04-report-button")
             href = button.get_attribute("href")

@@ -86,10 +86,11 @@ def readiness_rows(user: Any, today: date) -> tuple[list[dict[str, Any]], list[s
 
 
 def _row(root: Any, r: FileReadiness, dag_id: str, runs: dict[str, Any], saved: dict[str, Any] | None,
-         window: dict[str, Any] | None) -> dict[str, Any]:
+         window: dict[str, Any] | None, overview: bool = True) -> dict[str, Any]:
     folder = _rel(root, r.folder) if r.folder is not None else None
     run = runs.get(r.folder.name) if r.folder is not None else None
-    return {"r": r, "dag_id": dag_id, "folder": folder, "run": run, "saved": saved, "window": window}
+    return {"r": r, "dag_id": dag_id, "folder": folder, "run": run, "saved": saved, "window": window,
+            "overview": overview}
 
 
 def create_app() -> FastAPI:
@@ -123,7 +124,7 @@ def create_app() -> FastAPI:
         for year in academic_years(root):
             if (root / year / rt / name).exists():
                 r = file_readiness(root, year, rt, runs, run_folder=name)
-                row = _row(root, r, dag_id, runs, None, None)
+                row = _row(root, r, dag_id, runs, None, None, overview=False)
                 break
         return _page("run.html", base=base, row=row, dag_id=dag_id, run_id=run_id, run=runs.get(name),
                      ui=_ui_base(request))
