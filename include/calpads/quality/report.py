@@ -179,7 +179,9 @@ table{border-collapse:collapse;margin:1rem 0;width:100%}th,td{border:1px solid #
 text-align:left;vertical-align:top;font-size:.9rem}th{background:#f2f2f2}.error{color:#a00;font-weight:600}
 .warning{color:#8a5a00;font-weight:600}.banner{padding:1rem;margin:1rem 0;border:3px solid #a00;background:#fee;
 font-size:1.1rem;font-weight:700}.ok{padding:1rem;border:2px solid #070;background:#efe}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}"""
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
+.verdict{padding:.7rem 1rem;margin:1rem 0;border-radius:6px;font-size:1.05rem}.verdict.ready{background:#d3f9d8}
+.verdict.held{background:#fff3bf}.verdict.failed{background:#ffd6d6}.fixed{color:#1b5e20;font-weight:600}"""
 
 
 def _not_extracted_html(rows: pd.DataFrame | None, transaction: bool) -> list[str]:
