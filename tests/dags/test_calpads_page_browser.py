@@ -44,16 +44,16 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
                            publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port)
     env, port = api_server_env(base_env, tmp_path, PASSWORD)
     env["AIRFLOW__CALPADS__ERROR_CEILING"] = "0.5"      # the planted violations are held back, the rest published
-    runs = {}
-    for year, logical in ((CLEAN_YEAR, "2025-07-15"), (HELD_YEAR, "2026-04-01")):   # after start_date
-        r = run_dag({**env, "AIRFLOW_CONN_SIS_DB": urls[year]}, "calpads_sprg", logical, {"academic_year": year})
-        assert r.state == "success", r.output[-4000:]
-        runs[year] = (r.run_id, json.loads((pub / year / "SPRG" / r.run_id / "manifest.json").read_text()))
-    held = runs[HELD_YEAR][1]["validation"]["records_held_back"]
-    assert held > 0 and runs[CLEAN_YEAR][1]["validation"]["records_held_back"] == 0
-
     shots = Shots(tmp_path / "screenshots", student_identifiers(held_sis) | student_identifiers(clean_sis))
     with api_server(env, port, PASSWORD, tmp_path / "api-server.log") as api, sync_playwright() as pw:
+        runs = {}      # with the api-server up, so that each run writes its note
+        for year, logical in ((CLEAN_YEAR, "2025-07-15"), (HELD_YEAR, "2026-04-01")):   # after start_date
+            r = run_dag({**env, "AIRFLOW_CONN_SIS_DB": urls[year]}, "calpads_sprg", logical, {"academic_year": year})
+            assert r.state == "success", r.output[-4000:]
+            runs[year] = (r.run_id, json.loads((pub / year / "SPRG" / r.run_id / "manifest.json").read_text()))
+        held = runs[HELD_YEAR][1]["validation"]["records_held_back"]
+        assert held > 0 and runs[CLEAN_YEAR][1]["validation"]["records_held_back"] == 0
+
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True,
@@ -112,9 +112,12 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
             page.goto(href)
             expect(page.locator("h1")).to_contain_text("SPRG validation report")
 
-            # ---- the run's CALPADS tab
-            page.goto(f"{api.url}/calpads/run/calpads_sprg/{quote(run_id, safe='')}")
-            expect(page.locator(".verdict").first).to_have_text(f"READY, {held} held back")
+            # ---- the run's CALPADS tab (the dag_run external view: its href gets the DAG and run ids)
+            page.goto(f"{api.url}/dags/calpads_sprg/runs/{quote(run_id, safe='')}/plugin/calpads_run")
+            tab = page.frame_locator("iframe").first
+            expect(tab.locator(".verdict").first).to_have_text(f"READY, {held} held back")
+            expect(tab.get_by_role("link", name=au)).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^READY: \d+ records in _AU")).first).to_be_visible()   # the run note
             shots.take(page, "calpads-05-run-tab")
         finally:
             browser.close()
