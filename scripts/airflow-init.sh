@@ -62,6 +62,14 @@ with create_session() as session:
         session.execute(delete(Connection).where(Connection.conn_id == conn_id))
         session.add(Connection(conn_id=conn_id, uri=uri))
         print(f"{conn_id}: set from {setting}")  # never the URI: it holds the password
+    # Run notes (plugins/calpads_airflow/run_notes.py): the file DAGs' last task writes its run's note through the
+    # REST API as the admin login; the api-server's address comes from the execution API URL.
+    admin = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "").split(":")[0]
+    password = os.environ.get("_AIRFLOW_WWW_USER_PASSWORD", "")
+    if admin and password:
+        session.execute(delete(Connection).where(Connection.conn_id == "airflow_api"))
+        session.add(Connection(conn_id="airflow_api", conn_type="http", login=admin, password=password))
+        print("airflow_api: the admin login, for run notes")
 for key, setting in VARIABLES.items():
     value = os.environ.get(setting, "").strip()
     if value:

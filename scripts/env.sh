@@ -27,3 +27,19 @@ export AIRFLOW_VAR_INTEGRATION_TEAM_EMAILS="${AIRFLOW_VAR_INTEGRATION_TEAM_EMAIL
 export AIRFLOW_VAR_AFTERSCHOOL_DROP_PATH="${AIRFLOW_VAR_AFTERSCHOOL_DROP_PATH:-$DEMO_DIR/afterschool}"
 # An empty log file readable by its owner only (the scripts' own logs, whatever the umask); ">" keeps its mode.
 private_log() { (umask 077 && : >"$1") && chmod 600 "$1"; }
+# Laptop settings for `airflow standalone` (docs/production.md, "Quickstart on a laptop"):
+# - a few LocalExecutor workers, not one per [core] parallelism (32 by default) on a 2-core laptop;
+# - the UI's address: a port other than 8080 needs AIRFLOW__API__PORT *and* the base URL and execution API URL,
+#   which tasks call (set AIRFLOW__API__PORT before sourcing this file);
+# - scheduled runs and the trigger form's default year: the demo district's (DEMO_YEAR);
+# - the run notes' connection (plugins/calpads_airflow/run_notes.py): the admin login scripts/setup.sh wrote.
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://localhost:${AIRFLOW__API__PORT:-8080}}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}"
+export AIRFLOW__CALPADS__DEFAULT_ACADEMIC_YEAR="${AIRFLOW__CALPADS__DEFAULT_ACADEMIC_YEAR:-${DEMO_YEAR:-2025-2026}}"
+export ADMIN_PASSWORD_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+if [ -z "${AIRFLOW_CONN_AIRFLOW_API:-}" ] && [ -r "$ADMIN_PASSWORD_FILE" ]; then
+  AIRFLOW_CONN_AIRFLOW_API="$(python3 -c 'import json, sys, urllib.parse as u; pw = json.load(open(sys.argv[1]))["admin"]
+print(f"http://admin:{u.quote(pw, safe=str())}@{u.urlsplit(sys.argv[2]).netloc}")' "$ADMIN_PASSWORD_FILE" "$AIRFLOW__API__BASE_URL")"
+  export AIRFLOW_CONN_AIRFLOW_API
+fi

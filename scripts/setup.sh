@@ -44,6 +44,12 @@ if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
   # SQLite gave the new database the umask's mode (0644); its -wal/-shm files follow the database's mode.
   chmod 600 "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN#sqlite:///}"
 fi
+# The UI's admin password for `airflow standalone` (its simple auth manager reads this file and keeps the password):
+# written once here, owner-only, so that it is known before the first start (scripts/env.sh reads it).
+if [ ! -f "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" ]; then
+  (umask 077 && "$VENV/bin/python" -c 'import json, secrets; print(json.dumps({"admin": secrets.token_urlsafe(12)}))' \
+    >"$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+fi
 # The local publish folder (the embedded calpads_publish_root): a run never creates its publish root,
 # which in production is the mounted district share.
 if [[ "${AIRFLOW_VAR_CALPADS_PUBLISH_ROOT:-}" == file://* ]]; then

@@ -187,7 +187,8 @@ def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, 
             shutil.rmtree(local_report)
         local_report.mkdir(mode=0o700)
         write_report(result, local_report, run_id=ctx.run_id, record_type=ctx.record_type,
-                     notes=ctx.state().get("extract", {}).get("notes"), not_extracted=not_extracted)
+                     notes=ctx.state().get("extract", {}).get("notes"), not_extracted=not_extracted,
+                     **_report_context(ctx))
         if len(not_extracted):
             with _private_file(local_report / "not_extracted.csv") as fh:
                 not_extracted.to_csv(fh, index=False)
@@ -410,9 +411,48 @@ def _publish_into(ctx: RunContext, folder: Any, files: list, state: dict[str, An
                                "published. Check the report before uploading.")
     if not manifest["counts"]["split_files_add_up"]:
         raise RuntimeError(f"internal error: split files hold {split_total} records, the full file {full}")
+    _report_with_manifest(ctx, folder, manifest)   # the report opens with the verdict and the files
     target.put_json(manifest, folder, "manifest.json")
     return {"folder": str(folder), "files": [f.name for f in files], "records": full,
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _report_context(ctx: RunContext) -> dict[str, Any]:
+    """What the validation report shows beyond the gate's result: the previous published run's held-back records
+    (what changed since) and the link back to the Airflow run through the UI (the CALPADS page serves the report
+    at <ui>/calpads/files/<year>/<RT>/<run>/report/, six levels below the UI's root)."""
+    from urllib.parse import quote
+
+    from calpads.readiness import error_findings, run_folders
+
+    own = ctx.run_folder.name
+    try:
+        previous = next((f for f in run_folders(ctx.publish_root, ctx.scope.academic_year, ctx.record_type)
+                         if f.name != own and (f / "manifest.json").exists()), None)
+        before = error_findings(previous / "report") if previous is not None else None
+    except OSError as exc:   # an unreadable earlier run costs the comparison only
+        log.warning("The previous run's findings could not be read (%s): no comparison in the report", exc)
+        previous, before = None, None
+    return {"previous": before, "previous_run": previous.name if previous is not None else None,
+            "run_link": f"../../../../../../dags/{quote(ctx.dag_id, safe='')}/runs/{quote(ctx.run_id, safe='')}"}
+
+
+def _report_with_manifest(ctx: RunContext, folder: Any, manifest: dict[str, Any]) -> None:
+    """report/index.html again, now with the run's verdict and files at the top (the gate wrote it before)."""
+    from types import SimpleNamespace
+
+    from calpads.quality.report import render_html
+
+    report = ctx.path("report")
+    state = ctx.state()
+    findings = pd.read_csv(report / "findings.csv", dtype=str)
+    result = SimpleNamespace(summary=state["validation"], findings=findings)
+    data_docs = "data_docs/index.html" if (report / "data_docs" / "index.html").exists() else None
+    page = render_html(result, run_id=ctx.run_id, record_type=ctx.record_type, data_docs=data_docs,
+                       notes=state.get("extract", {}).get("notes"), not_extracted=_read_parquet(ctx, NOT_EXTRACTED),
+                       manifest=manifest, **_report_context(ctx))
+    _write_private(report / "index.html", page.encode())
+    target.put_file(report / "index.html", folder / "report", "index.html")
 
 
 def _without_timings(d: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,15 @@ LOCAL_STUDENT_ID = r"^[A-Za-z0-9-]{1,15}$"
 SUBDISTRICT = r"^[A-Za-z0-9 .,'&()/-]{1,60}$"
 MODES = ("submission", "replacement", "non_submission")
 SUBMISSIONS = ("fall1", "eoy2", "custom")
+BY_CALENDAR = "calendar"   # the form's default: fall1 or eoy2 by the run's date (calpads.deadlines.watch)
 # Academic years a run may cover: from 2000-2001 (older data is not in CALPADS) to a few years ahead of today
 # (a pre-registration year at most). Anything else is a typo, and a year past 2261 cannot even be held by pandas.
 FIRST_ACADEMIC_YEAR = 2000
 YEARS_AHEAD = 2
 KNOWN_VALUES_SHOWN = 40          # known schools / sub-districts / programs listed in a rejection message
+# An optional list: the UI's trigger form marks a param required (an asterisk) unless its type allows null,
+# and renders it by its first non-null type; RunScope reads null as empty.
+LIST_TYPE = ["array", "null"]
 
 
 class ScopeError(ValueError):
@@ -67,11 +71,20 @@ def check_academic_year(academic_year: str, today: date) -> None:
                          f"({choices[0]} to {choices[-1]}): check the year for a typo")
 
 
-def param_specs(today: date) -> dict[str, dict[str, Any]]:
-    """JSON-schema of every run param, with the descriptions the UI form shows."""
+def _default_submission(today: date, academic_year: str | None = None) -> str:
+    from calpads.deadlines.watch import default_submission
+
+    return default_submission(today, academic_year=academic_year)
+
+
+def param_specs(today: date, default_year: str | None = None) -> dict[str, dict[str, Any]]:
+    """JSON-schema of every run param, with the descriptions the UI form shows. ``default_year``: the academic
+    year of scheduled runs and the form's default (``[calpads] default_academic_year``), else today's."""
+    if default_year:
+        check_academic_year(default_year, today)
     return {
         "academic_year": dict(
-            default=current_academic_year(today), type="string", pattern=academic_year_pattern(today),
+            default=default_year or current_academic_year(today), type="string", pattern=academic_year_pattern(today),
             title="Academic year",
             description=f"CALPADS academic year, CCYY-CCYY (July 1 to June 30), from "
             f"{academic_year_choices(today)[0]} to {academic_year_choices(today)[-1]}.",
@@ -87,12 +100,16 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             description="YYYY-MM-DD. Blank = last day of the academic year (June 30).",
         ),
         "submission": dict(
-            default="eoy2", type="string", enum=list(SUBMISSIONS), title="Submission",
+            default=BY_CALENDAR, type="string", enum=[BY_CALENDAR, *SUBMISSIONS], title="Submission",
+            values_display={BY_CALENDAR: f"By the CALPADS calendar (today: {_default_submission(today)})",
+                            "fall1": "fall1: Fall 1 programs", "eoy2": "eoy2: End of Year 2 programs",
+                            "custom": "custom: the programs listed below"},
             description="Program set (SPRG): fall1 = Fall 1 programs, eoy2 = End of Year 2 programs, "
-            "custom = the programs listed below.",
+            "custom = the programs listed below. By the calendar: fall1 while the academic year's Fall 1 window is "
+            "open on the run's date, eoy2 otherwise.",
         ),
         "programs": dict(
-            default=[], type="array", items={"type": "string", "pattern": PROGRAM_CODE},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": PROGRAM_CODE},
             title="Programs (custom)",
             description="Education Program Codes (CALPADS code set), used when submission is custom.",
         ),
@@ -107,17 +124,17 @@ def param_specs(today: date) -> dict[str, dict[str, Any]]:
             "Ignored in non_submission mode.",
         ),
         "schools": dict(
-            default=[], type="array", items={"type": "string", "pattern": SCHOOL_CODE},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": SCHOOL_CODE},
             title="Schools", description="7-digit CDS school codes of the district's reportable schools. "
             "Empty = district-wide. An unknown code stops the run.",
         ),
         "subdistricts": dict(
-            default=[], type="array", items={"type": "string", "pattern": SUBDISTRICT},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": SUBDISTRICT},
             title="Sub-districts", description="Sub-district names (SCHOOLS.SUBDISTRICT, exactly as in the SIS), "
             "narrowing the schools. An unknown name stops the run.",
         ),
         "students": dict(
-            default=[], type="array", items={"type": "string", "pattern": LOCAL_STUDENT_ID},
+            default=[], type=LIST_TYPE, items={"type": "string", "pattern": LOCAL_STUDENT_ID},
             title="Students", description="Local Student IDs, for a run over selected students only. Empty = all.",
         ),
         "bypass_validation": dict(
@@ -180,6 +197,8 @@ class RunScope:
         if mode not in MODES:
             raise ScopeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         submission = p.get("submission") or "eoy2"
+        if submission == BY_CALENDAR:
+            submission = _default_submission(today, year)
         if submission not in SUBMISSIONS:
             raise ScopeError(f"submission {submission!r} is not one of {', '.join(SUBMISSIONS)}")
         programs = tuple(_checked_list(p.get("programs"), PROGRAM_CODE, "programs"))

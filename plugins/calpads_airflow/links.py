@@ -42,4 +42,7 @@ def push_report_url(url: str | None) -> None:
         return
     from airflow.sdk import get_current_context
 
-    get_current_context()["ti"].xcom_push(key=REPORT_URL_XCOM, value=str(url))
+    from calpads_airflow.run_notes import ui_url
+
+    # The UI drops file:// links: the button opens the CALPADS page's copy of the report (same login).
+    get_current_context()["ti"].xcom_push(key=REPORT_URL_XCOM, value=ui_url(url) or str(url))

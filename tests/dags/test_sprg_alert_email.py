@@ -16,6 +16,7 @@ import re
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -26,6 +27,7 @@ from tests.dags.dagrun import project_env, run_dag
 pytestmark = pytest.mark.dag
 YEAR = "2025-2026"
 LINK_XCOM = "_link_ValidationReportLink"
+UI = "http://localhost:8080"      # the UI's address when [api] base_url is not set
 
 
 def generate(path: Path, students: int, seed: int, dirty: float) -> Path:
@@ -127,8 +129,10 @@ def test_dirty_district_email_has_counts_and_link_and_no_student_data_then_a_shr
     # the report link: in the email, behind the quality_gate task's extra link, and a real file
     report = f"file://{pub}/{YEAR}/SPRG/{first.run_id}/report/index.html"
     assert f'<a href="{report}">' in email
-    assert xcom_value(airflow_home, first.run_id, "quality_gate", LINK_XCOM) == report
-    assert api_extra_link(first.run_id) == report
+    # the button opens the CALPADS page's copy (the UI drops file:// links); [api] base_url is unset here
+    ui_report = f"{UI}/calpads/files/{YEAR}/SPRG/{quote(first.run_id, safe='')}/report/index.html"
+    assert xcom_value(airflow_home, first.run_id, "quality_gate", LINK_XCOM) == ui_report
+    assert api_extra_link(first.run_id) == ui_report
     assert Path(report.removeprefix("file://")).is_file()
 
     # no student named in the email or in any task log
@@ -186,7 +190,8 @@ def test_too_many_errors_fail_the_run_publish_nothing_and_still_write_the_report
     assert "TOO MANY ERRORS" in index and "Nothing from this run was published." in index
     assert (folder / "report" / "findings.csv").is_file()
     report = f"file://{folder}/report/index.html"
-    assert xcom_value(airflow_home, result.run_id, "quality_gate", LINK_XCOM) == report
+    ui_report = f"{UI}/calpads/files/{YEAR}/SPRG/{quote(result.run_id, safe='')}/report/index.html"
+    assert xcom_value(airflow_home, result.run_id, "quality_gate", LINK_XCOM) == ui_report
 
     texts = smtp_server.texts()
     failure = next(t for t in texts if "quality_gate" in t and "FAILED" in t)

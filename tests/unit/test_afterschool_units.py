@@ -3,6 +3,7 @@ Expected values are worked out by hand in the comments."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pandas as pd
@@ -315,3 +316,19 @@ def test_data_flows_page_names_tables_permissions_and_recipients():
     leap = next(line for line in md.splitlines() if line.startswith("| calpads_leap, calpads_stas |"))
     assert "afterschool_sessions, afterschool_registrations" in leap and "calpads_store" in leap
     assert "an INSERT and an UPDATE of U_AFTERSCHOOL_PARTICIPATION, rolled back" in md
+
+
+def test_data_flows_page_is_styled_escaped_and_lists_every_dag():
+    from calpads.extracts.registry import record_types
+    from calpads.health.dataflows_doc import IntegrationConfig, render
+
+    assert record_types() == ["LEAP", "SENR", "SPRG", "STAS"]
+    _, page = render(IntegrationConfig(sis_source="sql", writeback="sql", connections={"sis_db": "postgres <b>"},
+                                       publish_root="file:///srv/calpads", recipients=["team@district.example"],
+                                       afterschool_source="file drop /srv/drop", record_types=record_types()))
+    assert "<style>" in page and "postgres &lt;b&gt;" in page
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags = set(DagBag(dag_folder=str(ROOT / "dags")).dag_ids)
+    listed = {d.strip() for cell in re.findall(r'<td class="dag">([^<]+)</td>', page) for d in cell.split(",")}
+    assert dags <= listed, dags - listed

@@ -104,3 +104,45 @@ def test_clean_run_report(tmp_path: Path) -> None:
     page = (tmp_path / "r" / "index.html").read_text()
     assert "Every record passed every rule" in page
     assert (tmp_path / "r" / "findings.csv").read_text().startswith("local_record_id,")
+
+
+# -- the report as a worklist ----------------------------------------------------------------------------------
+def test_held_back_records_by_school_and_student_with_a_csv_per_school(report, gated) -> None:
+    folder, _ = report
+    errors = gated.findings[gated.findings["severity"] == "error"]
+    schools = sorted(errors["school_of_attendance"].dropna().astype(str).unique())
+    assert len(schools) >= 1
+    page = (folder / "index.html").read_text()
+    for code in schools:
+        with open(folder / f"held_back_school_{code}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == int((errors["school_of_attendance"].astype(str) == code).sum())
+        assert {r["school_of_attendance"] for r in rows} == {code} and {r["severity"] for r in rows} == {"error"}
+        assert f'id="school-{code}"' in page and f'href="held_back_school_{code}.csv"' in page
+    # one cell per student spanning their findings
+    student = errors["local_student_id"].value_counts()
+    many = student[student > 1]
+    if len(many):
+        assert f'<td rowspan="{many.iloc[0]}">{many.index[0]}</td>' in page
+
+
+def test_changes_since_the_last_run_verdict_files_and_run_link(gated, tmp_path: Path) -> None:
+    errors = gated.findings[gated.findings["severity"] == "error"]
+    first = errors.iloc[0]
+    previous = {(str(first["rule_id"]), str(first["local_record_id"])), ("SPRG-OLD-RULE", "gone-1")}
+    manifest = {"files": [{"name": "SPRG_1_2025-2026.txt", "kind": "full", "records": 5},
+                          {"name": "SPRG_1_2025-2026_AU.txt", "kind": "AU", "records": 5}],
+                "validation": gated.summary, "upload": "Upload the _AU file(s) and the _D file."}
+    write_report(gated, tmp_path / "r", run_id="manual__x", record_type="SPRG", previous=previous,
+                 previous_run="scheduled__before", run_link="../../../../../../dags/calpads_sprg/runs/manual__x",
+                 manifest=manifest)
+    page = (tmp_path / "r" / "index.html").read_text()
+    held = gated.summary["records_held_back"]
+    assert f"<b>READY, {held} held back</b>" in page and 'href="../SPRG_1_2025-2026_AU.txt"' in page
+    assert "Upload the _AU file(s)" in page
+    assert 'href="../../../../../../dags/calpads_sprg/runs/manual__x"' in page
+    assert "Changes since the last run" in page and "scheduled__before" in page
+    assert "<tr><td>SPRG-OLD-RULE</td><td>0</td><td class=\"\">0</td><td class=\"fixed\">1</td></tr>" in page
+    plain = (tmp_path / "plain")
+    write_report(gated, plain, run_id="manual__y", record_type="SPRG")
+    assert "Changes since the last run" not in (plain / "index.html").read_text()

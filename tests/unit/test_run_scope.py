@@ -92,3 +92,47 @@ def test_allow_enrolled_deletes_is_off_unless_asked_and_survives_xcom():
     s = RunScope.from_params("SPRG", {"academic_year": "2025-2026", "allow_enrolled_deletes": True},
                              today=date(2026, 1, 5))
     assert s.allow_enrolled_deletes is True and RunScope.from_dict(s.to_dict()) == s
+
+
+# -- the trigger form: optional lists, the calendar's default submission ------------------------------------------
+def test_optional_lists_allow_null_so_the_form_marks_them_optional():
+    specs = param_specs(date(2026, 1, 5))
+    for name in ("programs", "schools", "subdistricts", "students"):
+        assert "null" in specs[name]["type"] and specs[name]["type"][0] == "array"
+        assert RunScope.from_params("SPRG", {"academic_year": "2025-2026", name: None},
+                                    today=date(2026, 1, 5)).to_dict()[name] == []
+    assert "null" not in specs["academic_year"]["type"]
+
+
+@pytest.mark.parametrize("today, expected", [
+    (date(2025, 9, 30), "eoy2"),      # before Census Day 2025 (Oct 1)
+    (date(2025, 10, 1), "fall1"),     # the window opens
+    (date(2025, 12, 15), "fall1"),    # December: certification past, amendment window open
+    (date(2026, 1, 23), "fall1"),     # the amendment window closes (calendar.yaml)
+    (date(2026, 1, 24), "eoy2"),
+    (date(2026, 6, 1), "eoy2"),
+    (date(2026, 10, 7), "fall1"),     # 2026-27: no published dates: from Census Day (first Wednesday, Oct 7)
+    (date(2026, 10, 6), "eoy2"),
+])
+def test_the_default_submission_follows_the_calpads_calendar(today, expected):
+    spec = param_specs(today)["submission"]
+    assert spec["default"] == "calendar" and spec["values_display"]["calendar"].endswith(f"(today: {expected})")
+    year = current_academic_year(today)
+    assert RunScope.from_params("SPRG", {"academic_year": year, "submission": "calendar"}, today=today).submission \
+        == expected
+    assert RunScope.from_params("SPRG", {"academic_year": year}, today=today).submission == "eoy2"   # no param
+
+
+def test_by_the_calendar_is_the_run_years_window_on_the_runs_date():
+    # December 2026: 2026-27's Fall 1 window is open, 2025-26's closed in January
+    dec = date(2026, 12, 6)
+    for year, expected in (("2026-2027", "fall1"), ("2025-2026", "eoy2")):
+        assert RunScope.from_params("SPRG", {"academic_year": year, "submission": "calendar"}, today=dec) \
+            .submission == expected
+
+
+def test_a_configured_default_year_is_the_forms_default_and_is_checked():
+    assert param_specs(date(2026, 12, 6), "2025-2026")["academic_year"]["default"] == "2025-2026"
+    assert param_specs(date(2026, 12, 6))["academic_year"]["default"] == "2026-2027"
+    with pytest.raises(ScopeError):
+        param_specs(date(2026, 12, 6), "2025-2027")

@@ -48,6 +48,27 @@ def census_day(first_year: int) -> date:
     return d + timedelta(days=(2 - d.weekday()) % 7)
 
 
+def fall1_window(cal: dict[str, Any], academic_year: str) -> tuple[date, date]:
+    """(opens, closes) of the Fall 1 window: from Census Day (or the calendar's ``opens``) to the end of the
+    amendment window (``amendment_closes``; when the year's dates are not published, January 31 after, the
+    amendment window having closed in late January: Jan 23, 2026 for 2025-26, CDE reporting calendar)."""
+    first = int(academic_year[:4])
+    w = ((cal.get("years") or {}).get(academic_year) or {}).get("fall1") or {}
+    opens = _as_date(w.get("opens")) or _as_date(w.get("census_day")) or census_day(first)
+    closes = _as_date(w.get("amendment_closes")) or date(first + 1, 1, 31)
+    return opens, closes
+
+
+def default_submission(today: date, cal: dict[str, Any] | None = None, academic_year: str | None = None) -> str:
+    """The program set "by the calendar": fall1 while the academic year's (default: today's) Fall 1 window is
+    open on ``today``, eoy2 otherwise."""
+    from calpads.run_scope import current_academic_year
+
+    year = academic_year or current_academic_year(today)
+    opens, closes = fall1_window(cal if cal is not None else load_calendar(), year)
+    return "fall1" if opens <= today <= closes else "eoy2"
+
+
 @dataclass
 class Window:
     key: str

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from calpads.staging.protocols import BuildContext, Builder, Built, SourceAdapter
 
 __all__ = ["ApiSource", "BuildContext", "Built", "RecordTypeSpec", "SisSource", "adapter_for", "builder",
-           "record_type"]
+           "record_type", "record_types"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,22 @@ def record_type(name: str) -> RecordTypeSpec:
     if not isinstance(spec, RecordTypeSpec):
         raise KeyError(f"the layout of {name} names {ref}, which is not a RecordTypeSpec")
     return spec
+
+
+def record_types() -> list[str]:
+    """Every record type with a builder, so with a CALPADS file DAG: the four above and any layout naming one."""
+    from importlib import resources
+
+    names = sorted(p.name[:-5].upper() for p in resources.files("calpads.layouts").iterdir()
+                   if p.name.endswith(".yaml") and p.name != "code_sets.yaml")
+    out = []
+    for name in names:
+        try:
+            record_type(name)
+        except KeyError:   # a layout without a builder has no DAG
+            continue
+        out.append(name)
+    return out
 
 
 def builder(name: str) -> Builder:

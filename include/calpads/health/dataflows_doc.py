@@ -9,7 +9,6 @@ No credentials: connections appear by id, type and host only.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 from calpads.alerts.roles import ROLE_VARIABLES, ROLE_WORDS
@@ -54,8 +53,8 @@ def flows(c: IntegrationConfig) -> list[dict[str, str]]:
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
     out = []
     for rt in c.record_types:
-        out.append({"dag": f"calpads_{rt.lower()}", "flow": f"read enrollment and programs for {rt}", "system": sis,
-                    "objects": ", ".join(SPRG_TABLES), "direction": "read", "permission": read_perm,
+        out.append({"dag": f"calpads_{rt.lower()}", "flow": f"read the SIS for {rt}", "system": sis,
+                    "objects": _objects_read(rt), "direction": "read", "permission": read_perm,
                     "output": f"{c.publish_root}/<year>/{rt}/<run id>/ (files, manifest.json, report/)"})
     out += [
         {"dag": "afterschool_sync", "flow": "afterschool attendance and registrations export",
@@ -85,8 +84,28 @@ def flows(c: IntegrationConfig) -> list[dict[str, str]]:
         {"dag": "calpads_deadline_watch", "flow": "readiness before deadlines", "system": "the publish root",
          "objects": "manifest.json of each file's latest run", "direction": "read", "permission": "read",
          "output": "email"},
+        {"dag": "sis_nightly_pull", "flow": "check the SIS answers; row counts; the SIS assets the file DAGs wait for",
+         "system": sis, "objects": "the contract tables (row counts only)", "direction": "read",
+         "permission": read_perm, "output": "Airflow assets calpads://sis/<lea>/..."},
+        {"dag": "calpads_maintenance", "flow": "delete old work folders and what killed publications left",
+         "system": "the work root and the publish root", "objects": "work folders older than the retention; "
+         "hidden temporary run folders", "direction": "write", "permission": "delete in those folders",
+         "output": "its log"},
     ]
     return out
+
+
+def _objects_read(record_type: str) -> str:
+    """What a file DAG's pull reads: the SPRG tables, else the builder its layout names."""
+    if record_type == "SPRG":
+        return ", ".join(SPRG_TABLES)
+    from calpads.layouts import load_layout
+
+    try:
+        builder = load_layout(record_type).raw.get("builder")
+    except FileNotFoundError:
+        builder = None
+    return f"the SIS tables its builder reads ({builder})" if builder else "the SIS tables of its builder"
 
 
 def render(c: IntegrationConfig) -> tuple[str, str]:
@@ -103,16 +122,16 @@ def render(c: IntegrationConfig) -> tuple[str, str]:
     md += ["| " + " | ".join(r[k].replace("|", "/") for k in cols) + " |" for r in rows]
     md += ["", "Where to troubleshoot: a failing permission shows in the nightly integration_health email, with "
            "what to ask district IT or the vendor."]
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in cols) + "</tr>" for r in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>CALPADS data flows</title></head><body>"
-            f"<h1>The district's CALPADS data flows</h1><ul><li>SIS read through <b>{html.escape(c.sis_source)}</b>; "
-            f"participation written through <b>{html.escape(c.writeback)}</b></li>"
-            f"<li>Files published under <code>{html.escape(c.publish_root)}</code></li>"
-            f"<li>Alerts go to {html.escape(', '.join(c.recipients) or '(nobody)')}</li>"
-            + "".join(f"<li>{html.escape(ROLE_WORDS[r])} ({ROLE_VARIABLES[r]}): "
-                      f"{html.escape(', '.join(v) or 'the list above')}</li>" for r, v in c.role_recipients.items())
-            + "<li>Connections: " + html.escape("; ".join(f"{k} = {v}" for k, v in sorted(c.connections.items())))
-            + "</li></ul><table border='1' cellpadding='4' cellspacing='0'>"
-            + f"<tr>{head}</tr>{body}</table></body></html>")
+    page = _page(c, rows, cols)
     return "\n".join(md) + "\n", page
+
+
+def _page(c: IntegrationConfig, rows: list[dict[str, str]], cols: list[str]) -> str:
+    """data_flows.html from its Jinja2 template (autoescaped)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("calpads.health", "templates"), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    roles = [(f"{ROLE_WORDS[r]} ({ROLE_VARIABLES[r]})", v) for r, v in c.role_recipients.items()]
+    return env.get_template("data_flows.html").render(config=c, rows=rows, columns=cols, roles=roles,
+                                                      connections=sorted(c.connections.items()))

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from calpads.layouts import load_layout
 from calpads.private_files import write_private
@@ -44,10 +46,12 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_type: str,
-                 notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None) -> dict[str, str]:
+                 notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None,
+                 **context: Any) -> dict[str, str]:
     """Write the report files into report_dir; returns {what: path relative to report_dir}. notes: what the
     builder says about this extract (calpads.extracts.registry.Built.notes), shown near the top.
-    ``not_extracted`` (the builder's rows left out for a data problem) gets its own table in index.html."""
+    ``not_extracted`` (the builder's rows left out for a data problem) gets its own table in index.html.
+    ``context``: render_html's previous / previous_run / run_link / school_names / manifest."""
     report_dir = Path(report_dir)
     with _private_umask():
         report_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,9 +60,10 @@ def write_report(result: GateResult, report_dir: Path, *, run_id: str, record_ty
         docs_index = build_data_docs(result, report_dir / DOCS_DIR, run_id=run_id, record_type=record_type)
         if docs_index is not None:
             written["data_docs"] = str(docs_index.relative_to(report_dir))
+        write_school_csvs(result.findings, report_dir)
         _write_text(report_dir / "index.html", render_html(result, run_id=run_id, record_type=record_type,
                                                            data_docs=written.get("data_docs"), notes=notes,
-                                                           not_extracted=not_extracted))
+                                                           not_extracted=not_extracted, **context))
         written["index"] = "index.html"
     _restrict_tree(report_dir)
     return written
@@ -171,7 +176,9 @@ table{border-collapse:collapse;margin:1rem 0;width:100%}th,td{border:1px solid #
 text-align:left;vertical-align:top;font-size:.9rem}th{background:#f2f2f2}.error{color:#a00;font-weight:600}
 .warning{color:#8a5a00;font-weight:600}.banner{padding:1rem;margin:1rem 0;border:3px solid #a00;background:#fee;
 font-size:1.1rem;font-weight:700}.ok{padding:1rem;border:2px solid #070;background:#efe}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}"""
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
+.verdict{padding:.7rem 1rem;margin:1rem 0;border-radius:6px;font-size:1.05rem}.verdict.ready{background:#d3f9d8}
+.verdict.held{background:#fff3bf}.verdict.failed{background:#ffd6d6}.fixed{color:#1b5e20;font-weight:600}"""
 
 
 def _not_extracted_html(rows: pd.DataFrame | None, transaction: bool) -> list[str]:
@@ -204,82 +211,94 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _escaped(value: Any) -> Markup:
+    """Every value the report template prints, escaped as html.escape does (quotes too), None/NaN as blank."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(_e(value))
+
+
+TEMPLATES = Environment(loader=PackageLoader("calpads.quality", "templates"), autoescape=select_autoescape(["html"]),
+                        finalize=_escaped, trim_blocks=True, lstrip_blocks=True)
+
+
+def school_csv_name(code: Any) -> str:
+    """report/held_back_school_<code>.csv: a school's held-back findings, for its site clerk."""
+    text = "" if code is None or (isinstance(code, float) and pd.isna(code)) else str(code)
+    return f"held_back_school_{''.join(ch for ch in text if ch.isalnum()) or 'none'}.csv"
+
+
+def _grouped_errors(part: pd.DataFrame, school_names: dict[str, str] | None) -> dict[str, Any]:
+    """Error findings by school, then student (first LISTING_LIMIT findings in that order)."""
+    shown = part.sort_values(["school_of_attendance", "local_student_id", "local_record_id", "rule_id"],
+                             kind="stable", na_position="last").head(LISTING_LIMIT)
+    schools = []
+    for code, by_school in shown.groupby("school_of_attendance", sort=False, dropna=False):
+        code = "" if pd.isna(code) else str(code)
+        students = [{"id": sid, "rows": list(rows.itertuples(index=False))}
+                    for sid, rows in by_school.groupby("local_student_id", sort=False, dropna=False)]
+        schools.append({"code": code, "name": (school_names or {}).get(code, ""), "students": students,
+                        "findings": int((part["school_of_attendance"].astype(str) == code).sum()) if code
+                        else int(part["school_of_attendance"].isna().sum()),
+                        "csv": school_csv_name(code)})
+    return {"schools": schools, "findings": len(part), "students": part["local_student_id"].nunique(),
+            "truncated": len(part) > LISTING_LIMIT}
+
+
+def report_verdict(summary: dict[str, Any], manifest: dict[str, Any] | None) -> Any:
+    from calpads.readiness import verdict
+
+    return verdict(manifest, has_report=True) if manifest else None
+
+
 def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs: str | None,
-                notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None) -> str:
+                notes: list[str] | None = None, not_extracted: pd.DataFrame | None = None,
+                manifest: dict[str, Any] | None = None, previous: set[tuple[str, str]] | None = None,
+                previous_run: str | None = None, run_link: str | None = None,
+                school_names: dict[str, str] | None = None) -> str:
+    """index.html from templates/report.html: the verdict and files (``manifest``, once published), the counts,
+    the link back to the Airflow run, what changed since the previous published run (``previous``: its error
+    findings as (rule id, Local Record ID)), the rules, the held-back records by school and student (each
+    school's CSV beside), the warnings, the rows not extracted and the deletes."""
+    from calpads.readiness import rule_lines
+
     s = result.summary
-    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(record_type)} validation report "
-           f"- {_e(run_id)}</title><style>{CSS}</style></head><body>",
-           f"<h1>{_e(record_type)} validation report</h1>"]
-    if s.get("bypass"):
-        out.append("<div class='banner' role='alert'>VALIDATION BYPASSED: every record below was published anyway, "
-                   "including the records in error. CALPADS will reject them until they are fixed.</div>")
-    if s.get("ceiling_exceeded"):
-        out.append(f"<div class='banner' role='alert'>TOO MANY ERRORS: {s['records_with_errors']} of "
-                   f"{s['records_checked']} records ({s['error_share']:.1%}) fail error rules, more than the "
-                   f"{s['ceiling']:.0%} ceiling. "
-                   + ("Published anyway (bypass)." if s.get("bypass") else "Nothing from this run was published.")
-                   + "</div>")
-    if not s.get("rules"):
-        out.append("<p class='ok'>Every record passed every rule.</p>")
-    out.append("<dl>")
-    for label, value in [("Run", run_id), ("Records checked", s["records_checked"]),
-                         ("Held back (errors)", s["records_held_back"]),
-                         ("Records with errors", s["records_with_errors"]),
-                         ("Published with warnings", s["records_warned"]), ("Rules checked", s["rules_checked"]),
-                         ("Error ceiling", f"{s['ceiling']:.0%}"), ("Bypass", "yes" if s["bypass"] else "no")]:
-        out.append(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>")
-    out.append("</dl>")
-    if notes:
-        out.append("<h2>About this extract</h2><ul class='notes'>"
-                   + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-    links = ["<a href='findings.csv'>findings.csv</a> (every finding)"]
-    if data_docs:
-        links.append(f"<a href='{_e(data_docs)}'>Great Expectations Data Docs</a> (the validation in detail)")
-    out.append("<p>" + " · ".join(links) + "</p>")
-
-    if s.get("rules"):
-        out.append("<h2>Rules that failed</h2><table><thead><tr><th>Rule</th><th>Severity</th><th>Field</th>"
-                   "<th>Records</th><th>Rule</th><th>How to fix</th></tr></thead><tbody>")
-        order = sorted(s["rules"].items(), key=lambda kv: (kv[1]["severity"] != "error", -kv[1]["count"], kv[0]))
-        for rule_id, r in order:
-            out.append(f"<tr><td>{_e(rule_id)}</td><td class='{_e(r['severity'])}'>{_e(r['severity'])}</td>"
-                       f"<td>{_e(r['field'])}</td><td>{_e(r['count'])}</td><td>{_e(r['rule_text'])}</td>"
-                       f"<td>{_e(r['fix'])}</td></tr>")
-        out.append("</tbody></table>")
-
     f = result.findings
-    for title, severity, note in [
-        ("Records held back (errors)" if not s.get("bypass") else "Records in error (published: bypass)", "error",
-         "Not published until fixed in the SIS."),
-        ("Records published with warnings", "warning", "Published; check them before certifying."),
-    ]:
-        part = f[f["severity"] == severity]
-        if not len(part):
-            continue
-        out.append(f"<h2>{_e(title)}</h2><p>{_e(note)} {len(part)} findings on "
-                   f"{part['local_student_id'].nunique()} students.</p>")
-        if len(part) > LISTING_LIMIT:
-            out.append(f"<p>Only the first {LISTING_LIMIT} are listed here; findings.csv has all of them.</p>")
-        out.append("<table><thead><tr><th>Local Record ID</th><th>Local Student ID</th><th>School</th><th>Rule</th>"
-                   "<th>Field</th><th>Column</th><th>Value</th><th>How to fix</th></tr></thead><tbody>")
-        for row in part.head(LISTING_LIMIT).itertuples(index=False):
-            out.append(f"<tr><td>{_e(row.local_record_id)}</td><td>{_e(row.local_student_id)}</td>"
-                       f"<td>{_e(row.school_of_attendance)}</td><td>{_e(row.rule_id)}</td><td>{_e(row.field)}</td>"
-                       f"<td>{_e(row.column)}</td><td>{_e(row.value)}</td><td>{_e(row.fix)}</td></tr>")
-        out.append("</tbody></table>")
+    errors = f[f["severity"] == "error"]
+    warned = f[f["severity"] == "warning"]
+    now = {(str(r), str(i)) for r, i in zip(errors["rule_id"], errors["local_record_id"], strict=True)}
     try:
         transaction = load_layout(record_type).processing != "replacement"
     except FileNotFoundError:
         transaction = False
-    out.extend(_not_extracted_html(not_extracted, transaction))
-    if transaction:
-        out.append("<h2>Deletes</h2><p>The records this run deletes from CALPADS (D records), with their "
-                   "programs and schools, are in <a href='deletes.html'>deletes.html</a> and "
-                   "<a href='deletes.csv'>deletes.csv</a>, written when the run is compared with the submission "
-                   "history (absent when the run stopped before that).</p>")
-    out.append("<p><small>Names, birth dates and SSIDs are never shown in this report: "
-               f"their values appear as {_e(MASK)}.</small></p></body></html>\n")
-    return "\n".join(out)
+    facts = [("Run", run_id), ("Records checked", s["records_checked"]), ("Held back (errors)", s["records_held_back"]),
+             ("Records with errors", s["records_with_errors"]), ("Published with warnings", s["records_warned"]),
+             ("Rules checked", s["rules_checked"]), ("Error ceiling", f"{s['ceiling']:.0%}"),
+             ("Bypass", "yes" if s["bypass"] else "no")]
+    changes = None if previous is None else [c for c in rule_lines({"validation": s}, now, previous)
+                                             if c.count or c.new or c.fixed]
+    return TEMPLATES.get_template("report.html").render(
+        css=CSS, record_type=record_type, run_id=run_id, s=s, facts=facts, notes=notes or [], data_docs=data_docs,
+        rules=sorted((s.get("rules") or {}).items(), key=lambda kv: (kv[1]["severity"] != "error", -kv[1]["count"],
+                                                                     kv[0])),
+        errors=_grouped_errors(errors, school_names) if len(errors) else None,
+        warnings={"rows": list(warned.head(LISTING_LIMIT).itertuples(index=False)), "findings": len(warned),
+                  "students": warned["local_student_id"].nunique(), "truncated": len(warned) > LISTING_LIMIT}
+        if len(warned) else None,
+        not_extracted_html=Markup("\n".join(_not_extracted_html(not_extracted, transaction))),
+        transaction=transaction, mask=MASK, limit=LISTING_LIMIT, manifest=manifest,
+        verdict=report_verdict(s, manifest), changes=changes, previous_run=previous_run, run_link=run_link) + "\n"
+
+
+def write_school_csvs(findings: pd.DataFrame, report_dir: Path) -> list[str]:
+    """One CSV of held-back (error) findings per school, for the school's clerk; the names written."""
+    errors = findings[findings["severity"] == "error"]
+    names = []
+    for code, part in errors.groupby("school_of_attendance", sort=True, dropna=False):
+        name = school_csv_name(None if pd.isna(code) else code)
+        _write_text(report_dir / name, part.to_csv(index=False))
+        names.append(name)
+    return names
 
 
 def render_deletes_html(listing: pd.DataFrame, summary: dict[str, Any], *, run_id: str, record_type: str) -> str:

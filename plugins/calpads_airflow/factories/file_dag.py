@@ -8,6 +8,8 @@ Configuration without code changes (Airflow config, e.g. environment variables; 
 calpads_airflow.runtime):
   AIRFLOW__CALPADS__SCHEDULE_SPRG   cron, default "0 2 * * *"
   AIRFLOW__CALPADS__TIMEZONE        default "America/Los_Angeles"
+  AIRFLOW__CALPADS__DEFAULT_ACADEMIC_YEAR  the academic year of scheduled runs and the form's default, e.g.
+                                    "2025-2026" for the demo district; default: the current one (July-June)
   AIRFLOW__CALPADS__ERROR_CEILING   share of records in error that fails a run, default 0.05
   AIRFLOW__CALPADS__STAGING_COUNT_TOLERANCE  drop of the SIS pull's students/programs against the last
                                     accepted pull of the same scope that fails the run before build, default 0.20
@@ -50,7 +52,8 @@ def _form_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def file_params(tz: Any) -> dict[str, Any]:
     """The run params (calpads.run_scope.param_specs) as the UI's trigger form."""
     today = datetime.now(tz).date()
-    return {name: Param(**_form_spec(spec)) for name, spec in param_specs(today).items()}
+    specs = param_specs(today, runtime.conf("default_academic_year", ""))   # the demo district's year on a laptop
+    return {name: Param(**_form_spec(spec)) for name, spec in specs.items()}
 
 
 UPLOAD_TRANSACTION = ("The `_AU` file(s) (adds/updates; `_AU2`, `_AU3` when a student has several records for "

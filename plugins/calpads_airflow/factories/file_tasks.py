@@ -90,16 +90,16 @@ class FileDagTasks:
 
     def quality_gate(self, scope: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
         from calpads.pipeline import GateFailed, gate
-        from calpads_airflow.links import push_report_url
+        from calpads_airflow.run_notes import gate_finished
 
         ctx = self.context_for(scope)
         try:
             summary = gate(ctx, run_date=ctx.scope.today,
                            error_ceiling=float(runtime.conf("error_ceiling", "0.05")))
         except GateFailed as exc:
-            push_report_url(ctx.state().get("validation", {}).get("report"))   # the button works on failure too
+            gate_finished(self.record_type, scope, ctx.state().get("validation"))   # also when stopped
             raise AirflowFailException(str(exc)) from None
-        push_report_url(summary["report"])
+        gate_finished(self.record_type, scope, summary)   # the report button and the log's one-screen summary
         # A log record, not print(): stdout can arrive after the "Post Execute" marker and end up
         # folded away in that group of the UI's log view.
         log.info("Validation report: %s", summary["report"])
@@ -162,6 +162,9 @@ class FileDagTasks:
         run_id = ctx["dag_run"].run_id
         states = ctx["ti"].get_task_states(dag_id=self.dag_id, run_ids=[run_id]).get(run_id, {})
         failed = sorted(t for t, st in states.items() if st in ("failed", "upstream_failed") and t != "run_outcome")
+        from calpads_airflow.run_notes import annotate_run
+
+        annotate_run(self.dag_id, self.record_type, self.work_dir() / "state.json", states)   # the run note
         if failed == ["send_run_summary"]:
             log.warning("The files are ready; only the summary email failed (see the task Email run summary).")
             return

@@ -42,6 +42,7 @@ def config_from_airflow() -> Any:
     from airflow.sdk import BaseHook, Variable
 
     from calpads.alerts.roles import ROLE_VARIABLES
+    from calpads.extracts.registry import record_types
     from calpads.health.dataflows_doc import IntegrationConfig
     from calpads_airflow.notifiers import recipients
 
@@ -58,6 +59,7 @@ def config_from_airflow() -> Any:
     return IntegrationConfig(sis_source=runtime.sis_source(), writeback=runtime.writeback_kind(), connections=conns,
                              publish_root=str(runtime.publish_root()), recipients=recipients(),
                              afterschool_source=source, source_words=flow_words(),
+                             record_types=record_types(),
                              role_recipients={r: [a.strip() for a in Variable.get(v, default="").split(",")
                                                   if a.strip()] for r, v in ROLE_VARIABLES.items()})
 

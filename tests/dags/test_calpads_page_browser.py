@@ -1,0 +1,129 @@
+"""The CALPADS page in a real browser (Debian's chromium driven by Playwright) against a real api-server, after
+two calpads_sprg runs through `airflow dags test`: a clean district (2024-2025: READY) and one with planted rule
+violations (2025-2026: READY, n held back). Refused without login; after login the page's verdicts and counts,
+the report in one click, a file downloaded whole, the quality gate's "Validation report" button, the run's
+CALPADS tab. Screenshots go to <tmp_path>/screenshots (CALPADS_SCREENSHOTS_DIR=docs/screenshots copies them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from tests.dags.apiserver import ADMIN, api_server, api_server_env
+from tests.dags.dagrun import project_env, run_dag
+from tests.integration.test_ui_browser import CHROMIUM, FLAGS, TIMEOUT_MS, Shots, require_browser, student_identifiers
+
+pytestmark = pytest.mark.dag
+HELD_YEAR, CLEAN_YEAR = "2025-2026", "2024-2025"
+PASSWORD = "page-browser-pw-1"
+
+
+def district(path: Path, year: str, dirty: float) -> str:
+    from calpads.demo.generator import generate_district
+
+    generate_district(sa.create_engine(f"sqlite:///{path}"), students=300, seed=7, dirty=dirty, academic_year=year,
+                      log=lambda m: None)
+    return f"sqlite:///{path}"
+
+
+def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    pub = tmp_path / "published"
+    held_sis, clean_sis = tmp_path / "held.db", tmp_path / "clean.db"
+    urls = {HELD_YEAR: district(held_sis, HELD_YEAR, 0.02), CLEAN_YEAR: district(clean_sis, CLEAN_YEAR, 0.0)}
+    base_env = project_env(airflow_home, sis_url=urls[HELD_YEAR], store_url=f"sqlite:///{tmp_path}/store.db",
+                           publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port)
+    env, port = api_server_env(base_env, tmp_path, PASSWORD)
+    env["AIRFLOW__CALPADS__ERROR_CEILING"] = "0.5"      # the planted violations are held back, the rest published
+    shots = Shots(tmp_path / "screenshots", student_identifiers(held_sis) | student_identifiers(clean_sis))
+    with api_server(env, port, PASSWORD, tmp_path / "api-server.log") as api, sync_playwright() as pw:
+        runs = {}      # with the api-server up, so that each run writes its note
+        for year, logical in ((CLEAN_YEAR, "2025-07-15"), (HELD_YEAR, "2026-04-01")):   # after start_date
+            r = run_dag({**env, "AIRFLOW_CONN_SIS_DB": urls[year]}, "calpads_sprg", logical, {"academic_year": year})
+            assert r.state == "success", r.output[-4000:]
+            runs[year] = (r.run_id, json.loads((pub / year / "SPRG" / r.run_id / "manifest.json").read_text()))
+        held = runs[HELD_YEAR][1]["validation"]["records_held_back"]
+        assert held > 0 and runs[CLEAN_YEAR][1]["validation"]["records_held_back"] == 0
+
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True,
+                                          timezone_id="America/Los_Angeles")
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+
+            # ---- refused without login: nothing of the page, no file
+            response = page.goto(f"{api.url}/calpads/")
+            assert response.status == 401 and "READY" not in page.content()
+            au = next(f["name"] for f in runs[HELD_YEAR][1]["files"] if f["kind"] == "AU")
+            folder = f"{HELD_YEAR}/SPRG/{quote(runs[HELD_YEAR][0], safe='')}"
+            assert page.goto(f"{api.url}/calpads/files/{folder}/{au}").status == 401
+            shots.take(page, "calpads-01-refused-without-login")
+
+            # ---- log in, open CALPADS from the navigation
+            page.goto(f"{api.url}/")
+            page.locator("input[name=username]").fill(ADMIN)
+            page.locator("input[name=password]").fill(PASSWORD)
+            page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
+            page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"))
+            page.get_by_role("link", name="CALPADS").first.click()
+            frame = page.frame_locator("iframe").first
+            expect(frame.get_by_text("CALPADS: what to upload")).to_be_visible()
+            clean = frame.locator(f"[data-year='{CLEAN_YEAR}'][data-record-type='SPRG']")
+            held_card = frame.locator(f"[data-year='{HELD_YEAR}'][data-record-type='SPRG']")
+            expect(clean.locator(".verdict")).to_have_text("READY")
+            expect(held_card.locator(".verdict")).to_have_text(f"READY, {held} held back")
+            records_au = next(f["records"] for f in runs[HELD_YEAR][1]["files"] if f["kind"] == "AU")
+            expect(held_card.get_by_role("row", name=re.compile(re.escape(au)))).to_contain_text(str(records_au))
+            shots.take(page, "calpads-02-page-in-the-ui")
+
+            # ---- the report in one click (in the page's frame: the UI's iframe sandbox allows no new tab), then
+            #      back on the page, a file downloaded whole
+            held_card.get_by_role("link", name="Validation report").click()
+            expect(frame.locator("h1")).to_contain_text("SPRG validation report")
+            expect(frame.locator(".verdict")).to_contain_text(f"READY, {held} held back")
+            shots.take(page, "calpads-03-validation-report")
+            page.go_back()      # the frame's history: back to the page
+            expect(held_card.locator(".verdict")).to_have_text(f"READY, {held} held back")
+            with page.expect_download() as dl:
+                held_card.get_by_role("link", name=au).click()
+            saved = tmp_path / "download.txt"
+            dl.value.save_as(saved)
+            assert saved.read_bytes() == (pub / HELD_YEAR / "SPRG" / runs[HELD_YEAR][0] / au).read_bytes()
+
+            # ---- the quality gate's "Validation report" button (an http link the UI renders)
+            run_id = runs[HELD_YEAR][0]
+            page.goto(f"{api.url}/dags/calpads_sprg/runs/{quote(run_id, safe='')}/tasks/quality_gate/details")
+            button = page.get_by_role("link", name="Validation report").first     # under "Extra Links"
+            expect(button).to_be_visible()
+            shots.take(page, "calpads-04-report-button")
+            href = button.get_attribute("href")
+            assert href and href.startswith(f"{api.url}/calpads/files/{HELD_YEAR}/SPRG/")
+            page.goto(href)
+            expect(page.locator("h1")).to_contain_text("SPRG validation report")
+
+            # ---- the run's CALPADS tab (the dag_run external view: its href gets the DAG and run ids)
+            page.goto(f"{api.url}/dags/calpads_sprg/runs/{quote(run_id, safe='')}/plugin/calpads_run")
+            tab = page.frame_locator("iframe").first
+            expect(tab.locator(".verdict").first).to_have_text(f"READY, {held} held back")
+            expect(tab.get_by_role("link", name=au)).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^READY: \d+ records in _AU")).first).to_be_visible()   # the run note
+            shots.take(page, "calpads-05-run-tab")
+        finally:
+            browser.close()
+
+    target = os.environ.get("CALPADS_SCREENSHOTS_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for png in sorted(shots.folder.glob("calpads-*.png")):
+            shutil.copy2(png, Path(target) / png.name)
