@@ -404,7 +404,7 @@ class HistoryStore:
         fields = split_fields(pd.Series([row[5] for row in rows], dtype=object), layout)
         for c in layout.columns:
             if c not in meta:
-                out[c] = fields[c].to_numpy(dtype=object)
+                out[c] = pd.Series(fields[c].to_numpy(dtype=object), dtype=object)
         return out
     @store_errors("read the submission history")
     def runs(self, record_type: str | None = None, lea: str | None = None,
