@@ -1,6 +1,11 @@
-"""Time HistoryStore.save_run and last_submitted for N SPRG records (fresh process, so peak RSS is the save's).
+"""Time the history's save and read for N SPRG records, one measurement per process (as an Airflow task runs
+it), with the process's peak RSS (VmHWM: the whole process, generation of the records included).
 
-    .venv/bin/python bench/bench_save.py --rows 1500000 --store postgresql+psycopg2://postgres@127.0.0.1:5432/bench_x
+    .venv/bin/python bench/bench_save.py --rows 1500000 --store postgresql+psycopg2://postgres@127.0.0.1:5432/bx
+    .venv/bin/python bench/bench_save.py --rows 1500000 --store sqlite:////tmp/bx.db --what read
+
+``--what save`` (default): the first submission, ``save_run`` of N records into an empty store.
+``--what read``: ``last_submitted`` of the store saved before (keys, hashes and the scope's columns).
 """
 
 from __future__ import annotations
@@ -15,32 +20,31 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_diff import LEA, YEAR, make_records  # noqa: E402
-from bench_sprg import PeakRSS  # noqa: E402
+from bench_diff import LEA, YEAR, make_records, peak_rss_mb  # noqa: E402
 
 from calpads.history.store import HistoryStore  # noqa: E402
 from calpads.layouts import load_layout  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_500_000)
     ap.add_argument("--store", required=True)
+    ap.add_argument("--what", choices=("save", "read"), default="save")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     layout = load_layout("SPRG")
-    records = make_records(args.rows, layout)
     store = HistoryStore(sa.create_engine(args.store))
     store.migrate()
-    for what, fn in (("save_run", lambda: store.save_run(records, layout, lea=LEA, academic_year=YEAR,
-                                                          run_id=f"bench_{time.time_ns()}", params={})),
-                     ("last_submitted", lambda: store.last_submitted("SPRG", LEA, YEAR))):
+    if args.what == "save":
+        records = make_records(args.rows, layout)
         t0 = time.perf_counter()
-        with PeakRSS() as rss:
-            out = fn()
-        n = out if isinstance(out, int) else len(out)
-        print(f"{what:<15} {time.perf_counter() - t0:7.2f} s  {n:>9,} rows  peak RSS {rss.peak / 2**20:6.0f} MB  "
-              f"load {os.getloadavg()[0]:.2f}", flush=True)
+        n = store.save_run(records, layout, lea=LEA, academic_year=YEAR, run_id=f"bench_{time.time_ns()}", params={})
+    else:
+        t0 = time.perf_counter()
+        n = len(store.last_submitted("SPRG", LEA, YEAR))
+    print(f"{args.what:<5} {store.engine.dialect.name:<10} {time.perf_counter() - t0:7.2f} s  {n:>9,} rows  "
+          f"peak RSS {peak_rss_mb():6.0f} MB  load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ current = sa.Table(
     sa.Column("local_student_id", sa.Text),
     sa.Column("school_of_attendance", sa.Text),
     sa.Column("program_code", sa.Text),
+    # SQLite: stored in key order (no rowid), so reading one scope is a sequential scan, not a lookup per row.
+    sqlite_with_rowid=False,
 )
 
 # Layout columns kept in the current-state table: what ScopeFilter and still_in_sis read of a history row

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("run_pk", BigId, nullable=False),
         sa.Column("line", sa.BigInteger, nullable=False),
         *(sa.Column(c, sa.Text) for c in STATE_COLUMNS),
+        sqlite_with_rowid=False,     # stored in key order: reading one scope is a sequential scan
     )
     conn = op.get_bind()
     pg = conn.dialect.name == "postgresql"
