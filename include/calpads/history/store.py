@@ -172,7 +172,10 @@ class HistoryStore:
             con.register("delta", delta)
             if not con.sql("SELECT count(*) = count(DISTINCT op_key) FROM delta").fetchall()[0][0]:
                 delta = con.sql("SELECT * FROM delta QUALIFY row_number() OVER (PARTITION BY op_key "
-                                "ORDER BY line DESC) = 1 ORDER BY line").to_arrow_table()
+                                "ORDER BY line DESC) = 1").to_arrow_table()
+                con.register("delta", delta)
+            # In key order: the primary key's index is then filled page after page, not at random places.
+            delta = con.sql("SELECT * FROM delta ORDER BY op_key").to_arrow_table()
         is_delete = pc.fill_null(pc.equal(delta["transaction_type"], "D"), False)
         upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
         removals = delta.filter(is_delete)["op_key"].to_pylist()
@@ -366,12 +369,17 @@ class HistoryStore:
         found: list[tuple[int, int, str]] = []
         lg = schema.log
         with self.engine.connect() as conn:
+            pg = conn.dialect.name == "postgresql"
             for run_pk, group in wanted.groupby("run_pk", sort=True):
                 lines = sorted(set(group["line"].tolist()))
-                for start in range(0, len(lines), READ_CHUNK):
-                    chunk = lines[start:start + READ_CHUNK]
+                # PostgreSQL: one array parameter per run; SQLite: under its 999 bound parameters per query.
+                step = len(lines) if pg else READ_CHUNK
+                for start in range(0, len(lines), step):
+                    chunk = lines[start:start + step]
+                    which = (lg.c.line == sa.func.any(sa.bindparam("lines", chunk, type_=sa.ARRAY(sa.BigInteger)))
+                             if pg else lg.c.line.in_(chunk))
                     found += conn.execute(sa.select(lg.c.run_pk, lg.c.line, lg.c.fields).where(
-                        lg.c.run_pk == int(run_pk), lg.c.line.in_(chunk))).all()
+                        lg.c.run_pk == int(run_pk), which)).all()
         stored = pd.DataFrame(found, columns=["run_pk", "line", "fields"]).astype({"run_pk": "int64", "line": "int64"})
         joined = wanted.merge(stored, on=["run_pk", "line"], how="left")
         missing = int(joined["fields"].isna().sum())

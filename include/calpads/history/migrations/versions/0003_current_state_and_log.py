@@ -30,6 +30,7 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+KeyText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")   # byte-wise key comparison
 OLD = "calpads_history_records"
 STATE_COLUMNS = ("local_record_id", "local_student_id", "school_of_attendance", "program_code")
 
@@ -40,10 +41,10 @@ def upgrade() -> None:
         sa.Column("run_pk", BigId, sa.ForeignKey("calpads_history_runs.id", name="fk_calpads_history_log_run"),
                   primary_key=True),
         sa.Column("line", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("op_key", sa.Text, nullable=False),
+        sa.Column("op_key", KeyText, nullable=False),
         sa.Column("transaction_type", sa.String(1)),
-        sa.Column("local_student_id", sa.Text),
-        sa.Column("ssid", sa.Text),
+        sa.Column("local_student_id", KeyText),
+        sa.Column("ssid", KeyText),
         sa.Column("fields", sa.Text, nullable=False),
     )
     op.create_table(
@@ -51,7 +52,7 @@ def upgrade() -> None:
         sa.Column("record_type", sa.String(8), primary_key=True),
         sa.Column("reporting_lea", sa.String(7), primary_key=True),
         sa.Column("academic_year", sa.String(9), primary_key=True),
-        sa.Column("op_key", sa.Text, primary_key=True),
+        sa.Column("op_key", KeyText, primary_key=True),
         sa.Column("record_hash", sa.String(64), nullable=False),
         sa.Column("run_pk", BigId, nullable=False),
         sa.Column("line", sa.BigInteger, nullable=False),
@@ -90,8 +91,6 @@ def upgrade() -> None:
     new_rows = conn.execute(sa.text("SELECT count(*) FROM calpads_history_log")).scalar()
     if old_rows != new_rows:
         raise RuntimeError(f"history conversion copied {new_rows} of {old_rows} saved records: nothing changed")
-    op.create_index("ix_calpads_history_log_local_id", "calpads_history_log", ["local_student_id"])
-    op.create_index("ix_calpads_history_log_ssid", "calpads_history_log", ["ssid"])
     op.drop_table(OLD)
 
 
