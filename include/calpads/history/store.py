@@ -47,7 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as _pg_insert
 
 from calpads.failures import HistoryChanged, SubmissionInProgress, store_errors
 from calpads.history import schema
-from calpads.history.diff import HIST_HASH, HIST_LINE, HIST_OP_KEY, HIST_RUN_ID, HIST_RUN_PK
+from calpads.history.diff import HIST_HASH, HIST_LINE, HIST_OP_KEY, HIST_RUN_ID, HIST_RUN_PK, record_identity
 from calpads.history.keys import FIELD_SEPARATOR, fields_sql, hash_sql, ident, op_key_sql, string_frame
 from calpads.layouts import Layout, load_layout
 
@@ -332,6 +332,10 @@ class HistoryStore:
         latest log rows before them.
         """
         layout = load_layout(record_type)
+        unkept = [c for c in record_identity(layout) if c not in schema.STATE_COLUMNS]
+        if unkept:   # still_in_sis would match nothing on them: never weaken the delete-safety rule silently
+            raise RuntimeError(f"{record_type}'s record_identity has {', '.join(unkept)}, which the history's current "
+                               "state does not keep (calpads.history.schema.STATE_COLUMNS): add it with a migration")
         runs = schema.runs
         scope = [runs.c.record_type == layout.record_type, runs.c.reporting_lea == lea,
                  runs.c.academic_year == academic_year]
