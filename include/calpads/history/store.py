@@ -1,17 +1,20 @@
 """The submission history store in the ``calpads_store`` database (SQLite or PostgreSQL).
 
-One row per record a saved run published (``calpads_history_records``), one row per saved run
-(``calpads_history_runs``). The latest row per operational key is what CALPADS holds, unless
-that row is a D.
+One row per saved run (``calpads_history_runs``); one row per record a saved run published, the
+transactions sent, append-only (``calpads_history_log``: run, line, op key, action, fields); and what
+CALPADS holds now (``calpads_history_current``: one row per operational key, its hash, the columns the
+diff's scope needs and where its fields are), updated by each saved run's delta: adds/updates upserted,
+D's removed. The diff reads keys and hashes; fields are read only for the records that become deletes
+(``fields_of``). Why: docs/adr/0003-history-schema.md.
 
 Idempotency: a run is saved at most once per (record_type, reporting_lea, run_id) -- a unique
 constraint on the runs table, checked under a lock row. A repeat (Airflow retry/clear) saves
-nothing and returns 0. We skip rather than delete+insert: re-inserting would give the run new,
-higher ids, so a retried old run would become "latest" over runs saved after it.
+nothing and returns 0. We skip rather than delete+insert: re-applying an old run's delta would put its
+records back over runs saved after it.
 
 Concurrency: saves take a lock row per (record type, LEA) -- ``SELECT ... FOR UPDATE`` on
 PostgreSQL; on SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the database write lock).
-Serialised saves also keep ids in save order, which "latest per key" relies on.
+Serialised saves also keep run ids in save order, which reading the history as of a base relies on.
 
 One saved submission per (record type, LEA, academic year) at a time. The diff and the save are
 separate tasks (separate processes), so a lock held from one to the other is a lease row
