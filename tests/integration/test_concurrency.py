@@ -44,13 +44,13 @@ for col, v in (("reporting_lea", "LEA"), ("academic_year_id", "YEAR")):
     if col in frame:
         frame[col] = v
 
-real_insert = store_mod.HistoryStore._bulk_insert
-def slow_insert(self, conn, rows):   # test hook: two halves with a pause, inside the save transaction
-    half = len(rows) // 2
-    real_insert(self, conn, rows.iloc[:half])
+real_write = store_mod.HistoryStore._write
+def slow_write(conn, table, rows, **kw):   # test hook: two halves with a pause, inside the save transaction
+    half = rows.num_rows // 2
+    real_write(conn, table, rows.slice(0, half), **kw)
     time.sleep(1.5)
-    real_insert(self, conn, rows.iloc[half:])
-store_mod.HistoryStore._bulk_insert = slow_insert
+    real_write(conn, table, rows.slice(half), **kw)
+store_mod.HistoryStore._write = staticmethod(slow_write)
 
 engine = sa.create_engine(url)
 store = store_mod.HistoryStore(engine)
