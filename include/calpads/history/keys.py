@@ -60,12 +60,6 @@ def hash_sql(layout: Layout, alias: str = "") -> str:
     return f"sha256({joined_sql(layout.updatable_fields, alias)})"
 
 
-def json_sql(columns: list[str]) -> str:
-    """SQL text of a JSON object of ``columns`` (in order), values as text or null."""
-    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in columns)
-    return f"to_json(struct_pack({pack}))"
-
-
 def string_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The frame's ``columns`` (missing ones as all-None), without copying the data."""
     return pd.DataFrame({c: (df[c] if c in df.columns else pd.Series([None] * len(df), dtype=object, index=df.index))
