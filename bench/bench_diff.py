@@ -1,11 +1,15 @@
 """Benchmark of the transaction diff: N current SPRG records against N last-submitted records.
 
     python bench/bench_diff.py                 # 1.5M vs 1.5M (the target: diff under 2 s)
-    python bench/bench_diff.py --rows 200000 --store sqlite:////tmp/h.db   # + save_run/last_submitted
+    python bench/bench_diff.py --stage --store URL   # the diff stage against the store bench_save.py wrote
 
 The history frame is what ``HistoryStore.last_submitted`` returns (layout columns + hist_op_key,
 hist_hash), built outside the timing. Of the current records: 1% have a changed end date, 0.5%
 are new keys; 0.5% of the history keys are no longer extracted (deletes, all in scope).
+``--stage``: the next night's diff stage as ``pipeline.diff`` runs it against a store that holds a saved
+1.5M-record history (``bench/bench_save.py`` writes it): ``history_base``, ``last_submitted`` (keys and
+hashes), the guard's in-scope count, ``still_in_sis``, ``compute_transactions`` with the deletes' fields
+read from the store; one measurement per process, peak RSS of the process (records generation included).
 Peak memory: the process's peak RSS while the diff ran (Linux: VmHWM after resetting it), and
 tracemalloc's peak of Python-tracked allocations (numpy/pandas; not DuckDB's or Arrow's own).
 """
@@ -99,6 +103,54 @@ def frames(n: int, layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame, dict[str
     return current, history, expected
 
 
+def peak_rss_mb() -> float:
+    """The process's peak RSS so far (Linux VmHWM), in MB."""
+    return _rss_mb("VmHWM")
+
+
+def time_stage(rows: int, url: str) -> None:
+    import functools
+    import os
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from calpads.history.diff import still_in_sis
+    from calpads.history.guard import in_scope_count
+    from calpads.history.store import HistoryStore
+
+    layout = load_layout("SPRG")
+    path = Path(f"/tmp/bench_sprg_next_{rows}.parquet")
+    if not path.exists():       # the extract's records, written by a child: its memory is not counted here
+        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[3]); import bench_diff as b; "
+                        "b.frames(int(sys.argv[1]), b.load_layout('SPRG'))[0].to_parquet(sys.argv[2], index=False)",
+                        str(rows), str(path), str(Path(__file__).resolve().parent)], check=True)
+    n_new = n_del = rows // 200
+    expected = {"new": n_new, "changed": rows // 100, "unchanged": rows - n_new - rows // 100, "deleted": n_del}
+    current = pd.read_parquet(path)     # as pipeline.diff reads the publishable records
+    held_back = current.iloc[:0]
+    store = HistoryStore(sa.create_engine(url))
+    store.migrate()
+    t0 = time.perf_counter()
+    base, _ = store.history_base("SPRG", LEA, YEAR, "bench_next_night")
+    last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="bench_next_night", as_of=base)
+    t_read = time.perf_counter() - t0
+    in_scope = in_scope_count(last, layout, ScopeFilter())
+    kept = still_in_sis(last, held_back, layout, None)
+    result = compute_transactions(current, layout, last, "submission", ScopeFilter(), never_delete=kept,
+                                  read_fields=functools.partial(store.fields_of, layout))
+    total = time.perf_counter() - t0
+    if result.counts != expected or in_scope != rows:
+        raise SystemExit(f"unexpected counts {result.counts} (in scope {in_scope}), expected {expected}")
+    deletes = result.records[result.records["transaction_type"] == "D"]
+    if deletes["legal_last_name"].isna().any():
+        raise SystemExit("a delete record lacks its fields")
+    print(f"diff stage {store.engine.dialect.name:<10} {total:6.2f} s (history read {t_read:5.2f} s)  "
+          f"history={len(last):,} out={len(result.records):,}  peak RSS {peak_rss_mb():,.0f} MB  "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def _reset_peak_rss() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -145,8 +197,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_500_000)
     ap.add_argument("--modes", default="submission,replacement")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--store", default="", help="also time save_run + last_submitted on this SQLAlchemy URL")
+    ap.add_argument("--store", default="", help="with --stage: the store (SQLAlchemy URL) bench_save.py wrote")
+    ap.add_argument("--stage", action="store_true", help="time the diff stage against --store")
     args = ap.parse_args()
+    if args.stage:
+        time_stage(args.rows, args.store)
+        return
     layout = load_layout("SPRG")
 
     t0 = time.perf_counter()
@@ -158,21 +214,6 @@ def main() -> None:
         counts = time_diff(current, last, layout, mode, args.repeat)
         if mode == "submission" and counts != expected:
             raise SystemExit(f"unexpected counts {counts}, expected {expected}")
-
-    if args.store:
-        import sqlalchemy as sa
-
-        from calpads.history.store import HistoryStore
-
-        store = HistoryStore(sa.create_engine(args.store))
-        store.migrate()
-        run_id = f"bench_{time.time_ns()}"
-        t = time.perf_counter()
-        saved = store.save_run(history, layout, lea=LEA, academic_year=YEAR, run_id=run_id, params={})
-        print(f"  save_run        {time.perf_counter() - t:6.2f} s   rows={saved:,}")
-        t = time.perf_counter()
-        read = store.last_submitted("SPRG", LEA, YEAR)
-        print(f"  last_submitted  {time.perf_counter() - t:6.2f} s   rows={len(read):,}")
 
 
 if __name__ == "__main__":

@@ -225,7 +225,8 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
             lambda: without_held_back(last, held_back, layout, not_extracted), len)
     publishable = pd.read_parquet(ctx.path(pipeline.PUBLISHABLE))[layout.columns]
     t.timed("SPRG diff core (compute_transactions)", n, backend,
-            lambda: compute_transactions(publishable, layout, last, "submission", pipeline.scope_filter(ctx2)),
+            lambda: compute_transactions(publishable, layout, last, "submission", pipeline.scope_filter(ctx2),
+                                         read_fields=lambda rows: hist.fields_of(layout, rows)),
             lambda r: len(publishable))
 
 

@@ -9,6 +9,7 @@ a small JSON-able dict (counts, paths) for XCom. The DAG factory wires them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -264,8 +265,9 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     kept = still_in_sis(last, held_back, layout, not_extracted)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
+    # The history rows hold keys and hashes: the fields of those that become deletes are read from the store.
     result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
-                                  never_delete=kept)
+                                  never_delete=kept, read_fields=functools.partial(store.fields_of, layout))
     records = sort_records(result.records, layout)
     enrolled_path = ctx.path(ENROLLED)
     enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str)) if enrolled_path.exists()

@@ -79,14 +79,15 @@ def assert_no_stray_files(publish_root: Path, *, hidden_allowed: bool = False) -
 
 
 def history_snapshot(store: sa.Engine) -> tuple[list[tuple], list[tuple]]:
-    """The saved runs and records (without timestamps), in id order; empty lists before the first save."""
+    """The saved runs and the records they sent (the history's log, without timestamps), in save order; empty
+    lists before the first save."""
     insp = sa.inspect(store)
     if not insp.has_table("calpads_history_runs"):
         return [], []
     with store.connect() as c:
         runs = c.exec_driver_sql("SELECT id, run_id, record_count FROM calpads_history_runs ORDER BY id").all()
-        recs = c.exec_driver_sql("SELECT id, run_pk, op_key, updatable_hash, transaction_type, fields "
-                                 "FROM calpads_history_records ORDER BY id").all()
+        recs = c.exec_driver_sql("SELECT run_pk, line, op_key, transaction_type, fields "
+                                 "FROM calpads_history_log ORDER BY run_pk, line").all()
     return [tuple(r) for r in runs], [tuple(r) for r in recs]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import threading
@@ -65,7 +66,7 @@ def test_several_processes_and_threads_migrating_a_fresh_database_at_once_all_su
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     assert not errors, errors
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
-    assert HistoryStore(engine).current_revision() == "0002"
+    assert HistoryStore(engine).current_revision() == "0003"
     engine.dispose()
 
 
@@ -83,6 +84,9 @@ def test_bulk_save_and_read_back(pg_engine):
     assert result.counts == {"new": 0, "changed": 0, "unchanged": n, "deleted": 0}
     changed = records[records.index % 100 != 0].copy()
     changed.loc[changed.index % 1000 == 1, "membership_end_date"] = "20260201"
-    result = compute_transactions(changed, LAYOUT, last, "submission", ScopeFilter())
+    result = compute_transactions(changed, LAYOUT, last, "submission", ScopeFilter(),
+                                  read_fields=functools.partial(store.fields_of, LAYOUT))
+    assert sorted(result.records.loc[result.records["transaction_type"] == "D", "local_record_id"]) == sorted(
+        records.loc[records.index % 100 == 0, "local_record_id"])
     assert result.counts == {"new": 0, "changed": n // 1000, "unchanged": len(changed) - n // 1000,
                              "deleted": n // 100}

@@ -25,6 +25,7 @@ from calpads.history.guard import EnrolledDeleteBlocked, MassDeleteBlocked, chec
 from calpads.history.store import HistoryStore
 from calpads.run_scope import RunScope
 from tests.conftest import require_postgres  # noqa: F401
+from tests.integration.test_history_upgrade import old_records_table
 from tests.unit.sis_fixtures import LEA, Sis
 
 YEAR = "2025-2026"
@@ -181,7 +182,7 @@ def test_a_year_of_changes_sends_the_right_transactions(tmp_path, store_engine):
     assert sent(run(tmp_path, eng, store_engine, "r10", submission="custom", programs=["144"])) == []
 
     # What CALPADS holds now, per the history: the latest row per key, deleted keys left out.
-    last = HistoryStore(store_engine).last_submitted("SPRG", LEA, YEAR)
+    last = HistoryStore(store_engine).last_submitted("SPRG", LEA, YEAR, with_fields=True)
     held = sorted(zip(last["local_record_id"], last["school_of_attendance"], last["membership_start_date"],
                       last["membership_end_date"].fillna(""), last["primary_disability_code"].fillna(""),
                       strict=True))
@@ -297,7 +298,7 @@ def test_a_store_created_at_the_first_revision_upgrades_and_keeps_its_rows(tmp_p
         run_pk = conn.execute(schema.runs.insert(), dict(
             record_type="SPRG", reporting_lea=LEA, academic_year=YEAR, run_id="old_run", params="{}",
             record_count=1, add_update_count=1, delete_count=0, saved_at=OLD)).inserted_primary_key[0]
-        conn.execute(schema.records.insert(), dict(
+        conn.execute(sa.insert(old_records_table()).values(
             run_pk=run_pk, run_id="old_run", record_type="SPRG", reporting_lea=LEA, academic_year=YEAR,
             op_key=op_key, key_values="{}", updatable_hash="0" * 64, transaction_type=None,
             local_student_id="100001", ssid="1000000001", fields=json.dumps(fields), saved_at=OLD))

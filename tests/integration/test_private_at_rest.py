@@ -63,7 +63,7 @@ def test_a_demo_like_run_leaves_nothing_readable_by_other_users(airflow_home, tm
     assert {p.name for p in (pub / YEAR / "SPRG" / sprg.run_id).glob("*.txt")}, "nothing was published"
     assert list(work.rglob("*.parquet")), "no work files were written"
     with sa.create_engine(f"sqlite:///{store}").connect() as c:
-        assert c.exec_driver_sql("SELECT count(*) FROM calpads_history_records").scalar() > 0
+        assert c.exec_driver_sql("SELECT count(*) FROM calpads_history_log").scalar() > 0
 
     assert not too_open(work, group=False)
     stores = [p for p in home_like.iterdir() if p.name.startswith("calpads_store.db")]

@@ -7,6 +7,8 @@ submission mode sends new keys and changed updatable fields with a blank type, a
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import pytest
 
@@ -233,10 +235,12 @@ def test_a_record_kept_from_a_delete_is_still_compared(store):
     # still in the SIS: no D for it, and the kept count says so; 1.22.08 is deleted; 1.21 stays unchanged.
     last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
     keep = (last["local_record_id"] == "2.23").to_numpy()
-    result = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=keep)
+    reader = functools.partial(store.fields_of, LAYOUT)
+    result = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=keep,
+                                  read_fields=reader)
     assert sent(result) == [("D", "1.22.08")]
     assert result.counts == {"new": 0, "changed": 0, "unchanged": 1, "deleted": 1} and result.kept_from_delete == 1
     # Marking 1.21 too changes nothing for it: it is extracted, so it is compared (unchanged), never new.
     both = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
-                                never_delete=keep | (last["local_record_id"] == "1.21").to_numpy())
+                                never_delete=keep | (last["local_record_id"] == "1.21").to_numpy(), read_fields=reader)
     assert sent(both) == [("D", "1.22.08")] and both.counts["unchanged"] == 1

@@ -26,7 +26,7 @@ from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
     store_fixture,
 )
 
-TABLES = {schema.RUNS, schema.RECORDS, schema.LOCKS, schema.LEASES, schema.VERSION_TABLE}
+TABLES = {schema.RUNS, schema.LOG, schema.CURRENT, schema.LOCKS, schema.LEASES, schema.VERSION_TABLE}
 
 
 def count(engine: sa.Engine, table: str) -> int:
@@ -50,15 +50,14 @@ def test_migrate_from_empty_creates_the_tables_and_twice_is_a_no_op(history_engi
     assert store.current_revision() is None
     store.migrate()
     assert TABLES <= set(sa.inspect(history_engine).get_table_names())
-    assert store.current_revision() == store.head_revision() == "0002"
+    assert store.current_revision() == store.head_revision() == "0003"
     with history_engine.connect() as conn:
         version = sa.table(schema.VERSION_TABLE, sa.column("version_num"))
-        assert conn.execute(sa.select(version.c.version_num)).scalars().all() == ["0002"]
+        assert conn.execute(sa.select(version.c.version_num)).scalars().all() == ["0003"]
     save(store, many(2), "run1")
-    indexes = {ix["name"] for ix in sa.inspect(history_engine).get_indexes(schema.RECORDS)}
-    assert "ix_calpads_history_records_latest" in indexes
+    assert "calpads_history_records" not in sa.inspect(history_engine).get_table_names()
     store.migrate()                                  # again: nothing changes, data kept
-    assert count(history_engine, schema.RECORDS) == 2
+    assert count(history_engine, schema.LOG) == 2
     assert count(history_engine, schema.VERSION_TABLE) == 1
     # The store's tables leave other tables (and an "alembic_version" of someone else) alone.
     assert "alembic_version" not in sa.inspect(history_engine).get_table_names()
@@ -72,7 +71,7 @@ def test_several_processes_migrating_a_fresh_database_at_once_all_succeed(histor
              for _ in range(3)]
     results = [(p.wait(120), p.stderr.read()) for p in procs]
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
-    assert HistoryStore(history_engine).current_revision() == "0002"
+    assert HistoryStore(history_engine).current_revision() == "0003"
     assert count(history_engine, schema.VERSION_TABLE) == 1
 
 
@@ -81,7 +80,7 @@ def test_save_is_idempotent_per_run(store):
     df = many(5)
     assert save(store, df, "run1") == 5
     assert save(store, df, "run1") == 0                 # Airflow retry/clear of the same run
-    assert count(store.engine, schema.RECORDS) == 5
+    assert count(store.engine, schema.LOG) == 5
     runs = store.runs("SPRG")
     assert runs["run_id"].tolist() == ["run1"]
     assert runs.loc[0, "record_count"] == 5 and runs.loc[0, "delete_count"] == 0
@@ -98,25 +97,33 @@ def test_saved_rows_carry_key_hash_type_and_fields(store):
     d = {**bob("2.23", program_code="108", membership_start_date="20251001"), "transaction_type": "D"}
     save(store, frame(rec("1.21"), d), "run1")
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(schema.records).order_by(schema.records.c.id)).mappings().all()
-    assert [r["transaction_type"] for r in rows] == [None, "D"]
+        rows = conn.execute(sa.select(schema.log).order_by(schema.log.c.line)).mappings().all()
+        current = conn.execute(sa.select(schema.current)).mappings().all()
+    assert [r["transaction_type"] for r in rows] == [None, "D"] and [r["line"] for r in rows] == [1, 2]
     assert rows[0]["op_key"] == "7654321\x1f1000000001\x1f101\x1f20250902\x1f"
-    assert json.loads(rows[0]["key_values"]) == {"school_of_attendance": "7654321", "ssid": "1000000001",
-                                                "program_code": "101", "membership_start_date": "20250902",
-                                                "service_code": None}
-    assert json.loads(rows[1]["fields"]) == d
+    # The fields as the published line (caret-joined, blank for None); the D repeats them.
+    assert rows[1]["fields"] == "^".join("" if d[c] is None else d[c] for c in LAYOUT.columns)
     assert (rows[0]["local_student_id"], rows[1]["ssid"]) == ("1001", "1000000002")
-    assert len(rows[0]["updatable_hash"]) == 64
-    assert {r["run_id"] for r in rows} == {"run1"} and {r["academic_year"] for r in rows} == {YEAR}
+    # What CALPADS holds: the add only (a D of a key never sent holds nothing), with its hash.
+    assert [(r["op_key"], r["line"], r["local_record_id"], r["program_code"]) for r in current] == [
+        (rows[0]["op_key"], 1, "1.21", "101")]
+    assert len(current[0]["record_hash"]) == 64 and current[0]["academic_year"] == YEAR
     assert store.runs().loc[0, ["add_update_count", "delete_count"]].tolist() == [1, 1]
 
 
 def test_values_round_trip_exactly(store):
-    # Backslashes, tabs, newlines, quotes, non-ASCII, "\N" and "" survive (COPY text format on PostgreSQL).
+    # Backslashes, tabs, newlines, quotes, non-ASCII and "\N" survive (COPY CSV on PostgreSQL); "" reads back as
+    # None, as the published file writes both (and the key and hash treat them alike).
     odd = rec("1.21", legal_first_name='Zoë\t"Q"', legal_last_name="O'Brien\\N\nx\r", cpa_id="", migrant_id="\\N")
     save(store, frame(odd), "run1")
-    last = store.last_submitted("SPRG", LEA, YEAR)
-    assert {c: last.loc[0, c] for c in LAYOUT.columns} == odd
+    last = store.last_submitted("SPRG", LEA, YEAR, with_fields=True)
+    assert {c: last.loc[0, c] for c in LAYOUT.columns} == {**odd, "cpa_id": None}
+
+
+def test_a_value_holding_a_caret_is_refused_naming_the_record(store):
+    with pytest.raises(ValueError, match=r"caret.*1\.21"):
+        save(store, frame(rec("1.21", legal_last_name="A^B")), "run1")
+    assert count(store.engine, schema.LOG) == 0 and store.runs().empty
 
 
 def test_records_of_another_lea_or_year_are_refused(store):
@@ -124,7 +131,7 @@ def test_records_of_another_lea_or_year_are_refused(store):
         save(store, frame(rec("1.21", reporting_lea="9999999")), "run1")
     with pytest.raises(ValueError, match="academic_year_id"):
         save(store, frame(rec("1.21")), "run1", year="2024-2025")
-    assert count(store.engine, schema.RECORDS) == 0 and store.runs().empty
+    assert count(store.engine, schema.LOG) == 0 and store.runs().empty
 
 
 @pytest.mark.parametrize("same_run", [True, False])
@@ -151,16 +158,15 @@ def test_concurrent_saves_from_two_threads_serialise_without_duplicates(store, s
     assert not errors, errors
     if same_run:
         assert sorted(results) == [0, n]
-        assert count(store.engine, schema.RECORDS) == n and len(store.runs()) == 1
+        assert count(store.engine, schema.LOG) == n and len(store.runs()) == 1
     else:
         assert results == [n, n]
-        assert count(store.engine, schema.RECORDS) == 2 * n
-        # Not interleaved: each run's ids are one contiguous block (latest-per-key relies on save order).
+        assert count(store.engine, schema.LOG) == 2 * n
+        # Each run's lines are 1..n under its own run row.
         with store.engine.connect() as conn:
-            blocks = conn.execute(sa.select(schema.records.c.run_id, sa.func.min(schema.records.c.id),
-                                            sa.func.max(schema.records.c.id)).group_by(schema.records.c.run_id)
-                                  ).all()
-        assert all(hi - lo == n - 1 for _, lo, hi in blocks)
+            blocks = conn.execute(sa.select(schema.log.c.run_pk, sa.func.min(schema.log.c.line),
+                                            sa.func.max(schema.log.c.line)).group_by(schema.log.c.run_pk)).all()
+        assert sorted((lo, hi) for _, lo, hi in blocks) == [(1, n), (1, n)]
     assert len(store.last_submitted("SPRG", LEA, YEAR)) == (n if same_run else 2 * n)
 
 
@@ -169,12 +175,21 @@ def test_last_submitted_is_the_latest_row_per_key_without_deleted_keys(store):
     a, c = rec("1.21"), bob("2.23", program_code="108", membership_start_date="20251001")
     save(store, frame(a, c), "run1")
     save(store, frame({**a, "membership_end_date": "20260115"}, {**c, "transaction_type": "D"}), "run2")
-    last = store.last_submitted("SPRG", LEA, YEAR)
+    last = store.last_submitted("SPRG", LEA, YEAR, with_fields=True)
     assert last["local_record_id"].tolist() == ["1.21"]
     assert last.loc[0, "membership_end_date"] == "20260115" and last.loc[0, "hist_run_id"] == "run2"
-    before_run2 = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    # What the diff reads: keys, hashes and the scope's columns, not the fields.
+    narrow = store.last_submitted("SPRG", LEA, YEAR)
+    assert "membership_end_date" not in narrow.columns
+    assert narrow["hist_op_key"].tolist() == last["hist_op_key"].tolist()
+    before_run2 = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2", with_fields=True)
     assert sorted(before_run2["local_record_id"]) == ["1.21", "2.23"]
     assert before_run2.set_index("local_record_id").loc["1.21", "membership_end_date"] is None
+    assert before_run2.set_index("local_record_id").loc["2.23", "hist_run_id"] == "run1"
+    # The same history as of run1 (history_base): run2 left out.
+    as_of = store.last_submitted("SPRG", LEA, YEAR, as_of=int(before_run2["hist_run_pk"].max()), with_fields=True)
+    assert as_of.sort_values("local_record_id").reset_index(drop=True).equals(
+        before_run2.sort_values("local_record_id").reset_index(drop=True))
     # a run id never saved excludes nothing
     assert len(store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="nope")) == 1
 

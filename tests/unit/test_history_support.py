@@ -7,6 +7,7 @@ unreachable, a failure when CI is set).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,7 +76,8 @@ def run(store: HistoryStore, records: pd.DataFrame, run_id: str, *, mode: str = 
         scope: ScopeFilter | None = None, lea: str = LEA, year: str = YEAR, save: bool = True) -> DiffResult:
     """One run as the pipeline does it: diff against the history (excluding this run), then save."""
     last = store.last_submitted("SPRG", lea, year, exclude_run_id=run_id)
-    result = compute_transactions(records, LAYOUT, last, mode, scope or ScopeFilter())
+    result = compute_transactions(records, LAYOUT, last, mode, scope or ScopeFilter(),
+                                  read_fields=functools.partial(store.fields_of, LAYOUT))
     if save:
         store.save_run(result.records, LAYOUT, lea=lea, academic_year=year, run_id=run_id, params={"mode": mode})
     return result

@@ -23,21 +23,27 @@ positions come back to Python, so the output is built with ``iloc`` and stays ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from calpads.history.keys import hash_sql, joined_sql, op_key_sql, string_frame
+from calpads.history.keys import hash_sql, joined_keys, op_key_sql, op_keys, string_frame
 from calpads.layouts import Layout
 from calpads.run_scope import MODES
 
-# Columns ``HistoryStore.last_submitted`` adds to the layout columns.
+# Columns ``HistoryStore.last_submitted`` returns besides layout columns: the key, the hash, the run that sent
+# the record and where its fields are (its log row: run_pk, line).
 HIST_OP_KEY = "hist_op_key"
 HIST_HASH = "hist_hash"
 HIST_RUN_ID = "hist_run_id"
+HIST_RUN_PK = "hist_run_pk"
+HIST_LINE = "hist_line"
+
+# Reads the layout fields (as last submitted) of some history rows, in their order: HistoryStore.fields_of.
+FieldsReader = Callable[[pd.DataFrame], pd.DataFrame]
 
 NEW, CHANGED, UNCHANGED = 0, 1, 2
 
@@ -89,10 +95,13 @@ class DiffResult:
 
 
 def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: pd.DataFrame, mode: str,
-                         in_scope: ScopeFilter, never_delete: np.ndarray | None = None) -> DiffResult:
+                         in_scope: ScopeFilter, never_delete: np.ndarray | None = None,
+                         read_fields: FieldsReader | None = None) -> DiffResult:
     """The records a run publishes. ``last_submitted`` holds one row per operational key (the
-    latest saved, not deleted; see ``HistoryStore.last_submitted``), with the layout columns and,
-    when read from the store, ``hist_op_key``/``hist_hash``; without them they are computed.
+    latest saved, not deleted). Either the layout columns (an ODS file, a hand-made frame: keys and
+    hashes are computed), or what ``HistoryStore.last_submitted`` reads: ``hist_op_key``/``hist_hash`` and
+    the columns the scope needs; the fields of the rows that become deletes then come from ``read_fields``
+    (``HistoryStore.fields_of``), so a 1.5M-row history is compared by key and hash only.
     ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
     deletes while they still count for adds/updates: a record compared with them stays unchanged."""
     if mode not in MODES:
@@ -100,7 +109,8 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
     columns = layout.columns
     cur = string_frame(records, columns).reset_index(drop=True)
     prev = last_submitted if last_submitted is not None else pd.DataFrame()
-    prev = string_frame(prev, [*columns, *[c for c in (HIST_OP_KEY, HIST_HASH) if c in prev.columns]])
+    if HIST_OP_KEY not in prev.columns or HIST_HASH not in prev.columns:
+        prev = string_frame(prev, columns)
     prev = prev.reset_index(drop=True)
 
     deletes_allowed = mode == "submission"
@@ -123,11 +133,23 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
 
     sent = cur.iloc[np.flatnonzero(status != UNCHANGED)].copy()
     sent["transaction_type"] = _blank(len(sent))
-    deleted = prev.iloc[delete_pos][columns].copy()
+    deleted = _deleted_fields(prev.iloc[delete_pos], columns, read_fields)
     deleted["transaction_type"] = "D"
     parts = [p for p in (sent, deleted) if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else cur.iloc[:0].copy()
     return DiffResult(out[columns], counts, kept_from_delete)
+
+
+def _deleted_fields(rows: pd.DataFrame, columns: list[str], read_fields: FieldsReader | None) -> pd.DataFrame:
+    """The layout fields of the history rows that become deletes, as last submitted."""
+    if set(columns) <= set(rows.columns):
+        return rows[columns].copy()
+    if not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    if read_fields is None:
+        raise ValueError("the history rows hold keys and hashes only: give read_fields to read the deletes' fields")
+    fields = read_fields(rows)
+    return string_frame(fields, columns).reset_index(drop=True).copy()
 
 
 def _match(cur: pd.DataFrame, prev: pd.DataFrame, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +158,8 @@ def _match(cur: pd.DataFrame, prev: pd.DataFrame, layout: Layout) -> tuple[np.nd
     if len(prev) == 0:
         return np.full(len(cur), NEW, dtype=np.int8), np.empty(0, dtype=np.int64)
     cur_in = cur.assign(__pos=np.arange(len(cur), dtype=np.int64))
-    prev_in = prev.assign(__pos=np.arange(len(prev), dtype=np.int64))
+    prev_in = (prev[[HIST_OP_KEY, HIST_HASH]] if HIST_OP_KEY in prev.columns else prev).assign(
+        __pos=np.arange(len(prev), dtype=np.int64))
     prev_key = HIST_OP_KEY if HIST_OP_KEY in prev.columns else f"({op_key_sql(layout)})"
     prev_hash = HIST_HASH if HIST_HASH in prev.columns else f"({hash_sql(layout)})"
     # Layout column names only (from the layout YAML), never user input.
@@ -167,24 +190,6 @@ def _blank(n: int) -> np.ndarray:
     return np.full(n, None, dtype=object)
 
 
-def op_keys(frame: pd.DataFrame, layout: Layout) -> np.ndarray:
-    """Each row's operational key in the store's canonical form (see ``keys``), computed in DuckDB."""
-    keys = string_frame(frame, list(layout.operational_keys)).reset_index(drop=True)
-    with duckdb.connect() as con:
-        con.register("keys", keys)
-        sql = f"SELECT {op_key_sql(layout)} AS k FROM keys"  # noqa: S608  (layout column names only)
-        return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
-
-
-def joined_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """Each row's ``columns`` values joined in the store's canonical form (see ``keys``), computed in DuckDB."""
-    values = string_frame(frame, columns).reset_index(drop=True)
-    with duckdb.connect() as con:
-        con.register("vals", values)
-        sql = f"SELECT {joined_sql(columns)} AS k FROM vals"  # noqa: S608  (layout column names only)
-        return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
-
-
 def record_identity(layout: Layout) -> list[str]:
     """The layout's ``record_identity`` columns: what names one record of the SIS across changes of its key
     fields, besides its Local Record ID (SPRG: local_student_id + program_code). [] when the layout has none."""
@@ -202,9 +207,9 @@ def still_in_sis(last_submitted: pd.DataFrame, held_back: pd.DataFrame, layout: 
     if not present or not len(last_submitted):
         return keep
     if len(held_back):
-        last_keys = (last_submitted[HIST_OP_KEY].to_numpy(dtype=object) if HIST_OP_KEY in last_submitted.columns
+        last_keys = (last_submitted[HIST_OP_KEY] if HIST_OP_KEY in last_submitted.columns
                      else op_keys(last_submitted, layout))
-        keep |= pd.Series(last_keys).isin(set(op_keys(held_back, layout))).to_numpy(dtype=bool)
+        keep |= last_keys.isin(set(op_keys(held_back, layout))).to_numpy(dtype=bool)
     ids = {str(v) for f in present if "local_record_id" in f for v in f["local_record_id"].dropna()}
     if ids and "local_record_id" in last_submitted:
         keep |= last_submitted["local_record_id"].astype(object).isin(ids).to_numpy(dtype=bool)

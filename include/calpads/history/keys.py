@@ -9,9 +9,13 @@ Changing either definition changes every stored key/hash: don't, without a migra
 
 from __future__ import annotations
 
+import duckdb
+import numpy as np
 import pandas as pd
 
 from calpads.layouts import Layout
+
+FIELD_SEPARATOR = "^"   # stored fields: the layout's values joined as in the published file, blank = None
 
 
 def ident(column: str) -> str:
@@ -31,14 +35,29 @@ def op_key_sql(layout: Layout, alias: str = "") -> str:
     return joined_sql(list(layout.operational_keys), alias)
 
 
+def op_keys(frame: pd.DataFrame, layout: Layout) -> pd.Series:
+    """The one Python home of the operational key: each row's key in the canonical form (``op_key_sql``),
+    computed in DuckDB, as a Series on the frame's index. A layout key column the frame lacks counts as blank."""
+    return pd.Series(joined_keys(frame, list(layout.operational_keys)), index=frame.index, dtype=object)
+
+
+def joined_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Each row's ``columns`` values joined in the canonical form, computed in DuckDB."""
+    values = string_frame(frame, columns).reset_index(drop=True)
+    with duckdb.connect() as con:
+        con.register("vals", values)
+        sql = f"SELECT {joined_sql(columns)} AS k FROM vals"  # noqa: S608  (layout column names only)
+        return np.asarray(con.sql(sql).fetchnumpy()["k"], dtype=object)
+
+
+def fields_sql(columns: list[str]) -> str:
+    """SQL text of the stored fields: the values joined by FIELD_SEPARATOR, None as ""."""
+    parts = ", ".join(f"coalesce(CAST({ident(c)} AS VARCHAR), '')" for c in columns)
+    return f"concat_ws('{FIELD_SEPARATOR}', {parts})"
+
+
 def hash_sql(layout: Layout, alias: str = "") -> str:
     return f"sha256({joined_sql(layout.updatable_fields, alias)})"
-
-
-def json_sql(columns: list[str]) -> str:
-    """SQL text of a JSON object of ``columns`` (in order), values as text or null."""
-    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in columns)
-    return f"to_json(struct_pack({pack}))"
 
 
 def string_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -38,8 +38,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from calpads.history.diff import ScopeFilter
-from calpads.history.keys import string_frame
+from calpads.history.diff import HIST_OP_KEY, ScopeFilter
+from calpads.history.keys import op_keys, string_frame
 from calpads.layouts import Layout
 
 SUFFIX = "-R"
@@ -178,16 +178,6 @@ def _check_unique_keys(frame: pd.DataFrame, layout: Layout, name: str, errors: l
         later = frame.loc[dup, LINE] != first_line
         for line, first in list(zip(frame.loc[dup, LINE][later], first_line[later], strict=True))[:MAX_ERRORS_SHOWN]:
             errors.append(f"line {line}: same operational key as line {first}")
-
-
-def op_keys(frame: pd.DataFrame, layout: Layout) -> pd.Series:
-    """The canonical operational key per row (values joined by U+001F, None as ""), as ``keys`` does."""
-    parts = [frame[c].fillna("").astype(str) if c in frame.columns else pd.Series("", index=frame.index)
-             for c in layout.operational_keys]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "\x1f" + p
-    return out
 
 
 # ---------------------------------------------------------------------------------------- comparing
@@ -378,6 +368,6 @@ def seed_history(store: Any, location: str, layout: Layout, *, lea: str, academi
                            params={"source": "ods", "file": ods.name, "sha256": ods.sha256,
                                    "records": len(ods.records)})
     ods_keys = set(op_keys(ods.records, layout))
-    history_only = int((~op_keys(before, layout).isin(ods_keys)).sum()) if len(before) else 0
+    history_only = int((~before[HIST_OP_KEY].isin(ods_keys)).sum()) if len(before) else 0
     return {"run_id": run_id, "records_in_file": len(ods.records), "saved": int(saved),
             "already_seeded": already, "history_keys_not_in_ods": history_only}

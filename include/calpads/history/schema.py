@@ -7,9 +7,14 @@ import sqlalchemy as sa
 
 VERSION_TABLE = "calpads_alembic_version"
 RUNS = "calpads_history_runs"
-RECORDS = "calpads_history_records"
+LOG = "calpads_history_log"
+CURRENT = "calpads_history_current"
 LOCKS = "calpads_history_locks"
 LEASES = "calpads_history_leases"
+
+# Keys compared byte by byte on PostgreSQL (COLLATE "C"): building and searching their indexes skips the
+# locale's collation, several times slower for 1.5M keys. SQLite compares bytes anyway (BINARY).
+KeyText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 
 # A BIGINT primary key that is still SQLite's rowid (INTEGER PRIMARY KEY) there.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -32,28 +37,44 @@ runs = sa.Table(
     sa.UniqueConstraint("record_type", "reporting_lea", "run_id", name="uq_calpads_history_runs_run"),
 )
 
-records = sa.Table(
-    RECORDS, metadata,
-    # Saves are serialised (lock row), so ids grow with save order: the latest row per key is max(id).
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("run_pk", BigId, sa.ForeignKey(f"{RUNS}.id", name="fk_calpads_history_records_run"), nullable=False),
-    sa.Column("run_id", sa.String(250), nullable=False),
-    sa.Column("record_type", sa.String(8), nullable=False),
-    sa.Column("reporting_lea", sa.String(7), nullable=False),
-    sa.Column("academic_year", sa.String(9), nullable=False),
-    sa.Column("op_key", sa.Text, nullable=False),               # key values joined by \x1f, blank = ""
-    sa.Column("key_values", sa.Text, nullable=False),           # JSON {key column: value}
-    sa.Column("updatable_hash", sa.String(64), nullable=False),  # sha256 hex of the joined updatable values
+# The transactions sent, append-only: one row per record a saved run published (an add/update, or a D), in
+# file order (``line``). Migrated rows keep their old record id as ``line`` (unique and ordered within a run).
+log = sa.Table(
+    LOG, metadata,
+    sa.Column("run_pk", BigId, sa.ForeignKey(f"{RUNS}.id", name="fk_calpads_history_log_run"), primary_key=True),
+    sa.Column("line", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("op_key", KeyText, nullable=False),               # key values joined by \x1f, blank = ""
     sa.Column("transaction_type", sa.String(1)),                # None (add/update) or "D"
-    sa.Column("local_student_id", sa.Text),
-    sa.Column("ssid", sa.Text),
-    sa.Column("fields", sa.Text, nullable=False),               # JSON {layout column: value}, as published
-    sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_calpads_history_records_latest", "record_type", "reporting_lea", "academic_year", "op_key", "id"),
-    sa.Index("ix_calpads_history_records_local_id", "record_type", "local_student_id"),
-    sa.Index("ix_calpads_history_records_ssid", "record_type", "ssid"),
-    sa.Index("ix_calpads_history_records_run", "run_pk"),
+    sa.Column("local_student_id", KeyText),
+    sa.Column("ssid", KeyText),
+    sa.Column("fields", sa.Text, nullable=False),               # the layout's values joined by "^", blank = None
+    # No index on the student ids: each would double the cost of saving a 1.5M-record run, for a look-up
+    # (records_for_student, the command line) that a coordinator runs now and then, scanning the log.
 )
+
+# What CALPADS holds: one row per operational key last sent as an add/update and not deleted since. The diff
+# reads the key, the hash and the columns its scope and delete-safety rules need (STATE_COLUMNS); the
+# record's fields are its log row's (run_pk, line), read only for the records that become deletes.
+current = sa.Table(
+    CURRENT, metadata,
+    sa.Column("record_type", sa.String(8), primary_key=True),
+    sa.Column("reporting_lea", sa.String(7), primary_key=True),
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("op_key", KeyText, primary_key=True),
+    sa.Column("record_hash", sa.String(64), nullable=False),    # sha256 hex of the joined updatable values
+    sa.Column("run_pk", BigId, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("local_record_id", sa.Text),
+    sa.Column("local_student_id", sa.Text),
+    sa.Column("school_of_attendance", sa.Text),
+    sa.Column("program_code", sa.Text),
+    # SQLite: stored in key order (no rowid), so reading one scope is a sequential scan, not a lookup per row.
+    sqlite_with_rowid=False,
+)
+
+# Layout columns kept in the current-state table: what ScopeFilter and still_in_sis read of a history row
+# (besides its key and hash). A layout's record_identity must be among them.
+STATE_COLUMNS = ("local_record_id", "local_student_id", "school_of_attendance", "program_code")
 
 locks = sa.Table(
     LOCKS, metadata,

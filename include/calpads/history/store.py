@@ -1,17 +1,20 @@
 """The submission history store in the ``calpads_store`` database (SQLite or PostgreSQL).
 
-One row per record a saved run published (``calpads_history_records``), one row per saved run
-(``calpads_history_runs``). The latest row per operational key is what CALPADS holds, unless
-that row is a D.
+One row per saved run (``calpads_history_runs``); one row per record a saved run published, the
+transactions sent, append-only (``calpads_history_log``: run, line, op key, action, fields); and what
+CALPADS holds now (``calpads_history_current``: one row per operational key, its hash, the columns the
+diff's scope needs and where its fields are), updated by each saved run's delta: adds/updates upserted,
+D's removed. The diff reads keys and hashes; fields are read only for the records that become deletes
+(``fields_of``). Why: docs/adr/0003-history-schema.md.
 
 Idempotency: a run is saved at most once per (record_type, reporting_lea, run_id) -- a unique
 constraint on the runs table, checked under a lock row. A repeat (Airflow retry/clear) saves
-nothing and returns 0. We skip rather than delete+insert: re-inserting would give the run new,
-higher ids, so a retried old run would become "latest" over runs saved after it.
+nothing and returns 0. We skip rather than delete+insert: re-applying an old run's delta would put its
+records back over runs saved after it.
 
 Concurrency: saves take a lock row per (record type, LEA) -- ``SELECT ... FOR UPDATE`` on
 PostgreSQL; on SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the database write lock).
-Serialised saves also keep ids in save order, which "latest per key" relies on.
+Serialised saves also keep run ids in save order, which reading the history as of a base relies on.
 
 One saved submission per (record type, LEA, academic year) at a time. The diff and the save are
 separate tasks (separate processes), so a lock held from one to the other is a lease row
@@ -40,14 +43,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as _pg_insert
 
 from calpads.failures import HistoryChanged, SubmissionInProgress, store_errors
 from calpads.history import schema
-from calpads.history.diff import HIST_HASH, HIST_OP_KEY, HIST_RUN_ID
-from calpads.history.keys import hash_sql, ident, json_sql, op_key_sql, string_frame
+from calpads.history.diff import HIST_HASH, HIST_LINE, HIST_OP_KEY, HIST_RUN_ID, HIST_RUN_PK, record_identity
+from calpads.history.keys import FIELD_SEPARATOR, fields_sql, hash_sql, ident, op_key_sql, string_frame
 from calpads.layouts import Layout, load_layout
 
 log = logging.getLogger(__name__)
@@ -55,14 +59,18 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BATCH = 20_000
 PG_COPY_BATCH = 200_000
-SAVE_CHUNK = 250_000
+SAVE_CHUNK = 100_000
+READ_CHUNK = 900          # log lines per fields_of query: under SQLite's 999 bound parameters
 SQLITE_BUSY_MS = 300_000
 _MIGRATE_LOCK = threading.Lock()
 LEASE_HOURS = 12   # a lease older than this (its run died without releasing it) no longer blocks other runs
 
-# Columns of calpads_history_records written by save_run, in order.
-INSERT_COLUMNS = ["run_pk", "run_id", "record_type", "reporting_lea", "academic_year", "op_key", "key_values",
-                  "updatable_hash", "transaction_type", "local_student_id", "ssid", "fields", "saved_at"]
+LOG_COLUMNS = ["run_pk", "line", "op_key", "transaction_type", "local_student_id", "ssid", "fields"]
+# What a save computes per record for the current state (transaction_type tells upserts from removals).
+DELTA_COLUMNS = ["op_key", "record_hash", "line", "transaction_type", *schema.STATE_COLUMNS]
+CURRENT_COLUMNS = ["record_type", "reporting_lea", "academic_year", "op_key", "record_hash", "run_pk", "line",
+                   *schema.STATE_COLUMNS]
+STATE_READ = ["op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 
 
 class HistoryStore:
@@ -142,44 +150,101 @@ class HistoryStore:
                     raise HistoryChanged(
                         f"{record_type} run {run_id} was not saved: run {latest[1]} was saved for {lea} "
                         f"{academic_year} after this run compared its records with the history.")
-            run_pk = conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0]
-            # One timestamp for the whole run, as text: SQLAlchemy's SQLite format / ISO 8601 for COPY.
-            stamp = _sqlite_datetime(saved_at) if conn.dialect.name == "sqlite" else saved_at.isoformat()
-            # In chunks, in file order (ids keep the order): memory stays bounded whatever the run's size.
+            run_pk = int(conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0])
+            # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size.
+            delta = []
             for start in range(0, n, SAVE_CHUNK):
-                rows = self._insert_frame(published.iloc[start:start + SAVE_CHUNK], layout)
-                rows.insert(0, "run_pk", run_pk)
-                rows.insert(1, "run_id", run_id)
-                rows.insert(2, "record_type", record_type)
-                rows.insert(3, "reporting_lea", lea)
-                rows.insert(4, "academic_year", academic_year)
-                rows["saved_at"] = stamp
-                self._bulk_insert(conn, rows[INSERT_COLUMNS])
+                rows = _record_rows(published.iloc[start:start + SAVE_CHUNK], layout, first_line=start + 1)
+                logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
+                                                                                        pa.int64()))
+                self._write(conn, schema.LOG, logged)
+                delta.append(rows.select(DELTA_COLUMNS))
+                del rows, logged
+            if delta:
+                self._apply_delta(conn, pa.concat_tables(delta), record_type, lea, academic_year, run_pk)
             conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
                                                         schema.leases.c.run_id == run_id))
         log.info("%s run %s saved: %d records (%d deletes)", record_type, run_id, n, deletes)
         return n
 
-    @staticmethod
-    def _insert_frame(published: pd.DataFrame, layout: Layout) -> pd.DataFrame:
-        """op_key, key JSON, hash, type, student ids and fields JSON per record, computed in DuckDB."""
-        frame = string_frame(published, layout.columns).reset_index(drop=True)
-        keys = list(layout.operational_keys)
-        student = {c: (ident(c) if c in layout.columns else "NULL") for c in ("local_student_id", "ssid")}
-        sql = f"""
-            SELECT {op_key_sql(layout)} AS op_key, {json_sql(keys)} AS key_values,
-                   {hash_sql(layout)} AS updatable_hash,
-                   CASE WHEN transaction_type = 'D' THEN 'D' END AS transaction_type,
-                   CAST({student['local_student_id']} AS VARCHAR) AS local_student_id,
-                   CAST({student['ssid']} AS VARCHAR) AS ssid,
-                   {json_sql(layout.columns)} AS fields
-            FROM frame
-        """  # noqa: S608  (layout column names only)
+    def _apply_delta(self, conn: sa.Connection, delta: pa.Table, record_type: str, lea: str, academic_year: str,
+                     run_pk: int) -> None:
+        """The run's records onto the current state: adds/updates upserted, D's removed. A key sent twice in
+        one run: its later line counts (the published file's order), as it did for CALPADS."""
         with duckdb.connect() as con:
-            con.register("frame", frame)
-            table = con.sql(sql).to_arrow_table()
-        return pd.DataFrame({name: table.column(name).to_pylist() for name in table.column_names},
-                            dtype=object)
+            con.register("delta", delta)
+            if not con.sql("SELECT count(*) = count(DISTINCT op_key) FROM delta").fetchall()[0][0]:
+                delta = con.sql("SELECT * FROM delta QUALIFY row_number() OVER (PARTITION BY op_key "
+                                "ORDER BY line DESC) = 1").to_arrow_table()
+                con.register("delta", delta)
+            # In key order: the primary key's index is then filled page after page, not at random places.
+            delta = con.sql("SELECT * FROM delta ORDER BY op_key").to_arrow_table()
+        is_delete = pc.fill_null(pc.equal(delta["transaction_type"], "D"), False)
+        upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
+        removals = delta.filter(is_delete)["op_key"].to_pylist()
+        n = upserts.num_rows
+        for i, value in enumerate((record_type, lea, academic_year)):
+            upserts = upserts.add_column(i, CURRENT_COLUMNS[i], pa.array([value] * n, pa.string()))
+        upserts = upserts.append_column("run_pk", pa.array([run_pk] * n, pa.int64())).select(CURRENT_COLUMNS)
+        c = schema.current.c
+        where = [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
+        first = conn.execute(sa.select(c.op_key).where(*where).limit(1)).first() is None
+        updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[4:])
+        conflict = f" ON CONFLICT (record_type, reporting_lea, academic_year, op_key) DO UPDATE SET {updates}"
+        if first:        # the first submission of this scope: straight in, nothing to update or remove
+            self._write(conn, schema.CURRENT, upserts)
+            return
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("CREATE TEMP TABLE calpads_history_delta "
+                                 f"(LIKE {schema.CURRENT} INCLUDING DEFAULTS) ON COMMIT DROP")
+            self._write(conn, "calpads_history_delta", upserts)
+            cols = ", ".join(CURRENT_COLUMNS)
+            conn.exec_driver_sql(f"INSERT INTO {schema.CURRENT} ({cols}) SELECT {cols} "  # noqa: S608
+                                 f"FROM calpads_history_delta{conflict}")
+            if removals:
+                conn.execute(sa.delete(schema.current).where(*where, c.op_key == sa.func.any(
+                    sa.bindparam("keys", removals, type_=sa.ARRAY(sa.Text)))))
+            return
+        self._write(conn, schema.CURRENT, upserts, suffix=conflict)
+        if removals:
+            conn.exec_driver_sql(
+                f"DELETE FROM {schema.CURRENT} WHERE record_type = ? AND reporting_lea = ? "  # noqa: S608
+                "AND academic_year = ? AND op_key = ?", [(record_type, lea, academic_year, k) for k in removals])
+
+    @staticmethod
+    def _write(conn: sa.Connection, table: str, rows: pa.Table, *, suffix: str = "") -> None:
+        """Append rows: COPY on PostgreSQL, executemany batches on SQLite (``suffix``: an ON CONFLICT clause)."""
+        if rows.num_rows == 0:
+            return
+        if conn.dialect.name == "postgresql":
+            _copy_pg(conn, table, rows)
+            return
+        columns = rows.column_names
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){suffix}"  # noqa: S608
+        for start in range(0, rows.num_rows, SQLITE_BATCH):
+            batch = rows.slice(start, SQLITE_BATCH)
+            conn.exec_driver_sql(sql, list(zip(*(batch[c].to_pylist() for c in columns), strict=True)))
+    @contextmanager
+    def _read_transaction(self) -> Iterator[sa.Connection]:
+        """One snapshot for several reads (the runs and the current state agree): REPEATABLE READ on
+        PostgreSQL; on SQLite an explicit deferred BEGIN (pysqlite opens none for SELECTs), whose shared
+        lock keeps writers out until the reads are done."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+            return
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.connection.dbapi_connection.in_transaction:
+                    conn.exec_driver_sql("COMMIT")
 
     @contextmanager
     def _write_transaction(self, lock_name: str) -> Iterator[sa.Connection]:
@@ -199,37 +264,6 @@ class HistoryStore:
             raise NotImplementedError(f"history store on {engine.dialect.name}: only SQLite and PostgreSQL")
         with _sqlite_immediate(engine) as conn:
             yield conn
-
-    def _bulk_insert(self, conn: sa.Connection, rows: pd.DataFrame) -> None:
-        if rows.empty:
-            return
-        columns = list(rows.columns)
-        if conn.dialect.name == "postgresql":
-            self._copy_pg(conn, rows, columns)
-            return
-        # Column lists zipped into tuples: itertuples over pandas' Arrow-backed text columns is several times slower.
-        values = list(zip(*(rows[c].tolist() for c in columns), strict=True))
-        marks = ", ".join("?" * len(columns))
-        sql = f"INSERT INTO {schema.RECORDS} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-        for start in range(0, len(values), SQLITE_BATCH):
-            conn.exec_driver_sql(sql, values[start:start + SQLITE_BATCH])
-
-    @staticmethod
-    def _copy_pg(conn: sa.Connection, rows: pd.DataFrame, columns: list[str]) -> None:
-        """COPY ... FROM STDIN (CSV rendered by pyarrow: NULL unquoted-empty, "" quoted), in batches, on
-        the transaction's own connection. Per-value Python string escaping cost more than the COPY itself."""
-        table = pa.table({c: pa.array(rows[c], from_pandas=True) for c in columns})
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            sql = f"COPY {schema.RECORDS} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
-            for start in range(0, table.num_rows, PG_COPY_BATCH):
-                buf = io.BytesIO()
-                pacsv.write_csv(table.slice(start, PG_COPY_BATCH), buf,
-                                pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-                buf.seek(0)
-                cursor.copy_expert(sql, buf)
-        finally:
-            cursor.close()
 
     # ------------------------------------------------------------------ one submission at a time
     @store_errors("read the submission history")
@@ -286,41 +320,80 @@ class HistoryStore:
     # ------------------------------------------------------------------ read
     @store_errors("read the submission history")
     def last_submitted(self, record_type: str, lea: str, academic_year: str,
-                       exclude_run_id: str | None = None, as_of: int | None = None) -> pd.DataFrame:
-        """The latest saved row per operational key for this record type, LEA and academic year,
-        leaving out keys whose latest row is a D. Layout columns + hist_op_key, hist_hash, hist_run_id.
+                       exclude_run_id: str | None = None, as_of: int | None = None,
+                       with_fields: bool = False) -> pd.DataFrame:
+        """What CALPADS holds for this record type, LEA and academic year: one row per operational key last
+        sent as an add/update and not deleted since. Columns: hist_op_key, hist_hash, hist_run_id,
+        hist_run_pk, hist_line (its log row), reporting_lea, academic_year_id and the layout's STATE_COLUMNS --
+        what the diff reads; ``with_fields``: every layout column too (read from the log, slower).
 
-        ``exclude_run_id``: read the history as it was before that run was saved (its rows and any
-        saved after it are left out), so that a re-run of an already saved run diffs against the
-        same base and publishes the same files. A run never saved: the whole history.
+        ``exclude_run_id``: the history as it was before that run was saved (its rows and any saved after it
+        are left out), so that a re-run of an already saved run diffs against the same base and publishes
+        the same files. A run never saved: the whole history.
         ``as_of``: only runs up to that id (``history_base``), so that the rows read are that base.
+        Both are read from the log: the current state, minus the keys later runs touched, plus those keys'
+        latest log rows before them.
         """
         layout = load_layout(record_type)
-        r, runs = schema.records, schema.runs
-        scope = [r.c.record_type == layout.record_type, r.c.reporting_lea == lea, r.c.academic_year == academic_year]
-        with self.engine.connect() as conn:
+        unkept = [c for c in record_identity(layout) if c not in schema.STATE_COLUMNS]
+        if unkept:   # still_in_sis would match nothing on them: never weaken the delete-safety rule silently
+            raise RuntimeError(f"{record_type}'s record_identity has {', '.join(unkept)}, which the history's current "
+                               "state does not keep (calpads.history.schema.STATE_COLUMNS): add it with a migration")
+        runs = schema.runs
+        scope = [runs.c.record_type == layout.record_type, runs.c.reporting_lea == lea,
+                 runs.c.academic_year == academic_year]
+        with self._read_transaction() as conn:
+            since = None       # the first run whose records are left out (the history before it is read)
             if exclude_run_id is not None:
-                pk = conn.execute(sa.select(runs.c.id).where(
+                since = conn.execute(sa.select(runs.c.id).where(
                     runs.c.record_type == layout.record_type, runs.c.reporting_lea == lea,
                     runs.c.run_id == exclude_run_id)).scalar()
-                if pk is not None:
-                    scope.append(r.c.run_pk < pk)
-            if as_of is not None:   # the history as of a base read earlier (history_base): later saves left out
-                scope.append(r.c.run_pk <= as_of)
-            latest = sa.select(sa.func.max(r.c.id).label("id")).where(*scope).group_by(r.c.op_key).subquery()
-            # No ORDER BY: sorting 1.5M keys costs seconds; the pipeline sorts what it publishes.
-            query = (sa.select(r.c.op_key, r.c.updatable_hash, r.c.run_id, r.c.fields)
-                     .join(latest, latest.c.id == r.c.id)
-                     .where(sa.or_(r.c.transaction_type.is_(None), r.c.transaction_type != "D")))
-            rows = conn.execute(query).all()
-        # Columns straight from the row tuples: DataFrame(rows) would probe every Row object.
-        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-        op_keys, hashes, run_ids, texts = (_objects(c) for c in cols)
-        fields = _parse_fields(texts, layout.columns)
-        fields[HIST_OP_KEY] = op_keys
-        fields[HIST_HASH] = hashes
-        fields[HIST_RUN_ID] = run_ids
-        return fields
+            if as_of is not None:
+                later = conn.execute(sa.select(sa.func.min(runs.c.id)).where(*scope, runs.c.id > as_of)).scalar()
+                since = later if since is None else min(since, later) if later is not None else since
+            state = _read_current(conn, layout.record_type, lea, academic_year)
+            if since is not None:
+                state = _rewind(conn, state, layout, lea, academic_year, int(since))
+            run_ids = dict(conn.execute(sa.select(runs.c.id, runs.c.run_id).where(*scope)).all())
+        out = state.to_pandas()
+        out = out.rename(columns={"op_key": HIST_OP_KEY, "record_hash": HIST_HASH, "run_pk": HIST_RUN_PK,
+                                  "line": HIST_LINE})
+        out[HIST_RUN_ID] = out[HIST_RUN_PK].map(run_ids).astype(object)
+        out["reporting_lea"] = lea
+        out["academic_year_id"] = academic_year
+        out = out.drop(columns=[c for c in schema.STATE_COLUMNS if c not in layout.columns])
+        if with_fields:
+            fields = self.fields_of(layout, out)
+            out = pd.concat([fields, out.drop(columns=[c for c in out.columns if c in fields.columns])], axis=1)
+        return out
+
+    @store_errors("read the submission history")
+    def fields_of(self, layout: Layout, rows: pd.DataFrame) -> pd.DataFrame:
+        """The layout fields, as submitted, of history rows (``hist_run_pk``, ``hist_line`` from
+        ``last_submitted``), in their order: the diff reads them for the records that become deletes."""
+        wanted = pd.DataFrame({"run_pk": rows[HIST_RUN_PK].to_numpy(dtype=np.int64),
+                               "line": rows[HIST_LINE].to_numpy(dtype=np.int64)})
+        found: list[tuple[int, int, str]] = []
+        lg = schema.log
+        with self.engine.connect() as conn:
+            pg = conn.dialect.name == "postgresql"
+            for run_pk, group in wanted.groupby("run_pk", sort=True):
+                lines = sorted(set(group["line"].tolist()))
+                # PostgreSQL: one array parameter per run; SQLite: under its 999 bound parameters per query.
+                step = len(lines) if pg else READ_CHUNK
+                for start in range(0, len(lines), step):
+                    chunk = lines[start:start + step]
+                    which = (lg.c.line == sa.func.any(sa.bindparam("lines", chunk, type_=sa.ARRAY(sa.BigInteger)))
+                             if pg else lg.c.line.in_(chunk))
+                    found += conn.execute(sa.select(lg.c.run_pk, lg.c.line, lg.c.fields).where(
+                        lg.c.run_pk == int(run_pk), which)).all()
+        stored = pd.DataFrame(found, columns=["run_pk", "line", "fields"]).astype({"run_pk": "int64", "line": "int64"})
+        joined = wanted.merge(stored, on=["run_pk", "line"], how="left")
+        missing = int(joined["fields"].isna().sum())
+        if missing:
+            raise RuntimeError(f"{missing} {layout.record_type} history rows point to no saved record: the store is "
+                               "damaged (restore it from its backup)")
+        return split_fields(joined["fields"], layout)
 
     @store_errors("read the submission history")
     def records_for_student(self, record_type: str, local_student_id: str | None = None, ssid: str | None = None,
@@ -330,24 +403,24 @@ class HistoryStore:
         if not local_student_id and not ssid:
             raise ValueError("give local_student_id or ssid")
         layout = load_layout(record_type)
-        r = schema.records
-        who = [r.c.local_student_id == local_student_id] if local_student_id else []
-        who += [r.c.ssid == ssid] if ssid else []
-        where = [r.c.record_type == layout.record_type, sa.or_(*who)]
+        lg, runs = schema.log, schema.runs
+        who = [lg.c.local_student_id == local_student_id] if local_student_id else []
+        who += [lg.c.ssid == ssid] if ssid else []
+        where = [runs.c.record_type == layout.record_type, sa.or_(*who)]
         if lea:
-            where.append(r.c.reporting_lea == lea)
-        query = (sa.select(r.c.saved_at, r.c.run_id, r.c.reporting_lea, r.c.academic_year, r.c.transaction_type,
-                           r.c.fields).where(*where).order_by(r.c.id))
+            where.append(runs.c.reporting_lea == lea)
+        query = (sa.select(runs.c.saved_at, runs.c.run_id, runs.c.reporting_lea, runs.c.academic_year,
+                           lg.c.transaction_type, lg.c.fields).join(runs, runs.c.id == lg.c.run_pk)
+                 .where(*where).order_by(lg.c.run_pk, lg.c.line))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         meta = ["saved_at", "run_id", "reporting_lea", "academic_year", "transaction_type"]
         out = pd.DataFrame([row[:5] for row in rows], columns=meta, dtype=object)
-        fields = [json.loads(row[5]) for row in rows]
-        extra = [c for c in layout.columns if c not in meta]
-        for c in extra:
-            out[c] = pd.Series([f.get(c) for f in fields], dtype=object)
+        fields = split_fields(pd.Series([row[5] for row in rows], dtype=object), layout)
+        for c in layout.columns:
+            if c not in meta:
+                out[c] = pd.Series(fields[c].to_numpy(dtype=object), dtype=object)
         return out
-
     @store_errors("read the submission history")
     def runs(self, record_type: str | None = None, lea: str | None = None,
              academic_year: str | None = None) -> pd.DataFrame:
@@ -418,25 +491,145 @@ def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> Non
                 raise ValueError(f"{wrong} records have a {column} other than the run's {expected}: nothing saved")
 
 
-def _objects(values: Any) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-def _parse_fields(texts: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """JSON field texts to a frame of the layout columns (str or None), parsed by DuckDB."""
-    spec = json.dumps({c: "VARCHAR" for c in columns})
-    select = ", ".join(f"s.{ident(c)} AS {ident(c)}" for c in columns)
-    frame = pd.DataFrame({"fields": texts}, dtype=object)
-    # json_transform needs a constant structure: a literal of layout column names (no quotes in them).
-    sql = f"SELECT {select} FROM (SELECT json_transform(fields, '{spec}') AS s FROM frame)"  # noqa: S608
+def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) -> pa.Table:
+    """Per record, computed in DuckDB: its line in the run, op key, hash, type, student ids, the state
+    columns and its fields joined by FIELD_SEPARATOR. A value holding the separator is refused (the
+    published file cannot hold one either: calpads.publish.writer)."""
+    frame = string_frame(published, layout.columns).reset_index(drop=True)
+    frame["__line"] = np.arange(first_line, first_line + len(frame), dtype=np.int64)
+    picked = {c: (f"CAST({ident(c)} AS VARCHAR)" if c in layout.columns else "CAST(NULL AS VARCHAR)")
+              for c in ("local_student_id", "ssid")}
+    picked |= {c: (f"nullif(CAST({ident(c)} AS VARCHAR), '')" if c in layout.columns else "CAST(NULL AS VARCHAR)")
+               for c in schema.STATE_COLUMNS}
+    sql = f"""
+        SELECT __line AS line, {op_key_sql(layout)} AS op_key, {hash_sql(layout)} AS record_hash,
+               CASE WHEN transaction_type = 'D' THEN 'D' END AS transaction_type,
+               {", ".join(f"{expr} AS {ident(c)}" for c, expr in picked.items())},
+               {fields_sql(layout.columns)} AS fields
+        FROM frame
+    """  # noqa: S608  (layout column names only)
     with duckdb.connect() as con:
         con.register("frame", frame)
         table = con.sql(sql).to_arrow_table()
+        con.register("rows", table)
+        seps = f"length(fields) - length(replace(fields, '{FIELD_SEPARATOR}', ''))"
+        bad = con.sql(f"SELECT line FROM rows WHERE {seps} <> {len(layout.columns) - 1} LIMIT 10").fetchall()  # noqa: S608
+    if bad:
+        ids = [str(frame.at[line - first_line, "local_record_id"]) for (line,) in bad] \
+            if "local_record_id" in frame.columns else []
+        raise ValueError(f"{layout.record_type} records with a value holding a caret ({FIELD_SEPARATOR}) cannot be "
+                         f"saved (Local Record IDs {', '.join(ids)}): nothing saved")
+    return table
+
+
+def split_fields(texts: pd.Series, layout: Layout) -> pd.DataFrame:
+    """Stored field texts back to a frame of the layout columns (str, blank = None), split by DuckDB."""
+    columns = layout.columns
+    frame = pd.DataFrame({"fields": texts.to_numpy(dtype=object)}, dtype=object)
+    select = ", ".join(f"nullif(p[{i + 1}], '') AS {ident(c)}" for i, c in enumerate(columns))
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        parts = f"len(string_split(fields, '{FIELD_SEPARATOR}'))"
+        counts = con.sql(f"SELECT count(*) FROM frame WHERE {parts} <> {len(columns)}").fetchall()[0][0]  # noqa: S608
+        if counts:
+            raise RuntimeError(f"{counts} saved {layout.record_type} records do not have the layout's "
+                               f"{len(columns)} fields: the layout changed without a history migration")
+        table = con.sql(f"SELECT {select} FROM (SELECT string_split(fields, '{FIELD_SEPARATOR}') AS p "  # noqa: S608
+                        "FROM frame)").to_arrow_table()
     return pd.DataFrame({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}, dtype=object)
 
 
-def _sqlite_datetime(d: datetime) -> str:
-    # SQLAlchemy's SQLite DateTime storage format, so Core reads these rows back as datetimes.
-    return d.strftime("%Y-%m-%d %H:%M:%S.%f")
+def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> pa.Table:
+    """The current-state rows of one scope (STATE_READ columns): COPY ... TO STDOUT on PostgreSQL (parsed by
+    pyarrow), one fetch on SQLite."""
+    columns = ", ".join(STATE_READ)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            sql = cursor.mogrify(f"COPY (SELECT {columns} FROM {schema.CURRENT} WHERE record_type = %s AND "  # noqa: S608
+                                 "reporting_lea = %s AND academic_year = %s) TO STDOUT WITH (FORMAT csv)",
+                                 (record_type, lea, academic_year)).decode()
+            buf = io.BytesIO()
+            cursor.copy_expert(sql, buf)
+        finally:
+            cursor.close()
+        if not buf.getbuffer().nbytes:
+            return _table([])
+        buf.seek(0)
+        types = {c: pa.string() for c in STATE_READ} | {"run_pk": pa.int64(), "line": pa.int64()}
+        return pacsv.read_csv(buf, read_options=pacsv.ReadOptions(column_names=STATE_READ),
+                              convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                                   quoted_strings_can_be_null=False))
+    # SQLite joins the rows into one text (values by U+001E, rows by U+001D, NULL as U+0015) that pyarrow splits:
+    # sqlite3 hands each value to Python as an object, which cost more than anything else for 1.5M rows.
+    joined = " || char(30) || ".join(f"coalesce(CAST({c} AS TEXT), char(21))" for c in STATE_READ)
+    text = conn.exec_driver_sql(f"SELECT group_concat({joined}, char(29)) FROM {schema.CURRENT} "  # noqa: S608
+                                "WHERE record_type = ? AND reporting_lea = ? AND academic_year = ?",
+                                (record_type, lea, academic_year)).scalar()
+    if not text:
+        return _table([])
+    values = pc.list_flatten(pc.split_pattern(pc.list_flatten(pc.split_pattern(pa.array([text]), "\x1d")), "\x1e"))
+    del text
+    width = len(STATE_READ)
+    if len(values) % width:
+        raise RuntimeError(f"the {record_type} current state holds a value with a control character: the store is "
+                           "damaged (restore it from its backup)")
+    out = {}
+    for i, name in enumerate(STATE_READ):
+        column = pc.take(values, pa.array(np.arange(i, len(values), width)))
+        column = pc.if_else(pc.equal(column, "\x15"), pa.scalar(None, pa.string()), column)
+        out[name] = pc.cast(column, pa.int64()) if name in ("run_pk", "line") else column
+    return pa.table(out)
+
+
+def _table(rows: list[Any]) -> pa.Table:
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(STATE_READ)
+    return pa.table({name: pa.array(values, pa.int64() if name in ("run_pk", "line") else pa.string())
+                     for name, values in zip(STATE_READ, cols, strict=True)})
+
+
+def _rewind(conn: sa.Connection, state: pa.Table, layout: Layout, lea: str, academic_year: str,
+            since: int) -> pa.Table:
+    """The state before run ``since`` was saved: the keys that run and later ones sent go back to their latest
+    log row before it (gone when that was a D, or when there was none)."""
+    lg, runs = schema.log, schema.runs
+    scope = [runs.c.record_type == layout.record_type, runs.c.reporting_lea == lea,
+             runs.c.academic_year == academic_year]
+    touched = (sa.select(lg.c.op_key).join(runs, runs.c.id == lg.c.run_pk).where(*scope, lg.c.run_pk >= since))
+    keys = {k for (k,) in conn.execute(touched).all()}
+    if not keys:
+        return state
+    older = conn.execute(sa.select(lg.c.op_key, lg.c.run_pk, lg.c.line, lg.c.transaction_type, lg.c.fields)
+                         .join(runs, runs.c.id == lg.c.run_pk)
+                         .where(*scope, lg.c.run_pk < since, lg.c.op_key.in_(touched))).all()
+    before = pd.DataFrame(older, columns=["op_key", "run_pk", "line", "transaction_type", "fields"], dtype=object)
+    if len(before):
+        before = before.astype({"run_pk": "int64", "line": "int64"}).sort_values(["run_pk", "line"])
+        before = before.drop_duplicates("op_key", keep="last")
+        before = before[before["transaction_type"].ne("D").to_numpy() | before["transaction_type"].isna().to_numpy()]
+    fields = split_fields(before["fields"], layout) if len(before) else None
+    kept = state.filter(pc.invert(pc.is_in(state["op_key"], pa.array(sorted(keys), pa.string()))))
+    if fields is None or not len(fields):
+        return kept
+    back = _record_rows(fields, layout, first_line=1)
+    back = pa.table({"op_key": pa.array(before["op_key"].tolist(), pa.string()), "record_hash": back["record_hash"],
+                     "run_pk": pa.array(before["run_pk"].tolist(), pa.int64()),
+                     "line": pa.array(before["line"].tolist(), pa.int64()),
+                     **{c: back[c] for c in schema.STATE_COLUMNS}})
+    return pa.concat_tables([kept, back.select(STATE_READ)])
+
+
+def _copy_pg(conn: sa.Connection, table: str, rows: pa.Table) -> None:
+    """COPY ... FROM STDIN (CSV rendered by pyarrow: NULL unquoted-empty, "" quoted), in batches, on the
+    transaction's own connection. Per-value Python string escaping cost more than the COPY itself."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        sql = f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN WITH (FORMAT csv)"
+        for start in range(0, rows.num_rows, PG_COPY_BATCH):
+            buf = io.BytesIO()
+            pacsv.write_csv(rows.slice(start, PG_COPY_BATCH), buf,
+                            pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+            buf.seek(0)
+            cursor.copy_expert(sql, buf)
+    finally:
+        cursor.close()
