@@ -9,7 +9,7 @@
 set -euo pipefail
 SOURCE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${QUICKSTART_DIR:-$(mktemp -d)/calpads}"
-STUDENTS="${QUICKSTART_STUDENTS:-400}"
+STUDENTS="${QUICKSTART_STUDENTS:-2000}"   # as docs/production.md (fewer students put the planted errors over the 5% ceiling)
 TIMEOUT="${QUICKSTART_TIMEOUT:-900}"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; }
