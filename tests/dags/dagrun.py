@@ -43,6 +43,11 @@ def run_dag(env: dict[str, str], dag_id: str, logical_date: str, conf: dict, tim
     return _read_back(env, dag_id, logical_date, proc.returncode, proc.stdout + proc.stderr)
 
 
+# What an interpreter reads once (imports, the metadata DB, cached layouts): the same for every run of a batch.
+READ_ONCE_PER_PROCESS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__DAGS_FOLDER",
+                         "AIRFLOW__CORE__PLUGINS_FOLDER", "PYTHONPATH", "CALPADS_LAYOUTS_DIR", "CALPADS_GX_ROOT")
+
+
 @dataclass
 class DagRunRequest:
     """One `airflow dags test <dag_id> <logical_date> -c <conf>` run with its environment."""
@@ -54,12 +59,14 @@ class DagRunRequest:
 
 def run_dags(runs: list[DagRunRequest], timeout_each: int = 600) -> list[DagRunResult]:
     """The runs, in order, as `airflow dags test` runs in one Python process (tests/dags/dags_test_batch.py):
-    the same DagRuns as run_dag's, without paying Airflow's start-up once per run. Every run must use the same
-    Airflow home; a run starts whatever the previous one's outcome (each result is read back on its own)."""
+    the same DagRuns as run_dag's, without paying Airflow's start-up once per run. The runs may differ in their
+    connections, Variables and [calpads] settings, not in READ_ONCE_PER_PROCESS; a run starts whatever the
+    previous one's outcome (each result is read back on its own)."""
     from tests.dags.dags_test_batch import MARKER
 
-    homes = {r.env["AIRFLOW_HOME"] for r in runs}
-    assert len(homes) == 1, f"one Airflow home per batch, not {homes}"
+    for key in READ_ONCE_PER_PROCESS:
+        values = {r.env.get(key) for r in runs}
+        assert len(values) == 1, f"{key} differs between the runs of a batch ({values}): use run_dag"
     payload = [{"env": {**r.env, "PYTHONUNBUFFERED": "1"},
                 "argv": ["dags", "test", r.dag_id, r.logical_date, "-c", json.dumps(r.conf)]} for r in runs]
     proc = subprocess.run([sys.executable, "-m", "tests.dags.dags_test_batch"], input=json.dumps(payload),
