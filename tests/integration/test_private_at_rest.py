@@ -221,6 +221,7 @@ def test_afterschool_and_health_never_create_a_missing_publish_root(airflow_home
                                                                    smtp_server):
     missing = tmp_path / "share_not_mounted"
     env = _afterschool_env(airflow_home, afterschool_district, tmp_path, smtp_server.port, missing)
+    env["AIRFLOW__CALPADS__RETRY_DELAY_SECONDS"] = "1"    # the health email task's retry fails too: not 2 minutes
     sync, health = _sync_then_health(env)
     assert not missing.exists()
     said = f"the publish folder file://{missing} is missing (is the share mounted?)"

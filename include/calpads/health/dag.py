@@ -88,7 +88,9 @@ def build_health_dag():
                                        pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
                                        description="CCYY-CCYY: the year checked.")},
         default_args={"owner": "integration-team", "retries": int(runtime.conf("task_retries", "2")),
-                      "retry_delay": timedelta(minutes=2), "on_failure_callback": [CalpadsFailureNotifier()]},
+                      # [calpads] retry_delay_seconds, as the CALPADS file DAGs (calpads.dag_factory)
+                      "retry_delay": timedelta(seconds=int(runtime.conf("retry_delay_seconds", "120"))),
+                      "on_failure_callback": [CalpadsFailureNotifier()]},
     )
     def integration_health():
         @task(task_display_name="Afterschool days: platform vs SIS")
