@@ -57,15 +57,15 @@ def cron(dag_key: str, default: str, tz: Any) -> Any:
     return CronTriggerTimetable(conf(f"schedule_{dag_key}", default), timezone=tz)
 
 
-def default_args(*, retry_delay: timedelta | None = None, exponential_backoff: bool = False) -> dict[str, Any]:
-    """Every task: owned by the integration team, retried, and alerting on failure (CalpadsFailureNotifier).
-    Without retry_delay the delay is 2 minutes; the file DAGs and the SIS pull pass [calpads] retry_delay_seconds."""
+def default_args(*, exponential_backoff: bool = False) -> dict[str, Any]:
+    """Every task: owned by the integration team, retried after [calpads] retry_delay_seconds (default 120), and
+    alerting on failure (CalpadsFailureNotifier)."""
     from calpads_airflow.notifiers import CalpadsFailureNotifier
 
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": int(conf("task_retries", "2")),
-        "retry_delay": retry_delay if retry_delay is not None else timedelta(minutes=2),
+        "retry_delay": configured_retry_delay(),
     }
     if exponential_backoff:
         args["retry_exponential_backoff"] = True

@@ -1,19 +1,22 @@
 """`airflow dags test` of every CALPADS file DAG on the demo district publishes its file; the nightly SIS pull
 updates its assets; a new layout with a builder gives a working DAG with no change to the factory, pipeline,
-registry or GX configuration."""
+registry or GX configuration. The file DAGs and the nightly pull share one `airflow dags test` process (one
+Airflow start-up), each in its own folders."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import textwrap
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ROOT
-from tests.dags.dagrun import project_env, run_dag
+from tests.dags.dagrun import DagRunRequest, DagRunResult, project_env, run_dag, run_dags
 
 pytestmark = pytest.mark.dag
 
@@ -53,15 +56,36 @@ def stage_afterschool(demo: Path, tmp_path: Path) -> None:
                                                    ""))
 
 
-@pytest.mark.parametrize(("dag_id", "record_type", "fields"), [
-    ("calpads_sprg", "SPRG", 25), ("calpads_senr", "SENR", 35), ("calpads_stas", "STAS", 24),
-    ("calpads_leap", "LEAP", 13)])
-def test_file_dag_publishes_its_file_on_the_demo_district(airflow_home, demo, tmp_path, smtp_server, dag_id,
-                                                           record_type, fields):
-    env = env_for(airflow_home, demo, tmp_path, smtp_server.port)
-    if record_type in ("LEAP", "STAS"):
-        stage_afterschool(demo, tmp_path)
-    result = run_dag(env, dag_id, "2026-06-20", {"academic_year": "2025-2026"})
+FILE_DAGS = [("calpads_sprg", "SPRG", 25), ("calpads_senr", "SENR", 35), ("calpads_stas", "STAS", 24),
+             ("calpads_leap", "LEAP", 13)]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(airflow_home, demo, tmp_path_factory) -> Iterator[dict[str, tuple[DagRunResult, Path, dict]]]:
+    """Each file DAG (in its own folder: store, work and publish roots, mail server) and sis_nightly_pull on the
+    demo district, as `airflow dags test` runs in one process (tests/dags/dagrun.run_dags); by dag_id:
+    (result, folder, env)."""
+    from calpads.demo.mailbox import start
+
+    with ExitStack() as stack:
+        planned: dict[str, tuple[DagRunRequest, Path]] = {}
+        for dag_id, record_type, _fields in [*FILE_DAGS, ("sis_nightly_pull", None, None)]:
+            tmp = tmp_path_factory.mktemp(dag_id)
+            controller = start(tmp / "mail", port=0)
+            stack.callback(controller.stop)
+            env = env_for(airflow_home, demo, tmp, controller.port)
+            if record_type in ("LEAP", "STAS"):
+                stage_afterschool(demo, tmp)
+            date, conf = ("2026-06-21", {}) if record_type is None else ("2026-06-20", {"academic_year": "2025-2026"})
+            planned[dag_id] = (DagRunRequest(env, dag_id, date, conf), tmp)
+        results = run_dags([req for req, _tmp in planned.values()])
+        yield {dag_id: (result, tmp, req.env) for (dag_id, (req, tmp)), result in zip(planned.items(), results,
+                                                                                        strict=True)}
+
+
+@pytest.mark.parametrize(("dag_id", "record_type", "fields"), FILE_DAGS)
+def test_file_dag_publishes_its_file_on_the_demo_district(demo_runs, dag_id, record_type, fields):
+    result, tmp_path, _env = demo_runs[dag_id]
     assert result.state == "success", result.output[-4000:]
     folder = next((tmp_path / "pub" / "2025-2026" / record_type).iterdir())
     full = folder / f"{record_type}_5699999_2025-2026.txt"
@@ -73,9 +97,8 @@ def test_file_dag_publishes_its_file_on_the_demo_district(airflow_home, demo, tm
         assert (folder / "report" / "leap_days_vs_school.csv").exists()
 
 
-def test_sis_nightly_pull_updates_the_assets(airflow_home, demo, tmp_path, smtp_server):
-    env = env_for(airflow_home, demo, tmp_path, smtp_server.port)
-    result = run_dag(env, "sis_nightly_pull", "2026-06-21", {})
+def test_sis_nightly_pull_updates_the_assets(demo_runs):
+    result, _tmp_path, env = demo_runs["sis_nightly_pull"]
     assert result.state == "success", result.output[-4000:]
     assert set(result.task_states.values()) == {"success"}
     import sqlite3

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from calpads.maintenance import delete_old_work, parse_retention_days
-from tests.dags.dagrun import project_env, run_dag
+from tests.dags.dagrun import DagRunRequest, project_env, run_dag, run_dags
 
 YEAR = "2025-2026"
 
@@ -53,8 +53,9 @@ def test_a_demo_like_run_leaves_nothing_readable_by_other_users(airflow_home, tm
     env["AIRFLOW__CALPADS__ERROR_CEILING"] = "0.5"
     old = os.umask(0o022)
     try:
-        sprg = run_dag(env, "calpads_sprg", "2026-05-04", {"academic_year": YEAR, "save_history": True})
-        stas = run_dag(env, "calpads_stas", "2026-05-04", {"academic_year": YEAR})
+        sprg, stas = run_dags([DagRunRequest(env, "calpads_sprg", "2026-05-04", {"academic_year": YEAR,
+                                                                                "save_history": True}),
+                               DagRunRequest(env, "calpads_stas", "2026-05-04", {"academic_year": YEAR})])
     finally:
         os.umask(old)
     assert sprg.state == "success", sprg.output[-3000:]
@@ -185,6 +186,12 @@ def _afterschool_env(airflow_home: Path, district: Path, tmp_path: Path, smtp_po
     return env
 
 
+def _sync_then_health(env: dict[str, str]):
+    """afterschool_sync then integration_health, as `airflow dags test` runs in one process."""
+    return run_dags([DagRunRequest(env, "afterschool_sync", "2026-06-30", {"academic_year": YEAR}),
+                     DagRunRequest(env, "integration_health", "2026-07-01", {"academic_year": YEAR})])
+
+
 @pytest.mark.dag
 def test_afterschool_and_health_outputs_are_not_readable_by_other_users(airflow_home, afterschool_district,
                                                                         tmp_path, smtp_server):
@@ -192,8 +199,7 @@ def test_afterschool_and_health_outputs_are_not_readable_by_other_users(airflow_
     env = _afterschool_env(airflow_home, afterschool_district, tmp_path, smtp_server.port, pub)
     old = os.umask(0o022)
     try:
-        sync = run_dag(env, "afterschool_sync", "2026-06-30", {"academic_year": YEAR})
-        health = run_dag(env, "integration_health", "2026-07-01", {"academic_year": YEAR})
+        sync, health = _sync_then_health(env)
     finally:
         os.umask(old)
     assert sync.state == "success", sync.output[-3000:]
@@ -215,8 +221,8 @@ def test_afterschool_and_health_never_create_a_missing_publish_root(airflow_home
                                                                    smtp_server):
     missing = tmp_path / "share_not_mounted"
     env = _afterschool_env(airflow_home, afterschool_district, tmp_path, smtp_server.port, missing)
-    sync = run_dag(env, "afterschool_sync", "2026-06-30", {"academic_year": YEAR})
-    health = run_dag(env, "integration_health", "2026-07-01", {"academic_year": YEAR})
+    env["AIRFLOW__CALPADS__RETRY_DELAY_SECONDS"] = "1"    # the health email task's retry fails too: not 2 minutes
+    sync, health = _sync_then_health(env)
     assert not missing.exists()
     said = f"the publish folder file://{missing} is missing (is the share mounted?)"
     assert sync.state == "failed" and sync.task_states["import_attendance"] == "failed", sync.task_states

@@ -134,7 +134,7 @@ def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: 
         tags=dag_tags(record_type),
         owner_links=runtime.OWNER_LINKS,
         doc_md=_doc(record_type, layout.title, layout.processing),
-        default_args=runtime.default_args(retry_delay=runtime.configured_retry_delay(), exponential_backoff=True),
+        default_args=runtime.default_args(exponential_backoff=True),
     )
     def calpads_file_dag():
         scope = task(t.check_params, task_display_name="Check run parameters", retries=0)()

@@ -84,7 +84,7 @@ def build_sis_pull_dag(dag_id: str = "sis_nightly_pull"):
         max_active_runs=1,
         tags=dag_tags(DagTag.ASSETS),
         doc_md=DOC,
-        default_args=runtime.default_args(retry_delay=runtime.configured_retry_delay()),
+        default_args=runtime.default_args(),
     )
     def sis_nightly_pull():
         reachable = task(check_sis, task_display_name="Check the SIS is reachable")()
