@@ -33,7 +33,8 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "== chromium missing and not root with apt: install it (apt-get install chromium) for the UI test"
   fi
 fi
-if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
+# The test command (scripts/test.sh) skips this: every test worker migrates an Airflow home of its own.
+if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* && "${CALPADS_SETUP_FOR_TESTS:-0}" != 1 ]]; then
   echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
   private_log "$AIRFLOW_HOME/db-migrate.log"
   "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }

@@ -3,7 +3,7 @@
 # PostgreSQL tests need 127.0.0.1:5432; with CI set they fail (not skip) when it is unreachable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-"$PROJECT_ROOT/scripts/setup.sh"
+CALPADS_SETUP_FOR_TESTS=1 "$PROJECT_ROOT/scripts/setup.sh"   # venv and packages; not the demo's Airflow database
 cd "$PROJECT_ROOT"
 echo "== ruff"
 "$VENV/bin/ruff" check include plugins dags tests bench
