@@ -436,7 +436,25 @@ def _report_context(ctx: RunContext) -> dict[str, Any]:
         log.warning("The previous run's findings could not be read (%s): no comparison in the report", exc)
         previous, before = None, None
     return {"previous": before, "previous_run": previous.name if previous is not None else None,
-            "run_link": f"../../../../../../dags/{quote(ctx.dag_id, safe='')}/runs/{quote(ctx.run_id, safe='')}"}
+            "run_link": f"../../../../../../dags/{quote(ctx.dag_id, safe='')}/runs/{quote(ctx.run_id, safe='')}",
+            "school_names": _school_names(ctx)}
+
+
+def _school_names(ctx: RunContext) -> dict[str, str]:
+    """CDS school code -> the school's name in the SIS (the run's staged SCHOOLS), for the report's worklist."""
+    from calpads.staging.contract import SCHOOLS
+    from calpads.staging.store import StagedTables
+
+    staged = StagedTables(ctx.work_dir)
+    if not staged.has(SCHOOLS):
+        return {}
+    try:
+        schools = staged.table(SCHOOLS).select(["alternate_school_number", "name"]).to_pylist()
+    except (WorkFolderError, KeyError) as exc:   # names are a convenience of the report
+        log.warning("School names not shown in the report: %s", type(exc).__name__)
+        return {}
+    return {str(r["alternate_school_number"]): str(r["name"]) for r in schools
+            if r["alternate_school_number"] and r["name"]}
 
 
 def _report_with_manifest(ctx: RunContext, folder: Any, manifest: dict[str, Any]) -> None:

@@ -98,6 +98,7 @@ def test_two_submissions_with_changes_between(tmp_path, store_engine):
         f"SPRG_{LEA}_2025-2026.txt": 4, f"SPRG_{LEA}_2025-2026_AU.txt": 3, f"SPRG_{LEA}_2025-2026_AU2.txt": 1}
     report = (folder / "report" / "index.html").read_text()
     assert "SPRG-CPA-113" in report and "2.24" in report
+    assert f"School {SCHOOL} Elm Elementary:" in report   # the held-back worklist names the school as the SIS does
     for p in folder.rglob("*"):
         if p.is_file():
             assert stat.S_IMODE(os.stat(p).st_mode) & 0o007 == 0, p
