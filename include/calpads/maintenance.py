@@ -103,11 +103,8 @@ def sweep_publish_root(root: Any) -> list[dict[str, Any]]:
 
 
 def swept_email(swept: list[dict[str, Any]]) -> tuple[str, str]:
-    import html
+    """The maintenance email's subject and body (calpads/alerts/templates/maintenance_swept.html)."""
+    from calpads import templates
 
-    items = "".join(f"<li><code>{html.escape(s['folder'])}</code> ({html.escape(s['left_by'])}): "
-                    f"{len(s['files'])} file(s)</li>" for s in swept)
     return (f"[CALPADS] maintenance: removed {len(swept)} interrupted publication folder(s)",
-            "<p>A publication was stopped part-way (e.g. its worker was killed) and left an incomplete, hidden "
-            "folder under the publish root. It was never visible as a result and has been removed. If the run it "
-            f"belonged to did not finish, run it again.</p><ul>{items}</ul>")
+            templates.render("calpads.alerts", "maintenance_swept.html", swept=swept))

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from calpads import private_files
+from calpads import private_files, templates
 from calpads.maintenance import private_dirs
 from calpads.publish import target
 
@@ -23,29 +22,21 @@ def write_private(path: Path, text: str) -> Path:
     return private_files.write_private(path, text, FILE_MODE)
 
 
-def table_html(df: pd.DataFrame, limit: int = HTML_ROWS) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = []
-    for row in df.head(limit).itertuples(index=False):
-        body.append("<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row) + "</tr>")
-    more = f"<p>{len(df) - limit} more rows in the CSV.</p>" if len(df) > limit else ""
-    return f"<table border='1' cellspacing='0' cellpadding='3'><tr>{head}</tr>{''.join(body)}</table>{more}"
+def table(df: pd.DataFrame, limit: int = HTML_ROWS) -> dict[str, Any]:
+    """A frame as templates/page.html shows it: its columns, its first ``limit`` rows, how many more the CSV has."""
+    return {"columns": [str(c) for c in df.columns], "rows": list(df.head(limit).itertuples(index=False, name=None)),
+            "more": max(len(df) - limit, 0)}
 
 
-def page(title: str, intro: str, sections: list[tuple[str, str]]) -> str:
-    parts = [f"<h2>{html.escape(t)}</h2>{body}" for t, body in sections]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{font-size:13px;text-align:left}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{intro}{''.join(parts)}</body></html>")
+def page(title: str, intro: str, sections: list[tuple[str, dict[str, Any] | None]], **values: Any) -> str:
+    """A report page from templates/page.html: ``title``, the intro template ``intro`` (rendered with ``values``),
+    then each section's heading and ``table(...)`` (None: "None.")."""
+    return templates.render("calpads.afterschool", "page.html", title=title, intro=intro, sections=sections,
+                            **values)
 
 
 def write_frame(folder: Path, name: str, df: pd.DataFrame) -> Path:
     return write_private(folder / name, df.to_csv(index=False))
-
-
-def counts_html(counts: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in counts.items())
-    return f"<table border='1' cellspacing='0' cellpadding='3'>{rows}</table>"
 
 
 def publish_folder(local: Path, root: Any, dest: Any) -> list[str]:

@@ -13,7 +13,6 @@ only) for XCom and the email.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from calpads import templates
 from calpads.afterschool import ingest, reports
 from calpads.afterschool.gate import run_afterschool_gate, run_registration_gate
 from calpads.afterschool.reconcile import KINDS, by_category, explained, reconcile, summary
@@ -122,20 +122,15 @@ def import_export(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, st
     if reg_findings is not None:
         reports.write_frame(run.report_dir, "registrations_held_back.csv", reg_findings)
     rules = pd.DataFrame([{"rule": k, **v} for k, v in summary["rules"].items()])
-    reg_words = (f"; registrations <code>{html.escape(registrations[1])}</code>: "
-                 f"{summary['registrations']['rows']} rows, {summary['registrations']['accepted']} staged, "
-                 f"{summary['registrations']['held_back']} held back" if registrations is not None and reg_result
-                 else "; <b>no registrations file was sent</b> (LEAP needs it)")
     reports.write_private(run.report_dir / "import.html", reports.page(
-        "Afterschool attendance import",
-        f"<p>Export <code>{html.escape(source)}</code>: {result.summary['rows']} rows, "
-        f"{result.summary['accepted']} staged, {result.summary['held_back']} held back (not staged, not written "
-        f"to the SIS){reg_words}. Fix the held-back rows in the afterschool platform; the next export brings them "
-        "in.</p>",
-        [("Rules broken", reports.table_html(rules) if len(rules) else "<p>None.</p>"),
-         ("Held-back attendance rows (by line of the export and Local Student ID)", reports.table_html(findings)),
-         *([("Held-back registrations (by line and Local Student ID)", reports.table_html(reg_findings))]
-           if reg_findings is not None else [])]))
+        "Afterschool attendance import", "import_intro.html",
+        [("Rules broken", reports.table(rules) if len(rules) else None),
+         ("Held-back attendance rows (by line of the export and Local Student ID)", reports.table(findings)),
+         *([("Held-back registrations (by line and Local Student ID)", reports.table(reg_findings))]
+           if reg_findings is not None else [])],
+        source=source, gate=result.summary,
+        registrations={"source": registrations[1], **summary["registrations"]}
+        if registrations is not None and reg_result is not None else None))
     folder = run.publish()
     out = {"status": "staged" if staged else "already_imported", "import_id": import_id, "source": source,
            **{k: result.summary[k] for k in ("rows", "accepted", "held_back")}, "rules": summary["rules"],
@@ -171,15 +166,11 @@ def reconcile_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader,
     reports.write_frame(run.report_dir, "reconciliation.csv", shown)
     table = pd.DataFrame([{"kind": k, **v} for k, v in counts.items()])
     reports.write_private(run.report_dir / "reconciliation.html", reports.page(
-        "Afterschool platform vs SIS, per student per month",
-        "<p>A day = a date with any afterschool session. The platform's side is its export as sent: the sessions "
-        "staged and the rows held back at import. Bring the discrepancies to the IT director and the CALPADS "
-        "coordinator; each kind says whether it is an integration, a data quality or a process issue and who acts."
-        "</p>",
-        [("What each kind means", reports.table_html(explained())),
-         ("Counts by kind", reports.table_html(table)),
+        "Afterschool platform vs SIS, per student per month", "reconciliation_intro.html",
+        [("What each kind means", reports.table(explained())),
+         ("Counts by kind", reports.table(table)),
          ("Student-months with a discrepancy (Local Student ID)",
-          reports.table_html(shown[shown["status"] == "discrepancy"]))]))
+          reports.table(shown[shown["status"] == "discrepancy"]))]))
     folder = run.publish()
     return _timed({"student_months": int(len(rows)), "students": int(rows["student_id"].nunique()),
                    "with_discrepancy": int((rows["status"] == "discrepancy").sum()),
@@ -219,12 +210,10 @@ def writeback_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, 
     reports.write_frame(run.report_dir, "writeback_invalid.csv", invalid)
     verb = "would be written (dry run: nothing was written)" if mode == "dry_run" else "written"
     reports.write_private(run.report_dir / "writeback.html", reports.page(
-        f"Afterschool participation write-back to the SIS ({mode})",
-        f"<p>Target <code>{html.escape(target.name)}</code>. {len(p.inserts)} new and {len(p.updates)} changed rows "
-        f"{verb}; {p.unchanged} already in the SIS; {len(p.invalid)} failed validation and are never written."
-        + ("" if p.table_exists else " <b>The SIS has no participation table yet: ask district IT to run the "
-           "migration (sql/sis/README.md).</b>") + "</p>",
-        [("Rows " + verb, reports.table_html(planned)), ("Rows that failed validation", reports.table_html(invalid))]))
+        f"Afterschool participation write-back to the SIS ({mode})", "writeback_intro.html",
+        [("Rows " + verb, reports.table(planned)), ("Rows that failed validation", reports.table(invalid))],
+        target_name=target.name, inserts=len(p.inserts), updates=len(p.updates), verb=verb, unchanged=p.unchanged,
+        invalid=len(p.invalid), table_exists=p.table_exists))
     folder = run.publish()
     try:
         out = writeback.apply(p, target, store, mode=mode, lea=snap.lea, academic_year=run.academic_year,
@@ -253,11 +242,8 @@ def recovery_stage(run: AfterschoolRun, reader: SqlReader | PowerSchoolReader, s
     shown = cand.drop(columns="student_id")
     reports.write_frame(run.report_dir / "recovery" / month, "attendance_recovery_list.csv", shown)
     reports.write_private(run.report_dir / "recovery" / month / "attendance_recovery_list.html", reports.page(
-        f"Attendance recovery list for the afterschool director, {month}",
-        f"<p>Students absent on at least {threshold - 0.02:.0%} of their school days so far "
-        f"(chronic: {threshold:.0%} or more) who can still recover days: recoverable absences (suspensions "
-        "excluded), less days already recovered in AR sessions, within the 10-day yearly cap. "
-        "By Local Student ID only.</p>", [("Students", reports.table_html(shown))]))
+        f"Attendance recovery list for the afterschool director, {month}", "recovery_intro.html",
+        [("Students", reports.table(shown))], threshold=threshold))
     folder = run.publish()
     return _timed({"students_with_ar": int((rec["ar_days_attended"] > 0).sum()),
                    "recovered_days_total": int(rec["recovered_days"].sum()),
@@ -273,33 +259,13 @@ def summary_email(run: AfterschoolRun, results: dict[str, Any]) -> tuple[str, st
     wb, ar = results.get("writeback") or {}, results.get("recovery") or {}
     subject = (f"[CALPADS] afterschool_sync {run.academic_year}: {imp.get('held_back', '?')} rows held back, "
                f"{rec.get('with_discrepancy', '?')} student-months with discrepancies ({run.run_id})")
-    kinds = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v.get('students', 0)}</td><td>{v.get('days', 0)}</td>"
-        f"<td>{html.escape(KIND_INFO[k].category)}</td><td>{html.escape(ROLE_WORDS[KIND_INFO[k].role])}</td>"
-        f"<td>{html.escape(KIND_INFO[k].what_to_do) if v.get('days') else ''}</td></tr>"
-        for k, v in (rec.get("kinds") or {}).items() if k in KIND_INFO)
-    cats = ", ".join(f"{k} {v}" for k, v in (rec.get("categories") or {}).items())
-    rules = "".join(f"<tr><td>{html.escape(k)}</td><td>{v.get('count')}</td><td>{html.escape(str(v.get('fix')))}"
-                    "</td></tr>" for k, v in (imp.get("rules") or {}).items())
-    failed = "".join(f"<p style='color:#b00'><b>{html.escape(k)} failed:</b> {html.escape(str(v))}</p>"
-                     for k, v in (results.get("errors") or {}).items())
-    regs = imp.get("registrations") or {}
-    reg_text = (f" Registrations: {regs.get('rows', 0)} rows, {regs.get('accepted', 0)} staged, "
-                f"{regs.get('held_back', 0)} held back." if regs else "")
-    body = f"""{failed}<p><b>Import</b> ({html.escape(str(imp.get('status', 'not run')))}):
-{imp.get('rows', 0)} rows, {imp.get('accepted', 0)} staged, {imp.get('held_back', 0)} held back.{reg_text}</p>
-<table border="1" cellpadding="4" cellspacing="0"><tr><th>Rule</th><th>Rows</th><th>What to do</th></tr>{rules}</table>
-<p><b>Platform vs SIS</b>: {rec.get('student_months', 0)} student-months, {rec.get('with_discrepancy', 0)} with a
-discrepancy. Discrepant days by category: {html.escape(cats or 'none')}.</p>
-<table border="1" cellpadding="4" cellspacing="0"><tr><th>Kind</th><th>Students</th><th>Days</th><th>Category</th>
-<th>Who acts</th><th>What to do</th></tr>{kinds}</table>
-<p><b>Write-back</b> ({html.escape(str(wb.get('write_mode', '?')))}, {html.escape(str(wb.get('status', 'not run')))}):
-{wb.get('inserts', 0)} new, {wb.get('updates', 0)} changed, {wb.get('unchanged', 0)} unchanged,
-{wb.get('invalid', 0)} failed validation, {wb.get('written', 0)} written.</p>
-<p><b>Attendance recovery</b> (for the afterschool director): {ar.get('candidates', 0)} students could still
-recover days ({ar.get('chronic', 0)} chronically absent); {ar.get('recovered_days_total', 0)} days recovered so far.
-List: <code>{html.escape(str(ar.get('report', '')))}</code></p>
-<p>Reports (by Local Student ID): <code>{html.escape(str(run.run_folder))}</code></p>"""
+    kinds = [{"kind": k, "students": v.get("students", 0), "days": v.get("days", 0),
+              "category": KIND_INFO[k].category, "who": ROLE_WORDS[KIND_INFO[k].role],
+              "what_to_do": KIND_INFO[k].what_to_do} for k, v in (rec.get("kinds") or {}).items() if k in KIND_INFO]
+    body = templates.render(
+        "calpads.afterschool", "summary_email.html", errors=results.get("errors") or {}, imp=imp, rec=rec, wb=wb,
+        ar=ar, regs=imp.get("registrations") or {}, rules=imp.get("rules") or {}, kinds=kinds,
+        categories=", ".join(f"{k} {v}" for k, v in (rec.get("categories") or {}).items()), run_folder=run.run_folder)
     return subject, body
 
 

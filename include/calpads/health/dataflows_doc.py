@@ -128,10 +128,8 @@ def render(c: IntegrationConfig) -> tuple[str, str]:
 
 def _page(c: IntegrationConfig, rows: list[dict[str, str]], cols: list[str]) -> str:
     """data_flows.html from its Jinja2 template (autoescaped)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from calpads import templates
 
-    env = Environment(loader=PackageLoader("calpads.health", "templates"), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
     roles = [(f"{ROLE_WORDS[r]} ({ROLE_VARIABLES[r]})", v) for r, v in c.role_recipients.items()]
-    return env.get_template("data_flows.html").render(config=c, rows=rows, columns=cols, roles=roles,
-                                                      connections=sorted(c.connections.items()))
+    return templates.render("calpads.health", "data_flows.html", config=c, rows=rows, columns=cols, roles=roles,
+                            connections=sorted(c.connections.items()))

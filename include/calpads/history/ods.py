@@ -28,7 +28,6 @@ ID, Local Record ID, school, program and dates, and never shows names, birth dat
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,33 +300,21 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def render_html(comparison: OdsComparison, *, run_id: str, record_type: str, ods_name: str, base: str) -> str:
-    e = html.escape
+    """ods_comparison.html from templates/ods_comparison.html: the counts, then up to LISTING_LIMIT rows."""
+    from calpads import templates
+
     c = comparison.counts
-    summary = "".join(f"<tr><td>{e(STATUS_TEXT[k])}</td><td>{int(c.get(k, 0))}</td></tr>"
-                      for k in (NOT_IN_CALPADS, NOT_IN_SIS, FIELDS_DIFFER))
-    shown = comparison.rows.head(LISTING_LIMIT)
-    head = "".join(f"<th>{e(col)}</th>" for col in shown.columns)
-    body = "".join("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in r) + "</tr>"
-                   for r in shown.itertuples(index=False, name=None))
-    more = (f"<p>Only the first {LISTING_LIMIT} of {len(comparison.rows)} rows are listed: see {CSV_NAME}.</p>"
-            if len(comparison.rows) > LISTING_LIMIT else "")
     base_text = ("The files of this run were computed against this ODS file (ODS reconciliation): they hold "
                  "exactly these differences." if base == "ods" else
                  "The files of this run were computed against the submission history, not this ODS file "
                  "(only submission mode uses the ODS as its base).")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(record_type)} compared with CALPADS ODS
-</title></head><body>
-<h1>{e(record_type)} run {e(run_id)}: SIS compared with CALPADS ODS</h1>
-<p>ODS file: <code>{e(ods_name)}</code>. SIS records: {int(c.get('sis_records', 0))}; CALPADS records in the
-run's scope: {int(c.get('calpads_records_in_scope', 0))} (of {int(c.get('calpads_records', 0))} in the file);
-identical: {int(c.get('same', 0))}.</p>
-<p>{e(base_text)}</p>
-<table border="1" cellpadding="4" cellspacing="0"><tr><th>Difference</th><th>Records</th></tr>{summary}</table>
-<p>Records are identified by school, Local Student ID, program, start date, service code and Local Record ID;
-names, birth dates and SSIDs are not shown (a differing one says {HIDDEN}).</p>
-{more}<table border="1" cellpadding="3" cellspacing="0"><tr>{head}</tr>{body}</table>
-</body></html>
-"""
+    shown = comparison.rows.head(LISTING_LIMIT)
+    return templates.render(
+        "calpads.history", "ods_comparison.html", record_type=record_type, run_id=run_id, ods_name=ods_name,
+        counts={k: int(c.get(k, 0)) for k in ("sis_records", "calpads_records_in_scope", "calpads_records", "same")},
+        base_text=base_text, hidden=HIDDEN, csv_name=CSV_NAME, limit=LISTING_LIMIT, total=len(comparison.rows),
+        summary=[(STATUS_TEXT[k], int(c.get(k, 0))) for k in (NOT_IN_CALPADS, NOT_IN_SIS, FIELDS_DIFFER)],
+        columns=list(shown.columns), rows=list(shown.itertuples(index=False, name=None))) + "\n"
 
 
 # ---------------------------------------------------------------------------------------- in a run

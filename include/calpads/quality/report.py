@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import html
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
 
+from calpads import templates
 from calpads.layouts import load_layout
 from calpads.private_files import write_private
 from calpads.quality.gate import MASK, GateResult
@@ -181,45 +179,14 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-we
 .verdict.held{background:#fff3bf}.verdict.failed{background:#ffd6d6}.fixed{color:#1b5e20;font-weight:600}"""
 
 
-def _not_extracted_html(rows: pd.DataFrame | None, transaction: bool) -> list[str]:
+def _not_extracted(rows: pd.DataFrame | None) -> dict[str, Any] | None:
     """The rows the builder left out for a data problem: counts per reason, then the rows (ids only)."""
     from calpads.extracts.not_extracted import counts_by_reason
 
     if rows is None or not len(rows):
-        return []
-    kept = " A record of theirs that CALPADS already holds is not deleted meanwhile." if transaction else ""
-    out = [f"<h2>Not extracted ({len(rows)})</h2><p>Left out of the file because of a data problem in the SIS, "
-           f"each with what to fix; they go out in the first run after the fix.{kept} "
-           "<a href='not_extracted.csv'>not_extracted.csv</a> lists every one.</p>",
-           "<table><thead><tr><th>Reason</th><th>Rows</th></tr></thead><tbody>"]
-    out += [f"<tr><td>{_e(reason)}</td><td>{n}</td></tr>" for reason, n in counts_by_reason(rows).items()]
-    out.append("</tbody></table>")
-    if len(rows) > LISTING_LIMIT:
-        out.append(f"<p>Only the first {LISTING_LIMIT} are listed here; not_extracted.csv has all of them.</p>")
-    out.append("<table><thead><tr><th>Local Record ID</th><th>Local Student ID</th><th>School</th><th>Reason</th>"
-               "</tr></thead><tbody>")
-    for r in rows.head(LISTING_LIMIT).itertuples(index=False):
-        out.append(f"<tr><td>{_e(r.local_record_id)}</td><td>{_e(r.local_student_id)}</td>"
-                   f"<td>{_e(getattr(r, 'school_of_attendance', ''))}</td><td>{_e(r.reason)}</td></tr>")
-    out.append("</tbody></table>")
-    return out
-
-
-def _e(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return html.escape(str(value))
-
-
-def _escaped(value: Any) -> Markup:
-    """Every value the report template prints, escaped as html.escape does (quotes too), None/NaN as blank."""
-    if isinstance(value, Markup):
-        return value
-    return Markup(_e(value))
-
-
-TEMPLATES = Environment(loader=PackageLoader("calpads.quality", "templates"), autoescape=select_autoescape(["html"]),
-                        finalize=_escaped, trim_blocks=True, lstrip_blocks=True)
+        return None
+    return {"total": len(rows), "by_reason": counts_by_reason(rows), "truncated": len(rows) > LISTING_LIMIT,
+            "rows": list(rows.head(LISTING_LIMIT).itertuples(index=False))}
 
 
 def school_csv_name(code: Any) -> str:
@@ -277,7 +244,7 @@ def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs:
              ("Bypass", "yes" if s["bypass"] else "no")]
     changes = None if previous is None else [c for c in rule_lines({"validation": s}, now, previous)
                                              if c.count or c.new or c.fixed]
-    return TEMPLATES.get_template("report.html").render(
+    return templates.render("calpads.quality", "report.html",
         css=CSS, record_type=record_type, run_id=run_id, s=s, facts=facts, notes=notes or [], data_docs=data_docs,
         rules=sorted((s.get("rules") or {}).items(), key=lambda kv: (kv[1]["severity"] != "error", -kv[1]["count"],
                                                                      kv[0])),
@@ -285,7 +252,7 @@ def render_html(result: GateResult, *, run_id: str, record_type: str, data_docs:
         warnings={"rows": list(warned.head(LISTING_LIMIT).itertuples(index=False)), "findings": len(warned),
                   "students": warned["local_student_id"].nunique(), "truncated": len(warned) > LISTING_LIMIT}
         if len(warned) else None,
-        not_extracted_html=Markup("\n".join(_not_extracted_html(not_extracted, transaction))),
+        not_extracted=_not_extracted(not_extracted),
         transaction=transaction, mask=MASK, limit=LISTING_LIMIT, manifest=manifest,
         verdict=report_verdict(s, manifest), changes=changes, previous_run=previous_run, run_link=run_link) + "\n"
 
@@ -302,32 +269,12 @@ def write_school_csvs(findings: pd.DataFrame, report_dir: Path) -> list[str]:
 
 
 def render_deletes_html(listing: pd.DataFrame, summary: dict[str, Any], *, run_id: str, record_type: str) -> str:
-    """report/deletes.html: what this run deletes from CALPADS (calpads.history.guard.delete_listing), counted per
-    program and school, then every record by Local Record ID (no names, birth dates or SSIDs)."""
-    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(record_type)} deletes - "
-           f"{_e(run_id)}</title><style>{CSS}</style></head><body><h1>{_e(record_type)} deletes</h1>"]
-    n = int(summary.get("count") or 0)
-    if summary.get("of_enrolled_students") and not summary.get("allow_enrolled_deletes"):
-        out.append("<div class='banner' role='alert'>Some deletes are of students who are still enrolled: the run "
-                   "stopped and published nothing. Check each record marked Y below in the SIS.</div>")
-    out.append(f"<p>Run {_e(run_id)}: <b>{n}</b> record(s) deleted from CALPADS (the _D file); "
-               f"{int(summary.get('of_enrolled_students') or 0)} of students still enrolled, "
-               f"{int(summary.get('key_changes') or 0)} because a key field changed (the record is sent again with "
-               f"its new key). {int(summary.get('kept_because_still_in_sis') or 0)} submitted record(s) were kept "
-               "from a delete because the SIS still has them (held back or not extracted this run).</p>")
-    for title, counts in (("Per program", summary.get("by_program") or {}),
-                          ("Per school", summary.get("by_school") or {})):
-        if counts:
-            out.append(f"<h2>{_e(title)}</h2><table><tbody>"
-                       + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in counts.items())
-                       + "</tbody></table>")
-    if len(listing):
-        out.append("<h2>Records</h2><table><thead><tr><th>Local Record ID</th><th>Local Student ID</th><th>School"
-                   "</th><th>Program</th><th>Why</th><th>Student still enrolled</th></tr></thead><tbody>")
-        for r in listing.head(LISTING_LIMIT).itertuples(index=False):
-            out.append(f"<tr><td>{_e(r.local_record_id)}</td><td>{_e(r.local_student_id)}</td>"
-                       f"<td>{_e(r.school_of_attendance)}</td><td>{_e(r.program_code)}</td><td>{_e(r.why)}</td>"
-                       f"<td>{_e(r.student_still_enrolled)}</td></tr>")
-        out.append("</tbody></table>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    """report/deletes.html from templates/deletes.html: what this run deletes from CALPADS
+    (calpads.history.guard.delete_listing), counted per program and school, then every record by Local Record ID
+    (no names, birth dates or SSIDs)."""
+    return templates.render(
+        "calpads.quality", "deletes.html", css=CSS, record_type=record_type, run_id=run_id, s=summary,
+        count=int(summary.get("count") or 0), of_enrolled=int(summary.get("of_enrolled_students") or 0),
+        key_changes=int(summary.get("key_changes") or 0), kept=int(summary.get("kept_because_still_in_sis") or 0),
+        groups=[("Per program", summary.get("by_program") or {}), ("Per school", summary.get("by_school") or {})],
+        rows=list(listing.head(LISTING_LIMIT).itertuples(index=False))) + "\n"
