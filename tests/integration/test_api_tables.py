@@ -22,8 +22,8 @@ from calpads.sources.api_tables import TABLE_COLUMNS, check_supplied
 from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS
 from calpads.sources.oneroster import OneRosterClient, OneRosterSettings
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
-from calpads.sources.sprg_frames import canonical, typed
-from calpads.sources.sql_sis import ENROLLMENT_CODES
+from calpads.sources.sprg_frames import canonical
+from calpads.staging.contract import ENROLLMENT_CODES, rows_frame
 from tests.integration.test_attendance_pages import plant_awkward_attendance, same, sql_frames
 from tests.integration.vendor_servers.common import read_tables
 from tests.integration.vendor_servers.powerschool import PowerSchoolServer
@@ -55,8 +55,9 @@ def copy_of(demo: Path, tmp_path: Path) -> sa.Engine:
 
 
 def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    """Rows (text or typed) as the frame pandas.read_sql would give (sprg_frames.typed), canonically sorted."""
-    return canonical(pd.DataFrame.from_records([tuple(r.values()) for r in typed(rows, columns)], columns=columns))
+    """Rows (text or typed) in the contract's types, as a staged table reads them (contract.rows_frame),
+    canonically sorted."""
+    return canonical(rows_frame(rows, columns))
 
 
 def sql_table(engine: sa.Engine, table: str, columns: list[str], where=lambda r: True, blank_is_null: bool = False

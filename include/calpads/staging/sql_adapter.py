@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator
-from dataclasses import replace
 
 import pandas as pd
 import pyarrow as pa
@@ -141,21 +140,19 @@ class SqlAdapter:
         if c.ATTENDANCE_CATEGORY_DAYS in tables:
             staged.write_frame(c.ATTENDANCE_CATEGORY_DAYS, self.category_days(staged, scope))
         if c.ABSENT_DAYS in tables:
+            from calpads.extracts.selection import absent_days_range
             from calpads.sources.sql_attendance import absent_days
 
-            staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *date_window(scope)))
+            staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *absent_days_range(scope)))
 
     def category_days(self, staged: StagedTables, scope: RunScope) -> pd.DataFrame:
-        """STAS's day counts per student and school, for every reportable school (a run narrowed to some schools
-        still needs the LEA-wide counts for 13.24: calpads.extracts.stas.lea_wide_recovery), counted through
-        the STAS counting date."""
+        """STAS's day counts per student and school, over selection.category_days_scope (every reportable
+        school), counted by the SIS database."""
         from calpads.extracts import stas
-        from calpads.extracts.selection import reportable_schools
+        from calpads.extracts.selection import category_days_scope, reportable_schools
         from calpads.sources.sql_attendance import category_counts
 
         cfg = stas.settings()
         numbers = [int(n) for n in reportable_schools(staged.frame(c.SCHOOLS))["school_number"]]
-        counting = replace(stas.counting_scope(scope), schools=(), subdistricts=())
-        return category_counts(self.engine, counting, numbers, list(cfg["categories"]), cfg["categories"],
-                               cfg["uncategorised_absent"])
-
+        return category_counts(self.engine, category_days_scope(scope), numbers, list(cfg["categories"]),
+                               cfg["categories"], cfg["uncategorised_absent"])
