@@ -2,9 +2,10 @@
 
 ``calpads.sources.attendance_pages`` streams API pages through the joins of
 ``sql_attendance.category_counts`` (STAS) and ``sql_attendance.absent_days`` (LEAP), over the ranges and
-enrollments ``calpads.extracts.selection`` gives every source. Both run here over the same SQLite SIS, with the awkward cases planted: duplicate rows, several codes on one day, overlapping
-enrollments, rows outside every enrollment, rows on days out of session or missing from the calendar,
-period-mode rows, rows with an unknown code, rows outside the report range.
+enrollments ``calpads.extracts.selection`` gives every source. Both run here over the same SQLite SIS,
+with the awkward cases planted: duplicate rows, several codes on one day, overlapping enrollments, rows
+outside every enrollment, rows on days out of session or missing from the calendar, period-mode rows, rows
+with an unknown code, rows outside the report range.
 """
 
 from __future__ import annotations
