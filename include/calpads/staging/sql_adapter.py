@@ -99,6 +99,7 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
         args = params
     dbapi = conn.connection.dbapi_connection
     server_side = conn.dialect.name == "postgresql"
+    base_error = conn.dialect.loaded_dbapi.Error
     cursor = dbapi.cursor(name="calpads_staging") if server_side else dbapi.cursor()
     try:
         if server_side:
@@ -106,8 +107,17 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
         cursor.execute(str(compiled), args)
         while rows := cursor.fetchmany(batch_rows):
             yield rows
+    except base_error as exc:   # as SQLAlchemy raises a driver's error (a SIS outage is sa.exc.DBAPIError)
+        lost = conn.dialect.is_disconnect(exc, dbapi, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(str(compiled), None, exc, base_error, hide_parameters=True,
+                                         connection_invalidated=lost, dialect=conn.dialect) from exc
     finally:
-        cursor.close()
+        try:
+            cursor.close()
+        except base_error:   # the connection is gone already
+            pass
 
 
 def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
