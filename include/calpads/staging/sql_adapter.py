@@ -79,13 +79,10 @@ def table_select(table: str, scope: RunScope, have: Collection[str] = ()) -> sa.
 
 
 def _array(values: list[object], column: str) -> pa.Array:
-    kind = c.column_type(column)
     try:
-        return pa.array(values, kind)
+        return pa.array(values, c.column_type(column))
     except (pa.ArrowInvalid, pa.ArrowTypeError):   # a SQLite SIS may hold text in an INTEGER column, or vice versa
-        if kind == pa.string():
-            return pa.array([c.text_value(v) for v in values], kind)
-        return pa.array([None if v is None or str(v).strip() == "" else int(str(v).strip()) for v in values], kind)
+        return c.typed_array(column, values)
 
 
 def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[list[tuple[object, ...]]]:
