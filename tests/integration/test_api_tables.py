@@ -311,3 +311,21 @@ def test_an_sprg_pull_reads_no_attendance(demo, tmp_path):
         assert not [e for e in server.requests("/ws/schema/table/attendance")
                     if e.path.rstrip("/").removesuffix("/count").endswith("/attendance")]
     assert CATEGORY_DAYS not in tables and tables["calendar_day"]
+
+
+def test_a_oneroster_server_capping_the_page_size_still_gives_the_whole_roster(demo, tmp_path):
+    """OneRoster 1.2 lets a server cap ``limit`` (here at 100 while the client asks 500): the first page tells the
+    cap and the client pages at it, so no student or enrollment is left out."""
+    from tests.integration.vendor_servers.oneroster import OneRosterServer
+
+    engine = copy_of(demo, tmp_path)
+    with engine.connect() as c:
+        students = c.exec_driver_sql("SELECT COUNT(*) FROM students").scalar()
+        enrollments = students + c.exec_driver_sql("SELECT COUNT(*) FROM reenrollments").scalar()
+    assert students > 100
+    with OneRosterServer(engine, CLIENT_ID, CLIENT_SECRET, max_limit=100) as server:
+        client = OneRosterClient(OneRosterSettings(server.url, CLIENT_ID, CLIENT_SECRET,
+                                                   token_url=f"{server.url}/oauth/token", page_size=500, policy=FAST))
+        roster = client.pull_roster(tmp_path / "pages")
+        client.close()
+    assert len(roster["students"]) == students and len(roster["enrollments"]) == enrollments
