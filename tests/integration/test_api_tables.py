@@ -22,8 +22,8 @@ from calpads.sources.api_tables import TABLE_COLUMNS, check_supplied
 from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS
 from calpads.sources.oneroster import OneRosterClient, OneRosterSettings
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
-from calpads.sources.sprg_frames import canonical, typed
-from calpads.sources.sql_sis import ENROLLMENT_CODES
+from calpads.sources.sprg_frames import canonical
+from calpads.staging.contract import ENROLLMENT_CODES, rows_frame
 from tests.integration.test_attendance_pages import plant_awkward_attendance, same, sql_frames
 from tests.integration.vendor_servers.common import read_tables
 from tests.integration.vendor_servers.powerschool import PowerSchoolServer
@@ -55,8 +55,9 @@ def copy_of(demo: Path, tmp_path: Path) -> sa.Engine:
 
 
 def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    """Rows (text or typed) as the frame pandas.read_sql would give (sprg_frames.typed), canonically sorted."""
-    return canonical(pd.DataFrame.from_records([tuple(r.values()) for r in typed(rows, columns)], columns=columns))
+    """Rows (text or typed) in the contract's types, as a staged table reads them (contract.rows_frame),
+    canonically sorted."""
+    return canonical(rows_frame(rows, columns))
 
 
 def sql_table(engine: sa.Engine, table: str, columns: list[str], where=lambda r: True, blank_is_null: bool = False
@@ -310,3 +311,21 @@ def test_an_sprg_pull_reads_no_attendance(demo, tmp_path):
         assert not [e for e in server.requests("/ws/schema/table/attendance")
                     if e.path.rstrip("/").removesuffix("/count").endswith("/attendance")]
     assert CATEGORY_DAYS not in tables and tables["calendar_day"]
+
+
+def test_a_oneroster_server_capping_the_page_size_still_gives_the_whole_roster(demo, tmp_path):
+    """OneRoster 1.2 lets a server cap ``limit`` (here at 100 while the client asks 500): the first page tells the
+    cap and the client pages at it, so no student or enrollment is left out."""
+    from tests.integration.vendor_servers.oneroster import OneRosterServer
+
+    engine = copy_of(demo, tmp_path)
+    with engine.connect() as c:
+        students = c.exec_driver_sql("SELECT COUNT(*) FROM students").scalar()
+        enrollments = students + c.exec_driver_sql("SELECT COUNT(*) FROM reenrollments").scalar()
+    assert students > 100
+    with OneRosterServer(engine, CLIENT_ID, CLIENT_SECRET, max_limit=100) as server:
+        client = OneRosterClient(OneRosterSettings(server.url, CLIENT_ID, CLIENT_SECRET,
+                                                   token_url=f"{server.url}/oauth/token", page_size=500, policy=FAST))
+        roster = client.pull_roster(tmp_path / "pages")
+        client.close()
+    assert len(roster["students"]) == students and len(roster["enrollments"]) == enrollments

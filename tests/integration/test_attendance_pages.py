@@ -1,10 +1,11 @@
 """The API sources' streaming attendance aggregation equals the SQL source's, on the demo district.
 
-``calpads.sources.attendance_pages`` is the one second implementation of
-``sql_attendance.category_counts`` (STAS) and ``leap.absent_days`` (LEAP). Both run here over the same
-SQLite SIS, with the awkward cases planted: duplicate rows, several codes on one day, overlapping
-enrollments, rows outside every enrollment, rows on days out of session or missing from the calendar,
-period-mode rows, rows with an unknown code, rows outside the report range.
+``calpads.sources.attendance_pages`` streams API pages through the joins of
+``sql_attendance.category_counts`` (STAS) and ``sql_attendance.absent_days`` (LEAP), over the ranges and
+enrollments ``calpads.extracts.selection`` gives every source. Both run here over the same SQLite SIS,
+with the awkward cases planted: duplicate rows, several codes on one day, overlapping enrollments, rows
+outside every enrollment, rows on days out of session or missing from the calendar, period-mode rows, rows
+with an unknown code, rows outside the report range.
 """
 
 from __future__ import annotations
@@ -18,19 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from calpads.extracts import stas
-from calpads.extracts.leap import absent_days
+from calpads.extracts.selection import absent_days_range, category_days_scope
 from calpads.run_scope import RunScope
-from calpads.sources.attendance_pages import (
-    ABSENT_DAYS,
-    ATTENDANCE_COLUMNS,
-    CATEGORY_DAYS,
-    CODE_COLUMNS,
-    AttendancePages,
-    leap_scope,
-    stas_scope,
-)
-from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
-from calpads.sources.sql_attendance import category_counts
+from calpads.sources.api_tables import TABLE_COLUMNS
+from calpads.sources.attendance_pages import ABSENT_DAYS, ATTENDANCE_COLUMNS, CATEGORY_DAYS, AttendancePages
+from calpads.sources.sql_attendance import absent_days, category_counts
 from calpads.sources.sql_sis import narrow_schools, reportable_schools
 from tests.integration.vendor_servers.common import read_tables
 
@@ -112,8 +105,7 @@ def plant_awkward_attendance(engine: sa.Engine) -> None:
 
 def api_frames(engine: sa.Engine, scope: RunScope, page_size: int = 333) -> dict[str, pd.DataFrame]:
     """What an API source hands over: the small tables as text rows, attendance page by page."""
-    cols = {**SPRG_TABLE_COLUMNS, "attendance_code": CODE_COLUMNS}
-    agg = AttendancePages(read_tables(engine, cols), scope)
+    agg = AttendancePages(read_tables(engine, TABLE_COLUMNS), scope)
     rows = read_tables(engine, {"attendance": ATTENDANCE_COLUMNS})["attendance"]
     for i in range(0, len(rows), page_size):
         agg.add(rows[i:i + page_size])
@@ -121,18 +113,18 @@ def api_frames(engine: sa.Engine, scope: RunScope, page_size: int = 333) -> dict
 
 
 def sql_frames(engine: sa.Engine, scope: RunScope, narrowed: bool = False) -> dict[str, pd.DataFrame]:
-    """The SQL source's own functions, called as stas.pull_stas and leap.build call them: the counts over every
-    reportable school (as stas.lea_wide_recovery reads them), or with ``narrowed`` over the run's schools."""
+    """The SQL source's own statements, called as its adapter calls them (staging.sql_adapter): the counts over
+    every reportable school (as stas.lea_wide_recovery reads them), or with ``narrowed`` over the run's schools
+    (as the STAS builder keeps them); the absences over LEAP's reporting year."""
     cfg = stas.settings()
-    counting = stas_scope(scope)
+    counting = category_days_scope(scope)
     with engine.connect() as conn:
         schools = reportable_schools(conn)
         if narrowed:
             schools = narrow_schools(schools, scope)
-        ids = [int(i) for i in conn.exec_driver_sql("SELECT id FROM students").scalars()]
     counts = category_counts(engine, counting, [int(n) for n in schools["school_number"]],
                              list(cfg["categories"]), cfg["categories"], cfg["uncategorised_absent"])
-    return {CATEGORY_DAYS: counts, ABSENT_DAYS: absent_days(engine, leap_scope(scope), ids)}
+    return {CATEGORY_DAYS: counts, ABSENT_DAYS: absent_days(engine, *absent_days_range(scope))}
 
 
 def scoped(counts: pd.DataFrame, engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
@@ -183,8 +175,7 @@ def test_the_planted_cases_change_the_counts(sis):
     test changes the result, so the equality above is not an accident of clean data."""
     scope = SCOPES["whole year"]
     good = api_frames(sis, scope)[CATEGORY_DAYS]
-    cols = {**SPRG_TABLE_COLUMNS, "attendance_code": CODE_COLUMNS}
-    tables = read_tables(sis, cols)
+    tables = read_tables(sis, TABLE_COLUMNS)
     rows = read_tables(sis, {"attendance": ATTENDANCE_COLUMNS})["attendance"]
 
     class EveryDay(AttendancePages):

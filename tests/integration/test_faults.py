@@ -71,6 +71,28 @@ def _terminate_on(engine: sa.Engine, marker: str, *, after: bool = False) -> lis
     return killed
 
 
+def _terminating_cursors(url: str, marker: str) -> tuple[sa.Engine, list[int]]:
+    """An engine whose DB-API cursors, when they execute a statement containing marker, first terminate their
+    own backend from another connection (pg_terminate_backend): the SQL adapter streams through DB-API cursors,
+    beneath SQLAlchemy's cursor events."""
+    import psycopg2.extensions
+
+    killed: list[int] = []
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+    class TerminatingCursor(psycopg2.extensions.cursor):
+        def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own parameter name
+            text = query.decode() if isinstance(query, bytes) else str(query)
+            if marker in text.lower() and not killed:
+                pid = self.connection.get_backend_pid()
+                with admin.connect() as a:
+                    assert a.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+                killed.append(pid)
+            return super().execute(query, vars)
+
+    return sa.create_engine(url, connect_args={"cursor_factory": TerminatingCursor}), killed
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in Path(root).rglob("*.txt")}
 
@@ -98,9 +120,8 @@ def test_sis_backend_terminated_mid_pull_fails_the_pull_and_a_retry_succeeds(tmp
     sis = make_sis(sa.create_engine(pg_database))
     store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
     pub = tmp_path / "pub"
-    flaky = sa.create_engine(pg_database)
     # The first query reading the programs table dies: the LEA, schools and calendar were read already.
-    killed = _terminate_on(flaky, "s_ca_stu_calpadsprograms_c")
+    flaky, killed = _terminating_cursors(pg_database, "s_ca_stu_calpadsprograms_c")
     ctx = context(tmp_path, "manual__dropped", pub, save_history=True)
     # (pandas.read_sql wraps the driver's OperationalError in its DatabaseError; the alert names the SIS)
     with pytest.raises(SisUnavailable) as caught:

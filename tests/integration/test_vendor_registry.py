@@ -1,6 +1,6 @@
 """A new SIS vendor is one hook module + one client module + one test server: the registry (the hook
 classes) gives it a source name, a connection type, a pool and data-flow words, and the SPRG pull over
-its API equals the SQL pull of the same district."""
+its API (the client's ``pull_tables``, staged by the API adapter) equals the SQL pull of the same district."""
 
 from __future__ import annotations
 
@@ -84,15 +84,22 @@ def test_a_hook_without_its_client_is_refused_at_definition():
 
 def test_the_new_vendors_sprg_pull_through_the_registry_equals_the_sql_pull(sis, tablesis_hook, tmp_path,
                                                                               monkeypatch):
-    from calpads.sources.api_sources import pull_sprg_api
+    from calpads.extracts import sprg
+    from calpads.extracts.registry import ApiSource, adapter_for
+    from calpads.extracts.selection import sprg_pull
+    from calpads.staging.store import StagedTables
 
     scope = RunScope.from_params("SPRG", {"academic_year": "2025-2026"}, date(2026, 6, 30))
     codes = program_set(load_layout("SPRG"), scope)
+    staged = StagedTables(tmp_path / "work")
+    staged.reset()
     with TableSisServer(sis, API_KEY) as server:
         monkeypatch.setenv("AIRFLOW_CONN_TS_TEST", json.dumps(
             {"conn_type": "calpads_tablesis", "host": server.url, "password": API_KEY, "extra": {"page_size": 40}}))
         assert tablesis_hook("ts_test").test_connection() == (True, "Connected to TableSIS.")
-        api = pull_sprg_api("tablesis_api", "ts_test", scope, codes, tmp_path)
+        adapter_for(ApiSource("tablesis_api", "ts_test", tmp_path / "pages"), "SPRG").stage(sprg.TABLES, scope,
+                                                                                           staged)
+        api = sprg_pull(staged, scope, codes)
         paged = {int(e.query["offset"]) for e in server.requests("/api/tables/students")
                  if e.query.get("limit") == "40"}
     sql = pull_sprg(sis, scope, codes)

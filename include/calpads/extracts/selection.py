@@ -10,7 +10,10 @@ Every source (SQL database or vendor API) stages the same contract tables
 - enrollments pre-selected on their raw dates (entry on or before the report end, EXITDATE blank
   or after the report start); the exact range test on the last in-session day is
   calpads.extracts.enrollment's;
-- SPRG's program set, membership dates, Title I services in the range.
+- SPRG's program set, membership dates, Title I services in the range;
+- what the two attendance aggregates are computed over, by every source (``category_days_scope``,
+  ``absent_days_range``, ``candidate_enrollments``): every reportable school and LEAP's whole
+  reporting year, whatever the run's schools and dates.
 
 A date the SIS stores as text and that is not shaped 'YYYY-MM-DD' (``not_a_date``) is never
 dropped by a date test: the row is kept so that the builder lists it as not extracted, or the
@@ -21,11 +24,12 @@ compare as ISO text, as a DATE column compares in SQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from calpads.run_scope import RunScope
+from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources.sql_enrollment import CODE_TABLES, CURRENT, EARLIER, EnrollmentPull
 from calpads.sources.sql_sis import SisDataError, SprgPull, narrow_schools
 from calpads.sources.sql_skipped import BAD_DATES, ENROLLMENT_EXCLUDED, EXCLUDED, NO_SSID
@@ -237,11 +241,37 @@ def codes_read(staged: StagedTables) -> dict[str, frozenset[str]]:
             for src in CODE_TABLES}
 
 
+def candidate_enrollments(students: pd.DataFrame, reenrollments: pd.DataFrame, scope: RunScope,
+                          school_numbers: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(current, earlier) candidate enrollments of SENR, STAS and LEAP and of STAS's day counts: the chosen students
+    with an SSID, at the given schools, overlapping the report range by their raw dates (the exact range test on
+    the last in-session day is calpads.extracts.enrollment's)."""
+    start, end = _bounds(scope)
+    with_ssid = students[chosen_students(students, scope, require_ssid=True)]
+    return enrollments_at(with_ssid, reenrollments, school_numbers, lambda a, b: overlaps(a, b, start, end))
+
+
+def category_days_scope(scope: RunScope) -> RunScope:
+    """What ``attendance_category_days`` is counted over, by every source: the run's dates through the STAS
+    counting date (calpads.extracts.stas.counted_through) and its students, at every reportable school. STAS keeps
+    the schools it reports; a run narrowed to some schools still works out 13.24 over the whole LEA
+    (stas.lea_wide_recovery)."""
+    from calpads.extracts.stas import counting_scope
+
+    return replace(counting_scope(scope), schools=(), subdistricts=())
+
+
+def absent_days_range(scope: RunScope) -> tuple[str, str]:
+    """The dates of ``absent_days``, by every source: LEAP's reporting year, July 1 - June 30
+    (calpads.extracts.leap.reporting_year), whatever the run's dates."""
+    first, last = academic_year_bounds(scope.academic_year)
+    return first.isoformat(), last.isoformat()
+
+
 def enrollment_pull(staged: StagedTables, scope: RunScope, *, require_ssid: bool = True) -> EnrollmentPull:
     """The enrollments (current on STUDENTS, earlier on REENROLLMENTS) at the schools in scope of the chosen
     students, pre-selected on their raw dates, with the enrollment codes; the student-level fields; the
     enrollments left out with their reason (``skipped``)."""
-    start, end = _bounds(scope)
     lea = reporting_lea(staged.frame(c.PREFS))
     schools = reportable_schools(staged.frame(c.SCHOOLS))
     scoped = narrow_schools(schools, scope)
@@ -249,8 +279,7 @@ def enrollment_pull(staged: StagedTables, scope: RunScope, *, require_ssid: bool
     students, reenrollments = staged.frame(c.STUDENTS), staged.frame(c.REENROLLMENTS)
     numbers = scoped["school_number"]
 
-    with_ssid = students[chosen_students(students, scope, require_ssid=True)]
-    cur, r = enrollments_at(with_ssid, reenrollments, numbers, lambda a, b: overlaps(a, b, start, end))
+    cur, r = candidate_enrollments(students, reenrollments, scope, numbers)
     cols = ["student_id", "schoolid", "grade_level", "entrydate", "exitdate", "source", "reenrollment_id",
             *c.ENROLLMENT_CODES]
     current = cur.rename(columns={"id": "student_id"}).assign(source=CURRENT, reenrollment_id=None)[cols]

@@ -15,18 +15,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from calpads.sources.api_common import MissingSourceData
-from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS, CODE_COLUMNS
-from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
-from calpads.sources.sql_sis import ENROLLMENT_CODES
+from calpads.staging import contract
 
-# The contract columns SPRG, SENR, STAS and LEAP read, per table.
+# The contract columns SPRG, SENR, STAS and LEAP read, per table, and ATTENDANCE_CODE (read for the aggregates).
 TABLE_COLUMNS: dict[str, list[str]] = {
-    **SPRG_TABLE_COLUMNS,
-    "students": [*SPRG_TABLE_COLUMNS["students"], "grade_level", "enroll_status", *ENROLLMENT_CODES],
-    "reenrollments": [*SPRG_TABLE_COLUMNS["reenrollments"], "grade_level", *ENROLLMENT_CODES],
-    "attendance_code": CODE_COLUMNS,
+    **contract.TABLE_COLUMNS,
+    contract.ATTENDANCE_CODE: contract.SOURCE_ONLY_COLUMNS[contract.ATTENDANCE_CODE],
 }
-FRAMES = (CATEGORY_DAYS, ABSENT_DAYS)
+FRAMES = contract.AGGREGATES
 
 # What each file cannot be built without (TABLE.COLUMN, or TABLE for a whole table), in the words of the
 # message. The enrollment's CALPADS codes are not here: a source without them sends the documented defaults

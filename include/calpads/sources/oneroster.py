@@ -141,13 +141,24 @@ class OneRosterClient:
         return [{c: _flat(rec.get(c)) for c in cols} for rec in body.get(key) or []]
 
     def fetch(self, collection: str, work_dir: str | Path) -> list[dict[str, Any]]:
-        """A whole collection, paged with limit/offset until a short page, checkpointed."""
-        _, cols = COLLECTIONS[collection]
+        """A whole collection, paged with limit/offset, checkpointed. OneRoster 1.2 lets a server cap ``limit``
+        and gives the collection's size in X-Total-Count: the first page tells the cap, and the collection is
+        paged at it (until X-Total-Count, or a short page without it), so a capped server never cuts it short."""
+        key, cols = COLLECTIONS[collection]
         size = self.settings.page_size
+        resp = self.http.send("GET", f"{BASE_PATH}/{collection}", params={"limit": size, "offset": 0})
+        try:
+            first = len(resp.json().get(key) or [])
+        except ValueError as exc:
+            raise ApiSourceError(f"OneRoster {collection}: the server did not answer with JSON") from exc
+        total = resp.headers.get("X-Total-Count", "").strip()
+        count = int(total) if total.isdigit() else None
+        if 0 < first < size and (count is None or first < count):
+            size = first   # the server's cap
         store = PageStore.for_dataset(work_dir, SOURCE, collection,
                                       {"server": self.settings.base_url, "collection": collection, "limit": size})
         self.stores.append(store)
-        return paged_fetch(store, count=None, page_size=size, columns=cols, label=f"OneRoster {collection}",
+        return paged_fetch(store, count=count, page_size=size, columns=cols, label=f"OneRoster {collection}",
                            fetch_page=lambda page: self.page(collection, page, size))
 
     def pull_roster(self, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:

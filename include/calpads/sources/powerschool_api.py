@@ -23,7 +23,7 @@ Daily attendance (ATTENDANCE, ~85M rows a year in a large district) is read with
 filtered on the server to daily rows in the year (``att_mode_code==ATT_ModeDaily;att_date=ge=..;att_date=le=..``)
 and aggregated page by page (calpads.sources.attendance_pages); ATTENDANCE_CODE comes whole.
 PowerSchool hands every value over as text and leaves out null columns; the
-contract's column types are restored in calpads.sources.sprg_frames.
+contract's column types are restored in calpads.staging.contract (rows_table).
 
 The enrollment's CALPADS codes (ENROLLMENTSTATUS, EXITCODE, COMPLETIONSTATUS, RECEIVER_SCHOOL,
 UCCSU_REQS_MET on STUDENTS and REENROLLMENTS; PowerSchool keeps an exit code on every enrollment) are

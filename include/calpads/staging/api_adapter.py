@@ -30,21 +30,12 @@ TableData = Rows | pd.DataFrame
 
 
 def rows_to_arrow(table: str, rows: Iterable[Mapping[str, Any]]) -> tuple[pa.Table, list[str]]:
-    """A contract table's rows as Arrow (INTEGER columns int64, the rest text), and the optional columns no row
-    carries (the SIS lacks them: staged blank)."""
+    """A contract table's rows as Arrow (contract.rows_table), and the optional columns no row carries (the SIS
+    lacks them: staged blank)."""
     rows = list(rows)
-    columns = c.TABLE_COLUMNS[table]
-    seen = set().union(*(r.keys() for r in rows)) if rows else set(columns)
+    seen = set().union(*(r.keys() for r in rows)) if rows else set(c.TABLE_COLUMNS[table])
     missing = [col for col in c.OPTIONAL_COLUMNS.get(table, ()) if col not in seen]
-    arrays = []
-    for col in columns:
-        values = [r.get(col) for r in rows]
-        if c.column_type(col) == pa.int64():
-            arrays.append(pa.array([None if v is None or str(v).strip() == "" else int(v) for v in values],
-                                   pa.int64()))
-        else:
-            arrays.append(pa.array([c.text_value(v) for v in values], pa.string()))
-    return pa.Table.from_arrays(arrays, schema=c.schema(table)), missing
+    return c.rows_table(rows, c.TABLE_COLUMNS[table]), missing
 
 
 def _known_gaps() -> dict[tuple[str, str], str]:

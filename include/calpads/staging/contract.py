@@ -9,6 +9,11 @@ in place; an API source may get them from its vendor):
   (calpads.sources.sql_attendance.category_counts);
 - ``absent_days``: student_id, att_date ('YYYY-MM-DD') of daily codes whose presence is Absent.
 
+Both are computed over every reportable school and, for ``absent_days``, over LEAP's whole reporting
+year, whatever the run's schools and dates (``aggregate_scopes`` in calpads.extracts.selection), by
+every source alike. ATTENDANCE and ATTENDANCE_CODE (``SOURCE_ONLY_COLUMNS``) are read only to compute
+them: they are never staged.
+
 Column types are two: the contract's INTEGER columns are int64, everything else (dates
 included, as 'YYYY-MM-DD' text) is text, so that a date the SIS stores as text and cannot be
 read reaches the builder and its not-extracted report instead of failing the read.
@@ -16,6 +21,10 @@ read reaches the builder and its not-extracted report instead of failing the rea
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
 import pyarrow as pa
 
 PREFS = "prefs"
@@ -51,8 +60,14 @@ TABLE_COLUMNS: dict[str, list[str]] = {
 # Columns a SIS may lack (staged blank, with a note): table -> columns
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {STUDENTS: ENROLLMENT_CODES, REENROLLMENTS: ENROLLMENT_CODES}
 DATE_COLUMNS = {"date_value", "dob", "entrydate", "exitdate", "programstartdate", "programenddate", "servicedate"}
+# The SIS tables only the aggregates read (a daily ATTENDANCE row never leaves its source as a row).
+ATTENDANCE, ATTENDANCE_CODE = "attendance", "attendance_code"
+SOURCE_ONLY_COLUMNS: dict[str, list[str]] = {
+    ATTENDANCE: ["id", "studentid", "schoolid", "att_date", "attendance_codeid", "att_mode_code"],
+    ATTENDANCE_CODE: ["id", "schoolid", "att_code", "presence_status_cd", "calpads_category"],
+}
 INT_COLUMNS = {"id", "school_number", "state_excludefromreporting", "schoolid", "insession", "dcid", "studentid",
-               "studentsdcid", "grade_level", "enroll_status"}
+               "studentsdcid", "grade_level", "enroll_status", "attendance_codeid"}
 
 # The contract tables every enrollment-based record type reads, and what each record type adds.
 ENROLLMENT_TABLES = (PREFS, SCHOOLS, CALENDAR_DAY, STUDENTS, REENROLLMENTS, STU_X)
@@ -75,3 +90,25 @@ def text_value(value: object) -> str | None:
     if hasattr(value, "isoformat") and not isinstance(value, str):
         return value.isoformat()[:10]
     return str(value)
+
+
+def typed_array(column: str, values: Iterable[object]) -> pa.Array:
+    """One column's values (text, as an API or a CSV file gives them, or typed) in the contract's type: int64 for
+    an INTEGER column (blank text is NULL), text for the rest (dates as 'YYYY-MM-DD')."""
+    if column_type(column) == pa.int64():
+        return pa.array([None if v is None or str(v).strip() == "" else int(str(v).strip()) for v in values],
+                        pa.int64())
+    return pa.array([text_value(v) for v in values], pa.string())
+
+
+def rows_table(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> pa.Table:
+    """Rows (dicts keyed by the contract's lower-case column names; a column a row lacks is NULL) as an Arrow
+    table of ``columns`` in the contract's types: how every API source's rows are typed."""
+    rows, columns = list(rows), list(columns)
+    return pa.table({col: typed_array(col, (r.get(col) for r in rows)) for col in columns},
+                    schema=pa.schema([(col, column_type(col)) for col in columns]))
+
+
+def rows_frame(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
+    """``rows_table`` as pandas, as StagedTables.frame reads a staged table back."""
+    return rows_table(rows, columns).to_pandas()

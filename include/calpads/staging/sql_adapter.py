@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator
-from dataclasses import replace
 
 import pandas as pd
 import pyarrow as pa
@@ -80,13 +79,10 @@ def table_select(table: str, scope: RunScope, have: Collection[str] = ()) -> sa.
 
 
 def _array(values: list[object], column: str) -> pa.Array:
-    kind = c.column_type(column)
     try:
-        return pa.array(values, kind)
+        return pa.array(values, c.column_type(column))
     except (pa.ArrowInvalid, pa.ArrowTypeError):   # a SQLite SIS may hold text in an INTEGER column, or vice versa
-        if kind == pa.string():
-            return pa.array([c.text_value(v) for v in values], kind)
-        return pa.array([None if v is None or str(v).strip() == "" else int(str(v).strip()) for v in values], kind)
+        return c.typed_array(column, values)
 
 
 def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[list[tuple[object, ...]]]:
@@ -100,6 +96,7 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
         args = params
     dbapi = conn.connection.dbapi_connection
     server_side = conn.dialect.name == "postgresql"
+    base_error = conn.dialect.loaded_dbapi.Error
     cursor = dbapi.cursor(name="calpads_staging") if server_side else dbapi.cursor()
     try:
         if server_side:
@@ -107,8 +104,17 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
         cursor.execute(str(compiled), args)
         while rows := cursor.fetchmany(batch_rows):
             yield rows
+    except base_error as exc:   # as SQLAlchemy raises a driver's error (a SIS outage is sa.exc.DBAPIError)
+        lost = conn.dialect.is_disconnect(exc, dbapi, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(str(compiled), None, exc, base_error, hide_parameters=True,
+                                         connection_invalidated=lost, dialect=conn.dialect) from exc
     finally:
-        cursor.close()
+        try:
+            cursor.close()
+        except base_error:   # the connection is gone already
+            pass
 
 
 def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -141,21 +147,19 @@ class SqlAdapter:
         if c.ATTENDANCE_CATEGORY_DAYS in tables:
             staged.write_frame(c.ATTENDANCE_CATEGORY_DAYS, self.category_days(staged, scope))
         if c.ABSENT_DAYS in tables:
+            from calpads.extracts.selection import absent_days_range
             from calpads.sources.sql_attendance import absent_days
 
-            staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *date_window(scope)))
+            staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *absent_days_range(scope)))
 
     def category_days(self, staged: StagedTables, scope: RunScope) -> pd.DataFrame:
-        """STAS's day counts per student and school, for every reportable school (a run narrowed to some schools
-        still needs the LEA-wide counts for 13.24: calpads.extracts.stas.lea_wide_recovery), counted through
-        the STAS counting date."""
+        """STAS's day counts per student and school, over selection.category_days_scope (every reportable
+        school), counted by the SIS database."""
         from calpads.extracts import stas
-        from calpads.extracts.selection import reportable_schools
+        from calpads.extracts.selection import category_days_scope, reportable_schools
         from calpads.sources.sql_attendance import category_counts
 
         cfg = stas.settings()
         numbers = [int(n) for n in reportable_schools(staged.frame(c.SCHOOLS))["school_number"]]
-        counting = replace(stas.counting_scope(scope), schools=(), subdistricts=())
-        return category_counts(self.engine, counting, numbers, list(cfg["categories"]), cfg["categories"],
-                               cfg["uncategorised_absent"])
-
+        return category_counts(self.engine, category_days_scope(scope), numbers, list(cfg["categories"]),
+                               cfg["categories"], cfg["uncategorised_absent"])

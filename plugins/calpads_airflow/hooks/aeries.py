@@ -36,6 +36,10 @@ class AeriesHook(SisApiHook):
                           "the district's default year.", "schema": {"type": ["string", "null"]}},
         "subdistricts": {"label": "Sub-districts", "description": "JSON {\"SchoolCode\": \"sub-district\"}; "
                          "Aeries has no sub-district on the school record.", "schema": {"type": ["object", "null"]}},
+        "exit_reasons": {"label": "Exit reasons", "description": "JSON {\"Aeries code\": \"CALPADS code\"}, as "
+                         "Aeries's CALPADS Code Translation page (SENR 1.26).", "schema": {"type": ["object", "null"]}},
+        "absence_codes": {"label": "Absence codes", "description": "JSON {\"Aeries code\": \"CALPADS category\"} "
+                          "(STAS and LEAP; docs/sis-sources.md).", "schema": {"type": ["object", "null"]}},
     }
     UI_BEHAVIOUR: ClassVar[dict[str, Any]] = {
         "hidden_fields": ["schema", "port", "login", "extra"],

@@ -1,4 +1,7 @@
-"""TableSIS's source client: the SPRG tables, paged with offset/limit, checkpointed like every API source."""
+"""TableSIS's source client: the SPRG tables, paged with offset/limit, checkpointed like every API source.
+
+A client's one data call is ``pull_tables``: the run's API adapter (calpads.staging.api_adapter) stages what it
+returns and the builders do the rest. TableSIS carries no attendance: STAS and LEAP stop before building."""
 
 from __future__ import annotations
 
@@ -17,8 +20,7 @@ from calpads.sources.api_common import (
     StaticHeader,
     paged_fetch,
 )
-from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
-from calpads.sources.sql_sis import SprgPull
+from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
 
 SOURCE = "tablesis_api"
 
@@ -51,12 +53,10 @@ class TableSisClient:
         return paged_fetch(store, count=total, page_size=self.page_size, columns=columns, fetch_page=page,
                            deadline=time.monotonic() + 600, label=f"TableSIS {table}")
 
-    def pull_tables(self, scope: RunScope, program_codes: list[str], work_dir: str | Path
-                    ) -> dict[str, list[dict[str, Any]]]:
+    def pull_tables(self, scope: RunScope, work_dir: str | Path, program_codes: list[str] | None = None, *,
+                    record_types: tuple[str, ...] = ()) -> dict[str, list[dict[str, Any]]]:
+        """The contract tables TableSIS serves, as rows keyed by the contract's lower-case column names."""
         return {table: self.fetch_table(table, work_dir) for table in SPRG_TABLE_COLUMNS}
-
-    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        return assemble_sprg_pull(self.pull_tables(scope, program_codes, work_dir), scope, program_codes)
 
     def test_connection(self) -> tuple[bool, str]:
         try:

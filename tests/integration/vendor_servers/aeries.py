@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from calpads.run_scope import current_academic_year
-from tests.integration.vendor_servers.common import Request, Response, VendorServer, read_tables
+from tests.integration.vendor_servers.common import Request, Response, VendorServer, one_student_key, read_tables
 
 API = "/api/v5"
 NOT_AERIES = ("partnershipacademyid", "migrantstudentid", "prmarydisabilitycode", "distspedaccountability",
@@ -39,17 +39,10 @@ def as_aeries_district(engine: sa.Engine, range_start: str) -> None:
       enrollment on max(start, range_start) (else the current school), id = <code><yyyymmdd>, no Title I
       services, no blank codes.
     """
-    by_id = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.id = {t}.studentid)"
-    by_dcid = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.dcid = {t}.studentsdcid)"
     cols = ", ".join(f"NULL AS {c}" for c in NOT_AERIES)
     with engine.begin() as c:
-        for t in ("reenrollments", "attendance"):
-            c.exec_driver_sql(f"UPDATE {t} SET studentid = {by_id.format(t=t)}")  # noqa: S608 - fixed names
-        for t in ("s_ca_stu_x", "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c"):
-            c.exec_driver_sql(f"UPDATE {t} SET studentsdcid = {by_dcid.format(t=t)}")  # noqa: S608
-        c.exec_driver_sql("UPDATE students SET id = CAST(student_number AS INTEGER), "
-                          "dcid = CAST(student_number AS INTEGER), state_excludefromreporting = 0")
-        c.exec_driver_sql("UPDATE reenrollments SET state_excludefromreporting = 0")
+        one_student_key(c)
+        c.exec_driver_sql("UPDATE students SET state_excludefromreporting = 0")
         c.exec_driver_sql("INSERT INTO s_ca_stu_x (studentsdcid) SELECT dcid FROM students "
                           "WHERE dcid NOT IN (SELECT studentsdcid FROM s_ca_stu_x)")
         c.exec_driver_sql("UPDATE s_ca_stu_x SET legalgender = NULL, "

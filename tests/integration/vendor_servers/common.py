@@ -173,6 +173,21 @@ def text(v: Any) -> str | None:
     return str(v)
 
 
+def one_student_key(conn: sa.Connection) -> None:
+    """Re-key a contract SIS in place as a vendor with one student key holds it (Aeries's StudentID, a
+    OneRoster user's identifier): STUDENTS.ID = DCID = STUDENT_NUMBER, every reference to them likewise; and no
+    per-enrollment exclusion flag (REENROLLMENTS.STATE_EXCLUDEFROMREPORTING 0)."""
+    by_id = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.id = {t}.studentid)"
+    by_dcid = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.dcid = {t}.studentsdcid)"
+    for t in ("reenrollments", "attendance"):
+        conn.exec_driver_sql(f"UPDATE {t} SET studentid = {by_id.format(t=t)}")  # noqa: S608 - fixed names
+    for t in ("s_ca_stu_x", "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c"):
+        conn.exec_driver_sql(f"UPDATE {t} SET studentsdcid = {by_dcid.format(t=t)}")  # noqa: S608
+    conn.exec_driver_sql("UPDATE students SET id = CAST(student_number AS INTEGER), "
+                         "dcid = CAST(student_number AS INTEGER)")
+    conn.exec_driver_sql("UPDATE reenrollments SET state_excludefromreporting = 0")
+
+
 def read_tables(engine: sa.Engine, tables: dict[str, list[str]]) -> dict[str, list[dict[str, str | None]]]:
     """The contract tables' rows as text (what a vendor API hands over), ordered by their first column."""
     out: dict[str, list[dict[str, str | None]]] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.integration.vendor_servers.common import Request, Response, VendorServer, read_tables
+from tests.integration.vendor_servers.common import Request, Response, VendorServer, one_student_key, read_tables
 
 BASE = "/ims/oneroster/rostering/v1p2"
 
@@ -78,16 +78,8 @@ def as_oneroster_district(engine: sa.Engine) -> None:
     hold, seen through the contract (written in SQL, apart from calpads.sources.oneroster's Python rules):
     one student key (STUDENTS.ID = DCID = STUDENT_NUMBER, references included), no per-enrollment
     exclusion flag, and only attendance rows whose code the district's code table has."""
-    by_id = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.id = {t}.studentid)"
-    by_dcid = "(SELECT CAST(s.student_number AS INTEGER) FROM students s WHERE s.dcid = {t}.studentsdcid)"
     with engine.begin() as c:
-        for t in ("reenrollments", "attendance"):
-            c.exec_driver_sql(f"UPDATE {t} SET studentid = {by_id.format(t=t)}")  # noqa: S608 - fixed names
-        for t in ("s_ca_stu_x", "s_ca_stu_calpadsprograms_c", "s_ca_calpads_studentservices_c"):
-            c.exec_driver_sql(f"UPDATE {t} SET studentsdcid = {by_dcid.format(t=t)}")  # noqa: S608
-        c.exec_driver_sql("UPDATE students SET id = CAST(student_number AS INTEGER), "
-                          "dcid = CAST(student_number AS INTEGER)")
-        c.exec_driver_sql("UPDATE reenrollments SET state_excludefromreporting = 0")
+        one_student_key(c)
         c.exec_driver_sql("DELETE FROM attendance WHERE attendance_codeid NOT IN (SELECT id FROM attendance_code)")
 
 
