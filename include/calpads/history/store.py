@@ -68,8 +68,7 @@ LEASE_HOURS = 12   # a lease older than this (its run died without releasing it)
 LOG_COLUMNS = ["run_pk", "line", "op_key", "transaction_type", "local_student_id", "ssid", "fields"]
 # What a save computes per record for the current state (transaction_type tells upserts from removals).
 DELTA_COLUMNS = ["op_key", "record_hash", "line", "transaction_type", *schema.STATE_COLUMNS]
-CURRENT_COLUMNS = ["record_type", "reporting_lea", "academic_year", "op_key", "record_hash", "run_pk", "line",
-                   *schema.STATE_COLUMNS]
+CURRENT_COLUMNS = ["scope_id", "op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 STATE_READ = ["op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 
 
@@ -183,18 +182,21 @@ class HistoryStore:
         upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
         removals = delta.filter(is_delete)["op_key"].to_pylist()
         n = upserts.num_rows
-        for i, value in enumerate((record_type, lea, academic_year)):
-            upserts = upserts.add_column(i, CURRENT_COLUMNS[i], pa.array([value] * n, pa.string()))
+        pg = conn.dialect.name == "postgresql"
+        scope_id, first = _scope_id(conn, record_type, lea, academic_year)
+        upserts = upserts.add_column(0, "scope_id", pa.array([scope_id] * n, pa.int32()))
         upserts = upserts.append_column("run_pk", pa.array([run_pk] * n, pa.int64())).select(CURRENT_COLUMNS)
-        c = schema.current.c
-        where = [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
-        first = conn.execute(sa.select(c.op_key).where(*where).limit(1)).first() is None
-        updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[4:])
-        conflict = f" ON CONFLICT (record_type, reporting_lea, academic_year, op_key) DO UPDATE SET {updates}"
+        if pg:      # bytea in COPY's text form: \x and the hex digits
+            at = CURRENT_COLUMNS.index("record_hash")
+            hexed = pc.binary_join_element_wise("\\x", upserts["record_hash"], "")
+            upserts = upserts.set_column(at, "record_hash", hexed)
+        updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[2:])
+        conflict = f" ON CONFLICT (scope_id, op_key) DO UPDATE SET {updates}"
         if first:        # the first submission of this scope: straight in, nothing to update or remove
             self._write(conn, schema.CURRENT, upserts)
             return
-        if conn.dialect.name == "postgresql":
+        c = schema.current.c
+        if pg:
             conn.exec_driver_sql("CREATE TEMP TABLE calpads_history_delta "
                                  f"(LIKE {schema.CURRENT} INCLUDING DEFAULTS) ON COMMIT DROP")
             self._write(conn, "calpads_history_delta", upserts)
@@ -202,14 +204,13 @@ class HistoryStore:
             conn.exec_driver_sql(f"INSERT INTO {schema.CURRENT} ({cols}) SELECT {cols} "  # noqa: S608
                                  f"FROM calpads_history_delta{conflict}")
             if removals:
-                conn.execute(sa.delete(schema.current).where(*where, c.op_key == sa.func.any(
+                conn.execute(sa.delete(schema.current).where(c.scope_id == scope_id, c.op_key == sa.func.any(
                     sa.bindparam("keys", removals, type_=sa.ARRAY(sa.Text)))))
             return
         self._write(conn, schema.CURRENT, upserts, suffix=conflict)
         if removals:
-            conn.exec_driver_sql(
-                f"DELETE FROM {schema.CURRENT} WHERE record_type = ? AND reporting_lea = ? "  # noqa: S608
-                "AND academic_year = ? AND op_key = ?", [(record_type, lea, academic_year, k) for k in removals])
+            conn.exec_driver_sql(f"DELETE FROM {schema.CURRENT} WHERE scope_id = ? AND op_key = ?",  # noqa: S608
+                                 [(scope_id, k) for k in removals])
 
     @staticmethod
     def _write(conn: sa.Connection, table: str, rows: pa.Table, *, suffix: str = "") -> None:
@@ -482,6 +483,20 @@ def _lease_scope(record_type: str, lea: str, academic_year: str) -> list[Any]:
     return [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
 
 
+def _scope_id(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> tuple[int, bool]:
+    """(id, empty) of the scope's ``calpads_history_scopes`` row, added when missing (under the save lock, so
+    no other save adds it meanwhile); empty: the current state holds no row of it yet."""
+    sc, c = schema.scopes, schema.current.c
+    where = [sc.c.record_type == record_type, sc.c.reporting_lea == lea, sc.c.academic_year == academic_year]
+    found = conn.execute(sa.select(sc.c.id).where(*where)).scalar()
+    if found is None:
+        found = conn.execute(sa.insert(sc).values(record_type=record_type, reporting_lea=lea,
+                                                  academic_year=academic_year)).inserted_primary_key[0]
+        return int(found), True
+    empty = conn.execute(sa.select(c.op_key).where(c.scope_id == found).limit(1)).first() is None
+    return int(found), empty
+
+
 def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> None:
     """Every record must be the run's own LEA and year: one LEA's data is never saved as another's."""
     for column, expected in (("reporting_lea", lea), ("academic_year_id", academic_year)):
@@ -540,17 +555,20 @@ def split_fields(texts: pd.Series, layout: Layout) -> pd.DataFrame:
 
 
 def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> pa.Table:
-    """The current-state rows of one scope (STATE_READ columns): COPY ... TO STDOUT on PostgreSQL (parsed by
-    pyarrow), one fetch on SQLite."""
-    columns = ", ".join(STATE_READ)
+    """The current-state rows of one scope (STATE_READ columns, the hash as its hex digits): COPY ... TO STDOUT
+    on PostgreSQL (parsed by pyarrow), one fetch on SQLite."""
+    sc = schema.scopes.c
+    scope_id = conn.execute(sa.select(sc.id).where(sc.record_type == record_type, sc.reporting_lea == lea,
+                                                   sc.academic_year == academic_year)).scalar()
+    if scope_id is None:
+        return _table([])
     if conn.dialect.name == "postgresql":
+        columns = ", ".join("encode(record_hash, 'hex')" if c == "record_hash" else c for c in STATE_READ)
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            sql = cursor.mogrify(f"COPY (SELECT {columns} FROM {schema.CURRENT} WHERE record_type = %s AND "  # noqa: S608
-                                 "reporting_lea = %s AND academic_year = %s) TO STDOUT WITH (FORMAT csv)",
-                                 (record_type, lea, academic_year)).decode()
             buf = io.BytesIO()
-            cursor.copy_expert(sql, buf)
+            cursor.copy_expert(f"COPY (SELECT {columns} FROM {schema.CURRENT} WHERE scope_id = {int(scope_id)}) "  # noqa: S608
+                               "TO STDOUT WITH (FORMAT csv)", buf)
         finally:
             cursor.close()
         if not buf.getbuffer().nbytes:
@@ -564,8 +582,7 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
     # sqlite3 hands each value to Python as an object, which cost more than anything else for 1.5M rows.
     joined = " || char(30) || ".join(f"coalesce(CAST({c} AS TEXT), char(21))" for c in STATE_READ)
     text = conn.exec_driver_sql(f"SELECT group_concat({joined}, char(29)) FROM {schema.CURRENT} "  # noqa: S608
-                                "WHERE record_type = ? AND reporting_lea = ? AND academic_year = ?",
-                                (record_type, lea, academic_year)).scalar()
+                                "WHERE scope_id = ?", (int(scope_id),)).scalar()
     if not text:
         return _table([])
     values = pc.list_flatten(pc.split_pattern(pc.list_flatten(pc.split_pattern(pa.array([text]), "\x1d")), "\x1e"))
