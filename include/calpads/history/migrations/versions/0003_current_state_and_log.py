@@ -41,8 +41,7 @@ STATE_COLUMNS = ("local_record_id", "local_student_id", "school_of_attendance", 
 def upgrade() -> None:
     op.create_table(
         "calpads_history_log",
-        sa.Column("run_pk", BigId, sa.ForeignKey("calpads_history_runs.id", name="fk_calpads_history_log_run"),
-                  primary_key=True),
+        sa.Column("run_pk", BigId, primary_key=True),   # no foreign keys: calpads.history.schema.NO_FOREIGN_KEYS
         sa.Column("line", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("op_key", KeyText, nullable=False),
         sa.Column("transaction_type", sa.String(1)),
@@ -60,9 +59,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "calpads_history_current",
-        sa.Column("scope_id", sa.Integer,
-                  sa.ForeignKey("calpads_history_scopes.id", name="fk_calpads_history_current_scope"),
-                  primary_key=True),
+        sa.Column("scope_id", sa.Integer, primary_key=True),
         sa.Column("op_key", KeyText, primary_key=True),
         sa.Column("record_hash", RecordHash, nullable=False),
         sa.Column("run_pk", BigId, nullable=False),
