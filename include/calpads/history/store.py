@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,15 +151,23 @@ class HistoryStore:
                         f"{record_type} run {run_id} was not saved: run {latest[1]} was saved for {lea} "
                         f"{academic_year} after this run compared its records with the history.")
             run_pk = int(conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0])
-            # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size.
+            # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size. A
+            # worker thread computes the next chunk (DuckDB and pyarrow release the GIL) while this one's COPY runs.
             delta = []
-            for start in range(0, n, SAVE_CHUNK):
-                rows = _record_rows(published.iloc[start:start + SAVE_CHUNK], layout, first_line=start + 1)
-                logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
-                                                                                        pa.int64()))
-                self._write(conn, schema.LOG, logged)
-                delta.append(rows.select(DELTA_COLUMNS))
-                del rows, logged
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                def compute(start: int) -> Future[pa.Table]:
+                    return worker.submit(_record_rows, published.iloc[start:start + SAVE_CHUNK], layout,
+                                         first_line=start + 1)
+
+                pending = compute(0) if n else None
+                for start in range(0, n, SAVE_CHUNK):
+                    rows = pending.result()
+                    pending = compute(start + SAVE_CHUNK) if start + SAVE_CHUNK < n else None
+                    logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
+                                                                                            pa.int64()))
+                    self._write(conn, schema.LOG, logged)
+                    delta.append(rows.select(DELTA_COLUMNS))
+                    del rows, logged
             if delta:
                 self._apply_delta(conn, pa.concat_tables(delta), record_type, lea, academic_year, run_pk)
             conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
@@ -170,14 +179,14 @@ class HistoryStore:
                      run_pk: int) -> None:
         """The run's records onto the current state: adds/updates upserted, D's removed. A key sent twice in
         one run: its later line counts (the published file's order), as it did for CALPADS."""
-        with duckdb.connect() as con:
-            con.register("delta", delta)
-            if not con.sql("SELECT count(*) = count(DISTINCT op_key) FROM delta").fetchall()[0][0]:
-                delta = con.sql("SELECT * FROM delta QUALIFY row_number() OVER (PARTITION BY op_key "
-                                "ORDER BY line DESC) = 1").to_arrow_table()
-                con.register("delta", delta)
-            # In key order: the primary key's index is then filled page after page, not at random places.
-            delta = con.sql("SELECT * FROM delta ORDER BY op_key").to_arrow_table()
+        # In key order (a key's later line last): the primary key's index is then filled page after page, not at
+        # random places; of a key sent twice, the later line is kept.
+        delta = delta.take(pc.sort_indices(delta["op_key"]))    # a stable sort: lines stay ascending per key
+        keys = delta["op_key"]
+        if delta.num_rows > 1:
+            last_of_key = pc.not_equal(keys.slice(0, delta.num_rows - 1), keys.slice(1))
+            if not pc.all(last_of_key).as_py():
+                delta = delta.filter(pa.concat_arrays([c for c in last_of_key.chunks] + [pa.array([True])]))
         is_delete = pc.fill_null(pc.equal(delta["transaction_type"], "D"), False)
         upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
         removals = delta.filter(is_delete)["op_key"].to_pylist()
@@ -511,7 +520,11 @@ def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) ->
     columns and its fields joined by FIELD_SEPARATOR. A value holding the separator is refused (the
     published file cannot hold one either: calpads.publish.writer)."""
     frame = string_frame(published, layout.columns).reset_index(drop=True)
-    frame["__line"] = np.arange(first_line, first_line + len(frame), dtype=np.int64)
+    lines = np.arange(first_line, first_line + len(frame), dtype=np.int64)
+    try:        # DuckDB reads an Arrow table faster than a frame of Python objects
+        source: Any = pa.Table.from_pandas(frame, preserve_index=False).append_column("__line", pa.array(lines))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):      # values of mixed types (a hand-made frame): DuckDB casts them
+        source = frame.assign(__line=lines)
     picked = {c: (f"CAST({ident(c)} AS VARCHAR)" if c in layout.columns else "CAST(NULL AS VARCHAR)")
               for c in ("local_student_id", "ssid")}
     picked |= {c: (f"nullif(CAST({ident(c)} AS VARCHAR), '')" if c in layout.columns else "CAST(NULL AS VARCHAR)")
@@ -521,14 +534,14 @@ def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) ->
                CASE WHEN transaction_type = 'D' THEN 'D' END AS transaction_type,
                {", ".join(f"{expr} AS {ident(c)}" for c, expr in picked.items())},
                {fields_sql(layout.columns)} AS fields
-        FROM frame
+        FROM source
     """  # noqa: S608  (layout column names only)
     with duckdb.connect() as con:
-        con.register("frame", frame)
+        con.register("source", source)
         table = con.sql(sql).to_arrow_table()
-        con.register("rows", table)
-        seps = f"length(fields) - length(replace(fields, '{FIELD_SEPARATOR}', ''))"
-        bad = con.sql(f"SELECT line FROM rows WHERE {seps} <> {len(layout.columns) - 1} LIMIT 10").fetchall()  # noqa: S608
+    del source
+    wrong = pc.not_equal(pc.count_substring(table["fields"], FIELD_SEPARATOR), len(layout.columns) - 1)
+    bad = [(line,) for line in table["line"].filter(wrong).slice(0, 10).to_pylist()]
     if bad:
         ids = [str(frame.at[line - first_line, "local_record_id"]) for (line,) in bad] \
             if "local_record_id" in frame.columns else []
