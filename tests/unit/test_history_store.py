@@ -3,6 +3,7 @@ what last_submitted returns, the student look-up and its CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
     store_fixture,
 )
 
-TABLES = {schema.RUNS, schema.LOG, schema.CURRENT, schema.LOCKS, schema.LEASES, schema.VERSION_TABLE}
+TABLES = {schema.RUNS, schema.LOG, schema.CURRENT, schema.SCOPES, schema.LOCKS, schema.LEASES, schema.VERSION_TABLE}
 
 
 def count(engine: sa.Engine, table: str) -> int:
@@ -99,6 +100,7 @@ def test_saved_rows_carry_key_hash_type_and_fields(store):
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(schema.log).order_by(schema.log.c.line)).mappings().all()
         current = conn.execute(sa.select(schema.current)).mappings().all()
+        scopes = conn.execute(sa.select(schema.scopes)).mappings().all()
     assert [r["transaction_type"] for r in rows] == [None, "D"] and [r["line"] for r in rows] == [1, 2]
     assert rows[0]["op_key"] == "7654321\x1f1000000001\x1f101\x1f20250902\x1f"
     # The fields as the published line (caret-joined, blank for None); the D repeats them.
@@ -107,7 +109,13 @@ def test_saved_rows_carry_key_hash_type_and_fields(store):
     # What CALPADS holds: the add only (a D of a key never sent holds nothing), with its hash.
     assert [(r["op_key"], r["line"], r["local_record_id"], r["program_code"]) for r in current] == [
         (rows[0]["op_key"], 1, "1.21", "101")]
-    assert len(current[0]["record_hash"]) == 64 and current[0]["academic_year"] == YEAR
+    # The hash: sha256's first 128 bits of the updatable values joined by U+001F (16 bytes on PostgreSQL).
+    stored = current[0]["record_hash"]
+    stored = stored.hex() if isinstance(stored, bytes) else stored
+    joined = "\x1f".join(rec("1.21")[c] or "" for c in LAYOUT.updatable_fields)
+    assert stored == hashlib.sha256(joined.encode()).hexdigest()[:32]
+    assert [(s["id"], s["record_type"], s["reporting_lea"], s["academic_year"]) for s in scopes] == [
+        (current[0]["scope_id"], "SPRG", LEA, YEAR)]
     assert store.runs().loc[0, ["add_update_count", "delete_count"]].tolist() == [1, 1]
 
 

@@ -3,7 +3,8 @@
 Canonical form (shared by the store and the diff, so stored values compare with fresh ones):
 the values joined by the unit separator U+001F, each cast to text, None and "" equal.
 - op key: the layout's operational key values, joined;
-- hash:   sha256 hex of the layout's updatable values, joined.
+- hash:   the first 128 bits of the sha256 of the layout's updatable values, joined, as 32 hex digits (a hash
+          is only compared with the same key's earlier hash: 128 bits are plenty, and the stored row narrower).
 Changing either definition changes every stored key/hash: don't, without a migration.
 """
 
@@ -57,7 +58,7 @@ def fields_sql(columns: list[str]) -> str:
 
 
 def hash_sql(layout: Layout, alias: str = "") -> str:
-    return f"sha256({joined_sql(layout.updatable_fields, alias)})"
+    return f"left(sha256({joined_sql(layout.updatable_fields, alias)}), 32)"
 
 
 def string_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,8 +69,7 @@ LEASE_HOURS = 12   # a lease older than this (its run died without releasing it)
 LOG_COLUMNS = ["run_pk", "line", "op_key", "transaction_type", "local_student_id", "ssid", "fields"]
 # What a save computes per record for the current state (transaction_type tells upserts from removals).
 DELTA_COLUMNS = ["op_key", "record_hash", "line", "transaction_type", *schema.STATE_COLUMNS]
-CURRENT_COLUMNS = ["record_type", "reporting_lea", "academic_year", "op_key", "record_hash", "run_pk", "line",
-                   *schema.STATE_COLUMNS]
+CURRENT_COLUMNS = ["scope_id", "op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 STATE_READ = ["op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 
 
@@ -151,15 +151,23 @@ class HistoryStore:
                         f"{record_type} run {run_id} was not saved: run {latest[1]} was saved for {lea} "
                         f"{academic_year} after this run compared its records with the history.")
             run_pk = int(conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0])
-            # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size.
+            # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size. A
+            # worker thread computes the next chunk (DuckDB and pyarrow release the GIL) while this one's COPY runs.
             delta = []
-            for start in range(0, n, SAVE_CHUNK):
-                rows = _record_rows(published.iloc[start:start + SAVE_CHUNK], layout, first_line=start + 1)
-                logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
-                                                                                        pa.int64()))
-                self._write(conn, schema.LOG, logged)
-                delta.append(rows.select(DELTA_COLUMNS))
-                del rows, logged
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                def compute(start: int) -> Future[pa.Table]:
+                    return worker.submit(_record_rows, published.iloc[start:start + SAVE_CHUNK], layout,
+                                         first_line=start + 1)
+
+                pending = compute(0) if n else None
+                for start in range(0, n, SAVE_CHUNK):
+                    rows = pending.result()
+                    pending = compute(start + SAVE_CHUNK) if start + SAVE_CHUNK < n else None
+                    logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
+                                                                                            pa.int64()))
+                    self._write(conn, schema.LOG, logged)
+                    delta.append(rows.select(DELTA_COLUMNS))
+                    del rows, logged
             if delta:
                 self._apply_delta(conn, pa.concat_tables(delta), record_type, lea, academic_year, run_pk)
             conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
@@ -171,30 +179,33 @@ class HistoryStore:
                      run_pk: int) -> None:
         """The run's records onto the current state: adds/updates upserted, D's removed. A key sent twice in
         one run: its later line counts (the published file's order), as it did for CALPADS."""
-        with duckdb.connect() as con:
-            con.register("delta", delta)
-            if not con.sql("SELECT count(*) = count(DISTINCT op_key) FROM delta").fetchall()[0][0]:
-                delta = con.sql("SELECT * FROM delta QUALIFY row_number() OVER (PARTITION BY op_key "
-                                "ORDER BY line DESC) = 1").to_arrow_table()
-                con.register("delta", delta)
-            # In key order: the primary key's index is then filled page after page, not at random places.
-            delta = con.sql("SELECT * FROM delta ORDER BY op_key").to_arrow_table()
+        # In key order (a key's later line last): the primary key's index is then filled page after page, not at
+        # random places; of a key sent twice, the later line is kept.
+        delta = delta.take(pc.sort_indices(delta["op_key"]))    # a stable sort: lines stay ascending per key
+        keys = delta["op_key"]
+        if delta.num_rows > 1:
+            last_of_key = pc.not_equal(keys.slice(0, delta.num_rows - 1), keys.slice(1))
+            if not pc.all(last_of_key).as_py():
+                delta = delta.filter(pa.concat_arrays([c for c in last_of_key.chunks] + [pa.array([True])]))
         is_delete = pc.fill_null(pc.equal(delta["transaction_type"], "D"), False)
         upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
         removals = delta.filter(is_delete)["op_key"].to_pylist()
         n = upserts.num_rows
-        for i, value in enumerate((record_type, lea, academic_year)):
-            upserts = upserts.add_column(i, CURRENT_COLUMNS[i], pa.array([value] * n, pa.string()))
+        pg = conn.dialect.name == "postgresql"
+        scope_id, first = _scope_id(conn, record_type, lea, academic_year)
+        upserts = upserts.add_column(0, "scope_id", pa.array([scope_id] * n, pa.int32()))
         upserts = upserts.append_column("run_pk", pa.array([run_pk] * n, pa.int64())).select(CURRENT_COLUMNS)
-        c = schema.current.c
-        where = [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
-        first = conn.execute(sa.select(c.op_key).where(*where).limit(1)).first() is None
-        updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[4:])
-        conflict = f" ON CONFLICT (record_type, reporting_lea, academic_year, op_key) DO UPDATE SET {updates}"
+        if pg:      # bytea in COPY's text form: \x and the hex digits
+            at = CURRENT_COLUMNS.index("record_hash")
+            hexed = pc.binary_join_element_wise("\\x", upserts["record_hash"], "")
+            upserts = upserts.set_column(at, "record_hash", hexed)
+        updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[2:])
+        conflict = f" ON CONFLICT (scope_id, op_key) DO UPDATE SET {updates}"
         if first:        # the first submission of this scope: straight in, nothing to update or remove
             self._write(conn, schema.CURRENT, upserts)
             return
-        if conn.dialect.name == "postgresql":
+        c = schema.current.c
+        if pg:
             conn.exec_driver_sql("CREATE TEMP TABLE calpads_history_delta "
                                  f"(LIKE {schema.CURRENT} INCLUDING DEFAULTS) ON COMMIT DROP")
             self._write(conn, "calpads_history_delta", upserts)
@@ -202,14 +213,13 @@ class HistoryStore:
             conn.exec_driver_sql(f"INSERT INTO {schema.CURRENT} ({cols}) SELECT {cols} "  # noqa: S608
                                  f"FROM calpads_history_delta{conflict}")
             if removals:
-                conn.execute(sa.delete(schema.current).where(*where, c.op_key == sa.func.any(
+                conn.execute(sa.delete(schema.current).where(c.scope_id == scope_id, c.op_key == sa.func.any(
                     sa.bindparam("keys", removals, type_=sa.ARRAY(sa.Text)))))
             return
         self._write(conn, schema.CURRENT, upserts, suffix=conflict)
         if removals:
-            conn.exec_driver_sql(
-                f"DELETE FROM {schema.CURRENT} WHERE record_type = ? AND reporting_lea = ? "  # noqa: S608
-                "AND academic_year = ? AND op_key = ?", [(record_type, lea, academic_year, k) for k in removals])
+            conn.exec_driver_sql(f"DELETE FROM {schema.CURRENT} WHERE scope_id = ? AND op_key = ?",  # noqa: S608
+                                 [(scope_id, k) for k in removals])
 
     @staticmethod
     def _write(conn: sa.Connection, table: str, rows: pa.Table, *, suffix: str = "") -> None:
@@ -482,6 +492,20 @@ def _lease_scope(record_type: str, lea: str, academic_year: str) -> list[Any]:
     return [c.record_type == record_type, c.reporting_lea == lea, c.academic_year == academic_year]
 
 
+def _scope_id(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> tuple[int, bool]:
+    """(id, empty) of the scope's ``calpads_history_scopes`` row, added when missing (under the save lock, so
+    no other save adds it meanwhile); empty: the current state holds no row of it yet."""
+    sc, c = schema.scopes, schema.current.c
+    where = [sc.c.record_type == record_type, sc.c.reporting_lea == lea, sc.c.academic_year == academic_year]
+    found = conn.execute(sa.select(sc.c.id).where(*where)).scalar()
+    if found is None:
+        found = conn.execute(sa.insert(sc).values(record_type=record_type, reporting_lea=lea,
+                                                  academic_year=academic_year)).inserted_primary_key[0]
+        return int(found), True
+    empty = conn.execute(sa.select(c.op_key).where(c.scope_id == found).limit(1)).first() is None
+    return int(found), empty
+
+
 def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> None:
     """Every record must be the run's own LEA and year: one LEA's data is never saved as another's."""
     for column, expected in (("reporting_lea", lea), ("academic_year_id", academic_year)):
@@ -496,7 +520,11 @@ def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) ->
     columns and its fields joined by FIELD_SEPARATOR. A value holding the separator is refused (the
     published file cannot hold one either: calpads.publish.writer)."""
     frame = string_frame(published, layout.columns).reset_index(drop=True)
-    frame["__line"] = np.arange(first_line, first_line + len(frame), dtype=np.int64)
+    lines = np.arange(first_line, first_line + len(frame), dtype=np.int64)
+    try:        # DuckDB reads an Arrow table faster than a frame of Python objects
+        source: Any = pa.Table.from_pandas(frame, preserve_index=False).append_column("__line", pa.array(lines))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):      # values of mixed types (a hand-made frame): DuckDB casts them
+        source = frame.assign(__line=lines)
     picked = {c: (f"CAST({ident(c)} AS VARCHAR)" if c in layout.columns else "CAST(NULL AS VARCHAR)")
               for c in ("local_student_id", "ssid")}
     picked |= {c: (f"nullif(CAST({ident(c)} AS VARCHAR), '')" if c in layout.columns else "CAST(NULL AS VARCHAR)")
@@ -506,14 +534,14 @@ def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) ->
                CASE WHEN transaction_type = 'D' THEN 'D' END AS transaction_type,
                {", ".join(f"{expr} AS {ident(c)}" for c, expr in picked.items())},
                {fields_sql(layout.columns)} AS fields
-        FROM frame
+        FROM source
     """  # noqa: S608  (layout column names only)
     with duckdb.connect() as con:
-        con.register("frame", frame)
+        con.register("source", source)
         table = con.sql(sql).to_arrow_table()
-        con.register("rows", table)
-        seps = f"length(fields) - length(replace(fields, '{FIELD_SEPARATOR}', ''))"
-        bad = con.sql(f"SELECT line FROM rows WHERE {seps} <> {len(layout.columns) - 1} LIMIT 10").fetchall()  # noqa: S608
+    del source
+    wrong = pc.not_equal(pc.count_substring(table["fields"], FIELD_SEPARATOR), len(layout.columns) - 1)
+    bad = [(line,) for line in table["line"].filter(wrong).slice(0, 10).to_pylist()]
     if bad:
         ids = [str(frame.at[line - first_line, "local_record_id"]) for (line,) in bad] \
             if "local_record_id" in frame.columns else []
@@ -540,17 +568,20 @@ def split_fields(texts: pd.Series, layout: Layout) -> pd.DataFrame:
 
 
 def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> pa.Table:
-    """The current-state rows of one scope (STATE_READ columns): COPY ... TO STDOUT on PostgreSQL (parsed by
-    pyarrow), one fetch on SQLite."""
-    columns = ", ".join(STATE_READ)
+    """The current-state rows of one scope (STATE_READ columns, the hash as its hex digits): COPY ... TO STDOUT
+    on PostgreSQL (parsed by pyarrow), one fetch on SQLite."""
+    sc = schema.scopes.c
+    scope_id = conn.execute(sa.select(sc.id).where(sc.record_type == record_type, sc.reporting_lea == lea,
+                                                   sc.academic_year == academic_year)).scalar()
+    if scope_id is None:
+        return _table([])
     if conn.dialect.name == "postgresql":
+        columns = ", ".join("encode(record_hash, 'hex')" if c == "record_hash" else c for c in STATE_READ)
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            sql = cursor.mogrify(f"COPY (SELECT {columns} FROM {schema.CURRENT} WHERE record_type = %s AND "  # noqa: S608
-                                 "reporting_lea = %s AND academic_year = %s) TO STDOUT WITH (FORMAT csv)",
-                                 (record_type, lea, academic_year)).decode()
             buf = io.BytesIO()
-            cursor.copy_expert(sql, buf)
+            cursor.copy_expert(f"COPY (SELECT {columns} FROM {schema.CURRENT} WHERE scope_id = {int(scope_id)}) "  # noqa: S608
+                               "TO STDOUT WITH (FORMAT csv)", buf)
         finally:
             cursor.close()
         if not buf.getbuffer().nbytes:
@@ -564,8 +595,7 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
     # sqlite3 hands each value to Python as an object, which cost more than anything else for 1.5M rows.
     joined = " || char(30) || ".join(f"coalesce(CAST({c} AS TEXT), char(21))" for c in STATE_READ)
     text = conn.exec_driver_sql(f"SELECT group_concat({joined}, char(29)) FROM {schema.CURRENT} "  # noqa: S608
-                                "WHERE record_type = ? AND reporting_lea = ? AND academic_year = ?",
-                                (record_type, lea, academic_year)).scalar()
+                                "WHERE scope_id = ?", (int(scope_id),)).scalar()
     if not text:
         return _table([])
     values = pc.list_flatten(pc.split_pattern(pc.list_flatten(pc.split_pattern(pa.array([text]), "\x1d")), "\x1e"))

@@ -5,7 +5,8 @@ computed on every read) becomes:
 - ``calpads_history_log``: every row of it, in the same order (``line`` = its old id), the fields as the
   layout's values joined by "^" (blank = None: the canonical form already treats None and "" alike);
 - ``calpads_history_current``: the latest row per (record type, LEA, year, operational key) that is not a
-  D, with its updatable hash, pointing at its log row.
+  D, with its updatable hash (its first 128 bits), pointing at its log row; the record type, LEA and year as
+  the id of their ``calpads_history_scopes`` row.
 Why: docs/adr/0003-history-schema.md. Nothing is dropped before it is copied, in one transaction.
 A value holding a caret (no published record can hold one) stops the upgrade, naming the record type.
 Downgrade: restore the database backup taken before the upgrade (the old table's per-row hashes and key
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from calpads.layouts import load_layout
 
@@ -31,6 +33,7 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 KeyText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")   # byte-wise key comparison
+RecordHash = sa.String(32).with_variant(postgresql.BYTEA(), "postgresql")   # 16 bytes / 32 hex digits
 OLD = "calpads_history_records"
 STATE_COLUMNS = ("local_record_id", "local_student_id", "school_of_attendance", "program_code")
 
@@ -38,8 +41,7 @@ STATE_COLUMNS = ("local_record_id", "local_student_id", "school_of_attendance", 
 def upgrade() -> None:
     op.create_table(
         "calpads_history_log",
-        sa.Column("run_pk", BigId, sa.ForeignKey("calpads_history_runs.id", name="fk_calpads_history_log_run"),
-                  primary_key=True),
+        sa.Column("run_pk", BigId, primary_key=True),   # no foreign keys: calpads.history.schema.NO_FOREIGN_KEYS
         sa.Column("line", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("op_key", KeyText, nullable=False),
         sa.Column("transaction_type", sa.String(1)),
@@ -48,12 +50,18 @@ def upgrade() -> None:
         sa.Column("fields", sa.Text, nullable=False),
     )
     op.create_table(
+        "calpads_history_scopes",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("record_type", sa.String(8), nullable=False),
+        sa.Column("reporting_lea", sa.String(7), nullable=False),
+        sa.Column("academic_year", sa.String(9), nullable=False),
+        sa.UniqueConstraint("record_type", "reporting_lea", "academic_year", name="uq_calpads_history_scopes"),
+    )
+    op.create_table(
         "calpads_history_current",
-        sa.Column("record_type", sa.String(8), primary_key=True),
-        sa.Column("reporting_lea", sa.String(7), primary_key=True),
-        sa.Column("academic_year", sa.String(9), primary_key=True),
+        sa.Column("scope_id", sa.Integer, primary_key=True),
         sa.Column("op_key", KeyText, primary_key=True),
-        sa.Column("record_hash", sa.String(64), nullable=False),
+        sa.Column("record_hash", RecordHash, nullable=False),
         sa.Column("run_pk", BigId, nullable=False),
         sa.Column("line", sa.BigInteger, nullable=False),
         *(sa.Column(c, sa.Text) for c in STATE_COLUMNS),
@@ -81,11 +89,18 @@ def upgrade() -> None:
             f"FROM {source} r WHERE record_type = :rt"), {"rt": record_type})
     state = ", ".join(f"nullif({value(c)}, '')" for c in STATE_COLUMNS)
     conn.execute(sa.text(
-        f"INSERT INTO calpads_history_current (record_type, reporting_lea, academic_year, op_key, record_hash, "
-        f"run_pk, line, {', '.join(STATE_COLUMNS)}) "
-        f"SELECT r.record_type, r.reporting_lea, r.academic_year, r.op_key, r.updatable_hash, r.run_pk, r.id, {state} "
+        "INSERT INTO calpads_history_scopes (record_type, reporting_lea, academic_year) "
+        f"SELECT DISTINCT record_type, reporting_lea, academic_year FROM {OLD}"))
+    # The stored sha256 hex's first 128 bits: 16 bytes on PostgreSQL, 32 hex digits on SQLite.
+    hashed = "decode(left(r.updatable_hash, 32), 'hex')" if pg else "substr(r.updatable_hash, 1, 32)"
+    conn.execute(sa.text(
+        "INSERT INTO calpads_history_current (scope_id, op_key, record_hash, run_pk, line, "
+        f"{', '.join(STATE_COLUMNS)}) "
+        f"SELECT s.id, r.op_key, {hashed}, r.run_pk, r.id, {state} "
         f"FROM {source} r JOIN (SELECT max(id) AS id FROM {OLD} "
         "GROUP BY record_type, reporting_lea, academic_year, op_key) latest ON latest.id = r.id "
+        "JOIN calpads_history_scopes s ON s.record_type = r.record_type AND s.reporting_lea = r.reporting_lea "
+        "AND s.academic_year = r.academic_year "
         "WHERE r.transaction_type IS NULL OR r.transaction_type <> 'D'"))
     old_rows = conn.execute(sa.text(f"SELECT count(*) FROM {OLD}")).scalar()
     new_rows = conn.execute(sa.text("SELECT count(*) FROM calpads_history_log")).scalar()
