@@ -7,7 +7,7 @@ For each backend and size: generates a program-dense district (``program_rate_sc
 records per student, ~1.5M at 500,000 students) with daily attendance, then times, each beside
 its baseline measured in the same run. Each pipeline stage and each baseline runs in its own fresh
 Python process (bench/stage.py), as an Airflow task does, and reports the stage call's seconds and
-the process's own peak RSS (``ru_maxrss``); the end to end is given twice, as the sum of the stage
+the process's own peak RSS (VmHWM, bench/stage.py); the end to end is given twice, as the sum of the stage
 calls and as the sum of the task processes' wall time (interpreter start, imports and GX's context
 included):
 

@@ -8,8 +8,8 @@
 ``stas_sql`` (the STAS baseline: the SQL aggregation of attendance alone).
 
 Prints one JSON line on stdout: ``seconds`` (the stage call alone), ``import_seconds`` (imports, GX's context
-and suites: what every task pays before its work), ``peak_rss_mb`` (this process's peak resident set over its
-whole life, ``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and ``records`` (the stage's count).
+and suites: what every task pays before its work), ``peak_rss_mb`` (this process's own peak resident set since
+its exec: Linux's VmHWM, see ``peak_rss_mb``) and ``records`` (the stage's count).
 """
 
 from __future__ import annotations
@@ -37,7 +37,16 @@ COUNT_KEY = {"extract": "records_extracted", "gate": "records_checked", "diff": 
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set since its exec, in MiB: Linux's VmHWM (the high-water mark of this
+    program's own address space). ``ru_maxrss`` is the fallback elsewhere; on Linux it is not used because it
+    carries the parent's resident set at the fork into the child (a benchmark parent of several GB would
+    show as every stage's floor)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024    # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
