@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-CHART_STAGES = ("SPRG end to end (sum of stages)", "SPRG bare SELECT -> caret (baseline)",
+CHART_STAGES = ("SPRG end to end (sum of stages)", "SPRG end to end (sum of task processes)",
+                "SPRG bare SELECT -> caret (baseline)",
                 "SPRG extract (pull + build)", "SPRG gate (stage)", "SPRG diff vs history (stage)",
                 "SPRG publish", "SPRG save history", "STAS end to end (sum of stages)")
 

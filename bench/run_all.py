@@ -5,13 +5,19 @@
 
 For each backend and size: generates a program-dense district (``program_rate_scale``: ~3 SPRG
 records per student, ~1.5M at 500,000 students) with daily attendance, then times, each beside
-its baseline measured in the same run:
+its baseline measured in the same run. Each pipeline stage and each baseline runs in its own fresh
+Python process (bench/stage.py), as an Airflow task does, and reports the stage call's seconds and
+the process's own peak RSS (VmHWM, bench/stage.py); the end to end is given twice, as the sum of the stage
+calls and as the sum of the task processes' wall time (interpreter start, imports and GX's context
+included):
 
 - SPRG: the bare baseline (the same program rows SELECTed into a caret file), the pipeline
   stages extract (pull + build), gate, diff (first submission), publish, save history, and the
-  sum of them (end to end, against the bare baseline); the gate's core (``run_gate``) against the
+  sum of them (end to end, against the bare baseline); unless --skip-extras, in the parent
+  process from the run's work files: the gate's core (``run_gate``) against the
   plain vectorised pandas pass of the same suite (bench/gate_vs_pandas.py); a second run's diff
-  against the first run's history (store read + diff, and ``compute_transactions`` alone); the
+  against the first run's history (its own process; then the store read and ``compute_transactions``
+  alone); the
   file writer (``render_files``: full + split files) against one polars ``write_csv`` of the same
   frame (pyarrow's ``write_csv`` when polars is not installed);
   the held-back filter (``without_held_back``) is timed apart;
@@ -32,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from bench_sprg import PeakRSS, bare_baseline  # noqa: E402
+from bench_sprg import PeakRSS  # noqa: E402
 
 RESULTS = HERE / "results"
 PG_ADMIN = os.environ.get("CALPADS_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -141,46 +149,85 @@ def pad_daily_attendance(eng: sa.Engine) -> int:
         return int(c.exec_driver_sql("SELECT count(*) FROM attendance").scalar())
 
 
+def engine_url(eng: sa.Engine) -> str:
+    return eng.url.render_as_string(hide_password=False)
+
+
+def run_stage_process(stage: str, ctx: Any, sis: sa.Engine | None = None,
+                      store: sa.Engine | None = None) -> dict[str, Any]:
+    """One stage in a fresh Python process (bench/stage.py), as an Airflow task runs it: its JSON line,
+    plus ``process_seconds`` (the child's whole wall time: interpreter start, imports and the stage)."""
+    cmd = [sys.executable, str(HERE / "stage.py"), stage, "--record-type", ctx.record_type,
+           "--work", str(ctx.work_dir), "--publish-root", str(ctx.publish_root), "--run-id", ctx.run_id,
+           "--today", ctx.scope.today.isoformat()]
+    if sis is not None:
+        cmd += ["--sis", engine_url(sis)]
+    if store is not None:
+        cmd += ["--store", engine_url(store)]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["process_seconds"] = wall
+    return out
+
+
+def stage_row(t: Table, label: str, n: int, backend: str, out: dict[str, Any], **baseline: Any) -> dict[str, Any]:
+    row = t.add(label, n, backend, out["seconds"], out["records"], out["peak_rss_mb"], **baseline)
+    print(f"    (process {out['process_seconds']:.2f} s, of which imports{' + GX' if 'gate' in label else ''} "
+          f"{out['import_seconds']:.2f} s; the stage call's CPU {out['cpu_seconds']:.2f} s)", flush=True)
+    row["process_seconds"] = out["process_seconds"]
+    return row
+
+
 def pipeline_stages(t: Table, ctx: Any, sis: sa.Engine, store: sa.Engine, n: int, backend: str,
                     labels: tuple[str, ...], baseline: str, baseline_seconds: float) -> None:
-    """Time the DAG's stages in order (extract, gate, diff, publish, save history) and their sum."""
-    from calpads import pipeline
-
-    today = ctx.scope.today
-    stages = [
-        (labels[0], lambda: pipeline.extract(ctx, sis), "records_extracted"),
-        (labels[1], lambda: pipeline.gate(ctx, run_date=today, error_ceiling=0.5), "records_checked"),
-        (labels[2], lambda: pipeline.diff(ctx, store), "records_out"),
-        (labels[3], lambda: pipeline.publish(ctx), "records"),
-        (labels[4], lambda: pipeline.save_history(ctx, store), "saved"),
-    ]
-    done = [t.timed(name, n, backend, fn, lambda out, k=key: int(out[k]))[1] for name, fn, key in stages]
-    t.add(labels[5], n, backend, sum(r["seconds"] for r in done), done[0]["records"],
-          max(r["peak_rss_mb"] for r in done), baseline, baseline_seconds)
+    """Each of the DAG's stages (extract, gate, diff, publish, save history) in its own fresh process, in
+    order, then their sums: the stage calls alone, and the task processes' whole wall time."""
+    (ctx.publish_root).mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
+    runs = [("extract", {"sis": sis}), ("gate", {}), ("diff", {"store": store}), ("publish", {}),
+            ("save_history", {"store": store})]
+    done = [stage_row(t, label, n, backend, run_stage_process(stage, ctx, **engines))
+            for label, (stage, engines) in zip(labels, runs, strict=False)]
+    peak = max(r["peak_rss_mb"] for r in done)
+    t.add(labels[5], n, backend, sum(r["seconds"] for r in done), done[0]["records"], peak,
+          baseline, baseline_seconds)
+    t.add(labels[5].replace("(sum of stages)", "(sum of task processes)"), n, backend,
+          sum(r["process_seconds"] for r in done), done[0]["records"], peak, baseline, baseline_seconds)
 
 
 # --------------------------------------------------------------------------- SPRG
-def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str) -> None:
+def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str,
+               extras: bool = True) -> None:
+    from calpads import pipeline
+    from calpads.run_scope import RunScope
+
+    scope = RunScope.from_params("SPRG", {"academic_year": YEAR, "save_history": True}, today=date(2026, 5, 1))
+    ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
+    pipeline.prepare_work_dir(ctx)
+    bare = stage_row(t, "SPRG bare SELECT -> caret (baseline)", n, backend, run_stage_process("bare", ctx, sis))
+    pipeline_stages(t, ctx, sis, store, n, backend, ("SPRG extract (pull + build)", "SPRG gate (stage)",
+                    "SPRG diff (first submission)", "SPRG publish", "SPRG save history",
+                    "SPRG end to end (sum of stages)"), "bare SELECT", bare["seconds"])
+    if extras:
+        sprg_extras(t, ctx, store, work, n, backend)
+
+
+def sprg_extras(t: Table, ctx: Any, store: sa.Engine, work: Path, n: int, backend: str) -> None:
+    """Stage parts beside their own baselines, in this (parent) process, from the work files of run 1; the
+    second run's diff against the history runs in its own process like the stages."""
     from gate_vs_pandas import pandas_pass
 
     from calpads import pipeline
-    from calpads.extracts.common import program_set
     from calpads.history.diff import compute_transactions, without_held_back
     from calpads.history.store import HistoryStore
     from calpads.layouts import load_layout
     from calpads.publish.writer import render_files
     from calpads.quality.gate import run_gate, validation_frame
-    from calpads.run_scope import RunScope
 
-    layout = load_layout("SPRG")
-    scope = RunScope.from_params("SPRG", {"academic_year": YEAR, "save_history": True}, today=date(2026, 5, 1))
-    (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
-    ctx = pipeline.RunContext("SPRG", "calpads_sprg", "bench__run1", scope, work / "run1", work / "pub")
-    _, bare = t.timed("SPRG bare SELECT -> caret (baseline)", n, backend,
-                      lambda: bare_baseline(sis, program_set(layout, scope), work / "bare.txt"), int)
-    pipeline_stages(t, ctx, sis, store, n, backend, ("SPRG extract (pull + build)", "SPRG gate (stage)",
-                    "SPRG diff (first submission)", "SPRG publish", "SPRG save history",
-                    "SPRG end to end (sum of stages)"), "bare SELECT", bare["seconds"])
+    layout, scope = load_layout("SPRG"), ctx.scope
 
     # Gate core against the plain pandas pass of the same suite, on the same records.
     records = pd.read_parquet(ctx.path(pipeline.RECORDS))
@@ -213,8 +260,8 @@ def bench_sprg(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, b
     for name in (pipeline.PUBLISHABLE, pipeline.HELD_BACK, pipeline.NOT_EXTRACTED, pipeline.ENROLLED, pipeline.STATE):
         if ctx.path(name).exists():
             shutil.copyfile(ctx.path(name), ctx2.path(name))
-    t.timed("SPRG diff vs history (stage)", n, backend, lambda: pipeline.diff(ctx2, store),
-            lambda out: int(out["records_out"]) + int(out.get("unchanged", 0)))
+    shutil.copytree(ctx.path("report"), ctx2.path("report"))   # the gate's report folder: the diff adds to it
+    stage_row(t, "SPRG diff vs history (stage)", n, backend, run_stage_process("diff", ctx2, store=store))
     hist = HistoryStore(store)
     last, _ = t.timed("SPRG history read (last_submitted)", n, backend,
                       lambda: hist.last_submitted("SPRG", ctx.state()["lea"], YEAR, exclude_run_id="bench__run2"),
@@ -252,20 +299,14 @@ def _write_baseline() -> tuple[str, Callable[[pd.DataFrame, Path], None]]:
 # --------------------------------------------------------------------------- STAS
 def bench_stas(t: Table, sis: sa.Engine, store: sa.Engine, work: Path, n: int, backend: str, att_rows: int) -> None:
     from calpads import pipeline
-    from calpads.extracts import stas
     from calpads.run_scope import RunScope
-    from calpads.sources.sql_attendance import category_counts
-    from calpads.sources.sql_enrollment import pull_enrollment
 
     scope = RunScope.from_params("STAS", {"academic_year": YEAR, "save_history": True}, today=date(2026, 6, 20))
-    cfg = stas.settings()
-    pull = pull_enrollment(sis, scope)
-    numbers = [int(x) for x in pull.scoped_schools["school_number"]]
-    _, agg = t.timed(f"STAS SQL aggregation ({att_rows / 1e6:.1f}M att rows)", n, backend,
-                     lambda: category_counts(sis, scope, numbers, list(cfg["categories"]), cfg["categories"],
-                                             cfg["uncategorised_absent"]), len)
-    (work / "pub").mkdir(parents=True, exist_ok=True)   # the publish root exists before a run
     ctx = pipeline.RunContext("STAS", "calpads_stas", "bench__stas1", scope, work / "stas1", work / "pub")
+    pipeline.prepare_work_dir(ctx)
+    # The baseline: the enrollment pull (to know the schools) and the SQL aggregation, in their own process.
+    agg = stage_row(t, f"STAS SQL aggregation ({att_rows / 1e6:.1f}M att rows)", n, backend,
+                    run_stage_process("stas_sql", ctx, sis))
     pipeline_stages(t, ctx, sis, store, n, backend, ("STAS extract (pull + SQL agg + build)", "STAS gate (stage)",
                     "STAS diff", "STAS publish", "STAS save history", "STAS end to end (sum of stages)"),
                     "SQL aggregation", agg["seconds"])
@@ -290,14 +331,14 @@ def growth(rows: list[dict[str, Any]]) -> list[str]:
 def write_results(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / "bench.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS])
+        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS], extrasaction="ignore")
         w.writeheader()
         run = time.strftime("%Y-%m-%dT%H:%M:%S")
         w.writerows({"run": run, **r} for r in rows)
     hist = RESULTS / "bench_history.csv"
     new = not hist.exists()
     with hist.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS])
+        w = csv.DictWriter(fh, fieldnames=["run", *FIELDS], extrasaction="ignore")
         if new:
             w.writeheader()
         w.writerows({"run": run, **r} for r in rows)
@@ -332,6 +373,8 @@ def main() -> int:
     ap.add_argument("--no-daily-attendance", action="store_true", help="PostgreSQL: do not pad to daily rows")
     ap.add_argument("--skip-stas", action="store_true")
     ap.add_argument("--skip-sprg", action="store_true")
+    ap.add_argument("--skip-extras", action="store_true",
+                    help="SPRG: only the stages and the bare baseline (no gate core, writer, diff vs history)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--markdown", action="store_true", help="print bench/results/bench.csv as a Markdown table")
     args = ap.parse_args()
@@ -347,11 +390,6 @@ def main() -> int:
     except ImportError:
         print("note: polars is not installed in the venv; the writer's baseline is pyarrow's write_csv")
     t = Table()
-    # Paid once per process (each Airflow task is a process): GX's import and file context, timed apart.
-    from calpads.quality.gate import gx_context, gx_suite
-
-    t.timed("setup: GX import + context + suites", 0, "-", lambda: [gx_suite(rt) for rt in ("SPRG", "STAS")]
-            and gx_context(), lambda _: 0)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="calpads-bench-"))
     for backend in args.backends.split(","):
         for n in (int(s) for s in args.sizes.split(",")):
@@ -377,7 +415,7 @@ def main() -> int:
                       + (f"; padded to {att_rows:,} daily attendance rows in {pad:.0f} s" if pad else "")
                       + f"; load {os.getloadavg()[0]:.2f}", flush=True)
                 if not args.skip_sprg:
-                    bench_sprg(t, sis, store, work, n, backend)
+                    bench_sprg(t, sis, store, work, n, backend, extras=not args.skip_extras)
                 if not args.skip_stas:
                     bench_stas(t, sis, store, work, n, backend, att_rows)
             finally:

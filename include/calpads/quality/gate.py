@@ -96,6 +96,9 @@ def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> 
 
 # --------------------------------------------------------------------------- frame to validate
 def _blank_to_none(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.StringDtype):   # text as Parquet hands it: tested in place, no conversion
+        blank = (values.isna() | values.str.strip().eq("")).fillna(True).to_numpy(dtype=bool)
+        return pd.Series(np.where(blank, None, values.to_numpy(dtype=object)), index=values.index, dtype=object)
     s = values.astype("object")
     text = s.astype("string")
     blank = s.isna() | text.str.strip().eq("").fillna(True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
@@ -78,7 +79,7 @@ def table_select(table: str, scope: RunScope, have: Collection[str] = ()) -> sa.
     return sa.select(*cols).where(*_window(table, t, scope))
 
 
-def _array(values: list[object], column: str) -> pa.Array:
+def _array(values: np.ndarray, column: str) -> pa.Array:
     try:
         return pa.array(values, c.column_type(column))
     except (pa.ArrowInvalid, pa.ArrowTypeError):   # a SQLite SIS may hold text in an INTEGER column, or vice versa
@@ -120,9 +121,11 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
 def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
     names = schema.names
     for rows in _rows(conn, query, batch_rows):
-        columns = list(zip(*rows, strict=True))
-        yield pa.RecordBatch.from_arrays([_array(list(v), n) for v, n in zip(columns, names, strict=True)],
-                                         schema=schema)
+        # The rows as one 2-D object array (a C loop), read by column: about twice as fast as transposing the
+        # tuples with zip(*rows) into Python lists, and pyarrow reads the same values from either.
+        grid = np.empty((len(rows), len(names)), dtype=object)
+        grid[:] = rows
+        yield pa.RecordBatch.from_arrays([_array(grid[:, i], n) for i, n in enumerate(names)], schema=schema)
 
 
 class SqlAdapter:
