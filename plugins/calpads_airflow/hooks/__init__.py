@@ -22,20 +22,11 @@ __all__ = ["AeriesHook", "OneRosterHook", "PowerSchoolHook", "get_provider_info"
 
 
 def hook_classes() -> list[type[SisApiHook]]:
-    """Every SIS vendor hook: those of this package's modules, those of the modules named in
-    ``[calpads] sis_hook_modules`` (a district's own vendor, kept outside this project: comma-separated module
-    names on the workers' PYTHONPATH), and any registered elsewhere."""
+    """Every SIS vendor hook: those of this package's modules, and any registered elsewhere (a district's own
+    vendor: calpads_airflow.registry imports the modules named in ``[calpads] sis_hook_modules``)."""
     for info in pkgutil.iter_modules(__path__, f"{__name__}."):
         importlib.import_module(info.name)
-    for name in _configured_modules():
-        importlib.import_module(name)
     return list(REGISTERED.values())
-
-
-def _configured_modules() -> list[str]:
-    from airflow.configuration import conf
-
-    return [m.strip() for m in conf.get("calpads", "sis_hook_modules", fallback="").split(",") if m.strip()]
 
 
 def get_provider_info() -> dict[str, Any]:
