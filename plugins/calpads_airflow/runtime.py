@@ -73,6 +73,18 @@ def default_args(*, exponential_backoff: bool = False) -> dict[str, Any]:
     return args
 
 
+def nightly_dag(dag_id: str, *, display_name: str, description: str, cron_key: str, default_cron: str, tag: Any,
+                doc_md: str, tz: Any, **extra: Any) -> dict[str, Any]:
+    """The arguments of ``@dag`` shared by the project's nightly DAGs: the schedule from ``[calpads] schedule_<key>``
+    in the district's time zone, no catch-up, one run at a time, tags from calpads_airflow.tags, the default_args
+    above. ``extra``: params and anything else a DAG adds."""
+    from calpads_airflow.tags import dag_tags
+
+    return {"dag_id": dag_id, "dag_display_name": display_name, "description": description,
+            "schedule": cron(cron_key, default_cron, tz), "start_date": start_date(tz), "catchup": False,
+            "max_active_runs": 1, "tags": dag_tags(tag), "doc_md": doc_md, "default_args": default_args(), **extra}
+
+
 def configured_retry_delay() -> timedelta:
     return timedelta(seconds=int(conf("retry_delay_seconds", "120")))
 

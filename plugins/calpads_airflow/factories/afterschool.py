@@ -13,7 +13,7 @@ from calpads.run_scope import current_academic_year
 from calpads_airflow import runtime
 from calpads_airflow.assets import asset
 from calpads_airflow.factories.afterschool_tasks import DAG_ID, AfterschoolTasks
-from calpads_airflow.tags import DagTag, dag_tags
+from calpads_airflow.tags import DagTag
 
 DOC = """
 ### Afterschool data into the SIS and CALPADS (`afterschool_sync`)
@@ -77,19 +77,12 @@ def build_afterschool_dag():
     tz = runtime.timezone()
     t = AfterschoolTasks(tz)
 
-    @dag(
-        dag_id=DAG_ID,
-        dag_display_name="Afterschool data into the SIS and CALPADS",
+    @dag(**runtime.nightly_dag(
+        DAG_ID, display_name="Afterschool data into the SIS and CALPADS",
         description="Afterschool platform attendance: import, gate, write-back to the SIS, reconciliation, AR list",
-        schedule=runtime.cron("afterschool_sync", "0 3 * * *", tz),
-        start_date=runtime.start_date(tz),
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(DagTag.AFTERSCHOOL),
-        doc_md=DOC,
+        cron_key="afterschool_sync", default_cron="0 3 * * *", tag=DagTag.AFTERSCHOOL, doc_md=DOC, tz=tz,
         params=afterschool_params(tz),
-        default_args=runtime.default_args(),
-    )
+    ))
     def afterschool_sync():
         cfg = task(t.check_params, task_display_name="Check run parameters", retries=0)()
         # The staged export is what LEAP and STAS 13.24 read: their DAGs wait for this asset (calpads.assets).

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from calpads_airflow import runtime
-from calpads_airflow.tags import DagTag, dag_tags
+from calpads_airflow.tags import DagTag
 
 DAG_ID = "calpads_deadline_watch"
 
@@ -76,20 +76,13 @@ def watch_task(tz: Any) -> Any:
 def build_deadline_dag():
     tz = runtime.timezone()
 
-    @dag(
-        dag_id=DAG_ID,
-        dag_display_name="CALPADS deadline watch",
+    @dag(**runtime.nightly_dag(
+        DAG_ID, display_name="CALPADS deadline watch",
         description="Daily readiness email before each CALPADS certification deadline",
-        schedule=runtime.cron("deadline_watch", "30 6 * * *", tz),
-        start_date=runtime.start_date(tz),
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(DagTag.DEADLINES),
-        doc_md=DOC,
+        cron_key="deadline_watch", default_cron="30 6 * * *", tag=DagTag.DEADLINES, doc_md=DOC, tz=tz,
         params={"as_of": Param("", type="string", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", title="As of",
                                description="YYYY-MM-DD; blank = the run date. For checking the email ahead.")},
-        default_args=runtime.default_args(),
-    )
+    ))
     def calpads_deadline_watch():
         watch_task(tz)()
 

@@ -10,7 +10,7 @@ from airflow.sdk import Param, dag, task
 from calpads.run_scope import current_academic_year
 from calpads_airflow import runtime
 from calpads_airflow.factories.health_tasks import DAG_ID, HealthTasks
-from calpads_airflow.tags import DagTag, dag_tags
+from calpads_airflow.tags import DagTag
 
 DOC = """
 ### Integration health (`integration_health`)
@@ -46,22 +46,15 @@ def build_health_dag():
     tz = runtime.timezone()
     t = HealthTasks(tz)
 
-    @dag(
-        dag_id=DAG_ID,
-        dag_display_name="Integration health (Verifying your integration)",
+    @dag(**runtime.nightly_dag(
+        DAG_ID, display_name="Integration health (Verifying your integration)",
         description="Nightly integration checks: afterschool days in the SIS, test extract, data-flow permissions, "
                     "recent runs",
-        schedule=runtime.cron("integration_health", "0 5 * * *", tz),
-        start_date=runtime.start_date(tz),
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(DagTag.HEALTH),
-        doc_md=DOC,
+        cron_key="integration_health", default_cron="0 5 * * *", tag=DagTag.HEALTH, doc_md=DOC, tz=tz,
         params={"academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",
                                        pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
                                        description="CCYY-CCYY: the year checked.")},
-        default_args=runtime.default_args(),
-    )
+    ))
     def integration_health():
         checks = [
             task(t.afterschool_days, task_display_name="Afterschool days: platform vs SIS")(),

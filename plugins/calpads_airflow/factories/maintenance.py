@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from calpads_airflow import runtime
-from calpads_airflow.tags import DagTag, dag_tags
+from calpads_airflow.tags import DagTag
 
 DAG_ID = "calpads_maintenance"
 
@@ -59,18 +59,11 @@ def sweep_publications() -> dict[str, Any]:
 def build_maintenance_dag():
     tz = runtime.timezone()
 
-    @dag(
-        dag_id=DAG_ID,
-        dag_display_name="CALPADS maintenance (work folder retention)",
+    @dag(**runtime.nightly_dag(
+        DAG_ID, display_name="CALPADS maintenance (work folder retention)",
         description="Deletes old run work folders and what interrupted publications left",
-        schedule=runtime.cron("maintenance", "30 4 * * *", tz),
-        start_date=runtime.start_date(tz),
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(DagTag.MAINTENANCE),
-        doc_md=DOC,
-        default_args=runtime.default_args(),
-    )
+        cron_key="maintenance", default_cron="30 4 * * *", tag=DagTag.MAINTENANCE, doc_md=DOC, tz=tz,
+    ))
     def calpads_maintenance():
         task(delete_old_work_folders, task_display_name="Delete old work folders")()
         task(sweep_publications, task_display_name="Remove interrupted publications")()

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from calpads.assets import SIS_TABLES, count_rows
 from calpads_airflow import runtime
 from calpads_airflow.assets import asset
-from calpads_airflow.tags import DagTag, dag_tags
+from calpads_airflow.tags import DagTag
 
 log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "30 1 * * *"   # before the file DAGs' 02:00 default
@@ -74,18 +74,11 @@ def count_task(kind: str) -> Any:
 def build_sis_pull_dag(dag_id: str = "sis_nightly_pull"):
     tz = runtime.timezone()
 
-    @dag(
-        dag_id=dag_id,
-        dag_display_name="CALPADS – nightly SIS pull (assets)",
+    @dag(**runtime.nightly_dag(
+        dag_id, display_name="CALPADS – nightly SIS pull (assets)",
         description="Checks the SIS and the afterschool exports, records row counts, updates the SIS assets",
-        schedule=runtime.cron("sis_pull", DEFAULT_SCHEDULE, tz),
-        start_date=runtime.start_date(tz),
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(DagTag.ASSETS),
-        doc_md=DOC,
-        default_args=runtime.default_args(),
-    )
+        cron_key="sis_pull", default_cron=DEFAULT_SCHEDULE, tag=DagTag.ASSETS, doc_md=DOC, tz=tz,
+    ))
     def sis_nightly_pull():
         reachable = task(check_sis, task_display_name="Check the SIS is reachable")()
         for kind in SIS_TABLES:
