@@ -31,6 +31,7 @@ from calpads.layouts import load_layout  # noqa: E402
 from calpads.run_scope import RunScope  # noqa: E402
 from calpads.sources.api_common import ApiSourceError, RetryPolicy  # noqa: E402
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings  # noqa: E402
+from calpads.sources.sprg_frames import client_sprg_pull  # noqa: E402
 from tests.integration.vendor_servers.common import Fault  # noqa: E402
 from tests.integration.vendor_servers.powerschool import PowerSchoolServer  # noqa: E402
 
@@ -59,7 +60,7 @@ def main() -> None:
         try:
             client = PowerSchoolClient(settings)
             t0 = time.perf_counter()
-            pull = client.pull_sprg(scope, codes, Path(tmp) / "run1")
+            pull = client_sprg_pull(client, scope, codes, Path(tmp) / "run1")
             secs = time.perf_counter() - t0
             records = sum(len(s.load(s.fetched_pages, [])) for s in client.stores)
             n_req = len(server.log)
@@ -74,7 +75,7 @@ def main() -> None:
             server.faults.append(Fault("/ws/schema/table/students", status=500, page=mid, times=10))
             client = PowerSchoolClient(settings)
             try:
-                client.pull_sprg(scope, codes, Path(tmp) / "run2")
+                client_sprg_pull(client, scope, codes, Path(tmp) / "run2")
             except ApiSourceError:
                 pass
             first = set(pages(server))
@@ -82,7 +83,7 @@ def main() -> None:
             server.clear_log()
             t0 = time.perf_counter()
             client = PowerSchoolClient(settings)
-            client.pull_sprg(scope, codes, Path(tmp) / "run2")
+            client_sprg_pull(client, scope, codes, Path(tmp) / "run2")
             secs = time.perf_counter() - t0
             second = pages(server)
             repeated = first & set(second)

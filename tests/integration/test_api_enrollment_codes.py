@@ -21,7 +21,7 @@ from calpads.run_scope import RunScope
 from calpads.sources.aeries_api import SENR_GAP, AeriesClient, AeriesSettings, enrollment_codes
 from calpads.sources.api_common import RetryPolicy
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
-from calpads.sources.sprg_frames import canonical
+from calpads.sources.sprg_frames import canonical, client_sprg_pull
 from calpads.sources.sql_sis import pull_sprg
 from tests.integration.vendor_servers.aeries import AeriesServer, as_aeries_district
 from tests.integration.vendor_servers.powerschool import PowerSchoolServer
@@ -89,7 +89,7 @@ def test_powerschool_without_the_columns_reads_blank_codes_and_warns(demo, tmp_p
         codes = program_set(load_layout("SPRG"), SCOPE)
         with caplog.at_level(logging.WARNING):
             tables = client.pull_tables(SCOPE, tmp_path / "pages", codes)
-            pull = client.pull_sprg(SCOPE, codes, tmp_path / "pages")
+            pull = client_sprg_pull(client, SCOPE, codes, tmp_path / "pages")
         client.close()
         assert not server.requests(status=400)                 # never asked for a column the server lacks
     assert all(r.get(c) is None for t in ("students", "reenrollments") for r in tables[t] for c in CODES)

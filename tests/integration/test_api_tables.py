@@ -22,7 +22,7 @@ from calpads.sources.api_tables import TABLE_COLUMNS, check_supplied
 from calpads.sources.attendance_pages import ABSENT_DAYS, CATEGORY_DAYS
 from calpads.sources.oneroster import OneRosterClient, OneRosterSettings
 from calpads.sources.powerschool_api import PowerSchoolClient, PowerSchoolSettings
-from calpads.sources.sprg_frames import canonical
+from calpads.sources.sprg_frames import canonical, client_sprg_pull
 from calpads.staging.contract import ENROLLMENT_CODES, rows_frame
 from tests.integration.test_attendance_pages import plant_awkward_attendance, same, sql_frames
 from tests.integration.vendor_servers.common import read_tables
@@ -305,7 +305,7 @@ def test_an_sprg_pull_reads_no_attendance(demo, tmp_path):
     with PowerSchoolServer(engine, CLIENT_ID, CLIENT_SECRET, max_page_size=250) as server:
         client = PowerSchoolClient(PowerSchoolSettings(server.url, CLIENT_ID, CLIENT_SECRET, page_size=250,
                                                        policy=FAST))
-        client.pull_sprg(SCOPES["whole year"], ["144", "181"], tmp_path / "pages")
+        client_sprg_pull(client, SCOPES["whole year"], ["144", "181"], tmp_path / "pages")
         tables = client.pull_tables(SCOPES["whole year"], tmp_path / "pages2", record_types=("SENR",))
         client.close()
         assert not [e for e in server.requests("/ws/schema/table/attendance")

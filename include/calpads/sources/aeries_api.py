@@ -91,7 +91,6 @@ from calpads.sources.api_common import (
 )
 from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, needs_attendance, supplied_by
 from calpads.sources.attendance_pages import DAILY, AttendancePages, fetch_range
-from calpads.sources.sprg_frames import assemble_sprg_pull
 from calpads.sources.sql_sis import ENROLLMENT_CODES
 
 log = logging.getLogger(__name__)
@@ -390,9 +389,6 @@ class AeriesClient:
         return iter_pages(store, count=len(months), page_size=1, columns=cols, fetch_page=page, deadline=deadline,
                           label=f"Aeries attendance ({path})")
 
-    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> Any:
-        return assemble_sprg_pull(self.pull_tables(scope, work_dir, attendance=False, record_types=()), scope,
-                                  program_codes)
 
     def close(self) -> None:
         self.http.close()

@@ -40,6 +40,10 @@ def get_connection(conn_id: str) -> Any:
 def pull_sprg_api(source: str, conn_id: str, scope: RunScope, program_codes: list[str],
                   work_dir: str | Path) -> SprgPull:
     """The SPRG staging pull over `source`'s API; pages are checkpointed under work_dir/api_pages/."""
-    from calpads_airflow.registry import hook_for
+    from calpads.sources.sprg_frames import client_sprg_pull
 
-    return hook_for(source)(conn_id).pull_sprg(scope, list(program_codes), Path(work_dir))
+    client = client_for(source, get_connection(conn_id))
+    try:
+        return client_sprg_pull(client, scope, list(program_codes), Path(work_dir))
+    finally:
+        client.close()

@@ -53,7 +53,7 @@ from calpads.sources.api_common import (
 )
 from calpads.sources.api_tables import RECORD_TYPES, check_supplied, needs_attendance, supplied_by
 from calpads.sources.attendance_pages import AttendancePages
-from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
+from calpads.sources.sql_sis import ENROLLMENT_CODES
 from calpads.sources.supplementary import SupplementaryFileError, SupplementaryFolder
 
 log = logging.getLogger(__name__)
@@ -148,18 +148,20 @@ class OneRosterClient:
         size = self.settings.page_size
         resp = self.http.send("GET", f"{BASE_PATH}/{collection}", params={"limit": size, "offset": 0})
         try:
-            first = len(resp.json().get(key) or [])
+            records = resp.json().get(key) or []
         except ValueError as exc:
             raise ApiSourceError(f"OneRoster {collection}: the server did not answer with JSON") from exc
+        first = [{c: _flat(rec.get(c)) for c in cols} for rec in records]
         total = resp.headers.get("X-Total-Count", "").strip()
         count = int(total) if total.isdigit() else None
-        if 0 < first < size and (count is None or first < count):
-            size = first   # the server's cap
+        if 0 < len(first) < size and (count is None or len(first) < count):
+            size = len(first)   # the server's cap
         store = PageStore.for_dataset(work_dir, SOURCE, collection,
                                       {"server": self.settings.base_url, "collection": collection, "limit": size})
         self.stores.append(store)
+        # The first page is the one just read (offset 0, as many rows as the page size): never asked twice.
         return paged_fetch(store, count=count, page_size=size, columns=cols, label=f"OneRoster {collection}",
-                           fetch_page=lambda page: self.page(collection, page, size))
+                           fetch_page=lambda page: first if page == 1 else self.page(collection, page, size))
 
     def pull_roster(self, work_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
         return {c: self.fetch(c, work_dir) for c in COLLECTIONS}
@@ -196,8 +198,6 @@ class OneRosterClient:
                                      "cannot be written back through it; use the SIS's own API."))
         return out
 
-    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        raise MissingSourceData(SPRG_GAP)
 
     def pull_enrollments(self, work_dir: str | Path) -> list[dict[str, Any]]:
         """School enrollments in the staging model's words: Local Student ID, CDS school code, entry and

@@ -57,8 +57,8 @@ from calpads.sources.api_common import (
 )
 from calpads.sources.api_tables import RECORD_TYPES, TABLE_COLUMNS, check_supplied, needs_attendance, supplied_by
 from calpads.sources.attendance_pages import ATTENDANCE_COLUMNS, DAILY, AttendancePages, fetch_range
-from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS, assemble_sprg_pull
-from calpads.sources.sql_sis import ENROLLMENT_CODES, SprgPull
+from calpads.sources.sprg_frames import SPRG_TABLE_COLUMNS
+from calpads.sources.sql_sis import ENROLLMENT_CODES
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +289,6 @@ class PowerSchoolClient:
             tables.update(agg.frames())
         return tables
 
-    def pull_sprg(self, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
-        return assemble_sprg_pull(self.pull_tables(scope, work_dir, program_codes, attendance=False, record_types=()),
-                                  scope, program_codes)
 
     def close(self) -> None:
         self.http.close()

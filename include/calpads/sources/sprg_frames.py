@@ -8,6 +8,7 @@ the staged tables of any source.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -28,7 +29,6 @@ Rows = list[dict[str, Any]]
 def assemble_sprg_pull(tables: dict[str, Rows], scope: RunScope, program_codes: list[str]) -> SprgPull:
     """The SprgPull a run would select from a SIS holding these rows."""
     import tempfile
-    from pathlib import Path
 
     from calpads.extracts import sprg
     from calpads.extracts.selection import sprg_pull
@@ -49,3 +49,10 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     key = df.astype(object).where(df.notna(), None).map(lambda v: "" if v is None else f"{type(v).__name__}:{v}")
     order = key.sort_values(list(key.columns), kind="mergesort").index
     return df.loc[order].reset_index(drop=True)
+
+
+def client_sprg_pull(client: Any, scope: RunScope, program_codes: list[str], work_dir: str | Path) -> SprgPull:
+    """The SprgPull a run would select from a vendor client's ``pull_tables`` (tests and tools; a run stages
+    through calpads.staging.api_adapter). Pages are checkpointed under work_dir."""
+    return assemble_sprg_pull(client.pull_tables(scope, work_dir, list(program_codes), record_types=("SPRG",)),
+                              scope, program_codes)

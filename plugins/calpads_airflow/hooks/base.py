@@ -138,13 +138,6 @@ class SisApiHook(BaseHook):
         finally:
             client.close()
 
-    def pull_sprg(self, scope: Any, program_codes: list[str], work_dir: Any) -> Any:
-        client = self.get_client()
-        try:
-            return client.pull_sprg(scope, list(program_codes), work_dir)
-        finally:
-            client.close()
-
 
 def retry_fields() -> dict[str, dict[str, Any]]:
     """Connection extras shared by every SIS API hook."""
