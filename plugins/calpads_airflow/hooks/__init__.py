@@ -10,7 +10,9 @@ their form fields appear in the UI. The hooks work without it.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sys
 from typing import Any
 
 from calpads_airflow.hooks.aeries import AeriesHook
@@ -33,9 +35,18 @@ def hook_classes() -> list[type[SisApiHook]]:
 
 
 def _configured_modules() -> list[str]:
-    from airflow.configuration import conf
+    """The modules of ``[calpads] sis_hook_modules``. Airflow calls get_provider_info while it builds its
+    configuration (the providers' config sections): ``conf`` does not exist yet and importing it then fails
+    (a circular import), so the setting is read from its environment variable, the one place it can come from
+    before the configuration exists."""
+    configuration = sys.modules.get("airflow.configuration")
+    if configuration is not None and not hasattr(configuration, "conf"):
+        value = os.environ.get("AIRFLOW__CALPADS__SIS_HOOK_MODULES", "")
+    else:
+        from airflow.configuration import conf
 
-    return [m.strip() for m in conf.get("calpads", "sis_hook_modules", fallback="").split(",") if m.strip()]
+        value = conf.get("calpads", "sis_hook_modules", fallback="")
+    return [m.strip() for m in value.split(",") if m.strip()]
 
 
 def get_provider_info() -> dict[str, Any]:
