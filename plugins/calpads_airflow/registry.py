@@ -15,7 +15,6 @@ info's connection types and the source clients.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Any
 
@@ -24,15 +23,7 @@ from calpads_airflow.hooks.base import SisApiHook
 
 
 def hooks() -> list[type[SisApiHook]]:
-    """The vendor hook classes, one per source: this project's, and those of the modules named in
-    ``[calpads] sis_hook_modules`` (a district's own vendor kept outside the project: comma-separated module names
-    on the workers' PYTHONPATH). Read at run time, never while Airflow loads its providers (whose entry point,
-    hooks.get_provider_info, runs before the configuration can be read)."""
-    from airflow.configuration import conf
-
-    for name in conf.get("calpads", "sis_hook_modules", fallback="").split(","):
-        if name.strip():
-            importlib.import_module(name.strip())
+    """The vendor hook classes, one per source: this project's and those of ``[calpads] sis_hook_modules``."""
     return hook_classes()
 
 

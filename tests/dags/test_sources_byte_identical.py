@@ -4,11 +4,13 @@
 ``airflow dags test``, once per (source, file), against the local vendor servers
 (tests/integration/vendor_servers), and the caret files of the published run folder must equal, byte for
 byte, those the SQL source publishes for the same district (the manifest is not compared: it names paths
-and run ids).
+and run ids). The 20 runs go through one `airflow dags test` process (tests/dags/dagrun.run_dags: one
+Airflow start-up instead of twenty), each test reads its own runs.
 
 Two districts, both generated once for the module:
 - ``demo``: the demo district. The PowerSchool API serves it as it is (PowerSchool carries every contract
-  table).
+  table), and so does TableSIS, a made-up vendor added from outside the project through ``[calpads]
+  sis_hook_modules`` (tests/integration/fake_vendor, docs/sis-sources.md "Adding a vendor").
 - ``vendor``: the demo district as Aeries holds it (vendor_servers.aeries.as_aeries_district: one student key,
   the program fields Aeries has, one all-day code a day) without the enrollment codes Aeries's v5 end points do
   not carry (``NOT_IN_AERIES``, docs/sis-sources.md), and as OneRoster plus the district's supplementary
@@ -26,6 +28,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.dags.dagrun import project_env, run_dag
+from tests.dags.dagrun import DagRunRequest, DagRunResult, project_env, run_dags
 
 pytestmark = pytest.mark.dag
 YEAR = "2025-2026"
@@ -41,9 +44,14 @@ DAGS = {"SPRG": "calpads_sprg", "SENR": "calpads_senr", "STAS": "calpads_stas", 
 NOT_IN_AERIES = ("enrollmentstatus", "completionstatus", "receiver_school", "uccsu_reqs_met")
 # After the academic year: STAS counts every school day of it, whichever day a run is dated.
 DATES = {"sql/demo": "2026-07-01", "sql/vendor": "2026-07-02", "powerschool_api": "2026-07-03",
-         "aeries_api": "2026-07-04", "oneroster": "2026-07-05"}
+         "aeries_api": "2026-07-04", "oneroster": "2026-07-05", "tablesis_api": "2026-07-06"}
 CONF = {"error_ceiling": "0.5"}   # Aeries lacks CPA IDs and Title I services: many SPRG records are held back
 CID, SECRET, CERT = "cid-e2e", "secret-e2e-do-not-log", "aeries-cert-e2e-do-not-log"
+TABLESIS_KEY = "tablesis-key-e2e-do-not-log"
+TABLESIS_HOOK_MODULE = "tests.integration.fake_vendor.hook"
+# TableSisHook.default_conn_name, its connection and pool: importing the hook here would register the vendor in
+# the pytest process too, where the other tests expect only the project's vendors.
+TABLESIS_CONN = "sis_tablesis"
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +100,26 @@ def mailbox(tmp_path_factory) -> Iterator[int]:
         controller.stop()
 
 
-@pytest.fixture(scope="module")
-def connections(districts, airflow_home) -> Iterator[dict[str, dict[str, Any]]]:
-    """The three vendor servers (PowerSchool over ``demo``, Aeries and OneRoster over ``vendor``) and the
-    Airflow connection of each source; the sources' pools exist."""
+def conn_id(source: str) -> str:
+    """The source's Airflow connection id, also its pool's name."""
     from calpads.sources.api_sources import sis_api_name
+
+    return TABLESIS_CONN if source == "tablesis_api" else sis_api_name(source)
+
+
+@pytest.fixture(scope="module")
+def tablesis_server(districts) -> Iterator[Any]:
+    """The made-up vendor's test server (tests/integration/vendor_servers/tablesis) over ``demo``."""
+    from tests.integration.vendor_servers.tablesis import TableSisServer
+
+    with TableSisServer(sa.create_engine(f"sqlite:///{districts['demo']}/sis.db"), TABLESIS_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def connections(districts, airflow_home, tablesis_server, tmp_path_factory) -> Iterator[dict[str, dict[str, Any]]]:
+    """The vendor servers (PowerSchool and TableSIS over ``demo``, Aeries and OneRoster over ``vendor``) and the
+    Airflow connection of each source; the sources' pools exist."""
     from tests.dags.dagrun import airflow_base_env
     from tests.integration.vendor_servers.aeries import AeriesServer
     from tests.integration.vendor_servers.oneroster import OneRosterServer
@@ -109,10 +132,11 @@ def connections(districts, airflow_home) -> Iterator[dict[str, dict[str, Any]]]:
         categories = dict(c.exec_driver_sql("SELECT DISTINCT att_code, calpads_category FROM attendance_code")
                           .fetchall())
         lea = c.exec_driver_sql("SELECT value FROM prefs WHERE name = 'districtnumber' AND schoolid = 0").scalar()
-    env = airflow_base_env(airflow_home)
-    for source in ("powerschool_api", "aeries_api", "oneroster"):
-        subprocess.run([sys.executable, "-m", "airflow", "pools", "set", sis_api_name(source), "2", source],
-                       env=env, check=True, capture_output=True)
+    pools = tmp_path_factory.mktemp("pools") / "pools.json"   # one `airflow pools import`: one Airflow start-up
+    pools.write_text(json.dumps({conn_id(source): {"slots": 2, "description": source, "include_deferred": False}
+                                 for source in ("powerschool_api", "aeries_api", "oneroster", "tablesis_api")}))
+    subprocess.run([sys.executable, "-m", "airflow", "pools", "import", str(pools)],
+                   env=airflow_base_env(airflow_home), check=True, capture_output=True)
     with (PowerSchoolServer(demo, CID, SECRET, max_page_size=500) as ps, AeriesServer(vendor, CERT) as aeries,
           OneRosterServer(vendor, CID, SECRET) as oneroster):
         yield {
@@ -124,66 +148,103 @@ def connections(districts, airflow_home) -> Iterator[dict[str, dict[str, Any]]]:
                           "extra": {"page_size": 500, "token_url": f"{oneroster.url}/oauth/token",
                                     "supplementary_folder": str(districts["vendor"] / "supplementary"),
                                     "reporting_lea": lea}},
+            "tablesis_api": {"conn_type": "calpads_tablesis", "host": tablesis_server.url, "password": TABLESIS_KEY,
+                             "extra": {"page_size": 100}},
         }
 
 
-_published: dict[tuple[str, str, str], dict[str, bytes]] = {}
-
-
-def published(source: str, district: str, record_type: str, *, districts: dict[str, Path], airflow_home: Path,
-              root: Path, smtp_port: int, connections: dict[str, dict[str, Any]]) -> dict[str, bytes]:
-    """The caret files one `airflow dags test` of the record type's DAG publishes (run once per (source,
-    district, file) in this module), by name."""
-    key = (source, district, record_type)
-    if key in _published:
-        return _published[key]
-    from calpads.sources.api_sources import sis_api_name
-
-    name = f"{source}-{district}"
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    store = folder / "store.db"
-    if not store.exists():   # each source its own store (history, staging counts), with the afterschool import
-        shutil.copy(districts[district] / "store.db", store)
-    env = project_env(airflow_home, sis_url=f"sqlite:///{districts[district]}/sis.db", store_url=f"sqlite:///{store}",
-                      publish_root=folder / "pub", work_root=folder / "work", smtp_port=smtp_port)
-    env["AIRFLOW__CALPADS__SIS_SOURCE"] = source
-    env.update({f"AIRFLOW__CALPADS__{k.upper()}": v for k, v in CONF.items()})
-    if source != "sql":
-        env[f"AIRFLOW_CONN_{sis_api_name(source).upper()}"] = json.dumps(connections[source])
-    res = run_dag(env, DAGS[record_type], DATES[f"sql/{district}" if source == "sql" else source],
-                  {"academic_year": YEAR})
-    failed = {t: s for t, s in res.task_states.items() if s != "success"}
-    assert res.state == "success", (key, failed, res.output[-3000:])
-    run_folder = folder / "pub" / YEAR / record_type / str(res.run_id)
-    files = {p.name: p.read_bytes() for p in sorted(run_folder.glob("*.txt"))}
-    assert files and any(files.values()), (key, sorted(p.name for p in run_folder.iterdir()))
-    _published[key] = files
-    return files
-
-
+# (source, district) -> the files run over it. The SQL runs are the references of the vendors over the same
+# district; OneRoster's SPRG is the documented gap (the_documented_sprg_gap), not a run.
+PLAN: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sql", "demo"): tuple(DAGS), ("sql", "vendor"): tuple(DAGS), ("powerschool_api", "demo"): tuple(DAGS),
+    ("aeries_api", "vendor"): tuple(DAGS), ("oneroster", "vendor"): ("SENR", "STAS", "LEAP"),
+    ("tablesis_api", "demo"): ("SPRG",),
+}
 CASES = [(source, rt) for source in ("powerschool_api", "aeries_api", "oneroster") for rt in DAGS]
 
 
+@dataclass
+class PublishedRun:
+    result: DagRunResult
+    publish_root: Path
+
+    def files(self, key: tuple[str, str, str]) -> dict[str, bytes]:
+        """The caret files the run published, by name; the run succeeded."""
+        res = self.result
+        failed = {t: s for t, s in res.task_states.items() if s != "success"}
+        assert res.state == "success", (key, failed, res.output[-3000:])
+        run_folder = self.publish_root / YEAR / key[2] / str(res.run_id)
+        files = {p.name: p.read_bytes() for p in sorted(run_folder.glob("*.txt"))}
+        assert files and any(files.values()), (key, sorted(p.name for p in run_folder.iterdir()))
+        return files
+
+
 @pytest.fixture(scope="module")
-def published_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("published")
+def published(districts, airflow_home, tmp_path_factory, mailbox, connections
+              ) -> dict[tuple[str, str, str], PublishedRun]:
+    """Every run of PLAN, by (source, district, file), as `airflow dags test` runs in one process
+    (tests/dags/dagrun.run_dags: the runs share the Airflow home, metadata DB and DAGs folder, so one Airflow
+    start-up serves them all; they differ in connections and [calpads] settings only). Each (source,
+    district) has its own store (history, staging counts) holding the district's afterschool import, as
+    afterschool_sync leaves it, and its own publish and work roots."""
+    root = tmp_path_factory.mktemp("published")
+    keys, folders, requests = [], [], []
+    for (source, district), record_types in PLAN.items():
+        folder = root / f"{source}-{district}"
+        folder.mkdir()
+        shutil.copy(districts[district] / "store.db", folder / "store.db")
+        env = project_env(airflow_home, sis_url=f"sqlite:///{districts[district]}/sis.db",
+                          store_url=f"sqlite:///{folder}/store.db", publish_root=folder / "pub",
+                          work_root=folder / "work", smtp_port=mailbox)
+        env["AIRFLOW__CALPADS__SIS_SOURCE"] = source
+        env.update({f"AIRFLOW__CALPADS__{k.upper()}": v for k, v in CONF.items()})
+        if source != "sql":
+            env[f"AIRFLOW_CONN_{conn_id(source).upper()}"] = json.dumps(connections[source])
+        if source == "tablesis_api":   # a district's own vendor, kept outside the project's hooks package
+            env["AIRFLOW__CALPADS__SIS_HOOK_MODULES"] = TABLESIS_HOOK_MODULE
+        date_key = f"sql/{district}" if source == "sql" else source
+        for record_type in record_types:
+            keys.append((source, district, record_type))
+            folders.append(folder / "pub")
+            requests.append(DagRunRequest(env, DAGS[record_type], DATES[date_key], {"academic_year": YEAR}))
+    results = run_dags(requests)
+    return {key: PublishedRun(res, pub) for key, res, pub in zip(keys, results, folders, strict=True)}
+
+
+def assert_same_bytes(label: str, api: dict[str, bytes], sql: dict[str, bytes]) -> None:
+    assert sorted(api) == sorted(sql), label
+    for name in sql:
+        assert api[name] == sql[name], f"{label}: {name} differs from the SQL source's"
 
 
 @pytest.mark.parametrize(("source", "record_type"), CASES)
-def test_the_source_publishes_the_sql_sources_bytes(source, record_type, districts, airflow_home, published_root,
-                                                    mailbox, connections):
+def test_the_source_publishes_the_sql_sources_bytes(source, record_type, published, connections):
     district = "demo" if source == "powerschool_api" else "vendor"
     if source == "oneroster" and record_type == "SPRG":
         the_documented_sprg_gap(connections["oneroster"])
         return
-    kw = {"districts": districts, "airflow_home": airflow_home, "smtp_port": mailbox, "connections": connections,
-          "root": published_root}
-    sql = published("sql", district, record_type, **kw)
-    api = published(source, district, record_type, **kw)
-    assert sorted(api) == sorted(sql)
-    for name in sql:
-        assert api[name] == sql[name], f"{source} {record_type}: {name} differs from the SQL source's"
+    sql = published["sql", district, record_type].files(("sql", district, record_type))
+    api = published[source, district, record_type].files((source, district, record_type))
+    assert_same_bytes(f"{source} {record_type}", api, sql)
+
+
+def test_a_vendor_added_through_sis_hook_modules_publishes_the_sql_sources_sprg(published, tablesis_server):
+    """TableSIS, a made-up vendor kept outside the project (tests/integration/fake_vendor: one hook module, one
+    client; its server tests/integration/vendor_servers/tablesis), named in ``[calpads] sis_hook_modules`` and
+    chosen by ``[calpads] sis_source``: calpads_sprg runs through it and publishes the SQL source's bytes."""
+    sql = published["sql", "demo", "SPRG"].files(("sql", "demo", "SPRG"))
+    api = published["tablesis_api", "demo", "SPRG"].files(("tablesis_api", "demo", "SPRG"))
+    assert_same_bytes("tablesis_api SPRG", api, sql)
+    assert tablesis_server.requests("/api/tables/students"), "the run did not read the TableSIS server"
+
+
+def test_one_differing_byte_fails_the_comparison(published):
+    """The comparison can fail: one byte changed in a published file is caught, naming the file."""
+    sql = published["sql", "demo", "SENR"].files(("sql", "demo", "SENR"))
+    name = next(n for n, b in sql.items() if b)
+    changed = {**sql, name: bytes([sql[name][0] ^ 1]) + sql[name][1:]}
+    with pytest.raises(AssertionError, match=f"{name} differs"):
+        assert_same_bytes("x", changed, sql)
 
 
 def test_the_vendor_district_lacks_only_what_aeries_cannot_carry(districts):

@@ -10,7 +10,9 @@ their form fields appear in the UI. The hooks work without it.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sys
 from typing import Any
 
 from calpads_airflow.hooks.aeries import AeriesHook
@@ -22,11 +24,29 @@ __all__ = ["AeriesHook", "OneRosterHook", "PowerSchoolHook", "get_provider_info"
 
 
 def hook_classes() -> list[type[SisApiHook]]:
-    """Every SIS vendor hook: those of this package's modules, and any registered elsewhere (a district's own
-    vendor: calpads_airflow.registry imports the modules named in ``[calpads] sis_hook_modules``)."""
+    """Every SIS vendor hook: those of this package's modules, those of the modules named in
+    ``[calpads] sis_hook_modules`` (a district's own vendor, kept outside this project: comma-separated module
+    names on the workers' PYTHONPATH), and any registered elsewhere."""
     for info in pkgutil.iter_modules(__path__, f"{__name__}."):
         importlib.import_module(info.name)
+    for name in _configured_modules():
+        importlib.import_module(name)
     return list(REGISTERED.values())
+
+
+def _configured_modules() -> list[str]:
+    """The modules of ``[calpads] sis_hook_modules``. Airflow calls get_provider_info while it builds its
+    configuration (the providers' config sections): ``conf`` does not exist yet and importing it then fails
+    (a circular import), so the setting is read from its environment variable, the one place it can come from
+    before the configuration exists."""
+    configuration = sys.modules.get("airflow.configuration")
+    if configuration is not None and not hasattr(configuration, "conf"):
+        value = os.environ.get("AIRFLOW__CALPADS__SIS_HOOK_MODULES", "")
+    else:
+        from airflow.configuration import conf
+
+        value = conf.get("calpads", "sis_hook_modules", fallback="")
+    return [m.strip() for m in value.split(",") if m.strip()]
 
 
 def get_provider_info() -> dict[str, Any]:
