@@ -147,3 +147,18 @@ def airflow_base_env(home: Path) -> dict[str, str]:
 # before any test imports it, so no test touches ~/airflow or the developer's setup.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="calpads-airflow-"))
 os.environ.update(airflow_base_env(AIRFLOW_HOME))
+
+
+def demo_sis(path: Path, *, students: int, seed: int, dirty: float, academic_year: str = "2025-2026") -> Path:
+    """A generated demo district's SQLite SIS at ``path`` (calpads.demo.generator), quietly."""
+    import sqlalchemy as sa
+
+    from calpads.demo.generator import generate_district
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        generate_district(engine, students=students, seed=seed, dirty=dirty, academic_year=academic_year,
+                          log=lambda _m: None)
+    finally:
+        engine.dispose()
+    return path

@@ -7,15 +7,13 @@ CALPADS tab. Screenshots go to <tmp_path>/screenshots (CALPADS_SCREENSHOTS_DIR=d
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
+from tests.conftest import demo_sis
 from tests.dags.apiserver import ADMIN, api_server, api_server_env
 from tests.dags.dagrun import project_env, run_dag
 from tests.integration.test_ui_browser import CHROMIUM, FLAGS, TIMEOUT_MS, Shots, require_browser, student_identifiers
@@ -26,11 +24,7 @@ PASSWORD = "page-browser-pw-1"
 
 
 def district(path: Path, year: str, dirty: float) -> str:
-    from calpads.demo.generator import generate_district
-
-    generate_district(sa.create_engine(f"sqlite:///{path}"), students=300, seed=7, dirty=dirty, academic_year=year,
-                      log=lambda m: None)
-    return f"sqlite:///{path}"
+    return f"sqlite:///{demo_sis(path, students=300, seed=7, dirty=dirty, academic_year=year)}"
 
 
 def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
@@ -122,8 +116,4 @@ def test_calpads_page_in_the_browser(airflow_home, tmp_path, smtp_server):
         finally:
             browser.close()
 
-    target = os.environ.get("CALPADS_SCREENSHOTS_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for png in sorted(shots.folder.glob("calpads-*.png")):
-            shutil.copy2(png, Path(target) / png.name)
+    shots.publish("calpads-*.png")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
+from tests.conftest import demo_sis
 from tests.dags.apiserver import api_server, api_server_env
 from tests.dags.dagrun import project_env, run_dag
 from tests.integration.topology import free_port
@@ -25,12 +25,8 @@ PASSWORD = "note-writer-pw"
 
 @pytest.fixture(scope="module")
 def district(tmp_path_factory) -> Path:
-    from calpads.demo.generator import generate_district
-
-    path = tmp_path_factory.mktemp("district") / "sis.db"
-    generate_district(sa.create_engine(f"sqlite:///{path}"), students=300, seed=21, dirty=0.02, academic_year=YEAR,
-                      log=lambda m: None)
-    return path
+    return demo_sis(tmp_path_factory.mktemp("district") / "sis.db", students=300, seed=21, dirty=0.02,
+                    academic_year=YEAR)
 
 
 def test_green_run_with_failed_email_has_a_note_a_report_link_and_a_short_gate_log(airflow_home, district,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import demo_sis
 from tests.dags.dagrun import project_env, run_dag
 
 pytestmark = pytest.mark.dag
@@ -22,12 +23,8 @@ YEAR = "2025-2026"
 
 @pytest.fixture(scope="module")
 def district(tmp_path_factory) -> Path:
-    from calpads.demo.generator import generate_district
-
-    path = tmp_path_factory.mktemp("district") / "sis.db"
-    generate_district(sa.create_engine(f"sqlite:///{path}"), students=1500, seed=21, dirty=0.01, academic_year=YEAR,
-                      log=lambda m: None)
-    return path
+    return demo_sis(tmp_path_factory.mktemp("district") / "sis.db", students=1500, seed=21, dirty=0.01,
+                    academic_year=YEAR)
 
 
 def run_folder(publish_root: Path, run_id: str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, demo_sis
 from tests.dags.dagrun import project_env, run_dag
 
 YEAR = "2025-2026"
@@ -28,12 +28,8 @@ PASSWORD = "Tr0ub4dor-calpads-test"   # trust auth ignores it; it must still nev
 
 @pytest.fixture(scope="module")
 def district(tmp_path_factory) -> Path:
-    from calpads.demo.generator import generate_district
-
-    path = tmp_path_factory.mktemp("privacy") / "sis.db"
-    generate_district(sa.create_engine(f"sqlite:///{path}"), students=400, seed=7, dirty=0.02, academic_year=YEAR,
-                      log=lambda m: None)
-    return path
+    return demo_sis(tmp_path_factory.mktemp("privacy") / "sis.db", students=400, seed=7, dirty=0.02,
+                    academic_year=YEAR)
 
 
 def student_patterns(sis: Path) -> re.Pattern[str]:

@@ -90,6 +90,14 @@ class Shots:
         assert not leaked, f"{name}: {len(leaked)} student identifier(s) visible on the page"
         page.screenshot(path=str(self.folder / f"{name}.png"))
 
+    def publish(self, pattern: str = "*.png") -> None:
+        """Copy the screenshots to CALPADS_SCREENSHOTS_DIR (docs/screenshots) when it is set."""
+        target = os.environ.get("CALPADS_SCREENSHOTS_DIR")
+        if target:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            for png in sorted(self.folder.glob(pattern)):
+                shutil.copy2(png, Path(target) / png.name)
+
 
 def test_ui_login_dag_docs_trigger_form_run_and_validation_report(tmp_path, smtp_server):
     require_browser()
@@ -188,8 +196,4 @@ def test_ui_login_dag_docs_trigger_form_run_and_validation_report(tmp_path, smtp
         finally:
             browser.close()
 
-    target = os.environ.get("CALPADS_SCREENSHOTS_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for png in sorted(shots.folder.glob("*.png")):
-            shutil.copy2(png, Path(target) / png.name)
+    shots.publish()

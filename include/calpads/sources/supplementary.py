@@ -30,9 +30,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from calpads.extracts.stas import settings as stas_settings
+
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-CATEGORIES = {"EXCUSED", "UNEXCUSED", "OUT_OF_SCHOOL_SUSPENSION", "IN_SCHOOL_SUSPENSION", "INDEPENDENT_STUDY",
-              "INDEPENDENT_STUDY_ADA", "PRESENT"}
+# ATTENDANCE_CODE.CALPADS_CATEGORY values: the categories STAS counts (include/calpads/extracts/stas.yaml).
+CATEGORIES = frozenset(stas_settings()["categories"])
 MAX_ERRORS_SHOWN = 20
 
 
