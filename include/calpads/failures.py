@@ -66,6 +66,10 @@ class HistoryChanged(PartFailure):
                   "latest saved submission).")
 
 
+class LeaMismatch(PartFailure):   # placeholder until the iso19 branch lands
+    part = "LEA configuration"
+
+
 class SummaryEmailFailed(PartFailure):
     part = "summary email"
 

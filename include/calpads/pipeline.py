@@ -56,6 +56,7 @@ class RunContext:
     scope: RunScope
     work_dir: Path                # this run's work folder (shared storage under Celery)
     publish_root: Any             # ObjectStoragePath (or pathlib.Path in tests)
+    lea_code: str | None = None
 
     @property
     def layout(self) -> Layout:

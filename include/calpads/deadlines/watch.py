@@ -11,6 +11,8 @@ counts against the SIS or the afterschool spot-check fail.
 
 from __future__ import annotations
 
+import copy
+import functools
 import html
 import json
 from dataclasses import dataclass, field
@@ -26,8 +28,14 @@ PENDING = ("new", "changed", "deleted")     # the diff's counts that are changes
 HEALTH_CHECKS_FOR = {"LEAP": ("test_extract_leap", "leap_vs_sis", "afterschool_days", "flow_write_participation")}
 
 
+@functools.lru_cache(maxsize=1)
+def _base_calendar() -> dict[str, Any]:
+    # Read once per process: every file DAG's params form asks for it while the DAG file is parsed.
+    return yaml.safe_load(resources.files(__package__).joinpath("calendar.yaml").read_text())
+
+
 def load_calendar(override: str | dict[str, Any] | None = None) -> dict[str, Any]:
-    base = yaml.safe_load(resources.files(__package__).joinpath("calendar.yaml").read_text())
+    base = copy.deepcopy(_base_calendar())   # callers may change what they get
     if override:
         extra = yaml.safe_load(override) if isinstance(override, str) else override
         _merge(base, extra or {})

@@ -15,6 +15,8 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from calpads.failures import LeaMismatch
+from calpads.leas import LeaConfig
 from calpads.run_scope import RunScope, ScopeError
 from calpads_airflow import runtime
 
@@ -23,12 +25,17 @@ log = logging.getLogger("calpads.pipeline")
 
 @dataclass(frozen=True)
 class FileDagTasks:
-    """What every task of one file DAG shares: its record type, DAG id, time zone and SIS source."""
+    """What every task of one file DAG shares: its record type, DAG id, time zone and LEA (its SIS, store,
+    publish folder and recipients; calpads.leas)."""
 
     record_type: str
     dag_id: str
     tz: Any
-    sis_source: str
+    lea: LeaConfig
+
+    @property
+    def sis_source(self) -> str:
+        return self.lea.sis_source
 
     # -- helpers ---------------------------------------------------------------------------------
     def work_dir(self) -> Path:
@@ -39,16 +46,18 @@ class FileDagTasks:
 
         return RunContext(record_type=self.record_type, dag_id=self.dag_id, run_id=runtime.current_run_id(),
                           scope=RunScope.from_dict(scope_dict), work_dir=self.work_dir(),
-                          publish_root=runtime.publish_root())
+                          publish_root=runtime.publish_root(self.lea), lea_code=self.lea.code)
 
-    @staticmethod
-    def check_scope_against_sis(scope: RunScope) -> None:
+    def store(self) -> Any:
+        return runtime.engine(self.lea.store_conn_id)
+
+    def check_scope_against_sis(self, scope: RunScope) -> None:
         """Schools and sub-districts must be the district's (SCHOOLS in sis_db), before anything is pulled.
         An unreachable SIS is not a wrong param: the extract task checks again (narrow_schools) and retries."""
         from calpads.sources.sql_sis import narrow_schools, reportable_schools
 
         try:
-            with runtime.engine("sis_db").connect() as conn:
+            with runtime.engine(self.lea.sis_conn_id).connect() as conn:
                 schools = reportable_schools(conn)
         except Exception as exc:  # a missing connection, a driver error: not a wrong param
             log.warning("Could not read the SIS's schools to check the run's schools/sub-districts (%s); the "
@@ -73,18 +82,19 @@ class FileDagTasks:
 
         ctx = self.context_for(scope)
         # The staging gate keeps each pull's counts in calpads_store (StagingCheckFailed: our own text).
-        staging = {"store_engine": runtime.engine("calpads_store"),
+        staging = {"store_engine": self.store(),
                    "count_tolerance": float(runtime.conf("staging_count_tolerance", "0.20"))}
         try:
             if self.sis_source == "sql":
-                return extract(ctx, runtime.engine("sis_db"), **staging)
+                return extract(ctx, runtime.engine(self.lea.sis_conn_id), **staging)
             from calpads.sources.api_common import MissingSourceData
 
             try:
-                return extract(ctx, ApiSource(self.sis_source, runtime.api_conn_id(self.sis_source), ctx.work_dir),
-                               **staging)
+                return extract(ctx, ApiSource(self.sis_source, self.lea.sis_conn_id, ctx.work_dir), **staging)
             except MissingSourceData as exc:   # the source can never provide it: a retry would not help
                 raise AirflowFailException(str(exc)) from exc
+        except LeaMismatch as exc:   # the LEA's SIS connection reads another LEA: fix the configuration
+            raise AirflowFailException(str(exc)) from exc
         except ScopeError as exc:   # a school or sub-district the SIS does not have: no retry can fix it
             raise AirflowFailException(f"Run parameters rejected: {exc}") from exc
 
@@ -112,7 +122,7 @@ class FileDagTasks:
         from calpads.pipeline import diff
 
         try:
-            return diff(self.context_for(scope), runtime.engine("calpads_store"),
+            return diff(self.context_for(scope), self.store(),
                         max_delete_share=parse_share(runtime.conf("max_delete_share", "0.20")))
         except (MassDeleteBlocked, EnrolledDeleteBlocked, OdsFormatError) as exc:
             # No retry can fix these; the alert names the cause (messages.WHAT_TO_DO_FOR).
@@ -128,7 +138,7 @@ class FileDagTasks:
     def save_submission_history(self, scope: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
         from calpads.pipeline import save_history
 
-        return save_history(self.context_for(scope), runtime.engine("calpads_store"))
+        return save_history(self.context_for(scope), self.store())
 
     def send_run_summary(self) -> dict[str, Any]:
         # No data inputs: it must run (trigger_rule all_done) even when an upstream task failed.
@@ -147,7 +157,7 @@ class FileDagTasks:
                                       published=state.get("published"), report_link=validation.get("report"),
                                       ods=ods, deletes=deletes, swept=swept)
         try:
-            return {"sent": send(subject, body)}
+            return {"sent": send(subject, body, lea_code=self.lea.code)}
         except Exception as exc:
             # The mail server, not the files: say whether the run's files are ready (published and saved).
             scope = get_current_context()["ti"].xcom_pull(task_ids="check_params") or {}
@@ -181,7 +191,7 @@ class FileDagTasks:
         try:
             from calpads.pipeline import release_submission
 
-            if release_submission(self.context_for(scope), runtime.engine("calpads_store")):
+            if release_submission(self.context_for(scope), self.store()):
                 log.info("Released this run's claim on the history")
         except Exception as exc:   # it expires on its own; the run's failure is what matters here
             from calpads.history.store import LEASE_HOURS

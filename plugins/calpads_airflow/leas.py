@@ -1,0 +1,94 @@
+"""Which LEAs this deployment serves (calpads.leas), and their file DAGs.
+
+``[calpads] leas_file`` (AIRFLOW__CALPADS__LEAS_FILE) names the LEA file; without it the deployment serves one LEA
+as it always has (``calpads_sprg`` reading ``sis_db``). With it, each listed LEA gets one DAG per file it submits,
+``calpads_<file>__<LEA code>``, built by the DAG files ``dags/calpads_leas_<nn>.py``: each builds the LEAs of its
+shard (``LeaConfig.shard``), so a county's or a state's LEAs are parsed by ``LEA_DAG_SHARDS`` processes, each well
+inside Airflow's DAG-file import timeout (docs/leas.md, "How many LEAs").
+
+The LEA file holds no credentials: connection ids only (docs/leas.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from calpads.leas import LeaConfig, LeaDirectory, load_leas
+from calpads_airflow import runtime
+
+LEA_DAG_SHARDS = 16
+
+
+def leas_file() -> str:
+    return runtime.conf("leas_file", "").strip()
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int) -> LeaDirectory:
+    from calpads_airflow.registry import api_sources
+
+    return load_leas(path, known_sources=api_sources())
+
+
+def directory() -> LeaDirectory | None:
+    """The LEA file's LEAs (None: no LEA file, one LEA). A missing or invalid file raises LeaConfigError, which
+    the UI shows as the DAG file's import error, naming each problem."""
+    path = leas_file()
+    if not path:
+        return None
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = 0   # load_leas says the file cannot be read
+    return _load(path, mtime)
+
+
+def listed_leas() -> tuple[LeaConfig, ...]:
+    found = directory()
+    return found.leas if found else ()
+
+
+def single_lea() -> LeaConfig:
+    """The one LEA of a deployment without an LEA file: [calpads] sis_source and its connection."""
+    source = runtime.sis_source()
+    return LeaConfig.single(source, "sis_db" if source == "sql" else runtime.api_conn_id(source))
+
+
+def lea_for(code: str | None) -> LeaConfig:
+    """The listed LEA with this code; None: the single LEA."""
+    if code is None:
+        return single_lea()
+    found = directory()
+    if found is None:
+        raise ValueError(f"LEA {code} has DAGs but [calpads] leas_file is not set on this machine")
+    return found.get(code)
+
+
+def single_lea_file_dag(record_type: str) -> Any:
+    """``calpads_<file>`` of the single LEA, or None when an LEA file lists the LEAs (they get their own)."""
+    if directory() is not None:
+        return None
+    from calpads_airflow.factories.file_dag import build_calpads_dag
+
+    return build_calpads_dag(record_type)
+
+
+def build_lea_dags(shard: int, shards: int = LEA_DAG_SHARDS) -> dict[str, Any]:
+    """dag id -> DAG for every file of every listed LEA in this shard."""
+    from calpads_airflow.factories.file_dag import build_calpads_dag
+
+    dags: dict[str, Any] = {}
+    for lea in listed_leas():
+        if lea.shard(shards) == shard:
+            for record_type in lea.files:
+                dag = build_calpads_dag(record_type, lea=lea)
+                dags[dag.dag_id] = dag
+    return dags
+
+
+def pools() -> list[tuple[str, int, str]]:
+    """(pool, slots, description) of every listed LEA's SIS connection."""
+    found = directory()
+    return found.pools() if found else []
