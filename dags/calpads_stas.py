@@ -1,5 +1,5 @@
 """CALPADS STAS file: see the DAG's docs in the Airflow UI."""
 
-from calpads_airflow.factories.file_dag import build_calpads_dag
+from calpads_airflow.leas import single_lea_file_dag
 
-dag = build_calpads_dag("STAS")
+dag = single_lea_file_dag("STAS")   # None when an LEA file lists the LEAs: dags/calpads_leas_*.py

@@ -12,9 +12,15 @@ from calpads.alerts.roles import TEAM_VARIABLE as RECIPIENTS_VARIABLE
 log = logging.getLogger(__name__)
 
 
-def recipients(roles: tuple[str, ...] = ()) -> list[str]:
-    """The addresses for these roles (no roles: the integration team), each role falling back to the team list."""
+def recipients(roles: tuple[str, ...] = (), lea_code: str | None = None) -> list[str]:
+    """The addresses for these roles (no roles: the integration team), each role falling back to the team list.
+    A listed LEA's (``lea_code``): its own entry's lists only, never the Variables (calpads.leas)."""
     from airflow.sdk import Variable
+
+    if lea_code is not None:
+        from calpads_airflow.leas import lea_for
+
+        return list(lea_for(lea_code).recipients(roles))
 
     def split(raw: str) -> list[str]:
         return [a.strip() for a in (raw or "").split(",") if a.strip()]
@@ -28,10 +34,11 @@ def recipients(roles: tuple[str, ...] = ()) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def send(subject: str, html_content: str, conn_id: str = "smtp_default", roles: tuple[str, ...] = ()) -> bool:
+def send(subject: str, html_content: str, conn_id: str = "smtp_default", roles: tuple[str, ...] = (),
+         lea_code: str | None = None) -> bool:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-    to = recipients(roles)
+    to = recipients(roles, lea_code)
     if not to:
         log.warning("No alert sent: the Variable %s is empty", RECIPIENTS_VARIABLE)
         return False
@@ -45,9 +52,10 @@ def send(subject: str, html_content: str, conn_id: str = "smtp_default", roles: 
 class CalpadsFailureNotifier(BaseNotifier):
     """Task failure -> email: what failed, why (in our words), what to do, the log link."""
 
-    def __init__(self, smtp_conn_id: str = "smtp_default"):
+    def __init__(self, smtp_conn_id: str = "smtp_default", lea_code: str | None = None):
         super().__init__()
         self.smtp_conn_id = smtp_conn_id
+        self.lea_code = lea_code   # a listed LEA's DAG: its own team (calpads.leas)
 
     def notify(self, context) -> None:
         from calpads.alerts.messages import failure_email
@@ -60,6 +68,6 @@ class CalpadsFailureNotifier(BaseNotifier):
             exception=context.get("exception"), log_url=getattr(ti, "log_url", None),
         )
         try:
-            send(subject, body, self.smtp_conn_id)
+            send(subject, body, self.smtp_conn_id, lea_code=self.lea_code)
         except Exception as exc:  # an alert must never hide the original failure
             log.error("Could not send the failure alert: %s", type(exc).__name__)

@@ -28,6 +28,8 @@ from typing import Any
 
 import pendulum
 
+from calpads.leas import LeaConfig
+
 DEFAULT_TZ = "America/Los_Angeles"
 OWNER = "integration-team"
 OWNER_LINKS = {OWNER: "mailto:integration-team@district.example"}
@@ -57,9 +59,10 @@ def cron(dag_key: str, default: str, tz: Any) -> Any:
     return CronTriggerTimetable(conf(f"schedule_{dag_key}", default), timezone=tz)
 
 
-def default_args(*, exponential_backoff: bool = False) -> dict[str, Any]:
+def default_args(*, exponential_backoff: bool = False, lea: LeaConfig | None = None) -> dict[str, Any]:
     """Every task: owned by the integration team, retried after [calpads] retry_delay_seconds (default 120), and
-    alerting on failure (CalpadsFailureNotifier)."""
+    alerting on failure (CalpadsFailureNotifier; a listed LEA's own team). A listed LEA with a ``queue`` runs its
+    tasks on that Celery queue."""
     from calpads_airflow.notifiers import CalpadsFailureNotifier
 
     args: dict[str, Any] = {
@@ -69,7 +72,9 @@ def default_args(*, exponential_backoff: bool = False) -> dict[str, Any]:
     }
     if exponential_backoff:
         args["retry_exponential_backoff"] = True
-    args["on_failure_callback"] = [CalpadsFailureNotifier()]
+    args["on_failure_callback"] = [CalpadsFailureNotifier(lea_code=lea.code if lea else None)]
+    if lea is not None and lea.queue:
+        args["queue"] = lea.queue
     return args
 
 
@@ -116,7 +121,8 @@ def work_root() -> str:
 
 
 def work_path(dag_id: str, run_id: str) -> Path:
-    """<calpads_work_root>/<dag id>/<run id>/ (run id made file-name safe); not created."""
+    """<calpads_work_root>/<dag id>/<run id>/ (run id made file-name safe); not created. A listed LEA's DAG ids
+    hold its code (calpads_sprg__1964733), so its work folders are its own."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
     return Path(work_root()) / dag_id / safe
 
@@ -130,10 +136,17 @@ def work_dir(dag_id: str, run_id: str) -> Path:
     return path
 
 
-def publish_root() -> Any:
+def publish_root(lea: LeaConfig | None = None) -> Any:
+    """Where files are published: the calpads_publish_root Variable; for a listed LEA its own ``publish_root``,
+    else ``<calpads_publish_root>/<LEA code>``."""
     from airflow.sdk import ObjectStoragePath, Variable
 
-    root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+    if lea is not None and lea.publish_root:
+        root = lea.publish_root
+    else:
+        root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+        if lea is not None and lea.listed:
+            root = f"{root.rstrip('/')}/{lea.code}"
     if "://" not in root:
         root = f"file://{os.path.abspath(root)}"
     return ObjectStoragePath(root)
@@ -162,12 +175,17 @@ def api_conn_id(source: str | None = None) -> str:
     return conf("sis_conn_id", sis_api_name(src if src != "sql" else "powerschool_api"))
 
 
-def sis_pool(source: str) -> str:
-    """Tasks that call a vendor API share a pool per SIS (named as its default connection) to stay under the
-    vendor's rate limit; SQL reads use the default pool."""
+def sis_pool(lea: LeaConfig | str) -> str:
+    """The pool of the tasks that read the SIS. The single LEA: one per vendor API (named as its default
+    connection) to stay under the vendor's rate limit, SQL reads in the default pool. A listed LEA: one per SIS
+    connection (LeaConfig.pool), so one slow SIS cannot take the slots of the others."""
     from calpads.sources.api_sources import sis_api_name
 
-    return "default_pool" if source == "sql" else sis_api_name(source)
+    if isinstance(lea, LeaConfig):
+        if lea.listed:
+            return lea.pool
+        lea = lea.sis_source
+    return "default_pool" if lea == "sql" else sis_api_name(lea)
 
 
 def powerschool_client() -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from calpads.leas import LeaConfig
+
 
 class DagTag(StrEnum):
     CALPADS = "calpads"             # every DAG of the project
@@ -17,6 +19,14 @@ class DagTag(StrEnum):
     HEALTH = "health"
     DEADLINES = "deadlines"
     MAINTENANCE = "maintenance"
+
+
+LEA_TAG_PREFIX = "LEA "   # + the 7-digit CDS code: the tag of a listed LEA's DAGs (calpads.leas)
+
+
+def lea_tags(lea: LeaConfig) -> list[str]:
+    """A listed LEA's DAGs carry "LEA <code>", so the UI's tag filter shows one LEA's DAGs."""
+    return [f"{LEA_TAG_PREFIX}{lea.code}"] if lea.listed else []
 
 
 def dag_tags(*tags: str) -> list[str]:

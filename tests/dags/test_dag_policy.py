@@ -9,7 +9,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from calpads_airflow.notifiers import CalpadsFailureNotifier
 from calpads_airflow.runtime import OWNER
-from calpads_airflow.tags import DagTag
+from calpads_airflow.tags import LEA_TAG_PREFIX, DagTag
 from tests.conftest import ROOT
 
 # The doc_md headings that open the "what to do when this fails" section (one of them is required).
@@ -19,9 +19,16 @@ FAILURE_SECTIONS = ("**When you get an alert.**", "**When a check fails**")
 WATCHERS = {"run_outcome"}
 
 
-@pytest.fixture(scope="module")
-def dagbag() -> DagBag:
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+LEA_FILE = ROOT / "tests" / "fixtures" / "leas_three.yaml"
+
+
+@pytest.fixture(scope="module", params=["one LEA", "three listed LEAs"])
+def dagbag(request) -> DagBag:
+    """Every DAG of a single-LEA deployment, and of one whose LEA file lists three LEAs (their file DAGs)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "three listed LEAs":
+            mp.setenv("AIRFLOW__CALPADS__LEAS_FILE", str(LEA_FILE))
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag
 
@@ -31,6 +38,10 @@ def dags(bag: DagBag) -> list:
     return [bag.dags[dag_id] for dag_id in sorted(bag.dags)]
 
 
+def lea_codes(bag: DagBag) -> set[str]:
+    return {dag_id.rpartition("__")[2] for dag_id in bag.dags if "__" in dag_id}
+
+
 def test_every_dag_has_the_owner_on_every_task(dagbag):
     for dag in dags(dagbag):
         assert dag.owner == OWNER, dag.dag_id
@@ -38,7 +49,7 @@ def test_every_dag_has_the_owner_on_every_task(dagbag):
 
 
 def test_tags_come_from_the_one_enum(dagbag):
-    valid = {t.value for t in DagTag}
+    valid = {t.value for t in DagTag} | {f"{LEA_TAG_PREFIX}{code}" for code in lea_codes(dagbag)}
     for dag in dags(dagbag):
         assert DagTag.CALPADS in dag.tags, dag.dag_id
         assert set(dag.tags) <= valid, f"{dag.dag_id}: tags not in calpads_airflow.tags.DagTag: {set(dag.tags) - valid}"
@@ -66,3 +77,23 @@ def test_dags_and_tasks_have_display_names(dagbag):
         assert dag.dag_display_name and dag.dag_display_name != dag.dag_id, dag.dag_id
         for t in dag.tasks:
             assert t.task_display_name and t.task_display_name != t.task_id, (dag.dag_id, t.task_id)
+
+
+def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
+    file_dags = sorted(d for d in dagbag.dags if d.startswith("calpads_") and d.split("__")[0] in (
+        "calpads_sprg", "calpads_senr", "calpads_stas", "calpads_leap"))
+    if not lea_codes(dagbag):
+        assert file_dags == ["calpads_leap", "calpads_senr", "calpads_sprg", "calpads_stas"]
+        return
+    # The LEA file: Alder and Birch submit every file, Cedar SPRG and SENR only; no unscoped file DAG is left.
+    assert file_dags == sorted([f"calpads_{f}__{code}" for code in ("5610001", "5610002")
+                                for f in ("sprg", "senr", "stas", "leap")]
+                               + ["calpads_sprg__5610003", "calpads_senr__5610003"])
+    cedar = dagbag.dags["calpads_sprg__5610003"]
+    assert f"{LEA_TAG_PREFIX}5610003" in cedar.tags and "Cedar Charter Academy" in cedar.dag_display_name
+    extract = cedar.get_task("extract_records")
+    assert extract.pool == "sis__sis_powerschool_5610003" and extract.queue == "lea_5610003"
+    birch = dagbag.dags["calpads_sprg__5610002"]
+    assert birch.get_task("extract_records").pool == "sis__sis_db_5610002"
+    assert birch.timetable.expression == "30 3 * * *"   # its own SPRG schedule; the rest keep the default
+    assert dagbag.dags["calpads_senr__5610002"].timetable.expression == "0 2 * * *"

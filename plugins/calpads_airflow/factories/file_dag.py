@@ -29,14 +29,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pendulum
 from airflow.sdk import Param, dag, task
 
+from calpads.leas import LeaConfig
 from calpads.run_scope import param_specs
 from calpads_airflow import runtime
 from calpads_airflow.assets import file_schedule
 from calpads_airflow.factories.file_tasks import FileDagTasks
 from calpads_airflow.links import attach_report_link
-from calpads_airflow.tags import dag_tags
+from calpads_airflow.tags import dag_tags, lea_tags
 
 DEFAULT_SCHEDULE = "0 2 * * *"
 
@@ -61,6 +63,14 @@ UPLOAD_TRANSACTION = ("The `_AU` file(s) (adds/updates; `_AU2`, `_AU3` when a st
                       "for checking counts only: never upload it.")
 UPLOAD_REPLACEMENT = ("The one file of the run: this record type is replacement-processed, so every file replaces "
                       "what CALPADS holds for its scope.")
+
+
+def _lea_doc(lea: LeaConfig) -> str:
+    if not lea.listed:
+        return ""
+    return (f"\n**LEA {lea.code}: {lea.name}.** This DAG reads only this LEA's SIS (connection `{lea.sis_conn_id}`), "
+            f"publishes under its own folder and alerts its own team (the LEA file, docs/leas.md). Where the text "
+            f"below says `sis_db`, `calpads_publish_root` or `integration_team_emails`, read this LEA's entry.\n")
 
 
 def _doc(record_type: str, title: str, processing: str = "transaction") -> str:
@@ -109,38 +119,49 @@ not at all. A folder with only `report/` is a run that published nothing.
 """
 
 
-def build_calpads_dag(record_type: str, *, dag_id: str | None = None, schedule: str | None = None):
+def _schedule(record_type: str, lea: LeaConfig, tz: Any, cron: str | None) -> Any:
+    """The single LEA: its own cron, or a fresh nightly SIS pull of the assets it reads (calpads.assets). A listed
+    LEA: its own cron (the nightly pull serves the single LEA)."""
     from airflow.sdk import CronTriggerTimetable
 
+    cron = cron or lea.cron(record_type) or runtime.conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
+    timetable = CronTriggerTimetable(cron, timezone=tz)
+    return timetable if lea.listed else file_schedule(record_type, timetable)
+
+
+def build_calpads_dag(record_type: str, *, lea: LeaConfig | None = None, dag_id: str | None = None,
+                      schedule: str | None = None):
+    """``calpads_<file>`` of the single LEA, or ``calpads_<file>__<code>`` of a listed LEA (calpads.leas)."""
     from calpads.layouts import load_layout
+    from calpads_airflow.leas import single_lea
 
     record_type = record_type.upper()
     layout = load_layout(record_type)
-    dag_id = dag_id or f"calpads_{record_type.lower()}"
-    tz = runtime.timezone()
-    cron = schedule or runtime.conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
-    t = FileDagTasks(record_type, dag_id, tz, runtime.sis_source())
+    lea = lea or single_lea()
+    dag_id = dag_id or lea.dag_id(f"calpads_{record_type.lower()}")
+    tz = pendulum.timezone(lea.timezone) if lea.timezone else runtime.timezone()
+    t = FileDagTasks(record_type, dag_id, tz, lea)
+    for_lea = f" · {lea.name} ({lea.code})" if lea.listed else ""
 
     @dag(
         dag_id=dag_id,
-        dag_display_name=f"CALPADS {record_type} – {layout.title}",
-        description=f"CALPADS {record_type} extract: SIS pull, quality gate, history diff, publication",
-        # Its own cron, or a fresh nightly SIS pull of the assets it reads (calpads.assets).
-        schedule=file_schedule(record_type, CronTriggerTimetable(cron, timezone=tz)),
+        dag_display_name=f"CALPADS {record_type} – {layout.title}{for_lea}",
+        description=f"CALPADS {record_type} extract{for_lea}: SIS pull, quality gate, history diff, publication",
+        schedule=_schedule(record_type, lea, tz, schedule),
         start_date=runtime.start_date(tz),
         catchup=False,
         max_active_runs=1,
         params=file_params(tz),
-        tags=dag_tags(record_type),
+        tags=dag_tags(record_type, *lea_tags(lea)),
         owner_links=runtime.OWNER_LINKS,
-        doc_md=_doc(record_type, layout.title, layout.processing),
-        default_args=runtime.default_args(exponential_backoff=True),
+        doc_md=_lea_doc(lea) + _doc(record_type, layout.title, layout.processing),
+        default_args=runtime.default_args(exponential_backoff=True, lea=lea),
     )
     def calpads_file_dag():
         scope = task(t.check_params, task_display_name="Check run parameters", retries=0)()
         # Vendor API calls share a pool per SIS, to stay under the vendor's rate limit.
         extracted = task(t.extract_records, task_display_name="Pull SIS data and build records",
-                         pool=runtime.sis_pool(t.sis_source))(scope)
+                         pool=runtime.sis_pool(lea))(scope)
         gated = task(t.quality_gate, task_display_name="Quality gate (CALPADS rules)")(scope, extracted)
         attach_report_link(gated)   # the "Validation report" button in the UI
         diffed = task(t.diff_against_history, task_display_name="Compare with submission history")(scope, gated)
