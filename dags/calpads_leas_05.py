@@ -1,5 +1,5 @@
 """CALPADS file DAGs of the LEAs listed in the LEA file (docs/leas.md): those of shard 5 of 16."""
 
-from calpads_airflow.leas import build_lea_dags
+from calpads_airflow.factories.lea_dags import build_lea_dags
 
 globals().update(build_lea_dags(shard=5))

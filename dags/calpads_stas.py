@@ -1,5 +1,5 @@
 """CALPADS STAS file: see the DAG's docs in the Airflow UI."""
 
-from calpads_airflow.leas import single_lea_file_dag
+from calpads_airflow.factories.lea_dags import single_lea_file_dag
 
 dag = single_lea_file_dag("STAS")   # None when an LEA file lists the LEAs: dags/calpads_leas_*.py

@@ -3,8 +3,8 @@
 ``[calpads] leas_file`` (AIRFLOW__CALPADS__LEAS_FILE) names the LEA file; without it the deployment serves one LEA
 as it always has (``calpads_sprg`` reading ``sis_db``). With it, each listed LEA gets one DAG per file it submits,
 ``calpads_<file>__<LEA code>``, built by the DAG files ``dags/calpads_leas_<nn>.py``: each builds the LEAs of its
-shard (``LeaConfig.shard``), so a county's or a state's LEAs are parsed by ``LEA_DAG_SHARDS`` processes, each well
-inside Airflow's DAG-file import timeout (docs/leas.md, "How many LEAs").
+shard (``LeaConfig.shard``; calpads_airflow.factories.lea_dags), so a county's or a state's LEAs are parsed by
+``LEA_DAG_SHARDS`` processes, each well inside Airflow's DAG-file import timeout (docs/leas.md, "How many LEAs").
 
 The LEA file holds no credentials: connection ids only (docs/leas.md).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
 
 from calpads.leas import LeaConfig, LeaDirectory, load_leas
 from calpads_airflow import runtime
@@ -64,28 +63,6 @@ def lea_for(code: str | None) -> LeaConfig:
     if found is None:
         raise ValueError(f"LEA {code} has DAGs but [calpads] leas_file is not set on this machine")
     return found.get(code)
-
-
-def single_lea_file_dag(record_type: str) -> Any:
-    """``calpads_<file>`` of the single LEA, or None when an LEA file lists the LEAs (they get their own)."""
-    if directory() is not None:
-        return None
-    from calpads_airflow.factories.file_dag import build_calpads_dag
-
-    return build_calpads_dag(record_type)
-
-
-def build_lea_dags(shard: int, shards: int = LEA_DAG_SHARDS) -> dict[str, Any]:
-    """dag id -> DAG for every file of every listed LEA in this shard."""
-    from calpads_airflow.factories.file_dag import build_calpads_dag
-
-    dags: dict[str, Any] = {}
-    for lea in listed_leas():
-        if lea.shard(shards) == shard:
-            for record_type in lea.files:
-                dag = build_calpads_dag(record_type, lea=lea)
-                dags[dag.dag_id] = dag
-    return dags
 
 
 def pools() -> list[tuple[str, int, str]]:
