@@ -77,12 +77,16 @@ for key, setting in VARIABLES.items():
         print(f"{key}: set from {setting}")
     else:
         print(f"{key}: {setting} blank, skipped")
-# One pool per SIS API keeps parallel tasks under the vendor's rate limit (the vendors' hooks name them).
+# One pool per SIS API keeps parallel tasks under the vendor's rate limit (the vendors' hooks name them), and
+# one per SIS connection of the LEA file's LEAs with the slots their entries ask for.
 from calpads_airflow.registry import pools
+from calpads_airflow.leas import pools as lea_pools
 
 for pool, slots, description in pools():
     Pool.create_or_update_pool(pool, int(os.environ.get("CALPADS_SIS_API_SLOTS") or slots), description,
                                include_deferred=False)
+for pool, slots, description in lea_pools():
+    Pool.create_or_update_pool(pool, slots, description, include_deferred=False)
 PY
 
 echo "== airflow-init done"

@@ -291,5 +291,5 @@ def _known_timezone(tz: Any) -> bool:
 
     try:
         return isinstance(tz, str) and zoneinfo.ZoneInfo(tz) is not None
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):   # OSError: a folder of zones, e.g. "Pacific"
         return False

@@ -55,6 +55,11 @@ def single_lea() -> LeaConfig:
     return LeaConfig.single(source, "sis_db" if source == "sql" else runtime.api_conn_id(source))
 
 
+def served_leas() -> tuple[LeaConfig, ...]:
+    """The LEAs this deployment submits for: the LEA file's, else the single one."""
+    return listed_leas() or (single_lea(),)
+
+
 def lea_for(code: str | None) -> LeaConfig:
     """The listed LEA with this code; None: the single LEA."""
     if code is None:

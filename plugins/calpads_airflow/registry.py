@@ -6,7 +6,7 @@ module is imported). Everything per vendor derives from here: the valid ``[calpa
 values, the default connection ids, the Airflow pools, the data-flow page's words, the provider
 info's connection types and the source clients.
 
-    python -m calpads_airflow.registry pools     # "<pool>\t<slots>\t<description>", one line per source
+    python -m calpads_airflow.registry pools     # "<pool>\t<slots>\t<description>": per source, per LEA SIS
     python -m calpads_airflow.registry sources   # "<source>\t<conn_type>\t<default connection>"
 
 (scripts/setup.sh and scripts/airflow-init.sh create the pools from the first.)
@@ -46,6 +46,13 @@ def pools() -> list[tuple[str, int, str]]:
     return [(h.pool_name(), h.pool_slots, f"SIS API calls: {h.hook_name}") for h in hooks()]
 
 
+def all_pools() -> list[tuple[str, int, str]]:
+    """The vendor pools above, plus one per SIS connection of the LEA file's LEAs (calpads_airflow.leas)."""
+    from calpads_airflow.leas import pools as lea_pools
+
+    return pools() + lea_pools()
+
+
 def flow_words() -> dict[str, tuple[str, str]]:
     """Source -> (how it is reached, what it must be granted to read): the data-flow page's words."""
     return {h.source: (h.flow_system, h.read_permission) for h in hooks()}
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["pools", "sources"])
     args = parser.parse_args(argv)
     if args.what == "pools":
-        lines = [f"{name}\t{slots}\t{description}" for name, slots, description in pools()]
+        lines = [f"{name}\t{slots}\t{description}" for name, slots, description in all_pools()]
     else:
         lines = [f"{h.source}\t{h.conn_type}\t{h.default_conn_name}" for h in hooks()]
     sys.stdout.write("".join(f"{line}\n" for line in lines))

@@ -48,12 +48,16 @@ def delete_old_work_folders() -> dict[str, Any]:
 
 def sweep_publications() -> dict[str, Any]:
     from calpads.maintenance import sweep_publish_root, swept_email
+    from calpads_airflow.leas import served_leas
     from calpads_airflow.notifiers import send
 
-    swept = sweep_publish_root(runtime.publish_root())
-    if not swept:
-        return {"swept": 0, "sent": False}
-    return {"swept": len(swept), "sent": send(*swept_email(swept))}
+    total, sent = 0, False
+    for lea in served_leas():   # each LEA's publish folder; what was swept is told to that LEA's team
+        swept = sweep_publish_root(runtime.publish_root(lea))
+        if swept:
+            total += len(swept)
+            sent = send(*swept_email(swept), lea_code=lea.code) or sent
+    return {"swept": total, "sent": sent}
 
 
 def build_maintenance_dag():
