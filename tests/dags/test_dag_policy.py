@@ -89,6 +89,8 @@ def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
     assert file_dags == sorted([f"calpads_{f}__{code}" for code in ("5610001", "5610002")
                                 for f in ("sprg", "senr", "stas", "leap")]
                                + ["calpads_sprg__5610003", "calpads_senr__5610003"])
+    # One LEA's SIS pull, afterschool sync and checks are not built; the deployment-wide DAGs are.
+    assert sorted(set(dagbag.dags) - set(file_dags)) == ["calpads_deadline_watch", "calpads_maintenance"]
     cedar = dagbag.dags["calpads_sprg__5610003"]
     assert f"{LEA_TAG_PREFIX}5610003" in cedar.tags and "Cedar Charter Academy" in cedar.dag_display_name
     extract = cedar.get_task("extract_records")
