@@ -14,6 +14,7 @@ listed in one YAML document (the file named by ``[calpads] leas_file``)::
         sis: {source: sql, conn_id: sis_db_1964733}
         publish_root: file:///srv/calpads_out/1964733
         emails: {team: [data-team@example.k12.ca.us]}
+        afterschool: {drop_path: /srv/afterschool/1964733, write_mode: dry_run}   # optional
 
 Without that setting a deployment serves one LEA exactly as before (``LeaConfig.single()``): the DAGs keep their
 plain ids (``calpads_sprg``) and the connections, Variables and settings they always read.
@@ -37,12 +38,17 @@ QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 FILE_TYPES = ("SPRG", "SENR", "STAS", "LEAP")
 ROLES = ("team", "it", "coordinator", "afterschool")
 SQL_SOURCE = "sql"
+WRITE_MODES = ("dry_run", "write")
+AFTERSCHOOL_KEYS = ("drop_path", "conn_id", "write_mode")
+# The schedules a listed LEA may set besides its files' ([calpads] schedule_<key> otherwise): its own nightly SIS
+# pull, afterschool sync and integration checks.
+DAG_SCHEDULE_KEYS = ("SIS_PULL", "AFTERSCHOOL_SYNC", "INTEGRATION_HEALTH")
 DEFAULT_SCHEDULE = "0 2 * * *"
 DEFAULT_TIMEZONE = "America/Los_Angeles"
 DEFAULT_POOL_SLOTS = 4
 LEA_KEYS = {"code", "name", "sis", "store_conn_id", "publish_root", "emails", "schedule", "timezone", "files",
-            "queue", "pool_slots"}
-DEFAULT_KEYS = LEA_KEYS - {"code", "name", "sis", "publish_root", "emails"}
+            "queue", "pool_slots", "afterschool"}
+DEFAULT_KEYS = LEA_KEYS - {"code", "name", "sis", "publish_root", "emails", "afterschool"}
 
 
 class LeaConfigError(ValueError):
@@ -68,6 +74,11 @@ class LeaConfig:
     files: tuple[str, ...] = FILE_TYPES
     queue: str | None = None                # a Celery queue for the LEA's tasks (None: the default queue)
     pool_slots: int = DEFAULT_POOL_SLOTS
+    # Its afterschool platform's export: a drop folder or an HTTP connection (None and None: the folder
+    # <afterschool_drop_path Variable>/<code>); what its scheduled write-back runs do (dry_run unless set to write).
+    afterschool_drop_path: str | None = None
+    afterschool_conn_id: str | None = None
+    afterschool_write_mode: str = "dry_run"
 
     @classmethod
     def single(cls, sis_source: str = SQL_SOURCE, sis_conn_id: str = "sis_db") -> LeaConfig:
@@ -100,8 +111,9 @@ class LeaConfig:
             out += list(self.emails.get(role, ())) or list(team)
         return tuple(dict.fromkeys(out))
 
-    def cron(self, record_type: str) -> str | None:
-        return self.schedule.get(record_type.upper())
+    def cron(self, key: str) -> str | None:
+        """The LEA's own cron for a file type (SPRG) or one of its other DAGs (DAG_SCHEDULE_KEYS: sis_pull, ...)."""
+        return self.schedule.get(key.upper())
 
     def shard(self, shards: int) -> int:
         """Which of ``shards`` DAG files builds this LEA's DAGs: stable, so adding an LEA moves no other."""
@@ -216,11 +228,41 @@ def _parse_entry(entry: Mapping[str, Any], label: str, sources: set[str] | None,
     tz = entry.get("timezone")
     if tz is not None and not _known_timezone(tz):
         problems.append(f"{label}: timezone {tz!r} is not a known time zone (e.g. America/Los_Angeles)")
+    afterschool = _afterschool(entry.get("afterschool"), label, problems)
     if len(problems) > before:
         return None
     return LeaConfig(code=code, name=name.strip(), sis_source=source, sis_conn_id=conn_id, store_conn_id=store,
                      publish_root=publish_root, emails=emails,
-                     schedule=schedule, timezone=tz, files=files, queue=queue, pool_slots=slots)
+                     schedule=schedule, timezone=tz, files=files, queue=queue, pool_slots=slots,
+                     afterschool_drop_path=afterschool.get("drop_path"), afterschool_conn_id=afterschool.get("conn_id"),
+                     afterschool_write_mode=afterschool.get("write_mode", "dry_run"))
+
+
+def _afterschool(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    """``afterschool: {drop_path: ..., conn_id: ..., write_mode: dry_run|write}``, each optional."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{label}: afterschool must be a mapping with drop_path, conn_id and/or write_mode")
+        return {}
+    for key in sorted(set(raw) - set(AFTERSCHOOL_KEYS)):
+        problems.append(f"{label}: afterschool.{key} is not a setting (use {', '.join(AFTERSCHOOL_KEYS)})")
+    drop, conn_id, mode = raw.get("drop_path"), raw.get("conn_id"), raw.get("write_mode", "dry_run")
+    if drop is not None and (not isinstance(drop, str) or not drop.strip()):
+        problems.append(f"{label}: afterschool.drop_path must be the folder this LEA's afterschool export is "
+                        f"dropped in")
+    if conn_id is not None and (not isinstance(conn_id, str) or not CONN_ID.match(conn_id)):
+        problems.append(f"{label}: afterschool.conn_id must name the Airflow connection of this LEA's afterschool "
+                        f"platform")
+    if mode not in WRITE_MODES:
+        problems.append(f"{label}: afterschool.write_mode must be dry_run or write (what its scheduled runs do "
+                        f"with the SIS)")
+    out = {"write_mode": mode}
+    if isinstance(drop, str) and drop.strip():
+        out["drop_path"] = drop.strip()
+    if isinstance(conn_id, str):
+        out["conn_id"] = conn_id
+    return out
 
 
 def _emails(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
@@ -251,8 +293,10 @@ def _schedule(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for rt, cron in raw.items():
-        if str(rt).upper() not in FILE_TYPES or not isinstance(cron, str) or not _valid_cron(cron):
-            problems.append(f"{label}: schedule {rt}: {cron!r} is not a file type with a valid cron expression")
+        if str(rt).upper() not in FILE_TYPES + DAG_SCHEDULE_KEYS or not isinstance(cron, str) \
+                or not _valid_cron(cron):
+            problems.append(f"{label}: schedule {rt}: {cron!r} is not a file type with a valid cron expression "
+                            f"(keys: {', '.join(FILE_TYPES + DAG_SCHEDULE_KEYS).lower()})")
             continue
         out[str(rt).upper()] = cron
     return out
@@ -267,11 +311,16 @@ def _files(raw: Any, label: str, problems: list[str]) -> tuple[str, ...]:
 
 
 def _clashes(leas: list[LeaConfig]) -> list[str]:
-    """Two LEAs may share a SIS connection or the store, never a code or a publish folder. (Work folders are
-    always their own: <calpads_work_root>/<DAG id>/<run id>, and each DAG id holds the LEA's code.)"""
+    """Two LEAs may share a SIS connection or the store, never a code, a publish folder or an afterschool export
+    (its folder or its connection). (Work folders are always their own: <calpads_work_root>/<DAG id>/<run id>, and
+    each DAG id holds the LEA's code.)"""
     problems = []
     for what, values in (("code", [lea.code for lea in leas]),
-                         ("publish_root", [lea.publish_root.rstrip("/") for lea in leas if lea.publish_root])):
+                         ("publish_root", [lea.publish_root.rstrip("/") for lea in leas if lea.publish_root]),
+                         ("afterschool.drop_path", [lea.afterschool_drop_path.rstrip("/") for lea in leas
+                                                    if lea.afterschool_drop_path]),
+                         ("afterschool.conn_id", [lea.afterschool_conn_id for lea in leas
+                                                  if lea.afterschool_conn_id])):
         seen: set[str | None] = set()
         for value in values:
             if value in seen:

@@ -2,7 +2,8 @@
 
 What each asset covers (tables, URIs, a layout's inputs) is domain data in calpads.assets; this module
 only makes the Airflow objects. ``<lea>`` is the Airflow config AIRFLOW__CALPADS__LEA_CODE (default
-``district``): parse time never reads the SIS, and one deployment per LEA gets its own URIs.
+``district``): parse time never reads the SIS, and one deployment per LEA gets its own URIs. An LEA of the LEA file
+(calpads.leas) has its code as ``<lea>``: its own pull and afterschool sync trigger only its own file DAGs.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def asset(kind: str, lea: str | None = None) -> Any:
     return Asset(uri=asset_uri(kind, lea), name=f"calpads_{kind}_{lea}", group="calpads_sis")
 
 
-def file_schedule(record_type: str, timetable: Any) -> Any:
-    """The file DAG's schedule: its own timetable OR a refresh of all the assets it reads."""
+def file_schedule(record_type: str, timetable: Any, lea: str | None = None) -> Any:
+    """The file DAG's schedule: its own timetable OR a refresh of all the assets it reads (``lea``: a listed LEA's
+    code, whose own sis_nightly_pull__<code> and afterschool_sync__<code> update its assets; None: lea_key())."""
     from airflow.sdk import AssetOrTimeSchedule
 
-    return AssetOrTimeSchedule(timetable=timetable, assets=[asset(k) for k in inputs_for(record_type)])
+    return AssetOrTimeSchedule(timetable=timetable, assets=[asset(k, lea=lea) for k in inputs_for(record_type)])

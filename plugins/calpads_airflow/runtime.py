@@ -14,6 +14,8 @@ Airflow configuration ([calpads] section, e.g. AIRFLOW__CALPADS__...):
   AFTERSCHOOL_WRITE_MODE      dry_run (default) | write: what scheduled afterschool_sync runs do
   LEAS_FILE                   the LEA file of a deployment that submits for several LEAs (docs/leas.md); each
                               listed LEA's DAGs read its own entry instead of the connections/Variables below
+                              (its SIS and store connections, publish root, recipients, afterschool export and
+                              write mode: the functions below that take an ``lea``)
 Variables: calpads_publish_root, calpads_work_root, afterschool_drop_path (default
 $AIRFLOW_HOME/afterschool_drop), afterschool_write_mode (overrides the config above), integration_team_emails
 and the per-role lists it_emails, calpads_coordinator_emails, afterschool_staff_emails (each defaults to
@@ -81,15 +83,34 @@ def default_args(*, exponential_backoff: bool = False, lea: LeaConfig | None = N
 
 
 def nightly_dag(dag_id: str, *, display_name: str, description: str, cron_key: str, default_cron: str, tag: Any,
-                doc_md: str, tz: Any, **extra: Any) -> dict[str, Any]:
+                doc_md: str, tz: Any, lea: LeaConfig | None = None, **extra: Any) -> dict[str, Any]:
     """The arguments of ``@dag`` shared by the project's nightly DAGs: the schedule from ``[calpads] schedule_<key>``
     in the district's time zone, no catch-up, one run at a time, tags from calpads_airflow.tags, the default_args
-    above. ``extra``: params and anything else a DAG adds."""
-    from calpads_airflow.tags import dag_tags
+    above. ``extra``: params and anything else a DAG adds.
 
-    return {"dag_id": dag_id, "dag_display_name": display_name, "description": description,
-            "schedule": cron(cron_key, default_cron, tz), "start_date": start_date(tz), "catchup": False,
-            "max_active_runs": 1, "tags": dag_tags(tag), "doc_md": doc_md, "default_args": default_args(), **extra}
+    A listed LEA's (``lea``): ``<dag_id>__<code>``, its name and code in the display name and description, its own
+    cron (the LEA file's ``schedule: {<cron_key>: ...}``, else ``[calpads] schedule_<key>``) in its own time zone
+    (``tz``), its LEA tag, its own team alerted and its Celery queue."""
+    from calpads_airflow.tags import dag_tags, lea_tags
+
+    if lea is None or not lea.listed:
+        return {"dag_id": dag_id, "dag_display_name": display_name, "description": description,
+                "schedule": cron(cron_key, default_cron, tz), "start_date": start_date(tz), "catchup": False,
+                "max_active_runs": 1, "tags": dag_tags(tag), "doc_md": doc_md, "default_args": default_args(),
+                **extra}
+    from airflow.sdk import CronTriggerTimetable
+
+    for_lea = f" · {lea.name} ({lea.code})"
+    expression = lea.cron(cron_key) or conf(f"schedule_{cron_key}", default_cron)
+    return {"dag_id": lea.dag_id(dag_id), "dag_display_name": f"{display_name}{for_lea}",
+            "description": f"{description}{for_lea}", "schedule": CronTriggerTimetable(expression, timezone=tz),
+            "start_date": start_date(tz), "catchup": False, "max_active_runs": 1,
+            "tags": dag_tags(tag, *lea_tags(lea)), "doc_md": doc_md, "default_args": default_args(lea=lea), **extra}
+
+
+def lea_timezone(lea: LeaConfig | None) -> Any:
+    """A listed LEA's own time zone, else [calpads] timezone."""
+    return pendulum.timezone(lea.timezone) if lea is not None and lea.timezone else timezone()
 
 
 def configured_retry_delay() -> timedelta:
@@ -160,19 +181,41 @@ def engine(conn_id: str) -> Any:
     return engine_for(conn_id)
 
 
-def sis_source() -> str:
-    return conf("sis_source", "sql")
+def _listed(lea: LeaConfig | None) -> bool:
+    return lea is not None and lea.listed
 
 
-def writeback_kind() -> str:
+def sis_source(lea: LeaConfig | None = None) -> str:
+    """[calpads] sis_source; a listed LEA's: its entry's ``sis.source``."""
+    return lea.sis_source if _listed(lea) else conf("sis_source", "sql")
+
+
+def sis_db_conn_id(lea: LeaConfig | None = None) -> str:
+    """The SQL SIS connection: sis_db; a listed LEA's: its entry's ``sis.conn_id``."""
+    return lea.sis_conn_id if _listed(lea) else "sis_db"
+
+
+def store_conn_id(lea: LeaConfig | None = None) -> str:
+    """The history store: calpads_store; a listed LEA's: its entry's ``store_conn_id`` (rows scoped by LEA)."""
+    return lea.store_conn_id if _listed(lea) else "calpads_store"
+
+
+def writeback_kind(lea: LeaConfig | None = None) -> str:
+    """Where afterschool participation is written: [calpads] afterschool_writeback (default as the SIS source); a
+    listed LEA: its own SIS (the PowerSchool API for a PowerSchool LEA, else SQL)."""
+    if _listed(lea):
+        return "powerschool_api" if lea.sis_source == "powerschool_api" else "sql"
     src = sis_source()
     return conf("afterschool_writeback", "powerschool_api" if src == "powerschool_api" else "sql")
 
 
-def api_conn_id(source: str | None = None) -> str:
-    """The SIS API connection: [calpads] sis_conn_id, else the source's default (sis_powerschool, sis_aeries, ...)."""
+def api_conn_id(source: str | None = None, lea: LeaConfig | None = None) -> str:
+    """The SIS API connection: [calpads] sis_conn_id, else the source's default (sis_powerschool, sis_aeries, ...);
+    a listed LEA's: its entry's ``sis.conn_id``."""
     from calpads.sources.api_sources import sis_api_name
 
+    if _listed(lea):
+        return lea.sis_conn_id
     src = source or sis_source()
     return conf("sis_conn_id", sis_api_name(src if src != "sql" else "powerschool_api"))
 
@@ -190,49 +233,95 @@ def sis_pool(lea: LeaConfig | str) -> str:
     return "default_pool" if lea == "sql" else sis_api_name(lea)
 
 
-def powerschool_client() -> Any:
+def powerschool_client(lea: LeaConfig | None = None) -> Any:
+    """The PowerSchool API client of the configured SIS connection (a listed LEA: its own ``sis.conn_id``)."""
     from calpads.sources.api_sources import client_for, get_connection
 
-    return client_for("powerschool_api", get_connection(api_conn_id()))
+    return client_for("powerschool_api", get_connection(api_conn_id(lea=lea)))
 
 
-def sis_reader(work: Path) -> Any:
-    """The afterschool SIS reader for the configured source (SQL sis_db or the PowerSchool API)."""
+def _afterschool_sis(lea: LeaConfig | None) -> str:
+    """The afterschool stages read and write the SIS by SQL or the PowerSchool API: a listed LEA on another API
+    is refused with what to do (the single LEA reads sis_db, as it always has)."""
+    source = sis_source(lea)
+    if _listed(lea) and source not in ("sql", "powerschool_api"):
+        raise ValueError(f"LEA {lea.code}'s SIS is read through {source}: the afterschool sync and its checks read "
+                         f"and write the SIS by SQL or the PowerSchool API only. Give LEA {lea.code} a SQL or "
+                         f"PowerSchool SIS connection in the LEA file, or pause its afterschool_sync and "
+                         f"integration_health DAGs.")
+    return source
+
+
+def sis_reader(work: Path, lea: LeaConfig | None = None) -> Any:
+    """The afterschool SIS reader for the configured source (SQL sis_db or the PowerSchool API; a listed LEA: its
+    own SIS connection)."""
     from calpads.afterschool.sis_data import PowerSchoolReader, SqlReader
 
-    if sis_source() == "powerschool_api":
-        return PowerSchoolReader(powerschool_client(), work / "api_pages")
-    return SqlReader(engine("sis_db"))
+    if _afterschool_sis(lea) == "powerschool_api":
+        return PowerSchoolReader(powerschool_client(lea), work / "api_pages")
+    return SqlReader(engine(sis_db_conn_id(lea)))
 
 
-def writeback_target() -> Any:
+def writeback_target(lea: LeaConfig | None = None) -> Any:
+    """Where participation is written back (writeback_kind): SQL sis_db or the PowerSchool API; a listed LEA: its
+    own SIS connection."""
     from calpads.afterschool.writeback import PowerSchoolTarget, SqlTarget
 
-    if writeback_kind() == "powerschool_api":
-        return PowerSchoolTarget(powerschool_client())
-    return SqlTarget(engine("sis_db"))
+    _afterschool_sis(lea)
+    if writeback_kind(lea) == "powerschool_api":
+        return PowerSchoolTarget(powerschool_client(lea))
+    return SqlTarget(engine(sis_db_conn_id(lea)))
 
 
-def afterschool_export(source: str, kind: str = "attendance") -> tuple[bytes, str, str]:
+def afterschool_drop(lea: LeaConfig | None = None) -> tuple[str, bool]:
+    """(the afterschool drop folder, whether it was configured): the Variable afterschool_drop_path, else
+    $AIRFLOW_HOME/afterschool_drop (not configured). A listed LEA: its entry's ``afterschool.drop_path``, else
+    ``<that folder>/<code>`` (configured when it has no ``afterschool.conn_id``): never another LEA's folder."""
+    from airflow.sdk import Variable
+
+    base = Variable.get("afterschool_drop_path", default="")
+    if not _listed(lea):
+        return base or str(Path(airflow_home(), "afterschool_drop")), bool(base)
+    if lea.afterschool_drop_path:
+        return lea.afterschool_drop_path, True
+    shared = base or str(Path(airflow_home(), "afterschool_drop"))
+    return str(Path(shared, lea.code)), lea.afterschool_conn_id is None
+
+
+def afterschool_conn_id(lea: LeaConfig | None = None) -> str | None:
+    """The afterschool platform's HTTP connection: afterschool_api; a listed LEA's: its ``afterschool.conn_id``
+    (None: it has none)."""
+    return lea.afterschool_conn_id if _listed(lea) else "afterschool_api"
+
+
+def afterschool_export(source: str, kind: str = "attendance", lea: LeaConfig | None = None) -> tuple[bytes, str, str]:
     """(bytes, source name, content type) of one file of the export (kind: attendance | registrations) from the
-    drop folder or the afterschool_api connection."""
-    from airflow.sdk import BaseHook, Variable
+    drop folder or the afterschool_api connection (a listed LEA: its own, afterschool_drop/afterschool_conn_id)."""
+    from airflow.sdk import BaseHook
 
     from calpads.afterschool import ingest
 
-    drop = Variable.get("afterschool_drop_path", default="")
-    if source == "file" or (source == "auto" and (drop or Path(airflow_home(), "afterschool_drop").exists())):
-        data, name = ingest.read_drop(drop or Path(airflow_home(), "afterschool_drop"), kind)
+    drop, configured = afterschool_drop(lea)
+    if source == "file" or (source == "auto" and (configured or Path(drop).exists())):
+        data, name = ingest.read_drop(drop, kind)
         return data, name, ""
-    conn = BaseHook.get_connection("afterschool_api")
+    conn_id = afterschool_conn_id(lea)
+    if conn_id is None:
+        raise FileNotFoundError(f"LEA {lea.code} has no afterschool export to fetch: its LEA entry names no "
+                                f"afterschool.conn_id. Set afterschool.conn_id or afterschool.drop_path in the LEA "
+                                f"file, or run with source = file")
+    conn = BaseHook.get_connection(conn_id)
     return ingest.fetch_http(conn, kind=kind)
 
 
-def scheduled_write_mode() -> str:
+def scheduled_write_mode(lea: LeaConfig | None = None) -> str:
     """What a run with write_mode "setting" (every scheduled run) does: the Variable afterschool_write_mode,
-    else [calpads] afterschool_write_mode, else dry_run. Anything else is refused (ValueError)."""
+    else [calpads] afterschool_write_mode, else dry_run. Anything else is refused (ValueError). A listed LEA:
+    its entry's ``afterschool.write_mode`` (default dry_run), never the deployment's setting."""
     from airflow.sdk import Variable
 
+    if _listed(lea):
+        return lea.afterschool_write_mode
     value = (Variable.get("afterschool_write_mode", default="") or conf("afterschool_write_mode", "dry_run")).strip()
     if value not in WRITE_MODES:
         raise ValueError(f"the afterschool write-back setting (Variable afterschool_write_mode or "

@@ -113,3 +113,56 @@ def test_the_example_lea_file_of_the_docs_reads():
     example = load_leas(ROOT / "config" / "leas.example.yaml", known_sources=APIS)
     assert example.codes() == ["0000001", "0000002"]
     assert example.get("0000002").queue == "charters" and example.get("0000001").pool_slots == 4
+
+
+def test_an_leas_afterschool_export_and_write_mode_read_as_written():
+    doc = {"leas": [entry(afterschool={"drop_path": "/srv/drop/5610001/", "write_mode": "write"}),
+                    entry("5610002", afterschool={"conn_id": "afterschool_api_5610002"}), entry("5610003")]}
+    alder, birch, cedar = parse_leas(doc).leas
+    assert (alder.afterschool_drop_path, alder.afterschool_conn_id, alder.afterschool_write_mode) == \
+        ("/srv/drop/5610001", None, "write")
+    assert (birch.afterschool_drop_path, birch.afterschool_conn_id, birch.afterschool_write_mode) == \
+        (None, "afterschool_api_5610002", "dry_run")
+    assert (cedar.afterschool_drop_path, cedar.afterschool_conn_id, cedar.afterschool_write_mode) == \
+        (None, None, "dry_run")                          # nothing set: its own folder, and no writing to its SIS
+    assert LeaConfig.single().afterschool_write_mode == "dry_run"
+
+
+@pytest.mark.parametrize(("afterschool", "words"), [
+    ("/srv/drop", "LEA 5610001: afterschool must be a mapping with drop_path, conn_id and/or write_mode"),
+    ({"drop_path": " "}, "LEA 5610001: afterschool.drop_path must be the folder this LEA's afterschool export"),
+    ({"drop_path": 7}, "LEA 5610001: afterschool.drop_path must be the folder"),
+    ({"conn_id": "afterschool api"}, "LEA 5610001: afterschool.conn_id must name the Airflow connection"),
+    ({"write_mode": "yes"}, "LEA 5610001: afterschool.write_mode must be dry_run or write"),
+    ({"write_mode": True}, "LEA 5610001: afterschool.write_mode must be dry_run or write"),
+    ({"password": "x"}, "LEA 5610001: afterschool.password is not a setting (use drop_path, conn_id, write_mode)"),
+])
+def test_each_afterschool_mistake_is_named_with_its_entry(afterschool, words):
+    assert words in problems({"leas": [entry(afterschool=afterschool)]})
+
+
+def test_two_leas_never_share_an_afterschool_export():
+    assert "same afterschool.drop_path '/srv/drop'" in problems(
+        {"leas": [entry(afterschool={"drop_path": "/srv/drop/"}),
+                  entry("5610002", afterschool={"drop_path": "/srv/drop"})]})
+    assert "same afterschool.conn_id 'afterschool_api'" in problems(
+        {"leas": [entry(afterschool={"conn_id": "afterschool_api"}),
+                  entry("5610002", afterschool={"conn_id": "afterschool_api"})]})
+
+
+def test_the_afterschool_export_is_each_leas_own_never_a_default():
+    text = problems({"defaults": {"afterschool": {"write_mode": "write"}}, "leas": [entry()]})
+    assert "defaults: unknown or per-LEA-only setting 'afterschool'" in text
+
+
+def test_an_lea_may_schedule_its_pull_sync_and_checks():
+    lea = parse_leas({"leas": [entry(schedule={"SPRG": "0 2 * * *", "sis_pull": "15 1 * * *",
+                                               "afterschool_sync": "0 4 * * *", "INTEGRATION_HEALTH": "0 6 * * *"})]}
+                     ).leas[0]
+    assert (lea.cron("sis_pull"), lea.cron("afterschool_sync"), lea.cron("integration_health")) == \
+        ("15 1 * * *", "0 4 * * *", "0 6 * * *")
+    assert lea.cron("SENR") is None
+    # a cron string is the files' schedule only: the pull keeps running before them
+    assert parse_leas({"leas": [entry(schedule="0 2 * * *")]}).leas[0].cron("sis_pull") is None
+    assert "schedule nightly: '0 1 * * *' is not a file type with a valid cron expression" in problems(
+        {"leas": [entry(schedule={"nightly": "0 1 * * *"})]})

@@ -45,6 +45,7 @@ class AfterschoolRun:
     run_date: date
     work_dir: Path
     publish_root: Any            # ObjectStoragePath or Path
+    lea_code: str | None = None  # the LEA this run is configured for: another LEA's SIS is refused (LeaMismatch)
 
     @property
     def year_start(self) -> date:
@@ -64,7 +65,13 @@ class AfterschoolRun:
         return self.publish_root / self.academic_year / RECORD_FOLDER / self.run_id.replace("/", "_")
 
     def snapshot(self, reader: SqlReader | PowerSchoolReader) -> SisSnapshot:
-        return read_snapshot(reader, self.year_start, academic_year_bounds(self.academic_year)[1])
+        """The SIS's year; with lea_code set, LeaMismatch when the SIS's district number is another LEA's (before
+        anything is staged, written or reported)."""
+        from calpads.failures import check_lea
+
+        snap = read_snapshot(reader, self.year_start, academic_year_bounds(self.academic_year)[1])
+        check_lea(self.lea_code, snap.lea)
+        return snap
 
     def publish(self) -> str:
         reports.publish_folder(self.report_dir, self.publish_root, self.run_folder)

@@ -152,9 +152,13 @@ def leap_vs_sis(leap: pd.DataFrame, sis_participation: pd.DataFrame) -> CheckRes
 
 # --------------------------------------------------------------------------- 3. test extract
 def test_extract(record_type: str, sis: Any, store_engine: sa.Engine, *, academic_year: str, run_date: date,
-                 error_ceiling: float = 0.05, inspect: Callable[[pd.DataFrame], None] | None = None) -> CheckResult:
+                 error_ceiling: float = 0.05, inspect: Callable[[pd.DataFrame], None] | None = None,
+                 lea_code: str | None = None, dag_id: str = "integration_health", sis_conn: str = "sis_db"
+                 ) -> CheckResult:
     """extract -> gate -> diff -> publish in non_submission mode, in a temporary folder (nothing saved).
-    inspect: called with the records the test file carries, before the folder is removed."""
+    inspect: called with the records the test file carries, before the folder is removed. lea_code: the LEA the
+    SIS must hold (a listed LEA's; calpads.failures.LeaMismatch otherwise), dag_id: the checking DAG's, sis_conn: the
+    SIS connection the advice names."""
     from calpads.pipeline import DIFFED, RunContext, diff, extract, gate, publish
     from calpads.run_scope import RunScope
 
@@ -164,8 +168,8 @@ def test_extract(record_type: str, sis: Any, store_engine: sa.Engine, *, academi
     try:
         scope = RunScope.from_params(record_type, {"academic_year": academic_year, "mode": "non_submission"},
                                      today=run_date)
-        ctx = RunContext(record_type=record_type, dag_id="integration_health", run_id=f"health_{run_date}",
-                         scope=scope, work_dir=tmp / "work", publish_root=tmp / "publish")
+        ctx = RunContext(record_type=record_type, dag_id=dag_id, run_id=f"health_{run_date}",
+                         scope=scope, work_dir=tmp / "work", publish_root=tmp / "publish", lea_code=lea_code)
         stage = "extract"
         ex = extract(ctx, sis, store_engine=store_engine)
         stage = "quality gate"
@@ -183,7 +187,7 @@ def test_extract(record_type: str, sis: Any, store_engine: sa.Engine, *, academi
         return CheckResult(f"test_extract_{record_type.lower()}", f"Test {record_type} extract (non_submission)", False,
                            f"The test extract failed at the {stage} step: {why}",
                            "Ask your CALPADS coordinator to run a test extract from the SIS and compare; if the SIS "
-                           "could not be read, ask district IT to check the sis_db connection.",
+                           f"could not be read, ask district IT to check the {sis_conn} connection.",
                            ["coordinator", "it"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ No credentials: connections appear by id, type and host only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from calpads.alerts.roles import ROLE_VARIABLES, ROLE_WORDS
@@ -35,21 +36,27 @@ class IntegrationConfig:
     role_recipients: dict[str, list[str]] = field(default_factory=dict)   # it / coordinator / afterschool -> emails
     # API source -> (how it is reached, what it must be granted): the vendor hooks' words (calpads_airflow.registry)
     source_words: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # One LEA of a deployment that serves several (docs/leas.md): its SIS and store connections, the suffix of its
+    # DAG ids (__<code>) and its name for the page's title. The defaults are the single LEA's.
+    sis_conn_id: str = "sis_db"
+    store_conn_id: str = "calpads_store"
+    dag_suffix: str = ""
+    lea: str = ""
 
 
 def source_words(c: IntegrationConfig, source: str) -> tuple[str, str]:
     """How a SIS source is reached and what it must be granted to read, in the team's words (an API
     source's words are its hook's, handed in as ``IntegrationConfig.source_words``)."""
     if source == "sql":
-        return SQL_WORDS
+        return (f"{c.sis_conn_id} (SQL)", SQL_WORDS[1])
     return c.source_words.get(source, (source, "read access"))
 
 
 def flows(c: IntegrationConfig) -> list[dict[str, str]]:
     system, read_perm = source_words(c, c.sis_source)
-    sis = system if c.sis_source == "sql" else f"{sis_api_name(c.sis_source)} ({system})"
-    write_where = "sis_db (SQL)" if c.writeback == "sql" else (
-        f"{sis_api_name(c.writeback)} ({source_words(c, c.writeback)[0]})")
+    sis = system if c.sis_source == "sql" else f"{_api_conn(c, c.sis_source)} ({system})"
+    write_where = f"{c.sis_conn_id} (SQL)" if c.writeback == "sql" else (
+        f"{_api_conn(c, c.writeback)} ({source_words(c, c.writeback)[0]})")
     write_perm = "INSERT, UPDATE" if c.writeback == "sql" else "plugin FullAccess (POST/PUT /ws/schema/table)"
     out = []
     for rt in c.record_types:
@@ -92,7 +99,23 @@ def flows(c: IntegrationConfig) -> list[dict[str, str]]:
          "hidden temporary run folders", "direction": "write", "permission": "delete in those folders",
          "output": "its log"},
     ]
-    return out
+    return [_for_lea(c, row) for row in out] if c.dag_suffix else out
+
+
+def _api_conn(c: IntegrationConfig, source: str) -> str:
+    """The API connection's id: the source's default one, or a listed LEA's own (its sis_conn_id)."""
+    return c.sis_conn_id if c.dag_suffix else sis_api_name(source)
+
+
+PER_LEA_DAG = re.compile(r"\b(calpads_(?:sprg|senr|stas|leap)|afterschool_sync|integration_health|sis_nightly_pull)\b")
+
+
+def _for_lea(c: IntegrationConfig, row: dict[str, str]) -> dict[str, str]:
+    """A listed LEA's row: its own DAG ids (<id>__<code>) and store connection."""
+    row = {k: v.replace("calpads_store", c.store_conn_id) for k, v in row.items()}
+    row["dag"] = PER_LEA_DAG.sub(lambda m: m.group(1) + c.dag_suffix, row["dag"])
+    row["output"] = row["output"].replace("calpads://sis/<lea>/", "calpads://sis/" + c.dag_suffix.lstrip("_") + "/")
+    return row
 
 
 def _objects_read(record_type: str) -> str:
@@ -111,7 +134,8 @@ def _objects_read(record_type: str) -> str:
 def render(c: IntegrationConfig) -> tuple[str, str]:
     rows = flows(c)
     cols = ["dag", "flow", "system", "objects", "direction", "permission", "output"]
-    md = ["# The district's CALPADS data flows (generated from the configuration)", "",
+    title = f"{c.lea}'s" if c.lea else "The district's"
+    md = [f"# {title} CALPADS data flows (generated from the configuration)", "",
           f"- SIS read through: **{c.sis_source}**; participation written through: **{c.writeback}**",
           f"- Files published under: `{c.publish_root}`",
           f"- Alerts go to: {', '.join(c.recipients) or '(nobody: set the Variable integration_team_emails)'}",

@@ -9,10 +9,12 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from calpads.assets import AFTERSCHOOL
+from calpads.leas import LeaConfig
 from calpads.run_scope import current_academic_year
 from calpads_airflow import runtime
 from calpads_airflow.assets import asset
 from calpads_airflow.factories.afterschool_tasks import DAG_ID, AfterschoolTasks
+from calpads_airflow.factories.lea_doc import afterschool_words, common_names, lea_doc
 from calpads_airflow.tags import DagTag
 
 DOC = """
@@ -53,19 +55,36 @@ The district's configured data flows: `<calpads_publish_root>/integration/data_f
 """
 
 
-def afterschool_params(tz: Any) -> dict[str, Any]:
+def _lea_doc(lea: LeaConfig) -> str:
+    names = common_names(lea)
+    names.update({"afterschool_drop_path": afterschool_words(lea),
+                  "afterschool_api": f"`{lea.afterschool_conn_id}`" if lea.afterschool_conn_id else
+                  "(none: its export is read from its folder)",
+                  "afterschool_write_mode": f"`{lea.afterschool_write_mode}` (its entry's afterschool.write_mode)"})
+    return lea_doc(lea, sis_conn=lea.sis_conn_id, names=names,
+                   does="imports only its own afterschool export, writes participation only into its own SIS, "
+                        "keeps its rows in the store under its own code, publishes under its own folder and emails "
+                        "its own people")
+
+
+def afterschool_params(tz: Any, lea: LeaConfig | None = None) -> dict[str, Any]:
+    """The trigger form; a listed LEA's descriptions name its own LEA-file settings."""
+    listed = lea is not None and lea.listed
+    setting = (f"this LEA's afterschool.write_mode in the LEA file (now {lea.afterschool_write_mode})" if listed
+               else "what the district set for scheduled runs (Variable afterschool_write_mode, default dry_run)")
+    where = (f"file = {afterschool_words(lea).replace('`', '')}; http = "
+             f"{'connection ' + lea.afterschool_conn_id if lea.afterschool_conn_id else 'none configured'}"
+             if listed else "file = Variable afterschool_drop_path; http = connection afterschool_api")
     return {
         "academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",
                                pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
                                description="CCYY-CCYY: the year the export's sessions belong to."),
         "write_mode": Param("setting", type="string", enum=["setting", "dry_run", "write"],
                             title="Write-back mode",
-                            description="setting = what the district set for scheduled runs (Variable "
-                            "afterschool_write_mode, default dry_run); dry_run = only report what would be "
+                            description=f"setting = {setting}; dry_run = only report what would be "
                             "written to the SIS; write = write it (validated, audited)."),
         "source": Param("auto", type="string", enum=["auto", "file", "http"], title="Export source",
-                        description="file = Variable afterschool_drop_path; http = connection afterschool_api; "
-                        "auto = the file when configured, else the endpoint."),
+                        description=f"{where}; auto = the file when configured, else the endpoint."),
         "chronic_threshold": Param(0.10, type="number", minimum=0.01, maximum=0.5,
                                    title="Chronic absence threshold",
                                    description="Share of expected school days absent that counts as chronic "
@@ -73,21 +92,25 @@ def afterschool_params(tz: Any) -> dict[str, Any]:
     }
 
 
-def build_afterschool_dag():
-    tz = runtime.timezone()
-    t = AfterschoolTasks(tz)
+def build_afterschool_dag(lea: LeaConfig | None = None):
+    """``afterschool_sync`` of the single LEA (lea None), or ``afterschool_sync__<code>`` of a listed LEA: its own
+    SIS, store rows, export, write mode, publish folder, recipients, time zone, schedule and asset."""
+    listed = lea if lea is not None and lea.listed else None
+    tz = runtime.lea_timezone(listed)
+    t = AfterschoolTasks(tz, listed.dag_id(DAG_ID), listed) if listed else AfterschoolTasks(tz)
 
     @dag(**runtime.nightly_dag(
         DAG_ID, display_name="Afterschool data into the SIS and CALPADS",
         description="Afterschool platform attendance: import, gate, write-back to the SIS, reconciliation, AR list",
-        cron_key="afterschool_sync", default_cron="0 3 * * *", tag=DagTag.AFTERSCHOOL, doc_md=DOC, tz=tz,
-        params=afterschool_params(tz),
+        cron_key="afterschool_sync", default_cron="0 3 * * *", tag=DagTag.AFTERSCHOOL,
+        doc_md=(_lea_doc(listed) + DOC) if listed else DOC, tz=tz, lea=listed,
+        params=afterschool_params(tz, listed),
     ))
     def afterschool_sync():
         cfg = task(t.check_params, task_display_name="Check run parameters", retries=0)()
         # The staged export is what LEAP and STAS 13.24 read: their DAGs wait for this asset (calpads.assets).
         imported = task(t.import_attendance, task_display_name="Import afterschool attendance (gate + stage)",
-                        outlets=[asset(AFTERSCHOOL)])(cfg)
+                        outlets=[asset(AFTERSCHOOL, lea=listed.code if listed else None)])(cfg)
         written = task(t.write_back, task_display_name="Write participation back to the SIS")(cfg, imported)
         rec = task(t.reconcile, task_display_name="Reconcile platform with SIS", trigger_rule="all_done")(cfg)
         ar = task(t.attendance_recovery, task_display_name="Attendance recovery list",

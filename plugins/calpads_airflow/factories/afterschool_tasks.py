@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from calpads.leas import LeaConfig
 from calpads_airflow import runtime
 
 DAG_ID = "afterschool_sync"
@@ -20,8 +21,23 @@ DAG_ID = "afterschool_sync"
 
 @dataclass(frozen=True)
 class AfterschoolTasks:
+    """What every task of one afterschool_sync DAG shares: its time zone, DAG id and LEA (None: the single LEA and
+    today's connections and Variables; a listed LEA: its own SIS, store, export, write mode, publish folder and
+    recipients, calpads.leas)."""
+
     tz: Any
     dag_id: str = DAG_ID
+    lea: LeaConfig | None = None
+
+    @property
+    def lea_code(self) -> str | None:
+        return self.lea.code if self.lea is not None else None
+
+    def store(self) -> Any:
+        return runtime.engine(runtime.store_conn_id(self.lea))
+
+    def sis_reader(self, run: Any) -> Any:
+        return runtime.sis_reader(run.work_dir, self.lea)
 
     # -- helpers ---------------------------------------------------------------------------------
     def run_obj(self, cfg: dict[str, Any]) -> Any:
@@ -30,7 +46,7 @@ class AfterschoolTasks:
         run_id = runtime.current_run_id()
         return AfterschoolRun(dag_id=self.dag_id, run_id=run_id, academic_year=cfg["academic_year"],
                               run_date=runtime.run_date(self.tz), work_dir=runtime.work_dir(self.dag_id, run_id),
-                              publish_root=runtime.publish_root())
+                              publish_root=runtime.publish_root(self.lea), lea_code=self.lea_code)
 
     @staticmethod
     def remember(run: Any, key: str, value: Any) -> None:
@@ -49,7 +65,7 @@ class AfterschoolTasks:
         try:
             academic_year_bounds(params["academic_year"])
             if params["write_mode"] == "setting":
-                params["write_mode"] = runtime.scheduled_write_mode()
+                params["write_mode"] = runtime.scheduled_write_mode(self.lea)
         except (ScopeError, ValueError) as exc:
             raise AirflowFailException(f"Run parameters rejected: {exc}") from None
         return {k: params[k] for k in ("academic_year", "write_mode", "source", "chronic_threshold")}
@@ -57,13 +73,17 @@ class AfterschoolTasks:
     def import_attendance(self, cfg: dict[str, Any]) -> dict[str, Any]:
         from calpads.afterschool.ingest import MalformedExport
         from calpads.afterschool.stages import import_export
+        from calpads.failures import LeaMismatch
 
         run = self.run_obj(cfg)
         try:
-            data, name, ctype = runtime.afterschool_export(cfg["source"])
-            registrations = runtime.afterschool_export(cfg["source"], "registrations")
-            out = import_export(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"), data,
+            data, name, ctype = runtime.afterschool_export(cfg["source"], lea=self.lea)
+            registrations = runtime.afterschool_export(cfg["source"], "registrations", lea=self.lea)
+            out = import_export(run, self.sis_reader(run), self.store(), data,
                                 name, ctype, registrations=registrations)
+        except LeaMismatch as exc:   # the LEA's SIS connection reads another LEA: fix the configuration
+            self.remember(run, "errors", {"import": str(exc)})
+            raise AirflowFailException(str(exc)) from None
         except (MalformedExport, FileNotFoundError, PermissionError) as exc:
             self.remember(run, "errors", {"import": str(exc)})
             raise AirflowFailException(f"Afterschool export rejected: {exc}") from None
@@ -74,13 +94,14 @@ class AfterschoolTasks:
         from calpads.afterschool.stages import writeback_stage
         from calpads.afterschool.store import AfterschoolNotImported
         from calpads.afterschool.writeback import WriteBackError, WriteRejected
+        from calpads.failures import LeaMismatch
 
         run = self.run_obj(cfg)
         try:
-            out = writeback_stage(run, runtime.sis_reader(run.work_dir), runtime.writeback_target(),
-                                  runtime.engine("calpads_store"), cfg["write_mode"],
+            out = writeback_stage(run, self.sis_reader(run), runtime.writeback_target(self.lea),
+                                  self.store(), cfg["write_mode"],
                                   ceiling=float(runtime.conf("afterschool_error_ceiling", "0.05")))
-        except (WriteRejected, WriteBackError, AfterschoolNotImported) as exc:
+        except (WriteRejected, WriteBackError, AfterschoolNotImported, LeaMismatch) as exc:
             self.remember(run, "errors", {"write_back": str(exc)})
             raise AirflowFailException(str(exc)) from None
         self.remember(run, "writeback", out)
@@ -89,11 +110,12 @@ class AfterschoolTasks:
     def reconcile(self, cfg: dict[str, Any]) -> dict[str, Any]:
         from calpads.afterschool.stages import reconcile_stage
         from calpads.afterschool.store import AfterschoolNotImported
+        from calpads.failures import LeaMismatch
 
         run = self.run_obj(cfg)
         try:
-            out = reconcile_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"))
-        except AfterschoolNotImported as exc:
+            out = reconcile_stage(run, self.sis_reader(run), self.store())
+        except (AfterschoolNotImported, LeaMismatch) as exc:
             raise AirflowFailException(str(exc)) from None
         self.remember(run, "reconcile", out)
         print(f"Reconciliation report: {out['report']}")
@@ -103,12 +125,13 @@ class AfterschoolTasks:
     def attendance_recovery(self, cfg: dict[str, Any]) -> dict[str, Any]:
         from calpads.afterschool.stages import recovery_stage
         from calpads.afterschool.store import AfterschoolNotImported
+        from calpads.failures import LeaMismatch
 
         run = self.run_obj(cfg)
         try:
-            out = recovery_stage(run, runtime.sis_reader(run.work_dir), runtime.engine("calpads_store"),
+            out = recovery_stage(run, self.sis_reader(run), self.store(),
                                  threshold=float(cfg["chronic_threshold"]))
-        except AfterschoolNotImported as exc:
+        except (AfterschoolNotImported, LeaMismatch) as exc:
             raise AirflowFailException(str(exc)) from None
         self.remember(run, "recovery", out)
         return out
@@ -122,7 +145,7 @@ class AfterschoolTasks:
         state = json.loads(path.read_text()) if path.exists() else {}
         subject, body = summary_email(run, state)
         roles = summary_roles(state)
-        return {"sent": send(subject, body, roles=roles), "roles": list(roles)}
+        return {"sent": send(subject, body, roles=roles, lea_code=self.lea_code), "roles": list(roles)}
 
     @staticmethod
     def run_outcome() -> None:

@@ -120,13 +120,18 @@ not at all. A folder with only `report/` is a run that published nothing.
 
 
 def _schedule(record_type: str, lea: LeaConfig, tz: Any, cron: str | None) -> Any:
-    """The single LEA: its own cron, or a fresh nightly SIS pull of the assets it reads (calpads.assets). A listed
-    LEA: its own cron (the nightly pull serves the single LEA)."""
+    """Its own cron, or a fresh nightly SIS pull of the assets it reads (calpads.assets): the single LEA's, or a
+    listed LEA's own (sis_nightly_pull__<code>, afterschool_sync__<code>). A listed LEA on a vendor API has no
+    nightly pull (calpads_airflow.factories.sis_pull.has_sis_pull): its cron only."""
     from airflow.sdk import CronTriggerTimetable
+
+    from calpads_airflow.factories.sis_pull import has_sis_pull
 
     cron = cron or lea.cron(record_type) or runtime.conf(f"schedule_{record_type.lower()}", DEFAULT_SCHEDULE)
     timetable = CronTriggerTimetable(cron, timezone=tz)
-    return timetable if lea.listed else file_schedule(record_type, timetable)
+    if not has_sis_pull(lea):
+        return timetable
+    return file_schedule(record_type, timetable, lea.code if lea.listed else None)
 
 
 def build_calpads_dag(record_type: str, *, lea: LeaConfig | None = None, dag_id: str | None = None,

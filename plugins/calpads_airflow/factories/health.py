@@ -7,9 +7,11 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, task
 
+from calpads.leas import LeaConfig
 from calpads.run_scope import current_academic_year
 from calpads_airflow import runtime
 from calpads_airflow.factories.health_tasks import DAG_ID, HealthTasks
+from calpads_airflow.factories.lea_doc import afterschool_words, common_names, lea_doc
 from calpads_airflow.tags import DagTag
 
 DOC = """
@@ -42,15 +44,31 @@ of the test extracts, default `LEAP`).
 """
 
 
-def build_health_dag():
-    tz = runtime.timezone()
-    t = HealthTasks(tz)
+def _lea_doc(lea: LeaConfig) -> str:
+    names = common_names(lea)
+    names.update({"afterschool_sync": f"`{lea.dag_id('afterschool_sync')}` (its export: "
+                                      f"{afterschool_words(lea)})",
+                  "AIRFLOW__CALPADS__HEALTH_DAGS": f"the same list, each of this LEA's own DAGs as "
+                                                   f"`<id>__{lea.code}` (a file it does not submit left out)"})
+    return lea_doc(lea, sis_conn=lea.sis_conn_id, names=names,
+                   does="checks only its own store rows and DAG runs, writes health.json and the data-flow pages "
+                        "under its own folder (which the deadline watch reads for this LEA) and emails its own "
+                        "people")
+
+
+def build_health_dag(lea: LeaConfig | None = None):
+    """``integration_health`` of the single LEA (lea None), or ``integration_health__<code>`` of a listed LEA: its
+    own SIS, store rows, publish folder, recipients, time zone, schedule and DAG runs checked."""
+    listed = lea if lea is not None and lea.listed else None
+    tz = runtime.lea_timezone(listed)
+    t = HealthTasks(tz, listed.dag_id(DAG_ID), listed) if listed else HealthTasks(tz)
 
     @dag(**runtime.nightly_dag(
         DAG_ID, display_name="Integration health (Verifying your integration)",
         description="Nightly integration checks: afterschool days in the SIS, test extract, data-flow permissions, "
                     "recent runs",
-        cron_key="integration_health", default_cron="0 5 * * *", tag=DagTag.HEALTH, doc_md=DOC, tz=tz,
+        cron_key="integration_health", default_cron="0 5 * * *", tag=DagTag.HEALTH,
+        doc_md=(_lea_doc(listed) + DOC) if listed else DOC, tz=tz, lea=listed,
         params={"academic_year": Param(current_academic_year(datetime.now(tz).date()), type="string",
                                        pattern=r"^[0-9]{4}-[0-9]{4}$", title="Academic year",
                                        description="CCYY-CCYY: the year checked.")},

@@ -14,11 +14,35 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from calpads.leas import LeaConfig
 from calpads_airflow import runtime
 from calpads_airflow.registry import flow_words
 
 DAG_ID = "integration_health"
 CHECK_GROUPS = ("afterschool_days", "test_extract", "data_flows", "recent_runs")
+# The DAGs each listed LEA has its own of (<id>__<code>): a [calpads] health_dags entry naming one means that
+# LEA's own; any other (calpads_deadline_watch, calpads_maintenance) is the deployment's.
+PER_LEA_DAGS = ("sis_nightly_pull", "afterschool_sync", "integration_health")
+
+
+def health_dag_ids(lea: LeaConfig | None = None) -> list[str]:
+    """[calpads] health_dags (default calpads_sprg,afterschool_sync). A listed LEA: each per-LEA DAG as its own
+    (calpads_sprg -> calpads_sprg__<code>), a file it does not submit left out."""
+    dag_ids = [d.strip() for d in runtime.conf("health_dags", "calpads_sprg,afterschool_sync").split(",")
+               if d.strip()]
+    if lea is None or not lea.listed:
+        return dag_ids
+    out = []
+    for dag_id in dag_ids:
+        file_type = dag_id.removeprefix("calpads_").upper() if dag_id.startswith("calpads_") else ""
+        if file_type in ("SPRG", "SENR", "STAS", "LEAP"):
+            if file_type in lea.files:
+                out.append(lea.dag_id(dag_id))
+        elif dag_id in PER_LEA_DAGS:
+            out.append(lea.dag_id(dag_id))
+        else:
+            out.append(dag_id)
+    return out
 
 
 def last_success_via_task_sdk(dag_id: str) -> datetime | None:
@@ -37,8 +61,8 @@ def last_success_via_task_sdk(dag_id: str) -> datetime | None:
     return run.end_date or run.start_date or run.run_after
 
 
-def config_from_airflow() -> Any:
-    """The running configuration (inside a task), for calpads.health.dataflows_doc.render."""
+def config_from_airflow(lea: LeaConfig | None = None) -> Any:
+    """The running configuration (inside a task), for calpads.health.dataflows_doc.render; a listed LEA's own."""
     from airflow.sdk import BaseHook, Variable
 
     from calpads.alerts.roles import ROLE_VARIABLES
@@ -46,6 +70,8 @@ def config_from_airflow() -> Any:
     from calpads.health.dataflows_doc import IntegrationConfig
     from calpads_airflow.notifiers import recipients
 
+    if lea is not None and lea.listed:
+        return _lea_config(lea)
     conns: dict[str, str] = {}
     for cid in ("sis_db", "calpads_store", "smtp_default", "afterschool_api", runtime.api_conn_id()):
         try:
@@ -64,10 +90,54 @@ def config_from_airflow() -> Any:
                                                   if a.strip()] for r, v in ROLE_VARIABLES.items()})
 
 
+def _connections(conn_ids: list[str]) -> dict[str, str]:
+    from airflow.sdk import BaseHook
+
+    conns: dict[str, str] = {}
+    for cid in dict.fromkeys(conn_ids):
+        try:
+            conn: Any = BaseHook.get_connection(cid)
+        except Exception:
+            continue
+        conns[cid] = f"{conn.conn_type or '?'} {conn.host or conn.schema or ''}".strip()
+    return conns
+
+
+def _lea_config(lea: LeaConfig) -> Any:
+    """A listed LEA's data flows: its SIS and store connections, export, publish root, recipients, DAG ids."""
+    from calpads.alerts.roles import ROLE_VARIABLES
+    from calpads.health.dataflows_doc import IntegrationConfig
+
+    drop, configured = runtime.afterschool_drop(lea)
+    conn_id = runtime.afterschool_conn_id(lea)
+    conns = _connections([lea.sis_conn_id, lea.store_conn_id, "smtp_default", *([conn_id] if conn_id else [])])
+    source = f"file drop {drop}" if configured or not conn_id else f"HTTP {conn_id}"
+    return IntegrationConfig(sis_source=lea.sis_source, writeback=runtime.writeback_kind(lea), connections=conns,
+                             publish_root=str(runtime.publish_root(lea)), recipients=list(lea.recipients()),
+                             afterschool_source=source, source_words=flow_words(), record_types=list(lea.files),
+                             role_recipients={r: list(lea.emails.get(r, ())) for r in ROLE_VARIABLES},
+                             sis_conn_id=lea.sis_conn_id, store_conn_id=lea.store_conn_id,
+                             dag_suffix=f"__{lea.code}", lea=f"{lea.name} ({lea.code})")
+
+
 @dataclass(frozen=True)
 class HealthTasks:
+    """What every task of one integration_health DAG shares: its time zone, DAG id and LEA (None: the single LEA and
+    today's connections and Variables; a listed LEA: its own SIS, store, publish folder and recipients)."""
+
     tz: Any
     dag_id: str = DAG_ID
+    lea: LeaConfig | None = None
+
+    @property
+    def lea_code(self) -> str | None:
+        return self.lea.code if self.lea is not None else None
+
+    def store(self) -> Any:
+        return runtime.engine(runtime.store_conn_id(self.lea))
+
+    def publish_root(self) -> Any:
+        return runtime.publish_root(self.lea)
 
     # -- helpers ---------------------------------------------------------------------------------
     def context(self) -> tuple[Any, Any, Any]:
@@ -78,12 +148,12 @@ class HealthTasks:
     def academic_year() -> str:
         return get_current_context()["params"]["academic_year"]
 
-    @staticmethod
-    def publish_results(run_id: str, today: Any, results: list[Any]) -> None:
-        """<publish root>/integration/health.json: the latest checks (counts only), for the deadline watch."""
+    def publish_results(self, run_id: str, today: Any, results: list[Any]) -> None:
+        """<publish root>/integration/health.json: the latest checks (counts only), for the deadline watch (a
+        listed LEA: under its own publish root, which the watch reads for that LEA)."""
         from calpads.health.published import put_results
 
-        put_results(runtime.publish_root(), {"run_id": run_id, "date": str(today),
+        put_results(self.publish_root(), {"run_id": run_id, "date": str(today),
                                              "checks": [r.to_dict() for r in results]})
 
     @staticmethod
@@ -96,9 +166,20 @@ class HealthTasks:
         write_private(path, json.dumps(state, indent=2, default=str))
         return state[key]
 
+    def snapshot(self, work: Any, y0: Any, y1: Any) -> Any:
+        """The SIS's year (calpads.afterschool.sis_data); a listed LEA's SIS must hold that LEA's data."""
+        from calpads.afterschool.sis_data import read_snapshot
+        from calpads.failures import LeaMismatch, check_lea
+
+        snap = read_snapshot(runtime.sis_reader(work, self.lea), y0, y1)
+        try:
+            check_lea(self.lea_code, snap.lea)
+        except LeaMismatch as exc:   # no retry can fix the configuration
+            raise AirflowFailException(str(exc)) from None
+        return snap
+
     # -- the tasks -------------------------------------------------------------------------------
     def afterschool_days(self) -> list[dict[str, Any]]:
-        from calpads.afterschool.sis_data import read_snapshot
         from calpads.afterschool.stages import compare
         from calpads.afterschool.store import AfterschoolNotImported, AfterschoolStore
         from calpads.health.checks import afterschool_days as check
@@ -107,8 +188,8 @@ class HealthTasks:
         run_id, today, work = self.context()
         year = self.academic_year()
         y0, y1 = academic_year_bounds(year)
-        snap = read_snapshot(runtime.sis_reader(work), y0, y1)
-        store = AfterschoolStore(runtime.engine("calpads_store"))
+        snap = self.snapshot(work, y0, y1)
+        store = AfterschoolStore(self.store())
         try:
             rows, counts = compare(year, store.staged(snap.lea, year), snap, store)
         except AfterschoolNotImported:
@@ -118,7 +199,6 @@ class HealthTasks:
                                                          sample_size=int(runtime.conf("health_sample_size", "10"))))
 
     def test_extract(self) -> list[dict[str, Any]]:
-        from calpads.afterschool.sis_data import read_snapshot
         from calpads.extracts.registry import ApiSource
         from calpads.health.checks import leap_vs_sis
         from calpads.health.checks import test_extract as check
@@ -126,17 +206,20 @@ class HealthTasks:
 
         run_id, today, work = self.context()
         year = self.academic_year()
-        src = runtime.sis_source()
-        sis = runtime.engine("sis_db") if src == "sql" else ApiSource(src, runtime.api_conn_id(), work)
+        src = runtime.sis_source(self.lea)
+        sis = runtime.engine(runtime.sis_db_conn_id(self.lea)) if src == "sql" else \
+            ApiSource(src, runtime.api_conn_id(lea=self.lea), work)
         results = []
         for record_type in [t.strip().upper() for t in runtime.conf("health_test_extracts", "LEAP").split(",")
                             if t.strip()]:
             published: list[Any] = []
-            results.append(check(record_type, sis, runtime.engine("calpads_store"), academic_year=year,
-                                 run_date=today, inspect=published.append))
+            results.append(check(record_type, sis, self.store(), academic_year=year,
+                                 run_date=today, inspect=published.append, lea_code=self.lea_code,
+                                 dag_id=self.dag_id, sis_conn=runtime.api_conn_id(lea=self.lea)
+                                 if self.lea is not None else "sis_db"))
             if record_type == "LEAP" and published:
                 y0, y1 = academic_year_bounds(year)
-                snap = read_snapshot(runtime.sis_reader(work), y0, y1)
+                snap = self.snapshot(work, y0, y1)
                 records = published[0]
                 leap = records.assign(student_id=records["local_record_id"].str.split(".").str[0])
                 results.append(leap_vs_sis(leap[["student_id", "elp_days"]], snap.participation))
@@ -147,12 +230,13 @@ class HealthTasks:
 
         run_id, today, work = self.context()
         wanted = ["read_enrollment", "read_attendance", "write_participation"]
-        if runtime.sis_source() == "sql":
-            results = flows_sql(runtime.engine("sis_db"), wanted)
+        source = runtime.sis_source(self.lea)
+        if source == "sql":
+            results = flows_sql(runtime.engine(runtime.sis_db_conn_id(self.lea)), wanted)
         else:
             from calpads_airflow.registry import hook_for
 
-            results = flows_api(hook_for(runtime.sis_source())(runtime.api_conn_id()), wanted)
+            results = flows_api(hook_for(source)(runtime.api_conn_id(lea=self.lea)), wanted)
         return self.save(work, "data_flows", results)
 
     def recent_runs(self) -> list[dict[str, Any]]:
@@ -161,8 +245,7 @@ class HealthTasks:
         from calpads.health.checks import recent_runs as check
 
         run_id, today, work = self.context()
-        dag_ids = [d.strip() for d in runtime.conf("health_dags", "calpads_sprg,afterschool_sync").split(",")
-                   if d.strip()]
+        dag_ids = health_dag_ids(self.lea)
         max_age = timedelta(hours=float(runtime.conf("health_max_age_hours", "36")))
         return self.save(work, "recent_runs", check(dag_ids, datetime.now(UTC), last_success_via_task_sdk, max_age))
 
@@ -170,8 +253,8 @@ class HealthTasks:
         from calpads.health.dataflows_doc import render
         from calpads.health.published import put_pages
 
-        md, page = render(config_from_airflow())
-        folder = put_pages(runtime.publish_root(), self.context()[2], {"data_flows.md": md, "data_flows.html": page})
+        md, page = render(config_from_airflow(self.lea))
+        folder = put_pages(self.publish_root(), self.context()[2], {"data_flows.md": md, "data_flows.html": page})
         return str(folder / "data_flows.html")
 
     def email_summary(self) -> dict[str, Any]:
@@ -188,7 +271,7 @@ class HealthTasks:
                 results.append(CheckResult(group, f"Check group {group}", None, "The check itself failed to run "
                                            "(see the task's failure alert).", "Ask district IT to look at the "
                                            "integration_health task log."))
-        link = str(runtime.publish_root() / "integration" / "data_flows.html")
+        link = str(self.publish_root() / "integration" / "data_flows.html")
         subject, body = email(results, run_id, link)
         failing = [r.check for r in results if r.ok is False]
         try:
@@ -197,7 +280,7 @@ class HealthTasks:
         except PublishShareError as exc:   # the team still gets the checks; then the task fails, saying why
             unpublished = exc
         roles = email_roles(results)
-        sent = send(subject, body, roles=roles)
+        sent = send(subject, body, roles=roles, lea_code=self.lea_code)
         if unpublished is not None:
             raise unpublished
         return {"sent": sent, "failing": failing, "roles": list(roles)}

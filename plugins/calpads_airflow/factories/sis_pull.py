@@ -15,8 +15,10 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from calpads.assets import SIS_TABLES, count_rows
+from calpads.leas import LeaConfig
 from calpads_airflow import runtime
 from calpads_airflow.assets import asset
+from calpads_airflow.factories.lea_doc import common_names, lea_doc
 from calpads_airflow.tags import DagTag
 
 log = logging.getLogger(__name__)
@@ -38,50 +40,84 @@ and checked the afterschool platform's export. The file DAGs keep their own nigh
 """
 
 
-def record(kind: str, counts: dict[str, int]) -> dict[str, int]:
+def _lea_doc(lea: LeaConfig) -> str:
+    names = {k: v for k, v in common_names(lea).items() if k == "sis_db"}
+    names["calpads://sis/<lea>/..."] = f"`calpads://sis/{lea.code}/...`: the assets only this LEA's file DAGs wait for"
+    return lea_doc(lea, sis_conn=lea.sis_conn_id, names=names,
+                   does="checks that it holds this LEA's data (its district number) and updates only this LEA's "
+                        "assets, so only this LEA's file DAGs run after it; failures go to this LEA's own team")
+
+
+def record(kind: str, counts: dict[str, int], lea: LeaConfig | None = None) -> dict[str, int]:
     try:   # the asset event's extra shows the counts in the UI
-        get_current_context()["outlet_events"][asset(kind)].extra = {"row_counts": counts}
+        get_current_context()["outlet_events"][asset(kind, lea=_asset_lea(lea))].extra = {"row_counts": counts}
     except Exception:  # noqa: BLE001 - an older runtime without outlet_events: the counts stay in XCom
         pass
     log.info("%s row counts: %s", kind, counts)
     return counts
 
 
-def check_sis() -> dict[str, Any]:
+def _asset_lea(lea: LeaConfig | None) -> str | None:
+    """The <lea> of the assets: a listed LEA's code; None (AIRFLOW__CALPADS__LEA_CODE) for the single LEA."""
+    return lea.code if lea is not None and lea.listed else None
+
+
+def check_sis(lea: LeaConfig | None = None) -> dict[str, Any]:
+    """The SIS answers and names its district; a listed LEA's SIS must name that LEA (LeaMismatch otherwise: no
+    asset of this LEA is updated from another LEA's SIS)."""
+    from calpads.failures import LeaMismatch, check_lea
     from calpads.sources.sql_sis import reporting_lea
 
-    with runtime.engine("sis_db").connect() as conn:
-        lea = reporting_lea(conn)
-    return {"reporting_lea": lea}
+    with runtime.engine(runtime.sis_db_conn_id(lea)).connect() as conn:
+        found = reporting_lea(conn)
+    try:
+        check_lea(_asset_lea(lea), found)
+    except LeaMismatch as exc:   # a retry cannot fix the configuration
+        raise AirflowFailException(str(exc)) from None
+    return {"reporting_lea": found}
 
 
-def count_kind(kind: str, _: dict[str, Any]) -> dict[str, int]:
-    counts = count_rows(runtime.engine("sis_db"), SIS_TABLES[kind])
+def count_kind(kind: str, _: dict[str, Any], lea: LeaConfig | None = None) -> dict[str, int]:
+    counts = count_rows(runtime.engine(runtime.sis_db_conn_id(lea)), SIS_TABLES[kind])
     empty = [t for t in REQUIRED_TABLES if counts.get(t) == 0]
     if empty:
         raise AirflowFailException(f"SIS tables are empty: {', '.join(empty)}; assets not updated")
-    return record(kind, counts)
+    return record(kind, counts, lea)
 
 
-def count_task(kind: str) -> Any:
-    """The task that counts one asset's tables and, when none is empty, updates the asset."""
+def count_task(kind: str, lea: LeaConfig | None = None) -> Any:
+    """The task that counts one asset's tables and, when none is empty, updates the asset (a listed LEA's own)."""
     def count(_: dict[str, Any]) -> dict[str, int]:
-        return count_kind(kind, _)
+        return count_kind(kind, _, lea)
 
-    return task(count, task_id=f"count_{kind}", task_display_name=f"Count {kind} rows", outlets=[asset(kind)])
+    return task(count, task_id=f"count_{kind}", task_display_name=f"Count {kind} rows",
+                outlets=[asset(kind, lea=_asset_lea(lea))])
 
 
-def build_sis_pull_dag(dag_id: str = "sis_nightly_pull"):
-    tz = runtime.timezone()
+def has_sis_pull(lea: LeaConfig) -> bool:
+    """The nightly pull reads the SIS by SQL: a listed LEA on a vendor API has none (its file DAGs keep their
+    cron). The single LEA always has it, as before."""
+    return not lea.listed or lea.sis_source == "sql"
+
+
+def build_sis_pull_dag(dag_id: str = "sis_nightly_pull", lea: LeaConfig | None = None):
+    """``sis_nightly_pull`` of the single LEA (lea None), or ``sis_nightly_pull__<code>`` of a listed LEA (SQL SIS):
+    its own SIS connection, assets ``calpads://sis/<code>/...``, time zone, schedule and team."""
+    listed = lea if lea is not None and lea.listed else None
+    tz = runtime.lea_timezone(listed)
+
+    def check() -> dict[str, Any]:
+        return check_sis(listed)
 
     @dag(**runtime.nightly_dag(
         dag_id, display_name="CALPADS – nightly SIS pull (assets)",
         description="Checks the SIS and the afterschool exports, records row counts, updates the SIS assets",
-        cron_key="sis_pull", default_cron=DEFAULT_SCHEDULE, tag=DagTag.ASSETS, doc_md=DOC, tz=tz,
+        cron_key="sis_pull", default_cron=DEFAULT_SCHEDULE, tag=DagTag.ASSETS,
+        doc_md=(_lea_doc(listed) + DOC) if listed else DOC, tz=tz, lea=listed,
     ))
     def sis_nightly_pull():
-        reachable = task(check_sis, task_display_name="Check the SIS is reachable")()
+        reachable = task(check, task_id="check_sis", task_display_name="Check the SIS is reachable")()
         for kind in SIS_TABLES:
-            count_task(kind)(reachable)
+            count_task(kind, listed)(reachable)
 
     return sis_nightly_pull()
