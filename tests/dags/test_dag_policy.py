@@ -82,7 +82,12 @@ def test_dags_and_tasks_have_display_names(dagbag):
             assert t.task_display_name and t.task_display_name != t.task_id, (dag.dag_id, t.task_id)
 
 
-def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
+def asset_uris(timetable) -> set[str]:
+    condition = getattr(timetable, "asset_condition", None)
+    return {a.uri for a in condition.objects} if condition is not None else set()   # AssetAll of Assets
+
+
+def test_a_listed_lea_gets_its_own_dags_and_the_single_lea_none(dagbag):
     file_dags = sorted(d for d in dagbag.dags if d.startswith("calpads_") and d.split("__")[0] in (
         "calpads_sprg", "calpads_senr", "calpads_stas", "calpads_leap"))
     if not lea_codes(dagbag):
@@ -92,16 +97,45 @@ def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
     assert file_dags == sorted([f"calpads_{f}__{code}" for code in ("5610001", "5610002")
                                 for f in ("sprg", "senr", "stas", "leap")]
                                + ["calpads_sprg__5610003", "calpads_senr__5610003"])
-    # One LEA's SIS pull, afterschool sync and checks are not built; the deployment-wide DAGs are.
-    assert sorted(set(dagbag.dags) - set(file_dags)) == ["calpads_deadline_watch", "calpads_maintenance"]
+    # Each LEA its own afterschool sync and checks; a nightly SIS pull for the two on SQL (Cedar reads PowerSchool's
+    # API); none of the single LEA's; the deployment-wide DAGs once.
+    per_lea = sorted([f"{d}__{code}" for code in ("5610001", "5610002", "5610003")
+                      for d in ("afterschool_sync", "integration_health")]
+                     + [f"sis_nightly_pull__{code}" for code in ("5610001", "5610002")])
+    assert sorted(set(dagbag.dags) - set(file_dags)) == sorted(per_lea + ["calpads_deadline_watch",
+                                                                          "calpads_maintenance"])
     cedar = dagbag.dags["calpads_sprg__5610003"]
     assert f"{LEA_TAG_PREFIX}5610003" in cedar.tags and "Cedar Charter Academy" in cedar.dag_display_name
     extract = cedar.get_task("extract_records")
     assert extract.pool == "sis__sis_powerschool_5610003" and extract.queue == "lea_5610003"
+    assert cedar.timetable.expression == "0 2 * * *"      # no nightly pull of its own: its cron only
     birch = dagbag.dags["calpads_sprg__5610002"]
     assert birch.get_task("extract_records").pool == "sis__sis_db_5610002"
-    assert birch.timetable.expression == "30 3 * * *"   # its own SPRG schedule; the rest keep the default
-    assert dagbag.dags["calpads_senr__5610002"].timetable.expression == "0 2 * * *"
+    # its own SPRG schedule (the rest keep the default), or a fresh pull of its own SIS assets
+    assert birch.timetable.timetable.expression == "30 3 * * *"
+    assert dagbag.dags["calpads_senr__5610002"].timetable.timetable.expression == "0 2 * * *"
+    assert asset_uris(birch.timetable) == {"calpads://sis/5610002/enrollment", "calpads://sis/5610002/programs"}
+    assert "calpads://afterschool/5610002/exports" in asset_uris(dagbag.dags["calpads_leap__5610002"].timetable)
+    pull = dagbag.dags["sis_nightly_pull__5610002"]
+    assert {a.uri for t in pull.tasks for a in t.outlets} == {
+        f"calpads://sis/5610002/{kind}" for kind in ("enrollment", "programs", "attendance")}
+    assert dagbag.dags["afterschool_sync__5610002"].get_task("import_attendance").outlets[0].uri == \
+        "calpads://afterschool/5610002/exports"
+
+
+def test_a_listed_leas_afterschool_and_health_dags_are_its_own(dagbag):
+    if not lea_codes(dagbag):
+        return
+    for dag_id in ("afterschool_sync__5610003", "integration_health__5610003"):
+        dag = dagbag.dags[dag_id]
+        assert f"{LEA_TAG_PREFIX}5610003" in dag.tags and "Cedar Charter Academy" in dag.dag_display_name
+        assert all(t.queue == "lea_5610003" for t in dag.tasks), dag_id        # its Celery queue
+        notifiers = [c for t in dag.tasks for c in (t.on_failure_callback or [])
+                     if isinstance(c, CalpadsFailureNotifier)]
+        assert notifiers and {n.lea_code for n in notifiers} == {"5610003"}   # its own team's alerts
+        assert "`sis_db` | `sis_powerschool_5610003` (powerschool_api)" in dag.doc_md
+    assert dagbag.dags["afterschool_sync__5610002"].timetable.expression == "0 3 * * *"
+    assert "coordinator@birch.example" in dagbag.dags["integration_health__5610002"].doc_md
 
 
 def test_a_broken_lea_file_shows_its_problems_as_import_errors_in_the_ui(tmp_path, monkeypatch):

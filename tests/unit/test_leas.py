@@ -120,7 +120,7 @@ def test_an_leas_afterschool_export_and_write_mode_read_as_written():
                     entry("5610002", afterschool={"conn_id": "afterschool_api_5610002"}), entry("5610003")]}
     alder, birch, cedar = parse_leas(doc).leas
     assert (alder.afterschool_drop_path, alder.afterschool_conn_id, alder.afterschool_write_mode) == \
-        ("/srv/drop/5610001", None, "write")
+        ("/srv/drop/5610001/", None, "write")
     assert (birch.afterschool_drop_path, birch.afterschool_conn_id, birch.afterschool_write_mode) == \
         (None, "afterschool_api_5610002", "dry_run")
     assert (cedar.afterschool_drop_path, cedar.afterschool_conn_id, cedar.afterschool_write_mode) == \
