@@ -34,7 +34,7 @@ def two_leas(tmp_path_factory):
     folder = tmp_path_factory.mktemp("two_leas")
     for code, seed in ((ALDER, 11), (BIRCH, 12)):
         engine = sa.create_engine(f"sqlite:///{folder}/sis_{code}.db")
-        generate_district(engine, students=250, seed=seed, academic_year=YEAR, afterschool_dir=folder / f"drop_{code}",
+        generate_district(engine, students=150, seed=seed, academic_year=YEAR, afterschool_dir=folder / f"drop_{code}",
                           lea_code=code)
         migrate(engine, apply=True)
         engine.dispose()
@@ -66,6 +66,8 @@ def test_two_leas_each_sync_and_check_only_their_own(airflow_home, two_leas, tmp
     env = project_env(airflow_home, sis_url="sqlite:////nonexistent/sis.db", store_url=f"sqlite:///{store}",
                       publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port, emails=DEPLOYMENT)
     lea_file(two_leas, tmp_path / "leas.yaml")
+    for code in (ALDER, BIRCH):   # each LEA's folder of the share, as district IT mounts it (a run never creates one)
+        (pub / code).mkdir()
     env["AIRFLOW__CALPADS__LEAS_FILE"] = str(tmp_path / "leas.yaml")
     for code in (ALDER, BIRCH):
         env[f"AIRFLOW_CONN_SIS_DB_{code}"] = f"sqlite:///{two_leas}/sis_{code}.db"
