@@ -113,6 +113,7 @@ def test_the_example_lea_file_of_the_docs_reads():
     example = load_leas(ROOT / "config" / "leas.example.yaml", known_sources=APIS)
     assert example.codes() == ["0000001", "0000002"]
     assert example.get("0000002").queue == "charters" and example.get("0000001").pool_slots == 4
+    assert example.get("0000001").afterschool_drop_path == "/opt/calpads/afterschool/0000001"
 
 
 def test_an_leas_afterschool_export_and_write_mode_read_as_written():
