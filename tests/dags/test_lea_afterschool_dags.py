@@ -24,6 +24,7 @@ ALDER, BIRCH = "5611111", "5622222"
 PEOPLE = {ALDER: {"data@alder.example", "afterschool@alder.example"},
           BIRCH: {"calpads@birch.example", "it@birch.example"}}
 DEPLOYMENT = "deployment-team@county.example"
+PEOPLE_NAMES = {ALDER: "Alder Union Elementary", BIRCH: "Birch Joint Unified"}
 
 
 @pytest.fixture(scope="module")
@@ -130,5 +131,7 @@ def test_two_leas_each_sync_and_check_only_their_own(airflow_home, two_leas, tmp
         assert any("afterschool_sync 2025-2026" in t for t in texts), code
         checks = [t for t in texts if "integration health" in t.splitlines()[0]]
         assert len(checks) == 1, code
+        assert all(f", {code})" in t.splitlines()[0] for t in texts if "afterschool_sync 2025" in t.splitlines()[0])
+        assert f"({PEOPLE_NAMES[code]}, {code})" in checks[0].splitlines()[0]
         # its checks looked at its own afterschool_sync run, and name its own SIS connection
         assert f"afterschool_sync__{code}" in checks[0] and f"afterschool_sync__{other}" not in checks[0]

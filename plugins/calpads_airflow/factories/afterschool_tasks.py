@@ -144,6 +144,8 @@ class AfterschoolTasks:
         path = run.work_dir / "state.json"
         state = json.loads(path.read_text()) if path.exists() else {}
         subject, body = summary_email(run, state)
+        if self.lea is not None and self.lea.listed:   # a person on several LEAs' lists sees which one
+            subject = f"{subject} ({self.lea.name}, {self.lea.code})"
         roles = summary_roles(state)
         return {"sent": send(subject, body, roles=roles, lea_code=self.lea_code), "roles": list(roles)}
 

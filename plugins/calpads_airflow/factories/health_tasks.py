@@ -273,6 +273,8 @@ class HealthTasks:
                                            "integration_health task log."))
         link = str(self.publish_root() / "integration" / "data_flows.html")
         subject, body = email(results, run_id, link)
+        if self.lea is not None and self.lea.listed:   # a person on several LEAs' lists sees which one
+            subject = f"{subject} ({self.lea.name}, {self.lea.code})"
         failing = [r.check for r in results if r.ok is False]
         try:
             self.publish_results(run_id, today, results)
