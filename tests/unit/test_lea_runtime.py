@@ -7,7 +7,7 @@ import pytest
 
 from calpads.leas import LeaConfig, parse_leas
 from calpads_airflow import runtime
-from calpads_airflow.factories.health_tasks import health_dag_ids
+from calpads_airflow.factories.health_config import health_dag_ids
 
 
 def lea(code: str = "5610001", **extra) -> LeaConfig:
