@@ -240,15 +240,20 @@ def powerschool_client(lea: LeaConfig | None = None) -> Any:
     return client_for("powerschool_api", get_connection(api_conn_id(lea=lea)))
 
 
+class AfterschoolSisUnsupported(ValueError):
+    """A listed LEA's SIS is read through an API the afterschool stages cannot read or write (our own words, no
+    connection details): no retry helps."""
+
+
 def _afterschool_sis(lea: LeaConfig | None) -> str:
     """The afterschool stages read and write the SIS by SQL or the PowerSchool API: a listed LEA on another API
     is refused with what to do (the single LEA reads sis_db, as it always has)."""
     source = sis_source(lea)
     if _listed(lea) and source not in ("sql", "powerschool_api"):
-        raise ValueError(f"LEA {lea.code}'s SIS is read through {source}: the afterschool sync and its checks read "
-                         f"and write the SIS by SQL or the PowerSchool API only. Give LEA {lea.code} a SQL or "
-                         f"PowerSchool SIS connection in the LEA file, or pause its afterschool_sync and "
-                         f"integration_health DAGs.")
+        raise AfterschoolSisUnsupported(
+            f"LEA {lea.code}'s SIS is read through {source}: the afterschool sync and its checks read and write the "
+            f"SIS by SQL or the PowerSchool API only. Give LEA {lea.code} a SQL or PowerSchool SIS connection in the "
+            f"LEA file, or pause its afterschool_sync and integration_health DAGs.")
     return source
 
 

@@ -60,7 +60,7 @@ def test_a_listed_leas_write_mode_sis_and_store_are_its_own(single_lea_settings)
 
 def test_an_lea_on_another_vendor_api_is_refused_by_the_afterschool_reader(single_lea_settings, tmp_path):
     aeries = lea(sis={"source": "aeries_api", "conn_id": "sis_aeries_5610001"})
-    with pytest.raises(ValueError, match="LEA 5610001's SIS is read through aeries_api"):
+    with pytest.raises(runtime.AfterschoolSisUnsupported, match="LEA 5610001.s SIS is read through aeries_api"):
         runtime.sis_reader(tmp_path, aeries)
 
 

@@ -37,7 +37,10 @@ class AfterschoolTasks:
         return runtime.engine(runtime.store_conn_id(self.lea))
 
     def sis_reader(self, run: Any) -> Any:
-        return runtime.sis_reader(run.work_dir, self.lea)
+        try:
+            return runtime.sis_reader(run.work_dir, self.lea)
+        except runtime.AfterschoolSisUnsupported as exc:   # the LEA file, not the SIS: a retry cannot help
+            raise AirflowFailException(str(exc)) from None
 
     # -- helpers ---------------------------------------------------------------------------------
     def run_obj(self, cfg: dict[str, Any]) -> Any:

@@ -92,10 +92,10 @@ class HealthTasks:
         from calpads.afterschool.sis_data import read_snapshot
         from calpads.failures import LeaMismatch, check_lea
 
-        snap = read_snapshot(runtime.sis_reader(work, self.lea), y0, y1)
         try:
+            snap = read_snapshot(runtime.sis_reader(work, self.lea), y0, y1)
             check_lea(self.lea_code, snap.lea)
-        except LeaMismatch as exc:   # no retry can fix the configuration
+        except (LeaMismatch, runtime.AfterschoolSisUnsupported) as exc:   # no retry can fix the configuration
             raise AirflowFailException(str(exc)) from None
         return snap
 
