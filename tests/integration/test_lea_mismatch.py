@@ -81,3 +81,28 @@ def test_the_configured_lea_own_sis_extracts(other_lea_sis, tmp_path):
 def test_no_configured_lea_extracts_whatever_the_sis_holds(other_lea_sis, tmp_path):
     out = pipeline.extract(_context(tmp_path, "SPRG", None), sa.create_engine(f"sqlite:///{other_lea_sis}"))
     assert out["reporting_lea"] == OTHER
+
+
+def test_an_afterschool_run_for_one_lea_refuses_another_leas_sis_before_staging(other_lea_sis, tmp_path):
+    from calpads.afterschool.sis_data import SqlReader
+    from calpads.afterschool.stages import AfterschoolRun, import_export
+    from calpads.afterschool.store import AfterschoolStore
+
+    sis, store = sa.create_engine(f"sqlite:///{other_lea_sis}"), sa.create_engine(f"sqlite:///{tmp_path}/store.db")
+    (tmp_path / "pub").mkdir(exist_ok=True)
+    before = sorted((tmp_path / "pub").rglob("*"))
+    export = b"student_number,ssid,school_code,session_date,minutes,program\n"
+
+    def run(lea_code: str | None) -> AfterschoolRun:
+        return AfterschoolRun("afterschool_sync__x", "manual__1", YEAR, TODAY, tmp_path / "work", tmp_path / "pub",
+                              lea_code=lea_code)
+
+    with pytest.raises(LeaMismatch) as caught:
+        import_export(run(CONFIGURED), SqlReader(sis), store, export, "attendance.csv")
+    assert caught.value.found == OTHER and f"LEA {CONFIGURED}" in str(caught.value)
+    assert not sa.inspect(store).has_table("afterschool_imports") or \
+        AfterschoolStore(store).find_import(OTHER, "x") is None
+    assert sorted((tmp_path / "pub").rglob("*")) == before             # nothing reported or published
+    # the LEA the SIS holds, or a run configured for no LEA (the single LEA), reads it
+    for lea_code in (OTHER, None):
+        assert run(lea_code).snapshot(SqlReader(sis)).lea == OTHER
