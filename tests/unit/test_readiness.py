@@ -191,3 +191,14 @@ def test_where_an_lea_publishes_and_where_the_page_serves_it():
     assert lea(BIRCH, "s3://birch-bucket/calpads").publish_location(base) == "s3://birch-bucket/calpads"
     assert LeaConfig.single().publish_location(base) == base          # the single LEA: the Variable as it is
     assert page_files_path(None) == "files" and page_files_path(ALDER) == f"lea-{ALDER}"
+
+
+def test_a_listed_lea_s_report_link_opens_its_own_folder_on_the_page():
+    from calpads_airflow.run_notes import base_url, ui_url
+
+    report = f"file:///srv/calpads_out/{ALDER}/{YEAR}/SPRG/scheduled__1/report/index.html"
+    assert ui_url(report, ALDER) == f"{base_url()}/calpads/lea-{ALDER}/{YEAR}/SPRG/scheduled__1/report/index.html"
+    single = f"file:///srv/calpads_out/{YEAR}/SPRG/scheduled__1/report/index.html"
+    assert ui_url(single) == f"{base_url()}/calpads/files/{YEAR}/SPRG/scheduled__1/report/index.html"
+    # As deep as the single LEA's: the report's relative link back to the Airflow UI (six levels up) still works.
+    assert ui_url(report, ALDER).count("/") == ui_url(single).count("/")
