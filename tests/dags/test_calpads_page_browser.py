@@ -156,6 +156,8 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
     sis = {code: tmp_path / f"sis_{code}.db" for code in ("5610001", "5610002")}
     urls = {"5610001": lea_district(sis["5610001"], "5610001", 0.0),
             "5610002": lea_district(sis["5610002"], "5610002", 0.02)}
+    for code in LEAS:
+        (pub / code).mkdir(parents=True)       # each LEA's publish folder on the share: runs never create one
     base_env = project_env(home, sis_url=urls["5610001"], store_url=f"sqlite:///{tmp_path}/store.db",
                            publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port)
     env, port = api_server_env(base_env, tmp_path, PASSWORD)
@@ -166,12 +168,13 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
     assert reserialized.returncode == 0, reserialized.stderr[-3000:]
     shots = Shots(tmp_path / "screenshots", set().union(*(student_identifiers(p) for p in sis.values())))
     with api_server(env, port, PASSWORD, tmp_path / "api-server.log") as api, sync_playwright() as pw:
-        results = run_dags([DagRunRequest(env, f"calpads_sprg__{code}", "2026-04-01", {"academic_year": HELD_YEAR})
-                            for code in urls])
+        results = run_dags([DagRunRequest(env, f"calpads_sprg__{code}", "2026-04-01",
+                                          {"academic_year": HELD_YEAR, "save_history": True}) for code in urls])
         manifests = {}
         for code, r in zip(urls, results, strict=True):
             assert r.state == "success", r.output[-4000:]
             manifests[code] = json.loads((pub / code / HELD_YEAR / "SPRG" / r.run_id / "manifest.json").read_text())
+        run_ids = {code: r.run_id for code, r in zip(urls, results, strict=True)}
         held = {code: m["validation"]["records_held_back"] for code, m in manifests.items()}
         assert held["5610001"] == 0 and held["5610002"] > 0
 
@@ -189,6 +192,7 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
 
             # ---- the DAG list: every LEA's file DAGs, named with the LEA
             page.goto(f"{api.url}/dags")
+            page.get_by_role("button", name="Show table view").click()    # one line per DAG: all of them in sight
             for code, name in LEAS.items():
                 expect(page.get_by_role("link", name=f"CALPADS SPRG – Student Program · {name} ({code})",
                                         exact=True)).to_be_visible()
@@ -216,6 +220,10 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
             for code, section in (("5610001", alder), ("5610002", birch_section)):   # each LEA's own files
                 link = section.get_by_role("link", name=au[code])
                 expect(link).to_have_attribute("href", re.compile(rf"/calpads/lea-{code}/{HELD_YEAR}/SPRG/"))
+                # its own saved submission, read from the history store both LEAs share: its run, not the other's
+                mine, theirs = run_ids[code], next(run_id for c, run_id in run_ids.items() if c != code)
+                expect(section).to_contain_text(re.compile(rf"Last saved submission:[\s\S]* run {re.escape(mine)}"))
+                expect(section).not_to_contain_text(theirs)
             expect(alder).not_to_contain_text("Birch")
             shots.take(page, "leas-03-calpads-page")
 
@@ -226,6 +234,14 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
             expect(frame.locator("section.lea")).to_have_attribute("data-lea", "5610002")
             expect(frame.locator("section.lea h2")).to_have_text("LEA 5610002: Birch Joint Unified")
             shots.take(page, "leas-04-calpads-page-one-lea")
+
+            # ---- that LEA's report, served from its own folder; its link back to the Airflow run still resolves
+            frame.locator("section.lea").get_by_role("link", name="Validation report").click()
+            expect(frame.locator("h1")).to_contain_text("SPRG validation report")
+            back = frame.get_by_role("link", name=run_ids["5610002"])
+            expect(back).to_have_count(1)
+            resolved = back.evaluate("a => a.href")
+            assert resolved == f"{api.url}/dags/calpads_sprg__5610002/runs/{quote(run_ids['5610002'], safe='')}"
         finally:
             browser.close()
 
