@@ -187,3 +187,14 @@ def test_the_run_tab_of_an_lea_shows_that_lea_s_run(leas_client):
     assert r.status_code == 200 and "LEA 5610002: Birch Joint Unified" in r.text
     assert "READY, 3 held back" in r.text and "BIRCH-RULE" in r.text and f"/calpads/lea-{BIRCH}/" in r.text
     assert "ALDER-RULE" not in r.text and f"lea-{ALDER}" not in r.text
+
+
+def test_too_many_leas_to_show_at_once_asks_to_pick_one(leas_client, monkeypatch):
+    from calpads_airflow.ui import app
+
+    monkeypatch.setattr(app, "ALL_LEAS_AT_ONCE", 2)
+    page = leas_client.get("/calpads/").text
+    assert not sections(page) and "3 LEAs: pick one above" in page
+    assert all(f'href="/calpads/?lea={code}"' in page for code in (ALDER, BIRCH, CEDAR))
+    assert not any(mine in page for mine in OWN[ALDER] + OWN[BIRCH])
+    assert list(sections(leas_client.get("/calpads/", params={"lea": CEDAR}).text)) == [CEDAR]
