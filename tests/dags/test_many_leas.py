@@ -44,6 +44,7 @@ from tests.integration.many_leas import (
     CEDAR,
     PS_CLIENT,
     PS_SECRET,
+    SETTINGS,
     THREE,
     YEAR,
     DemoLea,
@@ -228,6 +229,7 @@ def county(airflow_home, tmp_path_factory, sis, shared_store, powerschool, mailb
                           work_root=root / "work", smtp_port=smtp_port, emails=NOBODY)
         del env["AIRFLOW_CONN_SIS_DB"]      # no listed LEA reads the single LEA's SIS
         env.update(connections)
+        env.update(SETTINGS)
         env["AIRFLOW__CALPADS__LEAS_FILE"] = str(leas_file)
         batches.append([DagRunRequest(env, lea.dag_id(rt), LOGICAL_DATE, CONF) for lea, rt in batch])
 
@@ -239,6 +241,7 @@ def county(airflow_home, tmp_path_factory, sis, shared_store, powerschool, mailb
     for home, batch, batch_results in zip(homes, BATCHES, outcomes, strict=True):
         for (lea, rt), result in zip(batch, batch_results, strict=True):
             results[lea.code, rt] = result
+            (root / f"{lea.code}-{rt}.log").write_text(result.output)   # each run's own output, to read on failure
             windows[lea.code, rt] = _window(home, lea.dag_id(rt))
     print(f"many LEAs: {sum(len(b) for b in BATCHES)} runs in {len(BATCHES)} processes: {seconds:.0f}s")
     return County(root, publish_root, folders, results, windows, seconds)

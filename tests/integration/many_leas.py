@@ -17,6 +17,8 @@ from typing import Any
 YEAR = "2025-2026"
 STUDENTS = 300
 DIRTY = 0.02          # a few records held back by the quality gate: each run sends its team a summary email
+# 300 students give ~90 SPRG records, of which the planted errors are ~16: above the default error ceiling.
+SETTINGS = {"AIRFLOW__CALPADS__ERROR_CEILING": "0.5"}
 PS_CLIENT, PS_SECRET = "cid-many-leas", "secret-many-leas-do-not-log"
 
 

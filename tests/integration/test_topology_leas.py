@@ -23,6 +23,7 @@ from tests.integration.many_leas import (
     CEDAR,
     PS_CLIENT,
     PS_SECRET,
+    SETTINGS,
     THREE,
     YEAR,
     assert_only_own_records,
@@ -60,7 +61,7 @@ def test_three_leas_run_at_once_on_celery_each_on_its_own_queue_and_pool(tmp_pat
     with PowerSchoolServer(cedar_sis, PS_CLIENT, PS_SECRET, max_page_size=500) as ps:
         extra_env = {"AIRFLOW__CALPADS__LEAS_FILE": str(leas_file),
                      ALDER.env_conn: f"sqlite:///{sis[ALDER.code]}", BIRCH.env_conn: f"sqlite:///{sis[BIRCH.code]}",
-                     CEDAR.env_conn: json.dumps(powerschool_connection(ps.url))}
+                     CEDAR.env_conn: json.dumps(powerschool_connection(ps.url)), **SETTINGS}
         with start_topology(tmp_path, sis_url="", smtp_port=smtp_server.port, emails=NOBODY, extra_env=extra_env,
                             extra_queues=(lea_queue,)) as topo:
             topo.start_all()
