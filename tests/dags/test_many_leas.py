@@ -303,11 +303,15 @@ def test_each_leas_history_rows_carry_its_code_only(county, shared_store, owned)
                 "SELECT DISTINCT local_student_id FROM calpads_history_log WHERE run_pk = :pk"), {"pk": pk})}
                 for pk, *_ in runs}
             scopes = set(conn.execute(sa.text("SELECT record_type, reporting_lea FROM calpads_history_scopes")))
+            counted = set(conn.execute(sa.text(
+                "SELECT DISTINCT record_type, reporting_lea, run_id FROM calpads_staging_counts")))
     finally:
         engine.dispose()
     expected = {(rt, lea.code, str(county.results[lea.code, rt].run_id)) for lea in THREE for rt in lea.files}
     assert {(rt, code, run_id) for _, rt, code, run_id in runs} == expected
     assert scopes == {(rt, lea.code) for lea in THREE for rt in lea.files}
+    # the staging gate's counts (one pull per run), under each run's own LEA; none for the misconfigured LEAs
+    assert counted == expected
     for pk, _rt, code, _run in runs:
         mine = students[pk] - {None}
         assert mine and mine <= owned[code].students, code
