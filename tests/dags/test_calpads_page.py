@@ -94,3 +94,41 @@ def test_the_run_tab_shows_that_run(client):
     r = client.get("/calpads/run/calpads_sprg/scheduled__1", headers=auth(client))
     assert r.status_code == 200 and "READY, 2 held back" in r.text and "scheduled__1" in r.text
     assert "SPRG-C" not in r.text      # that run's rules, not the latest's
+
+
+def test_a_listed_leas_report_link_opens_that_leas_own_report(client, tmp_path, monkeypatch):
+    """With an LEA file (docs/leas.md), the report link of an LEA's run (the quality gate's button, the run note:
+    run_notes.ui_url) opens the report in that LEA's own publish folder: ``<root>/<code>/`` by default, or the
+    entry's ``publish_root``. A run id that the other folders also hold (the root's own manual__2 above) must not
+    open theirs; an LEA that is not listed, or a file it does not submit, is not served."""
+    from urllib.parse import urlparse
+
+    from calpads_airflow.run_notes import ui_url
+
+    root, share = tmp_path / "published", tmp_path / "birch_share"
+    (tmp_path / "leas.yaml").write_text(f"""
+leas:
+  - {{code: "5610001", name: Alder, sis: {{conn_id: sis_db_5610001}}, emails: {{team: [a@alder.example]}},
+     files: [SPRG]}}
+  - {{code: "5610002", name: Birch, sis: {{conn_id: sis_db_5610002}}, emails: {{team: [b@birch.example]}},
+     publish_root: "file://{share}"}}
+""")
+    monkeypatch.setenv("AIRFLOW__CALPADS__LEAS_FILE", str(tmp_path / "leas.yaml"))
+    reports = {}
+    for code, folder in (("5610001", root / "5610001"), ("5610002", share)):
+        report = folder / YEAR / "SPRG" / "manual__2" / "report" / "index.html"
+        report.parent.mkdir(parents=True)
+        report.write_text(f"<p>report of LEA {code}</p>")
+        reports[code] = report
+    for code, report in reports.items():
+        url = ui_url(f"file://{report}", code)
+        assert url and urlparse(url).path == f"/calpads/files/{code}/{YEAR}/SPRG/manual__2/report/index.html"
+        r = client.get(urlparse(url).path, headers=auth(client))
+        assert r.status_code == 200 and r.text == f"<p>report of LEA {code}</p>", (code, r.status_code)
+        assert client.get(urlparse(url).path, headers=auth(client, None)).status_code == 403
+    (root / "5610001" / YEAR / "SENR" / "manual__2" / "report").mkdir(parents=True)
+    (root / "5610001" / YEAR / "SENR" / "manual__2" / "report" / "index.html").write_text("not submitted")
+    for path in (f"/calpads/files/5610009/{YEAR}/SPRG/manual__2/report/index.html",    # not listed
+                 f"/calpads/files/5610001/{YEAR}/SENR/manual__2/report/index.html",    # not one of its files
+                 f"/calpads/files/5610001/{YEAR}/SPRG/manual__2"):
+        assert client.get(path, headers=auth(client)).status_code == 404, path
