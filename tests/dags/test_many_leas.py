@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,11 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PG_ADMIN_URL, airflow_base_env, require_postgres
+from tests.conftest import PG_ADMIN_URL, require_postgres
 from tests.dags.dagrun import DagRunRequest, DagRunResult, project_env, run_dags
 from tests.integration.many_leas import (
     ALDER,
@@ -172,11 +171,10 @@ class County:
         return self.folders[lea.code] / YEAR / record_type / str(self.results[lea.code, record_type].run_id)
 
 
-def _homes(airflow_home: Path, root: Path, pools: Path, count: int) -> list[Path]:
-    """``count`` Airflow homes, each with a copy of the session's migrated metadata DB holding the LEAs' pools:
-    concurrent `airflow dags test` processes must not share one SQLite metadata DB."""
-    subprocess.run([sys.executable, "-m", "airflow", "pools", "import", str(pools)],
-                   env=airflow_base_env(airflow_home), check=True, capture_output=True, timeout=300)
+def _homes(airflow_home: Path, root: Path, count: int) -> list[Path]:
+    """``count`` Airflow homes, each with a copy of the session's migrated metadata DB: concurrent `airflow dags
+    test` processes must not share one SQLite metadata DB. (`dags test` runs tasks without checking pools: the
+    LEAs' pools are checked on the Celery topology, tests/integration/test_topology_leas.py.)"""
     homes = []
     for i in range(count):
         home = root / f"airflow_home_{i}"
@@ -197,8 +195,6 @@ def _window(home: Path, dag_id: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def county(airflow_home, tmp_path_factory, sis, shared_store, powerschool, mailbox) -> County:
-    from calpads.leas import load_leas
-
     root = tmp_path_factory.mktemp("county")
     box, smtp_port = mailbox
     publish_root = root / "pub"
@@ -210,11 +206,7 @@ def county(airflow_home, tmp_path_factory, sis, shared_store, powerschool, mailb
     folders[BIRCH.code] = birch_share
     for folder in folders.values():          # mounted shares: a run never creates its publish folder
         folder.mkdir(parents=True)
-    pools = root / "pools.json"
-    pools.write_text(json.dumps({pool: {"slots": slots, "description": text, "include_deferred": False}
-                                 for pool, slots, text in load_leas(leas_file, known_sources=["powerschool_api"])
-                                 .pools()}))
-    homes = _homes(airflow_home, root, pools, len(BATCHES))
+    homes = _homes(airflow_home, root, len(BATCHES))
 
     connections = {
         ALDER.env_conn: f"sqlite:///{sis[ALDER.code]}",
@@ -274,6 +266,10 @@ def test_each_lea_publishes_only_its_own_students_under_its_own_root(county, own
                             f"{lea.code} {record_type}")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {p.name for p in folder.glob("*.txt")} == {f["name"] for f in manifest["files"]}
+    # the run note's report link (also the quality gate's button) opens this LEA's own report on the CALPADS page
+    run = quote(str(county.results[lea.code, record_type].run_id), safe="")
+    assert f"/calpads/files/{lea.code}/{YEAR}/{record_type}/{run}/report/index.html" in \
+        county.results[lea.code, record_type].output
 
 
 def test_nothing_is_published_outside_the_leas_own_folders(county):
