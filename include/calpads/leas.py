@@ -89,13 +89,6 @@ class LeaConfig:
         holds its own slots. (The single LEA keeps calpads_airflow.runtime.sis_pool.)"""
         return f"sis__{self.sis_conn_id}"
 
-    def publish_root_under(self, default_root: str) -> str:
-        """Where this LEA publishes, given the calpads_publish_root Variable: its own ``publish_root``, else
-        ``<Variable>/<code>``; the single LEA publishes in the Variable's folder itself."""
-        if self.publish_root:
-            return self.publish_root
-        return f"{default_root.rstrip('/')}/{self.code}" if self.listed else default_root
-
     def recipients(self, roles: Iterable[str] = ()) -> tuple[str, ...]:
         """The LEA's own addresses for these roles (none: the team); a blank role falls back to the team."""
         team = tuple(self.emails.get("team", ()))

@@ -141,9 +141,12 @@ def publish_root(lea: LeaConfig | None = None) -> Any:
     else ``<calpads_publish_root>/<LEA code>``."""
     from airflow.sdk import ObjectStoragePath, Variable
 
-    root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
-    if lea is not None:
-        root = lea.publish_root_under(root)
+    if lea is not None and lea.publish_root:
+        root = lea.publish_root
+    else:
+        root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+        if lea is not None and lea.listed:
+            root = f"{root.rstrip('/')}/{lea.code}"
     if "://" not in root:
         root = f"file://{os.path.abspath(root)}"
     return ObjectStoragePath(root)

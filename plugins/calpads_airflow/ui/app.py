@@ -4,9 +4,7 @@ Every route needs the user Airflow's own auth manager recognises (``get_user``: 
 API bearer token; anonymous requests get 401 and nothing else), and shows or serves only what the user may read
 (``is_authorized_dag`` on the file's DAG: a file of ``<year>/SPRG/`` is readable by who may read calpads_sprg's
 runs; ``integration/`` by who may read integration_health's). Files are served read-only from the publish root,
-never listed beyond what the page links, never from a hidden (temporary) folder. A listed LEA's files (docs/leas.md)
-are ``<LEA code>/<year>/<RT>/...``, served from that LEA's own publish folder to who may read that LEA's DAG
-(``calpads_sprg__<code>``).
+never listed beyond what the page links, never from a hidden (temporary) folder.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from calpads.leas import CDS_LEA, LeaConfig
 from calpads.readiness import FileReadiness, academic_years, file_readiness
 
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -144,44 +141,22 @@ def _run_page(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
                  ui=_ui_base(request))
 
 
-def _listed_lea(code: str) -> LeaConfig | None:
-    """The LEA file's LEA with this code (None: no such LEA, or no usable LEA file on this api-server)."""
-    from calpads.leas import LeaConfigError
-    from calpads_airflow.leas import directory
-
-    try:
-        found = directory()
-        return found.get(code) if found is not None else None
-    except LeaConfigError:
-        return None
-
-
 def _published_file(rel: str, user: Any) -> Response:
-    """A file under the publish root (a listed LEA's: under its own), read-only, for a user who may read its
-    DAG's runs."""
+    """A file under the publish root, read-only, for a user who may read its DAG's runs."""
     from calpads_airflow.ui import sources
 
     parts = rel.split("/")
     if len(parts) < 2 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         raise HTTPException(404, "Not found")
-    lea = None
-    if CDS_LEA.match(parts[0]):
-        lea, parts = _listed_lea(parts[0]), parts[1:]
-        if lea is None or len(parts) < 4:
-            raise HTTPException(404, "Not found")
-    if parts[0] == "integration" and lea is None:
+    if parts[0] == "integration":
         dag_id = HEALTH_DAG
     else:
         dag_id = sources.file_dags().get(parts[1].upper(), "")
         if not dag_id or len(parts) < 4:
             raise HTTPException(404, "Not found")
-        if lea is not None:   # one of the files the LEA submits, by who may read that LEA's DAG
-            if parts[1].upper() not in lea.files:
-                raise HTTPException(404, "Not found")
-            dag_id = lea.dag_id(dag_id)
     if not can_read(user, dag_id):
         raise HTTPException(403, "Not allowed to read this DAG's files")
-    root = sources.publish_root(lea)
+    root = sources.publish_root()
     target = root.joinpath(*parts)
     if isinstance(root, Path):
         real = target.resolve()

@@ -10,22 +10,18 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from calpads.leas import LeaConfig
 from calpads.readiness import AirflowRun
 
 log = logging.getLogger(__name__)
 RUNS_PER_DAG = 20        # recent runs read per file DAG: the latest folders of each year are among them
 
 
-def publish_root(lea: LeaConfig | None = None) -> Any:
-    """The publish root as a path: a local folder (file:// or a plain path) or an object-storage path. A listed
-    LEA's: its own (LeaConfig.publish_root_under)."""
+def publish_root() -> Any:
+    """The publish root as a path: a local folder (file:// or a plain path) or an object-storage path."""
     from airflow.models.variable import Variable
 
     airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
     root = Variable.get("calpads_publish_root", default_var=f"file://{airflow_home}/calpads_out")
-    if lea is not None:
-        root = lea.publish_root_under(root)
     if root.startswith("file://"):
         return Path(root[len("file://"):])
     if "://" not in root:
