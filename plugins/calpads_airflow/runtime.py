@@ -12,6 +12,8 @@ Airflow configuration ([calpads] section, e.g. AIRFLOW__CALPADS__...):
   SIS_CONN_ID                 API connection (default sis_powerschool / sis_aeries / sis_oneroster)
   AFTERSCHOOL_WRITEBACK       sql | powerschool_api (default: as SIS_SOURCE)
   AFTERSCHOOL_WRITE_MODE      dry_run (default) | write: what scheduled afterschool_sync runs do
+  LEAS_FILE                   the LEA file of a deployment that submits for several LEAs (docs/leas.md); each
+                              listed LEA's DAGs read its own entry instead of the connections/Variables below
 Variables: calpads_publish_root, calpads_work_root, afterschool_drop_path (default
 $AIRFLOW_HOME/afterschool_drop), afterschool_write_mode (overrides the config above), integration_team_emails
 and the per-role lists it_emails, calpads_coordinator_emails, afterschool_staff_emails (each defaults to
