@@ -203,8 +203,8 @@ def county(airflow_home, tmp_path_factory, sis, shared_store, powerschool, mailb
         CEDAR.entry(queue="lea_5610003", pool_slots=2), DOGWOOD.entry(), ELM.entry()])
     folders = {lea.code: publish_root / lea.code for lea in (ALDER, CEDAR, *MISCONFIGURED)}
     folders[BIRCH.code] = birch_share
-    for folder in folders.values():          # mounted shares: a run never creates its publish folder
-        folder.mkdir(parents=True)
+    publish_root.mkdir()    # the mounted share of calpads_publish_root: the runs create <root>/<code> in it
+    birch_share.mkdir()     # an LEA's own publish_root is a share too: a run never creates it
     homes = _homes(airflow_home, root, len(BATCHES))
 
     connections = {
@@ -277,6 +277,12 @@ def test_nothing_is_published_outside_the_leas_own_folders(county):
     for lea in MISCONFIGURED:
         assert not any(county.folders[lea.code].rglob("*.txt")), lea.code
     assert not (county.publish_root / YEAR).exists(), "a file published in the shared root, outside any LEA's"
+
+
+def test_a_listed_leas_folder_under_the_shared_root_is_made_by_its_runs_for_owner_and_group_only(county):
+    for lea in (ALDER, CEDAR):
+        mode = county.folders[lea.code].stat().st_mode & 0o777
+        assert mode & 0o007 == 0 and mode & 0o700 == 0o700, (lea.code, oct(mode))
 
 
 def test_each_leas_history_rows_carry_its_code_only(county, shared_store, owned):
