@@ -1,6 +1,7 @@
 """Which LEAs this deployment serves (calpads.leas), and their file DAGs.
 
-``[calpads] leas_file`` (AIRFLOW__CALPADS__LEAS_FILE) names the LEA file; without it the deployment serves one LEA
+``[calpads] leas_file`` (AIRFLOW__CALPADS__LEAS_FILE) names the LEA file (or ``[calpads] leas_variable`` an Airflow
+Variable holding the same document: read each time a DAG file is parsed); without either the deployment serves one LEA
 as it always has (``calpads_sprg`` reading ``sis_db``). With it, each listed LEA gets one DAG per file it submits,
 ``calpads_<file>__<LEA code>``, built by the DAG files ``dags/calpads_leas_<nn>.py``: each builds the LEAs of its
 shard (``LeaConfig.shard``; calpads_airflow.factories.lea_dags), so a county's or a state's LEAs are parsed by
@@ -14,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 
-from calpads.leas import LeaConfig, LeaDirectory, load_leas
+from calpads.leas import LeaConfig, LeaConfigError, LeaDirectory, load_leas, parse_leas
 from calpads_airflow import runtime
 
 LEA_DAG_SHARDS = 16
@@ -24,6 +25,10 @@ def leas_file() -> str:
     return runtime.conf("leas_file", "").strip()
 
 
+def leas_variable() -> str:
+    return runtime.conf("leas_variable", "").strip()
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> LeaDirectory:
     from calpads_airflow.registry import api_sources
@@ -31,17 +36,38 @@ def _load(path: str, mtime_ns: int) -> LeaDirectory:
     return load_leas(path, known_sources=api_sources())
 
 
-def directory() -> LeaDirectory | None:
-    """The LEA file's LEAs (None: no LEA file, one LEA). A missing or invalid file raises LeaConfigError, which
-    the UI shows as the DAG file's import error, naming each problem."""
-    path = leas_file()
-    if not path:
-        return None
+@functools.lru_cache(maxsize=4)
+def _parse(name: str, text: str) -> LeaDirectory:
+    import yaml
+
+    from calpads_airflow.registry import api_sources
+
     try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = 0   # load_leas says the file cannot be read
-    return _load(path, mtime)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise LeaConfigError(f"The Variable {name} is not valid YAML or JSON") from None
+    return parse_leas(document, known_sources=api_sources(), name=f"The Variable {name}")
+
+
+def directory() -> LeaDirectory | None:
+    """The listed LEAs (None: no LEA file, one LEA), from the file ``[calpads] leas_file`` or else the Variable named
+    by ``[calpads] leas_variable`` (the same document as YAML or JSON). A missing or invalid one raises
+    LeaConfigError, which the UI shows as the DAG file's import error, naming each problem."""
+    path, variable = leas_file(), leas_variable()
+    if path:
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = 0   # load_leas says the file cannot be read
+        return _load(path, mtime)
+    if variable:
+        from airflow.sdk import Variable
+
+        text = Variable.get(variable, default=None)
+        if not text:
+            raise LeaConfigError(f"[calpads] leas_variable names the Variable {variable}, which is not set")
+        return _parse(variable, text)
+    return None
 
 
 def listed_leas() -> tuple[LeaConfig, ...]:

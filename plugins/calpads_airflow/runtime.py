@@ -12,6 +12,8 @@ Airflow configuration ([calpads] section, e.g. AIRFLOW__CALPADS__...):
   SIS_CONN_ID                 API connection (default sis_powerschool / sis_aeries / sis_oneroster)
   AFTERSCHOOL_WRITEBACK       sql | powerschool_api (default: as SIS_SOURCE)
   AFTERSCHOOL_WRITE_MODE      dry_run (default) | write: what scheduled afterschool_sync runs do
+  LEAS_FILE                   the LEA file of a deployment that submits for several LEAs (docs/leas.md); each
+                              listed LEA's DAGs read its own entry instead of the connections/Variables below
 Variables: calpads_publish_root, calpads_work_root, afterschool_drop_path (default
 $AIRFLOW_HOME/afterschool_drop), afterschool_write_mode (overrides the config above), integration_team_emails
 and the per-role lists it_emails, calpads_coordinator_emails, afterschool_staff_emails (each defaults to
@@ -138,15 +140,25 @@ def work_dir(dag_id: str, run_id: str) -> Path:
 
 def publish_root(lea: LeaConfig | None = None) -> Any:
     """Where files are published: the calpads_publish_root Variable; for a listed LEA its own ``publish_root``,
-    else ``<calpads_publish_root>/<LEA code>``."""
-    from airflow.sdk import ObjectStoragePath, Variable
+    else ``<calpads_publish_root>/<LEA code>``, created (owner/group-only) when the Variable's folder exists: a
+    share that is not mounted is still never created (calpads.publish.target.check_root)."""
+    from airflow.sdk import Variable
 
-    root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
-    if lea is not None:
-        root = lea.publish_location(root)
-    if "://" not in root:
-        root = f"file://{os.path.abspath(root)}"
-    return ObjectStoragePath(root)
+    base = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+    if lea is None or not lea.listed or lea.publish_root:
+        return _storage_path(lea.publish_location(base) if lea is not None else base)
+    from calpads.publish import target
+
+    root, folder = _storage_path(base), _storage_path(lea.publish_location(base))
+    if target.is_local(root) and root.is_dir() and not folder.exists():
+        target.ensure_folder(folder)
+    return folder
+
+
+def _storage_path(root: str) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(root if "://" in root else f"file://{os.path.abspath(root)}")
 
 
 def engine(conn_id: str) -> Any:

@@ -22,12 +22,15 @@ WATCHERS = {"run_outcome"}
 LEA_FILE = ROOT / "tests" / "fixtures" / "leas_three.yaml"
 
 
-@pytest.fixture(scope="module", params=["one LEA", "three listed LEAs"])
+@pytest.fixture(scope="module", params=["one LEA", "three listed LEAs", "three LEAs from a Variable"])
 def dagbag(request) -> DagBag:
-    """Every DAG of a single-LEA deployment, and of one whose LEA file lists three LEAs (their file DAGs)."""
+    """Every DAG of a single-LEA deployment, and of one whose LEA file (or Variable) lists three LEAs."""
     with pytest.MonkeyPatch.context() as mp:
         if request.param == "three listed LEAs":
             mp.setenv("AIRFLOW__CALPADS__LEAS_FILE", str(LEA_FILE))
+        elif request.param == "three LEAs from a Variable":
+            mp.setenv("AIRFLOW__CALPADS__LEAS_VARIABLE", "calpads_leas")
+            mp.setenv("AIRFLOW_VAR_CALPADS_LEAS", LEA_FILE.read_text())
         bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag
@@ -89,6 +92,8 @@ def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
     assert file_dags == sorted([f"calpads_{f}__{code}" for code in ("5610001", "5610002")
                                 for f in ("sprg", "senr", "stas", "leap")]
                                + ["calpads_sprg__5610003", "calpads_senr__5610003"])
+    # One LEA's SIS pull, afterschool sync and checks are not built; the deployment-wide DAGs are.
+    assert sorted(set(dagbag.dags) - set(file_dags)) == ["calpads_deadline_watch", "calpads_maintenance"]
     cedar = dagbag.dags["calpads_sprg__5610003"]
     assert f"{LEA_TAG_PREFIX}5610003" in cedar.tags and "Cedar Charter Academy" in cedar.dag_display_name
     extract = cedar.get_task("extract_records")
@@ -97,3 +102,14 @@ def test_a_listed_lea_gets_its_own_file_dags_and_the_single_lea_none(dagbag):
     assert birch.get_task("extract_records").pool == "sis__sis_db_5610002"
     assert birch.timetable.expression == "30 3 * * *"   # its own SPRG schedule; the rest keep the default
     assert dagbag.dags["calpads_senr__5610002"].timetable.expression == "0 2 * * *"
+
+
+def test_a_broken_lea_file_shows_its_problems_as_import_errors_in_the_ui(tmp_path, monkeypatch):
+    broken = tmp_path / "leas.yaml"
+    broken.write_text(LEA_FILE.read_text().replace('code: "5610002"', 'code: "561002"'))
+    monkeypatch.setenv("AIRFLOW__CALPADS__LEAS_FILE", str(broken))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not any("__" in dag_id for dag_id in bag.dags)    # no LEA runs on a file that is wrong
+    shard_errors = [e for path, e in bag.import_errors.items() if "calpads_leas_" in path]
+    assert len(shard_errors) == 16
+    assert all("LEA entry 2: code must be the LEA's 7-digit CDS code" in e for e in shard_errors)

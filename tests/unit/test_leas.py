@@ -107,3 +107,9 @@ def test_leas_sharing_a_sis_connection_share_its_pool():
     doc = {"leas": [entry(), entry("5610002", pool_slots=6)]}
     doc["leas"][1]["sis"]["conn_id"] = "sis_db_5610001"
     assert parse_leas(doc).pools() == [("sis__sis_db_5610001", 6, "SIS reads of LEA 5610001, 5610002")]
+
+
+def test_the_example_lea_file_of_the_docs_reads():
+    example = load_leas(ROOT / "config" / "leas.example.yaml", known_sources=APIS)
+    assert example.codes() == ["0000001", "0000002"]
+    assert example.get("0000002").queue == "charters" and example.get("0000001").pool_slots == 4

@@ -314,13 +314,21 @@ class AfterschoolStore:
             conn.execute(audit.update().where(audit.c.writeback_run_pk == run_pk, audit.c.status == "pending")
                          .values(status=status))
 
-    def audit_rows(self, run_id: str | None = None) -> pd.DataFrame:
+    def audit_rows(self, run_id: str | None = None, lea: str | None = None) -> pd.DataFrame:
+        """The write-back audit, oldest first: of one run id and one LEA when given (two LEAs' DAGs scheduled at
+        the same time have the same run id)."""
         q = sa.select(audit).order_by(audit.c.id)
         if run_id:
             q = q.where(audit.c.run_id == run_id)
+        if lea:
+            q = q.where(audit.c.reporting_lea == lea)
         with self.engine.connect() as conn:
             return pd.read_sql(q, conn)
 
-    def writeback_runs(self) -> pd.DataFrame:
+    def writeback_runs(self, lea: str | None = None) -> pd.DataFrame:
+        """The write-back runs, oldest first (of one LEA when given)."""
+        q = sa.select(writeback_runs).order_by(writeback_runs.c.id)
+        if lea:
+            q = q.where(writeback_runs.c.reporting_lea == lea)
         with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(writeback_runs).order_by(writeback_runs.c.id), conn)
+            return pd.read_sql(q, conn)

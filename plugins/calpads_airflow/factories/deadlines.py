@@ -54,15 +54,22 @@ def check_deadlines(tz: Any) -> dict[str, Any]:
     previous = f"{int(current[:4]) - 1}-{current[:4]}"
     soon, unknown = w.due_soon(cal, today, [previous, current])
     unknown = [u for u in unknown if u.academic_year == current]
-    root = runtime.publish_root()
-    health = w.latest_health(root)
-    ready = {rt: w.readiness(root, win.academic_year, rt, health) for win in soon for rt in win.files}
-    out = {"today": today.isoformat(), "due": [f"{x.key} {x.academic_year} {x.deadline}" for x in soon],
-           "dates_needed": [f"{x.key} {x.academic_year}" for x in unknown],
-           "readiness": {k: v["status"] for k, v in ready.items()}}
-    if soon or (unknown and today.weekday() == 0):
-        subject, body = w.email(today, soon, unknown, ready)
-        out["sent"] = send(subject, body, roles=("coordinator",))
+    from calpads_airflow.leas import served_leas
+
+    out: dict[str, Any] = {"today": today.isoformat(), "due": [f"{x.key} {x.academic_year} {x.deadline}" for x in soon],
+                           "dates_needed": [f"{x.key} {x.academic_year}" for x in unknown]}
+    for lea in served_leas():   # each LEA's own files, told to its own coordinator
+        root = runtime.publish_root(lea)
+        health = w.latest_health(root)
+        ready = {rt: w.readiness(root, win.academic_year, rt, health) for win in soon for rt in win.files}
+        key = f"{lea.code}: " if lea.listed else ""
+        out.setdefault("readiness", {}).update({f"{key}{k}": v["status"] for k, v in ready.items()})
+        if soon or (unknown and today.weekday() == 0):
+            subject, body = w.email(today, soon, unknown, ready)
+            subject = f"{subject} ({lea.name}, {lea.code})" if lea.listed else subject
+            out.setdefault("sent_to", {})[lea.code or "district"] = send(subject, body, roles=("coordinator",),
+                                                                         lea_code=lea.code)
+    out["sent"] = any(out.get("sent_to", {}).values())
     return out
 
 
