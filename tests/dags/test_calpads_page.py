@@ -177,9 +177,9 @@ def test_each_lea_s_files_come_from_its_own_folder(leas_client):
                  f"/calpads/lea-{CEDAR}/{YEAR}/LEAP/{NIGHT}/report/index.html",           # not a Cedar file
                  f"/calpads/lea-9999999/{YEAR}/SPRG/{NIGHT}/report/index.html",
                  f"/calpads/files/{ALDER}/{YEAR}/SPRG/{NIGHT}/report/index.html",         # only the LEA's path
-                 f"/calpads/files/{YEAR}/SPRG/{NIGHT}/report/index.html"):
+                 f"/calpads/files/{YEAR}/SPRG/{NIGHT}/report/index.html",
+                 "/calpads/files/integration/health.json"):    # integration_health serves the single LEA only
         assert leas_client.get(path).status_code == 404, path
-    assert leas_client.get("/calpads/files/integration/health.json").status_code == 200
 
 
 def test_the_run_tab_of_an_lea_shows_that_lea_s_run(leas_client):
@@ -187,6 +187,22 @@ def test_the_run_tab_of_an_lea_shows_that_lea_s_run(leas_client):
     assert r.status_code == 200 and "LEA 5610002: Birch Joint Unified" in r.text
     assert "READY, 3 held back" in r.text and "BIRCH-RULE" in r.text and f"/calpads/lea-{BIRCH}/" in r.text
     assert "ALDER-RULE" not in r.text and f"lea-{ALDER}" not in r.text
+
+
+def test_the_leas_may_come_from_a_variable_in_the_metadata_database(leas_client, monkeypatch):
+    """[calpads] leas_variable: the page (in the api-server, outside DAG parsing and tasks) reads the Variable
+    from the metadata database, as the DAG files read it through the Task SDK."""
+    from airflow.models.variable import Variable
+
+    monkeypatch.delenv("AIRFLOW__CALPADS__LEAS_FILE")
+    monkeypatch.setenv("AIRFLOW__CALPADS__LEAS_VARIABLE", "calpads_leas_page_test")
+    Variable.set("calpads_leas_page_test", LEA_FILE.read_text())
+    try:
+        page = leas_client.get("/calpads/")
+    finally:
+        Variable.delete("calpads_leas_page_test")
+    assert page.status_code == 200 and list(sections(page.text)) == [ALDER, BIRCH, CEDAR]
+    assert all(mine in sections(page.text)[BIRCH] for mine in OWN[BIRCH])
 
 
 def test_too_many_leas_to_show_at_once_asks_to_pick_one(leas_client, monkeypatch):

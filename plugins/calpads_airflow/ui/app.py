@@ -120,16 +120,16 @@ def create_app() -> FastAPI:
         from calpads_airflow.ui import sources
 
         today = datetime.now(_tz()).date()
-        health = latest_health(sources.publish_root()) if can_read(user, HEALTH_DAG) else None
-        page = {"base": request.scope.get("root_path", ""), "health": health, "today": today,
-                "ui": _ui_base(request)}
+        page = {"base": request.scope.get("root_path", ""), "today": today, "ui": _ui_base(request)}
         try:
             leas = sources.leas()
         except LeaConfigError as exc:   # the DAG files show the same problems as import errors
             return _page("overview.html", **page, rows=[], never=[], lea_file_error=str(exc), status_code=500)
         if not leas:   # one LEA, no LEA file: the page as it always was
             rows, never = readiness_rows(user, today)
-            return _page("overview.html", **page, rows=rows, never=never)
+            health = latest_health(sources.publish_root()) if can_read(user, HEALTH_DAG) else None
+            return _page("overview.html", **page, rows=rows, never=never, health=health)
+        # integration_health serves the single LEA only (not built with an LEA file): no section for it
         by_lea = lea_sections(user, today, leas, (lea or "").strip() or None)
         return _page("overview.html", **page, by_lea=by_lea, status_code=404 if by_lea["unknown"] else 200)
 
@@ -197,17 +197,19 @@ def _run_page(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
 
 def _published_file(rel: str, user: Any, lea: LeaConfig | None = None) -> Response:
     """A file under the publish root (``lea``: that LEA's publish folder), read-only, for a user who may read
-    its DAG's runs. With an LEA file, ``files/`` serves the deployment's ``integration/`` folder only."""
+    its DAG's runs. With an LEA file, ``files/`` serves nothing: each LEA's files are under ``lea-<code>/``."""
     from calpads_airflow.ui import sources
 
     parts = rel.split("/")
     if len(parts) < 2 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         raise HTTPException(404, "Not found")
+    if lea is None and sources.leas():
+        raise HTTPException(404, "Not found")
     if parts[0] == "integration" and lea is None:
         dag_id = HEALTH_DAG
     else:
         dag_id = sources.file_dags(lea).get(parts[1].upper(), "")
-        if not dag_id or len(parts) < 4 or (lea is None and sources.leas()):
+        if not dag_id or len(parts) < 4:
             raise HTTPException(404, "Not found")
     if not can_read(user, dag_id):
         raise HTTPException(403, "Not allowed to read this DAG's files")

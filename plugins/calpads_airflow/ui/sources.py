@@ -39,10 +39,12 @@ def publish_root(lea: LeaConfig | None = None) -> Any:
 
 
 def leas() -> tuple[LeaConfig, ...]:
-    """The LEAs of the LEA file, or () for a deployment without one (LeaConfigError when it is broken)."""
-    from calpads_airflow.leas import listed_leas
+    """The LEAs of the LEA file (or Variable), or () for a deployment without one (LeaConfigError when it is
+    broken)."""
+    from calpads_airflow.leas import directory, server_variable
 
-    return listed_leas()
+    found = directory(read_variable=server_variable)
+    return found.leas if found else ()
 
 
 def file_dags(lea: LeaConfig | None = None) -> dict[str, str]:
