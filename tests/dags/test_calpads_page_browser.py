@@ -156,8 +156,6 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
     sis = {code: tmp_path / f"sis_{code}.db" for code in ("5610001", "5610002")}
     urls = {"5610001": lea_district(sis["5610001"], "5610001", 0.0),
             "5610002": lea_district(sis["5610002"], "5610002", 0.02)}
-    for code in LEAS:
-        (pub / code).mkdir(parents=True)       # each LEA's publish folder on the share: runs never create one
     base_env = project_env(home, sis_url=urls["5610001"], store_url=f"sqlite:///{tmp_path}/store.db",
                            publish_root=pub, work_root=tmp_path / "work", smtp_port=smtp_server.port)
     env, port = api_server_env(base_env, tmp_path, PASSWORD)
