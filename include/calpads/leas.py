@@ -100,6 +100,13 @@ class LeaConfig:
         holds its own slots. (The single LEA keeps calpads_airflow.runtime.sis_pool.)"""
         return f"sis__{self.sis_conn_id}"
 
+    def publish_location(self, base: str) -> str:
+        """Where this LEA publishes, given the calpads_publish_root Variable (``base``): its own ``publish_root``,
+        else ``<base>/<code>`` for a listed LEA, else ``base`` itself (the single LEA)."""
+        if self.publish_root:
+            return self.publish_root
+        return f"{base.rstrip('/')}/{self.code}" if self.listed else base
+
     def recipients(self, roles: Iterable[str] = ()) -> tuple[str, ...]:
         """The LEA's own addresses for these roles (none: the team); a blank role falls back to the team."""
         team = tuple(self.emails.get("team", ()))
@@ -118,6 +125,13 @@ class LeaConfig:
     def shard(self, shards: int) -> int:
         """Which of ``shards`` DAG files builds this LEA's DAGs: stable, so adding an LEA moves no other."""
         return zlib.crc32((self.code or "").encode()) % shards
+
+
+def page_files_path(code: str | None) -> str:
+    """The CALPADS page's path that serves an LEA's published files: ``files`` for the single LEA, ``lea-<code>``
+    for a listed one (``/calpads/lea-1964733/<year>/<RT>/<run>/...``: as deep as ``/calpads/files/...``, so a
+    report's relative link back to the Airflow UI works for both)."""
+    return f"lea-{code}" if code else "files"
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,36 @@ def file_readiness(publish_root: Any, academic_year: str, record_type: str,
     return out
 
 
+def latest_by_year(publish_root: Any, runs: dict[str, dict[str, AirflowRun]]) -> tuple[list[FileReadiness], list[str]]:
+    """The latest run of each file (the record types of ``runs``: Airflow's view of each file DAG's runs) for
+    each academic year under ``publish_root``, latest year first; and the files with no run folder in any year.
+    One LEA's publish root: a deployment with an LEA file calls it once per LEA, each with its own root and
+    its own DAGs' runs, so nothing of one LEA reaches another's section."""
+    found: list[FileReadiness] = []
+    for year in academic_years(publish_root):
+        for record_type, by_folder in runs.items():
+            r = file_readiness(publish_root, year, record_type, by_folder)
+            if r.run_id is None and not (publish_root / year / record_type).exists():
+                continue
+            found.append(r)
+    never = [rt for rt in runs if not any(r.record_type == rt for r in found)]
+    return found, never
+
+
+def last_saved(store: Any, record_type: str, academic_year: str, lea_code: str | None) -> dict[str, Any] | None:
+    """The last run of a file and year saved as submitted in the history store (calpads.history.store), or None.
+    ``lea_code``: a listed LEA's CDS code, the only LEA whose rows are read (the store is shared by the LEAs of
+    a deployment); None for the single LEA of a deployment without an LEA file (every row of the store)."""
+    if lea_code is not None and not lea_code:
+        raise ValueError("An LEA's code is required to read its submission history")
+    runs = store.runs(record_type, lea=lea_code, academic_year=academic_year)
+    if not len(runs):
+        return None
+    row = runs.iloc[-1]
+    return {"run_id": row["run_id"], "saved_at": row["saved_at"], "records": row["record_count"],
+            "add_update": row["add_update_count"], "deletes": row["delete_count"], "lea": row["reporting_lea"]}
+
+
 # --------------------------------------------------------------------------- the run note
 def run_note(record_type: str, academic_year: str, mode: str | None, *, validation: dict[str, Any] | None,
              published: dict[str, Any] | None, deletes: int | None, report_url: str | None,

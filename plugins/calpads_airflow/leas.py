@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 from calpads.leas import LeaConfig, LeaConfigError, LeaDirectory, load_leas, parse_leas
 from calpads_airflow import runtime
@@ -49,10 +50,25 @@ def _parse(name: str, text: str) -> LeaDirectory:
     return parse_leas(document, known_sources=api_sources(), name=f"The Variable {name}")
 
 
-def directory() -> LeaDirectory | None:
+def _task_variable(key: str) -> str | None:
+    from airflow.sdk import Variable
+
+    return Variable.get(key, default=None)
+
+
+def server_variable(key: str) -> str | None:
+    """A Variable read inside an Airflow server (the api-server's CALPADS page): the Task SDK's Variable answers
+    only in DAG parsing and tasks, the metadata database's model everywhere else."""
+    from airflow.models.variable import Variable
+
+    return Variable.get(key, default_var=None)
+
+
+def directory(read_variable: Callable[[str], str | None] = _task_variable) -> LeaDirectory | None:
     """The listed LEAs (None: no LEA file, one LEA), from the file ``[calpads] leas_file`` or else the Variable named
-    by ``[calpads] leas_variable`` (the same document as YAML or JSON). A missing or invalid one raises
-    LeaConfigError, which the UI shows as the DAG file's import error, naming each problem."""
+    by ``[calpads] leas_variable`` (the same document as YAML or JSON; ``read_variable`` reads it: server_variable
+    outside DAG parsing and tasks). A missing or invalid one raises LeaConfigError, which the UI shows as the DAG
+    file's import error, naming each problem."""
     path, variable = leas_file(), leas_variable()
     if path:
         try:
@@ -61,9 +77,7 @@ def directory() -> LeaDirectory | None:
             mtime = 0   # load_leas says the file cannot be read
         return _load(path, mtime)
     if variable:
-        from airflow.sdk import Variable
-
-        text = Variable.get(variable, default=None)
+        text = read_variable(variable)
         if not text:
             raise LeaConfigError(f"[calpads] leas_variable names the Variable {variable}, which is not set")
         return _parse(variable, text)

@@ -36,8 +36,8 @@ def attach_report_link(xcom_arg: Any) -> Any:
     return xcom_arg
 
 
-def push_report_url(url: str | None) -> None:
-    """From inside the running task: the URL the button opens."""
+def push_report_url(url: str | None, lea_code: str | None = None) -> None:
+    """From inside the running task: the URL the button opens (``lea_code``: a listed LEA's run)."""
     if not url:
         return
     from airflow.sdk import get_current_context
@@ -45,4 +45,4 @@ def push_report_url(url: str | None) -> None:
     from calpads_airflow.run_notes import ui_url
 
     # The UI drops file:// links: the button opens the CALPADS page's copy of the report (same login).
-    get_current_context()["ti"].xcom_push(key=REPORT_URL_XCOM, value=ui_url(url) or str(url))
+    get_current_context()["ti"].xcom_push(key=REPORT_URL_XCOM, value=ui_url(url, lea_code) or str(url))

@@ -14,7 +14,8 @@ with one warning: a note never fails a run.
 
 The report's UI link: a ``file://`` extra link is dropped by the UI, so the quality gate's "Validation report"
 button and the note point at the CALPADS page's copy, ``<base_url>/calpads/files/<year>/<RT>/<run>/report/...``
-(calpads_airflow.ui.app serves the publish root read-only, behind Airflow's login).
+(``/calpads/lea-<code>/...`` for an LEA of the LEA file; calpads_airflow.ui.app serves the publish root read-only,
+behind Airflow's login).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def _api_server() -> str:
     return execution.rstrip("/").removesuffix("/execution") if execution else base_url()
 
 
-def ui_url(published_path: str | None) -> str | None:
+def ui_url(published_path: str | None, lea_code: str | None = None) -> str | None:
     """The CALPADS page's URL of a file in a run folder (``<root>/<year>/<RT>/<run>/report/index.html``, any
-    scheme); None for anything else."""
+    scheme; ``lea_code``: the listed LEA whose publish folder it is); None for anything else."""
+    from calpads.leas import page_files_path
+
     if not published_path:
         return None
     parts = PurePosixPath(urlparse(str(published_path)).path).parts
@@ -56,7 +59,7 @@ def ui_url(published_path: str | None) -> str | None:
         return None
     at = len(parts) - 1 - parts[::-1].index("report")
     rel = parts[at - 3:]       # <year>/<RT>/<run>/report/...
-    return f"{base_url()}/calpads/files/" + "/".join(quote(p, safe="") for p in rel)
+    return f"{base_url()}/calpads/{page_files_path(lea_code)}/" + "/".join(quote(p, safe="") for p in rel)
 
 
 def _api_token(session: Any, host: str, login: str, password: str) -> str:
@@ -94,17 +97,19 @@ def set_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID
     return True
 
 
-def annotate_run(dag_id: str, record_type: str, state_file: Path, task_states: dict[str, Any]) -> str:
+def annotate_run(dag_id: str, record_type: str, state_file: Path, task_states: dict[str, Any],
+                 lea_code: str | None = None) -> str:
     """From the file DAG's last task: the run's note from its state (work folder) and its tasks' states (those
     that failed themselves, not the ones skipped after them), logged and written to the run. Returns the note."""
     try:
-        return _annotate(dag_id, record_type, state_file, task_states)
+        return _annotate(dag_id, record_type, state_file, task_states, lea_code)
     except Exception as exc:   # the note is a convenience: the run's outcome must not depend on it
         log.warning("Run note not written: %s", type(exc).__name__)
         return ""
 
 
-def _annotate(dag_id: str, record_type: str, state_file: Path, task_states: dict[str, Any]) -> str:
+def _annotate(dag_id: str, record_type: str, state_file: Path, task_states: dict[str, Any],
+              lea_code: str | None) -> str:
     from airflow.sdk import get_current_context
 
     from calpads.readiness import run_note
@@ -118,13 +123,14 @@ def _annotate(dag_id: str, record_type: str, state_file: Path, task_states: dict
     failed = sorted(t for t, st in task_states.items() if st == "failed")
     note = run_note(record_type, str(scope.get("academic_year") or "?"), scope.get("mode"),
                     validation=validation, published=state.get("published"), deletes=diff.get("deleted"),
-                    report_url=ui_url(validation.get("report")), failed_tasks=failed)
+                    report_url=ui_url(validation.get("report"), lea_code), failed_tasks=failed)
     log.info("Run note: %s", note)
     set_run_note(dag_id, run_id, note)
     return note
 
 
-def gate_finished(record_type: str, scope: dict[str, Any], validation: dict[str, Any] | None) -> None:
+def gate_finished(record_type: str, scope: dict[str, Any], validation: dict[str, Any] | None,
+                  lea_code: str | None = None) -> None:
     """From the quality gate task, passed or stopped: the report button's URL and the log's one-screen summary
     (calpads.stage_summary), the first lines of the task's own log now that Great Expectations is quiet."""
     from calpads.stage_summary import gate_summary
@@ -132,8 +138,8 @@ def gate_finished(record_type: str, scope: dict[str, Any], validation: dict[str,
 
     validation = validation or {}
     report = validation.get("report")
-    push_report_url(report)
+    push_report_url(report, lea_code)
     if validation.get("records_checked") is None:
         return
     label = f"{record_type} {scope.get('academic_year', '?')}, {scope.get('mode', '?')}"
-    log.info("%s", gate_summary(validation, scope=label, report_link=ui_url(report) or report))
+    log.info("%s", gate_summary(validation, scope=label, report_link=ui_url(report, lea_code) or report))

@@ -161,18 +161,25 @@ def work_dir(dag_id: str, run_id: str) -> Path:
 
 def publish_root(lea: LeaConfig | None = None) -> Any:
     """Where files are published: the calpads_publish_root Variable; for a listed LEA its own ``publish_root``,
-    else ``<calpads_publish_root>/<LEA code>``."""
-    from airflow.sdk import ObjectStoragePath, Variable
+    else ``<calpads_publish_root>/<LEA code>``, created (owner/group-only) when the Variable's folder exists: a
+    share that is not mounted is still never created (calpads.publish.target.check_root)."""
+    from airflow.sdk import Variable
 
-    if lea is not None and lea.publish_root:
-        root = lea.publish_root
-    else:
-        root = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
-        if lea is not None and lea.listed:
-            root = f"{root.rstrip('/')}/{lea.code}"
-    if "://" not in root:
-        root = f"file://{os.path.abspath(root)}"
-    return ObjectStoragePath(root)
+    base = Variable.get("calpads_publish_root", default=f"file://{airflow_home()}/calpads_out")
+    if lea is None or not lea.listed or lea.publish_root:
+        return _storage_path(lea.publish_location(base) if lea is not None else base)
+    from calpads.publish import target
+
+    root, folder = _storage_path(base), _storage_path(lea.publish_location(base))
+    if target.is_local(root) and root.is_dir() and not folder.exists():
+        target.ensure_folder(folder)
+    return folder
+
+
+def _storage_path(root: str) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(root if "://" in root else f"file://{os.path.abspath(root)}")
 
 
 def engine(conn_id: str) -> Any:

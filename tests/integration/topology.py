@@ -179,11 +179,11 @@ class Topology:
         assert proc.returncode == 0, f"airflow-init failed:\n{out[-4000:]}"
         return out
 
-    def start(self, service: str, extra_env: dict[str, str] | None = None, log_name: str | None = None
-              ) -> subprocess.Popen:
-        """Start a docker-compose service's command in its own process group."""
+    def start(self, service: str, extra_env: dict[str, str] | None = None, log_name: str | None = None,
+              args: tuple[str, ...] = ()) -> subprocess.Popen:
+        """Start a docker-compose service's command (plus ``args``) in its own process group."""
         log = (self.logs / f"{log_name or service}.log").open("ab")
-        proc = subprocess.Popen([*AIRFLOW, *SERVICES[service]], env={**self.env, **(extra_env or {})},
+        proc = subprocess.Popen([*AIRFLOW, *SERVICES[service], *args], env={**self.env, **(extra_env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=self.root, start_new_session=True)
         log.close()
@@ -354,9 +354,12 @@ def service_env(home: Path, *, pg: str, meta_db: str, api_port: int, queue: str,
 
 @contextlib.contextmanager
 def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "team@district.example",
-                   retries: int = 2) -> Iterator[Topology]:
+                   retries: int = 2, extra_env: dict[str, str] | None = None,
+                   extra_queues: tuple[str, ...] = ()) -> Iterator[Topology]:
     """A fresh metadata database and history store on PostgreSQL, the project's settings, airflow-init
-    run; the caller starts the services. Everything is stopped and dropped on exit."""
+    run; the caller starts the services. Everything is stopped and dropped on exit. ``extra_env`` goes to
+    every service and to airflow-init (e.g. the LEA file and its connections); ``extra_queues`` are Celery
+    queues of the test's own (an LEA's ``queue``) removed from Redis on exit as the topology's own is."""
     require_postgres()
     tag = uuid.uuid4().hex[:10]
     meta_db, store_db = f"calpads_topo_{tag}", f"calpads_topo_{tag}_store"
@@ -371,6 +374,7 @@ def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "t
     password = secrets.token_urlsafe(16)
 
     env = service_env(home, pg=pg, meta_db=meta_db, api_port=api_port, queue=queue, retries=retries)
+    env.update(extra_env or {})
     init_env = {
         "_AIRFLOW_WWW_USER_PASSWORD": password,
         "CALPADS_SIS_DB_URI": sis_url,
@@ -394,7 +398,8 @@ def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "t
             for name in topo.databases:
                 _drop_db(admin, name)
             admin.dispose()
-            _clean_redis(queue)
+            for name in (queue, *extra_queues):
+                _clean_redis(name)
 
 
 def _fernet_key() -> str:

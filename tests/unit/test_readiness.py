@@ -8,11 +8,18 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+
+from calpads.history.store import HistoryStore
+from calpads.leas import LeaConfig, page_files_path
 from calpads.readiness import (
     EMAIL_FAILED,
     AirflowRun,
     academic_years,
     file_readiness,
+    last_saved,
+    latest_by_year,
     run_note,
     verdict,
 )
@@ -126,3 +133,72 @@ def test_run_note_says_what_the_run_did():
     assert stopped.startswith("STOPPED by the quality gate") and "40 of 50 records held back" in stopped
     assert len(run_note("SPRG", YEAR, "x" * 2000, validation={}, published=None, deletes=None,
                         report_url=None)) == 1000
+
+
+# --------------------------------------------------------------------------- one section per LEA
+ALDER, BIRCH = "5610001", "5610002"     # two LEAs of tests/fixtures/leas_three.yaml
+
+
+def lea(code: str, publish_root: str | None = None) -> LeaConfig:
+    return LeaConfig(code=code, name=f"LEA {code}", publish_root=publish_root, emails={"team": ("t@x.example",)})
+
+
+def saved_history(url: str, runs: list[tuple[str, str, int]]) -> HistoryStore:
+    """A migrated history store at ``url`` with these (LEA, run id, records) saved as submitted, in that order:
+    the store a deployment's LEAs share."""
+    from tests.unit.test_history_support import LAYOUT, frame, rec
+
+    store = HistoryStore(sa.create_engine(url))
+    store.migrate()
+    for code, run_id, n in runs:
+        records = frame(*[rec(f"{run_id}.{i}", reporting_lea=code, local_student_id=str(5000 + i))
+                          for i in range(n)])
+        store.save_run(records, LAYOUT, lea=code, academic_year=YEAR, run_id=run_id, params={"mode": "submission"})
+    return store
+
+
+def test_each_lea_reads_only_its_own_folder_and_history_rows(tmp_path):
+    base = tmp_path / "published"
+    alder, birch = lea(ALDER), lea(BIRCH)
+    alder_root, birch_root = (Path(x.publish_location(str(base))) for x in (alder, birch))
+    # The same scheduled run id in both LEAs (one night), different findings.
+    run_folder(alder_root, "scheduled__1", held={"ALDER-RULE": ["1"]}, age=50)
+    run_folder(birch_root, "scheduled__1", held={"BIRCH-RULE": ["1", "2", "3"]}, age=40)
+    run_folder(birch_root, "manual__birch_only", published=False, age=5)
+    store = saved_history(f"sqlite:///{tmp_path}/store.db",
+                          [(ALDER, "alder-saved", 2), (BIRCH, "birch-saved", 3)])   # Birch's is the latest row
+
+    found, never = latest_by_year(alder_root, {"SPRG": {}, "SENR": {}})
+    assert [(r.record_type, r.run_id, r.verdict.label) for r in found] == [("SPRG", "scheduled__1",
+                                                                           "READY, 1 held back")]
+    assert [line.rule_id for line in found[0].rules] == ["ALDER-RULE"] and never == ["SENR"]
+    assert found[0].folder.is_relative_to(alder_root)
+    birch_found, _ = latest_by_year(birch_root, {"SPRG": {}})
+    assert birch_found[0].run_id == "manual__birch_only" and birch_found[0].verdict.label == "STOPPED"
+
+    mine = last_saved(store, "SPRG", YEAR, ALDER)
+    assert (mine["run_id"], mine["records"], mine["lea"]) == ("alder-saved", 2, ALDER)
+    assert last_saved(store, "SPRG", YEAR, BIRCH)["run_id"] == "birch-saved"
+    assert last_saved(store, "SPRG", YEAR, "5610003") is None          # an LEA with nothing saved sees nothing
+    assert last_saved(store, "SPRG", YEAR, None)["run_id"] == "birch-saved"   # the single LEA: the whole store
+    with pytest.raises(ValueError, match="code is required"):
+        last_saved(store, "SPRG", YEAR, "")          # never an unscoped read for a listed LEA
+
+
+def test_where_an_lea_publishes_and_where_the_page_serves_it():
+    base = "file:///srv/calpads_out/"
+    assert lea(ALDER).publish_location(base) == f"file:///srv/calpads_out/{ALDER}"
+    assert lea(BIRCH, "s3://birch-bucket/calpads").publish_location(base) == "s3://birch-bucket/calpads"
+    assert LeaConfig.single().publish_location(base) == base          # the single LEA: the Variable as it is
+    assert page_files_path(None) == "files" and page_files_path(ALDER) == f"lea-{ALDER}"
+
+
+def test_a_listed_lea_s_report_link_opens_its_own_folder_on_the_page():
+    from calpads_airflow.run_notes import base_url, ui_url
+
+    report = f"file:///srv/calpads_out/{ALDER}/{YEAR}/SPRG/scheduled__1/report/index.html"
+    assert ui_url(report, ALDER) == f"{base_url()}/calpads/lea-{ALDER}/{YEAR}/SPRG/scheduled__1/report/index.html"
+    single = f"file:///srv/calpads_out/{YEAR}/SPRG/scheduled__1/report/index.html"
+    assert ui_url(single) == f"{base_url()}/calpads/files/{YEAR}/SPRG/scheduled__1/report/index.html"
+    # As deep as the single LEA's: the report's relative link back to the Airflow UI (six levels up) still works.
+    assert ui_url(report, ALDER).count("/") == ui_url(single).count("/")

@@ -85,7 +85,8 @@ def check_root(root: Any) -> None:
         if not os.path.isdir(_os_path(root)):
             raise PublishShareError(
                 f"Publish failed: the publish folder {root} is missing (is the share mounted?). A run never creates "
-                f"it: create or mount it, or correct the calpads_publish_root Variable.")
+                f"it: create or mount it, or correct the publish folder setting (the calpads_publish_root Variable, or "
+                f"the LEA's publish_root in the LEA file).")
 
 
 def ensure_folder(folder: Any) -> None:

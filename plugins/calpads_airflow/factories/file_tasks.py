@@ -107,9 +107,11 @@ class FileDagTasks:
             summary = gate(ctx, run_date=ctx.scope.today,
                            error_ceiling=float(runtime.conf("error_ceiling", "0.05")))
         except GateFailed as exc:
-            gate_finished(self.record_type, scope, ctx.state().get("validation"))   # also when stopped
+            # also when stopped
+            gate_finished(self.record_type, scope, ctx.state().get("validation"), self.lea.code)
             raise AirflowFailException(str(exc)) from None
-        gate_finished(self.record_type, scope, summary)   # the report button and the log's one-screen summary
+        # the report button and the log's one-screen summary
+        gate_finished(self.record_type, scope, summary, self.lea.code)
         # A log record, not print(): stdout can arrive after the "Post Execute" marker and end up
         # folded away in that group of the UI's log view.
         log.info("Validation report: %s", summary["report"])
@@ -174,7 +176,8 @@ class FileDagTasks:
         failed = sorted(t for t, st in states.items() if st in ("failed", "upstream_failed") and t != "run_outcome")
         from calpads_airflow.run_notes import annotate_run
 
-        annotate_run(self.dag_id, self.record_type, self.work_dir() / "state.json", states)   # the run note
+        # the run note
+        annotate_run(self.dag_id, self.record_type, self.work_dir() / "state.json", states, self.lea.code)
         if failed == ["send_run_summary"]:
             log.warning("The files are ready; only the summary email failed (see the task Email run summary).")
             return

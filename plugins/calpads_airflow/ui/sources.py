@@ -1,6 +1,9 @@
 """Where the CALPADS page reads from, inside the api-server: the publish root (Variable calpads_publish_root),
 Airflow's metadata database (the file DAGs' runs, their failed tasks), the submission history (connection
-calpads_store) and the submission calendar (calpads.deadlines). Every read is read-only."""
+calpads_store) and the submission calendar (calpads.deadlines). Every read is read-only.
+
+With an LEA file (calpads_airflow.leas, docs/leas.md) each read is one LEA's: its publish folder
+(LeaConfig.publish_location), its file DAGs (``calpads_<file>__<code>``) and its rows of its store."""
 
 from __future__ import annotations
 
@@ -10,18 +13,22 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from calpads.leas import LeaConfig
 from calpads.readiness import AirflowRun
 
 log = logging.getLogger(__name__)
 RUNS_PER_DAG = 20        # recent runs read per file DAG: the latest folders of each year are among them
 
 
-def publish_root() -> Any:
-    """The publish root as a path: a local folder (file:// or a plain path) or an object-storage path."""
+def publish_root(lea: LeaConfig | None = None) -> Any:
+    """The publish root as a path: a local folder (file:// or a plain path) or an object-storage path. ``lea``:
+    that LEA's own folder (the same rule as its DAGs' runs, LeaConfig.publish_location)."""
     from airflow.models.variable import Variable
 
     airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
     root = Variable.get("calpads_publish_root", default_var=f"file://{airflow_home}/calpads_out")
+    if lea is not None:
+        root = lea.publish_location(root)
     if root.startswith("file://"):
         return Path(root[len("file://"):])
     if "://" not in root:
@@ -31,11 +38,23 @@ def publish_root() -> Any:
     return ObjectStoragePath(root)
 
 
-def file_dags() -> dict[str, str]:
-    """Record type -> DAG id of every CALPADS file DAG (one per record type with a builder)."""
+def leas() -> tuple[LeaConfig, ...]:
+    """The LEAs of the LEA file (or Variable), or () for a deployment without one (LeaConfigError when it is
+    broken)."""
+    from calpads_airflow.leas import directory, server_variable
+
+    found = directory(read_variable=server_variable)
+    return found.leas if found else ()
+
+
+def file_dags(lea: LeaConfig | None = None) -> dict[str, str]:
+    """Record type -> DAG id of every CALPADS file DAG (one per record type with a builder); ``lea``: the files
+    that LEA submits, as ``calpads_<file>__<code>``."""
     from calpads.extracts.registry import record_types
 
-    return {rt: f"calpads_{rt.lower()}" for rt in record_types()}
+    if lea is None:
+        return {rt: f"calpads_{rt.lower()}" for rt in record_types()}
+    return {rt: lea.dag_id(f"calpads_{rt.lower()}") for rt in record_types() if rt in lea.files}
 
 
 def airflow_runs(dag_id: str) -> dict[str, AirflowRun]:
@@ -76,22 +95,21 @@ def _notes(session: Any, dag_id: str, run_ids: list[str]) -> dict[str, str]:
         return {}
 
 
-def last_saved(record_type: str, academic_year: str) -> dict[str, Any] | None:
-    """The last run saved as submitted (calpads_store), or None; {"error": ...} when the store is unreadable."""
+def last_saved(record_type: str, academic_year: str, lea: LeaConfig | None = None) -> dict[str, Any] | None:
+    """The last run saved as submitted (calpads_store; ``lea``: its own store connection and only its rows), or
+    None; {"error": ...} when the store is unreadable."""
+    from calpads import readiness
+
     try:
         from calpads.history.store import HistoryStore
         from calpads_airflow.connections import engine_for
 
-        runs = HistoryStore(engine_for("calpads_store")).runs(record_type, academic_year=academic_year)
+        store = HistoryStore(engine_for(lea.store_conn_id if lea else "calpads_store"))
+        return readiness.last_saved(store, record_type, academic_year, lea.code if lea else None)
     except Exception as exc:   # a missing store or table: the page still shows the publish root
         log.warning("Could not read the submission history for %s %s: %s", record_type, academic_year,
                     type(exc).__name__)
         return {"error": f"submission history unreadable ({type(exc).__name__})"}
-    if not len(runs):
-        return None
-    row = runs.iloc[-1]
-    return {"run_id": row["run_id"], "saved_at": row["saved_at"], "records": row["record_count"],
-            "add_update": row["add_update_count"], "deletes": row["delete_count"]}
 
 
 def next_window(record_type: str, academic_year: str, today: date) -> dict[str, Any] | None:
