@@ -66,8 +66,31 @@ class HistoryChanged(PartFailure):
                   "latest saved submission).")
 
 
-class LeaMismatch(PartFailure):   # placeholder until the iso19 branch lands
+class LeaMismatch(PartFailure):
+    """The SIS read for the configured LEA holds another LEA's data (its PREFS district number): a deployment that
+    serves several LEAs pointed one LEA's runs at another LEA's SIS. No retry can fix it."""
+
     part = "LEA configuration"
+    what_to_do = ("Nothing was built or published. Ask district IT to check this LEA's SIS connection in the LEA "
+                  "configuration (docs/leas.md): each LEA's runs must read that LEA's own SIS. Then trigger the run "
+                  "again.")
+
+    def __init__(self, configured: str, found: str):
+        self.configured, self.found = configured, found
+        super().__init__(f"The SIS read for LEA {configured} holds LEA {_lea_shown(found)}'s data (its district "
+                         f"number): nothing was built or published. Check LEA {configured}'s SIS connection in the "
+                         f"LEA configuration (docs/leas.md).")
+
+
+def _lea_shown(value: str) -> str:
+    """A district number as the message shows it: the SIS's own value when it looks like a code, else words."""
+    return value if value.isdigit() and len(value) <= 14 else "an unrecognised district number"
+
+
+def check_lea(configured: str | None, found: str) -> None:
+    """Raise LeaMismatch when a run configured for an LEA (None: not configured) read another LEA's SIS."""
+    if configured is not None and found.strip() != configured.strip():
+        raise LeaMismatch(configured, found.strip())
 
 
 class SummaryEmailFailed(PartFailure):

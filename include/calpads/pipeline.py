@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from calpads.extracts.common import program_set, sort_records
-from calpads.failures import SisUnavailable, WorkFolderError, db_errors, failing_part
+from calpads.failures import SisUnavailable, WorkFolderError, check_lea, db_errors, failing_part
 from calpads.layouts import Layout, load_layout
 from calpads.private_files import open_private, replacing, write_private
 from calpads.publish import target
@@ -56,7 +56,7 @@ class RunContext:
     scope: RunScope
     work_dir: Path                # this run's work folder (shared storage under Celery)
     publish_root: Any             # ObjectStoragePath (or pathlib.Path in tests)
-    lea_code: str | None = None
+    lea_code: str | None = None   # the LEA this run is configured for; extract refuses another LEA's SIS (LeaMismatch)
 
     @property
     def layout(self) -> Layout:
@@ -117,7 +117,9 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
     tables the record type reads into the run's work folder (calpads.staging); the staging gate
     (calpads.quality.staging) checks them and raises StagingCheckFailed before anything is built (comparing row
     counts with the last pull kept in store_engine, calpads_store, when one is given); the builder reads the
-    staged tables only."""
+    staged tables only. With ctx.lea_code set, a SIS whose district number (PREFS) is another LEA's fails with
+    LeaMismatch before the staging gate (which keeps counts per LEA) and again, should a builder report another
+    LEA, before any record is written."""
     from calpads.extracts import registry
     from calpads.quality.staging import StagingCheck
     from calpads.staging.protocols import BuildContext
@@ -138,8 +140,14 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
     with failing_part(SisUnavailable, "The SIS could not be read", catch=_sis_errors()):
         registry.adapter_for(sis, ctx.record_type).stage(spec.tables, ctx.scope, staged)
     staged_seconds = round(time.perf_counter() - t0, 2)
+    if ctx.lea_code is not None:
+        from calpads.extracts.selection import reporting_lea
+        from calpads.staging.contract import PREFS
+
+        check_lea(ctx.lea_code, reporting_lea(staged.frame(PREFS)))
     check(staged)   # the staging gate: fails the run before anything is built
     built = spec.build(staged, ctx.scope, BuildContext(store_engine=store_engine))
+    check_lea(ctx.lea_code, built.lea)
     _to_parquet(built.records, ctx.path(RECORDS))
     _to_parquet(built.not_extracted, ctx.path(NOT_EXTRACTED))
     ctx.path(ENROLLED).unlink(missing_ok=True)

@@ -72,7 +72,7 @@ class Export:
                   first_chunk: bool) -> None:
         d = self.district
         n = len(ch.ids)
-        number = (ch.ids + 100_000).astype(str).astype(object)
+        number = d.student_numbers(ch.ids)
         ssid = np.where((rng.random(n) < 0.05) | pd.isna(ch.ssid), "", ch.ssid).astype(object)
         has_seg = np.bincount(ch.seg_stu, minlength=n) > 0
         eligible = has_seg & (ch.grade <= 8) & (ch.school != d.excluded_school)

@@ -1,6 +1,7 @@
 """calpads-demo-district: generate the demo district's SIS database.
 
     calpads-demo-district --url sqlite:////abs/path/sis.db --students 2000 --dirty 0.01 --replace
+    calpads-demo-district --url sqlite:////abs/path/lea2.db --students 300 --lea-code 5611111
     python -m calpads.demo.cli --url postgresql+psycopg2://postgres@127.0.0.1:5432/sis --students 50000
 
 Progress and timings go to stderr; the summary (counts only, no student data)
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--attendance", action=argparse.BooleanOptionalAction, default=None,
                     help="fill ATTENDANCE (default: on for <= 50,000 students)")
     ap.add_argument("--afterschool-dir", help="also write the afterschool platform's CSV exports here")
+    ap.add_argument("--lea-code", default="5699999",
+                    help="the 7-digit Reporting LEA code the SIS holds (default 5699999). Another code also gives "
+                         "its own school codes, local student ids and SSIDs, for demo LEAs side by side")
     args = ap.parse_args(argv)
     if args.students < 1:
         ap.error("--students must be at least 1")
@@ -41,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         academic_year_bounds(args.academic_year)
     except ScopeError as exc:
         ap.error(str(exc))
+    if not (len(args.lea_code) == 7 and args.lea_code.isdigit()):
+        ap.error("--lea-code must be 7 digits (the CDS county and district codes), e.g. 5699999")
     return args
 
 
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = generate_district(engine, students=args.students, seed=args.seed, dirty=args.dirty,
                                     academic_year=args.academic_year, attendance=args.attendance,
-                                    afterschool_dir=args.afterschool_dir, replace=args.replace)
+                                    afterschool_dir=args.afterschool_dir, replace=args.replace,
+                                    lea_code=args.lea_code)
     except TablesExistError as exc:
         print(f"calpads-demo-district: {exc}", file=sys.stderr)
         return 2

@@ -11,9 +11,15 @@ import numpy as np
 from calpads.demo.calendar import SchoolCalendar, day_number, iso, school_calendar
 from calpads.demo.names import SCHOOL_STEMS, SUBDISTRICTS
 
-LEA_CODE = "5699999"            # fictitious county 56 district
+LEA_CODE = "5699999"            # fictitious county 56 district: the default demo LEA
 OTHER_DSEA = "5699998"          # a neighbouring district accountable for some special-education students
 DISTRICT_NAME = "Demo Valley Unified School District"
+# Another demo LEA (lea_code other than LEA_CODE): its school codes are the LEA code's last four digits and a
+# three-digit serial in these ranges (per level; the excluded program is 999), its local student ids start
+# with the LEA code, so that two demo LEAs hold no school code and no student of each other's.
+SERIAL_FIRST = {"E": 1, "M": 500, "H": 700}
+SERIAL_LAST = {"E": 499, "M": 699, "H": 899}
+EXCLUDED_SERIAL = 999
 ELEMENTARY, MIDDLE, HIGH, EXCLUDED = "E", "M", "H", "X"
 LEVEL_GRADES = {ELEMENTARY: (-1, 5), MIDDLE: (6, 8), HIGH: (9, 12), EXCLUDED: (9, 12)}
 # (code, description, presence, CALPADS category, share of ATTENDANCE rows)
@@ -48,6 +54,20 @@ class School:
         return self.level == EXCLUDED
 
 
+def check_lea_code(lea_code: str) -> str:
+    """A Reporting LEA code is 7 digits (the county and district part of the CDS code)."""
+    if not (isinstance(lea_code, str) and len(lea_code) == 7 and lea_code.isdigit()):
+        raise ValueError(f"lea_code must be a 7-digit CDS county-district code, got {lea_code!r}")
+    return lea_code
+
+
+def other_dsea(lea_code: str) -> str:
+    """A neighbouring LEA's code for the special-education accountability (DSEA) of some students."""
+    if lea_code == LEA_CODE:
+        return OTHER_DSEA
+    return f"{int(lea_code) - 1:07d}" if int(lea_code) % 10 else f"{int(lea_code) + 1:07d}"
+
+
 @dataclass
 class District:
     first_year: int
@@ -59,6 +79,30 @@ class District:
     year_first: int                        # July 1 (day number)
     year_last: int                         # June 30
     next_year_entry: int                   # pre-registered students' entry date
+    lea_code: str = LEA_CODE
+
+    @property
+    def default_lea(self) -> bool:
+        return self.lea_code == LEA_CODE
+
+    @property
+    def name(self) -> str:
+        return DISTRICT_NAME if self.default_lea else f"Demo District {self.lea_code}"
+
+    @property
+    def other_dsea(self) -> str:
+        return other_dsea(self.lea_code)
+
+    @property
+    def ssid_salt(self) -> int:
+        """Added to the SSID offset: 0 for the default LEA (its SSIDs as always), the LEA code otherwise."""
+        return 0 if self.default_lea else int(self.lea_code) * 104_729
+
+    def student_numbers(self, ids: np.ndarray) -> np.ndarray:
+        """Local student ids (STUDENT_NUMBER) of student ids: 100,000 + id for the default LEA; the LEA code
+        followed by the 7-digit 100,000 + id otherwise (up to 14 digits; the layouts allow 15)."""
+        base = 0 if self.default_lea else int(self.lea_code) * 10_000_000
+        return (ids + 100_000 + base).astype(str).astype(object)
 
     @property
     def school_numbers(self) -> np.ndarray:
@@ -83,9 +127,21 @@ def school_counts(students: int) -> dict[str, int]:
             HIGH: max(2, round(students * 0.30 / 1800))}
 
 
-def plan_district(students: int, first_year: int) -> District:
+def school_code(lea_code: str, level: str, i: int) -> str:
+    """The 7-digit CDS school code of the i-th school (from 0) of a level."""
+    if lea_code == LEA_CODE:
+        code_base = {ELEMENTARY: 6010000, MIDDLE: 6060000, HIGH: 130000}
+        return f"{code_base[level] + 37 * (i + 1):07d}"
+    serial = SERIAL_FIRST[level] + i
+    if serial > SERIAL_LAST[level]:
+        raise ValueError(f"too many students for a demo LEA other than {LEA_CODE}: at most "
+                         f"{SERIAL_LAST[level] - SERIAL_FIRST[level] + 1} schools per level")
+    return f"{lea_code[-4:]}{serial:03d}"
+
+
+def plan_district(students: int, first_year: int, lea_code: str = LEA_CODE) -> District:
+    check_lea_code(lea_code)
     calendars = {0: school_calendar(first_year, 0), 1: school_calendar(first_year, 1)}
-    code_base = {ELEMENTARY: 6010000, MIDDLE: 6060000, HIGH: 130000}
     suffix = {ELEMENTARY: "Elementary", MIDDLE: "Middle", HIGH: "High"}
     schools: list[School] = []
     for level, count in school_counts(students).items():
@@ -97,12 +153,13 @@ def plan_district(students: int, first_year: int) -> District:
             academies = (f"{11000 + 10 * i:05d}", f"{11005 + 10 * i:05d}") if level == HIGH else ()
             schools.append(School(
                 index=idx, id=idx + 1, school_number=100 + 10 * idx, name=name,
-                code=f"{code_base[level] + 37 * (i + 1):07d}", subdistrict=SUBDISTRICTS[idx % len(SUBDISTRICTS)],
+                code=school_code(lea_code, level, i), subdistrict=SUBDISTRICTS[idx % len(SUBDISTRICTS)],
                 level=level, title1=(level == ELEMENTARY and i % 3 != 1) or (level == MIDDLE and i == 0),
                 academies=academies, calendar=calendars[1 if level == ELEMENTARY else 0],
             ))
     idx = len(schools)
-    schools.append(School(idx, idx + 1, 100 + 10 * idx, "Demo Valley Adult Transition Program", "0109991",
+    excluded_code = "0109991" if lea_code == LEA_CODE else f"{lea_code[-4:]}{EXCLUDED_SERIAL:03d}"
+    schools.append(School(idx, idx + 1, 100 + 10 * idx, "Demo Valley Adult Transition Program", excluded_code,
                           SUBDISTRICTS[0], EXCLUDED, False, (), calendars[0]))
     sess = np.stack([s.calendar.session_days for s in schools])
     jan1 = day_number(date(first_year + 1, 1, 1))
@@ -112,12 +169,12 @@ def plan_district(students: int, first_year: int) -> District:
     next_entry = date(first_year + 1, 8, 12)
     return District(first_year, schools, sess, semester_end, by_level, idx,
                     day_number(date(first_year, 7, 1)), day_number(date(first_year + 1, 6, 30)),
-                    day_number(next_entry + timedelta(days=(2 - next_entry.weekday()) % 7)))
+                    day_number(next_entry + timedelta(days=(2 - next_entry.weekday()) % 7)), lea_code)
 
 
 def district_rows(d: District, academic_year: str) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
     """The fixed tables as (columns, rows)."""
-    prefs = [(1, "districtnumber", LEA_CODE, 0), (2, "districtname", DISTRICT_NAME, 0),
+    prefs = [(1, "districtnumber", d.lea_code, 0), (2, "districtname", d.name, 0),
              (3, "schoolyear", academic_year, 0)]
     schools = [(s.id, s.school_number, s.name, s.code, s.subdistrict, int(s.excluded)) for s in d.schools]
     terms, calendar, codes = [], [], []

@@ -47,7 +47,6 @@ from calpads.demo.district import (
     HIGH,
     LEA_CODE,
     MIDDLE,
-    OTHER_DSEA,
     District,
     attendance_code_id,
     district_rows,
@@ -132,7 +131,8 @@ def _log_stderr(message: str) -> None:
 def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, dirty: float = 0.0,
                       academic_year: str = "2025-2026", *, attendance: bool | None = None,
                       afterschool_dir: str | Path | None = None, replace: bool = False,
-                      log: Callable[[str], None] = _log_stderr, program_rate_scale: float = 1.0) -> DemoSummary:
+                      log: Callable[[str], None] = _log_stderr, program_rate_scale: float = 1.0,
+                      lea_code: str = LEA_CODE) -> DemoSummary:
     """Create the SIS schema in `engine` and fill it; see the module docstring.
 
     attendance None = on for <= 50,000 students. replace drops existing SIS tables
@@ -140,6 +140,10 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
     program_rate_scale (benchmarks only) multiplies every program's participation rate, for
     program-dense districts (30 gives ~3 end-of-year SPRG records per student); 1.0 leaves the
     output unchanged.
+    lea_code: the Reporting LEA the SIS holds (PREFS districtnumber, the special-education DSEA); another code than
+    the default 5699999 also gives the schools and students codes of their own (calpads.demo.district), so that
+    demo LEAs generated into separate databases share no school code, local student id or SSID. The default
+    LEA's rows are the same as ever.
     """
     if program_rate_scale <= 0:
         raise ValueError("program_rate_scale must be positive")
@@ -151,9 +155,9 @@ def generate_district(engine: sa.Engine, students: int = 2000, seed: int = 42, d
     if attendance is None:
         attendance = students <= ATTENDANCE_DEFAULT_MAX_STUDENTS
     t0 = time.perf_counter()
-    district = plan_district(students, first_day.year)
+    district = plan_district(students, first_day.year, lea_code)
     prepare_schema(engine, replace)
-    summary = DemoSummary(academic_year, seed, LEA_CODE, len(district.schools), len(district.schools) - 1,
+    summary = DemoSummary(academic_year, seed, district.lea_code, len(district.schools), len(district.schools) - 1,
                           students, 0, 0)
     loader = BulkLoader(engine)
     export = afterschool_mod.Export(Path(afterschool_dir), district) if afterschool_dir else None
@@ -259,7 +263,7 @@ def make_students(d: District, rng: np.random.Generator, seed: int, id0: int, n:
     kind[(grade == 12) & (rng.random(n) < 0.05) & (kind == FULL)] = GRAD
     kind[(school == d.excluded_school) & (kind == TRANSFER)] = FULL
     no_ssid = rng.random(n) < np.where(kind == LATE, 0.10, np.where(kind == PREREG, 0.30, 0.012))
-    offset = (seed * 7_919_317) % 9_000_000_000
+    offset = (seed * 7_919_317 + d.ssid_salt) % 9_000_000_000
     ssid_num = 1_000_000_000 + (ids * 1_000_003 + offset) % 9_000_000_000
     ssid = np.where(no_ssid, None, ssid_num.astype(str).astype(object))
     excluded = (rng.random(n) < 0.006).astype(np.int64)
@@ -417,7 +421,7 @@ def student_rows(d: District, ch: Chunk, codes: np.ndarray) -> list[tuple[Any, .
     cur_codes[:, 0] = PRIMARY
     cur_codes[enrolled] = codes[cur[enrolled]]
     return list(zip(
-        ch.ids.tolist(), ch.dcid.tolist(), (ch.ids + 100_000).astype(str).tolist(), ch.ssid.tolist(),
+        ch.ids.tolist(), ch.dcid.tolist(), d.student_numbers(ch.ids).tolist(), ch.ssid.tolist(),
         ch.first.tolist(), ch.last.tolist(), iso(ch.dob).tolist(), ch.gender.tolist(),
         d.school_numbers[school].tolist(), ch.grade.tolist(), iso(entry).tolist(), exit_iso.tolist(),
         status.tolist(), ch.excluded.tolist(), *(cur_codes[:, k].tolist() for k in range(len(CODE_COLS))),
@@ -624,7 +628,7 @@ def clean_programs(d: District, ch: Chunk, rng: np.random.Generator, exclude: np
     dsea_u = rng.random(n)
     add("144", everyone, 0.12, m1(0.05), 0.0, forced_end=sped_exit,
         disab=rng.choice(DISABILITIES, size=n, p=DISABILITY_P),
-        dsea=np.select([dsea_u < 0.7, dsea_u < 0.9], [None, LEA_CODE], OTHER_DSEA).astype(object),
+        dsea=np.select([dsea_u < 0.7, dsea_u < 0.9], [None, d.lea_code], d.other_dsea).astype(object),
         spedexit=np.where(sped_exit, rng.choice(SPED_EXIT_CODES, size=n), None))
     add("162", g >= 9, 0.006, "3", 0.15)
     add("174", everyone, 0.002, "3", 0.15)
