@@ -179,21 +179,35 @@ class Topology:
         assert proc.returncode == 0, f"airflow-init failed:\n{out[-4000:]}"
         return out
 
-    def start(self, service: str, extra_env: dict[str, str] | None = None, log_name: str | None = None
-              ) -> subprocess.Popen:
+    def start(self, service: str, extra_env: dict[str, str] | None = None, log_name: str | None = None,
+              extra_args: list[str] | None = None) -> subprocess.Popen:
         """Start a docker-compose service's command in its own process group."""
         log = (self.logs / f"{log_name or service}.log").open("ab")
-        proc = subprocess.Popen([*AIRFLOW, *SERVICES[service]], env={**self.env, **(extra_env or {})},
+        proc = subprocess.Popen([*AIRFLOW, *SERVICES[service], *(extra_args or [])],
+                                env={**self.env, **(extra_env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=self.root, start_new_session=True)
         log.close()
         self.procs[log_name or service] = proc
         return proc
 
-    def start_all(self, worker_env: dict[str, str] | None = None) -> None:
+    def start_all(self, worker_env: dict[str, str] | None = None, workers: int = 1) -> None:
+        """Every service; ``workers`` Celery workers (the first logs to airflow-worker.log, the n-th to
+        airflow-worker-<n>.log), as ``docker compose up --scale airflow-worker=<n>`` runs them."""
         for service in SERVICES:
-            self.start(service, worker_env if service == "airflow-worker" else None)
+            if service != "airflow-worker":
+                self.start(service)
+        for n in range(1, workers + 1):
+            self.start_worker(n, worker_env)
         self.wait_api()
+
+    def start_worker(self, n: int = 1, worker_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Celery worker number n; a second one on this host needs its own node name and log-server port."""
+        if n == 1:
+            return self.start("airflow-worker", worker_env)
+        env = {**(worker_env or {}), "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return self.start("airflow-worker", env, log_name=f"airflow-worker-{n}",
+                          extra_args=["--celery-hostname", f"worker{n}@%h"])
 
     def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
         proc = self.procs.pop(name)
@@ -354,9 +368,10 @@ def service_env(home: Path, *, pg: str, meta_db: str, api_port: int, queue: str,
 
 @contextlib.contextmanager
 def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "team@district.example",
-                   retries: int = 2) -> Iterator[Topology]:
+                   retries: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Topology]:
     """A fresh metadata database and history store on PostgreSQL, the project's settings, airflow-init
-    run; the caller starts the services. Everything is stopped and dropped on exit."""
+    run; the caller starts the services. Everything is stopped and dropped on exit. ``extra_env`` is added to
+    every service's environment and airflow-init's (e.g. AIRFLOW__CALPADS__LEAS_FILE, AIRFLOW_CONN_...)."""
     require_postgres()
     tag = uuid.uuid4().hex[:10]
     meta_db, store_db = f"calpads_topo_{tag}", f"calpads_topo_{tag}_store"
@@ -371,6 +386,7 @@ def start_topology(root: Path, *, sis_url: str, smtp_port: int, emails: str = "t
     password = secrets.token_urlsafe(16)
 
     env = service_env(home, pg=pg, meta_db=meta_db, api_port=api_port, queue=queue, retries=retries)
+    env.update(extra_env or {})
     init_env = {
         "_AIRFLOW_WWW_USER_PASSWORD": password,
         "CALPADS_SIS_DB_URI": sis_url,
