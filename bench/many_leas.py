@@ -68,6 +68,7 @@ def cached_sis(code: str, students: int, scale: float, seed: int) -> Path:
     import sqlalchemy as sa
 
     from calpads.demo.generator import generate_district
+    from calpads.private_files import create_private
 
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"sis_{code}_{students}_p{scale:g}_s{seed}.db"
@@ -75,6 +76,7 @@ def cached_sis(code: str, students: int, scale: float, seed: int) -> Path:
         return path
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
+    create_private(str(tmp))   # demo student data: owner-only, like every SQLite file the pipeline writes
     t0 = time.perf_counter()
     engine = sa.create_engine(f"sqlite:///{tmp}")
     try:
@@ -111,21 +113,24 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            rss = 0
-            for pid in self.pids:
-                try:
-                    root = psutil.Process(pid)
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.NoSuchProcess:
-                    continue
-                for p in procs:
-                    try:
-                        rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-            self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
-            self.loads.append(os.getloadavg()[0])
+            self.sample()
             self.stop_event.wait(self.interval)
+
+    def sample(self) -> None:
+        rss = 0
+        for pid in self.pids:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+        self.loads.append(os.getloadavg()[0])
 
     def stop(self) -> dict[str, Any]:
         self.stop_event.set()
@@ -149,8 +154,7 @@ def tasks_received(topo: Any) -> dict[str, int]:
 
 def worker_rss_mb(worker_pids: list[int]) -> int:
     sampler = Sampler(worker_pids)
-    sampler.stop_event.set()
-    sampler.run()
+    sampler.sample()
     return round(sampler.peak_rss_mb)
 
 
