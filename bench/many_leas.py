@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/many_leas.py --small     # smoke run: 3 LEAs x 2,000 students + 1 x 10,000 (~5 min)
     .venv/bin/python bench/many_leas.py             # 20 LEAs x 20,000 + 1 x 400,000 (~30 min on 2 cores)
+    .venv/bin/python bench/many_leas.py --many-only --weight-rule upstream --parallelism 4   # LEAs one after another
 
 What it does, in one run:
 
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=5400, help="seconds to wait for a phase")
     ap.add_argument("--weight-rule", choices=["downstream", "upstream", "absolute"],
                     help="[core] default_task_weight_rule (Airflow's default: downstream)")
+    ap.add_argument("--parallelism", type=int,
+                    help="[core] parallelism: tasks the scheduler keeps queued or running (Airflow's default: 32)")
     ap.add_argument("--many-only", action="store_true", help="skip the single big LEA's phase")
     ap.add_argument("--keep", action="store_true", help="keep the run folder (logs, work and published files)")
     args = ap.parse_args(argv)
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         # the topology test's 30 s detects a killed worker fast; under this load a slow heartbeat is not a dead task
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
         **({"AIRFLOW__CORE__DEFAULT_TASK_WEIGHT_RULE": args.weight_rule} if args.weight_rule else {}),
+        **({"AIRFLOW__CORE__PARALLELISM": str(args.parallelism)} if args.parallelism else {}),
         **{f"AIRFLOW_CONN_SIS_DB_{code}": f"sqlite:///{path}" for code, path in sis.items()},
     }
     uptime_before = os.popen("uptime").read().strip()  # noqa: S605,S607
@@ -272,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers, "worker_concurrency": args.concurrency, "pools": pools,
         "cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "uptime_before": uptime_before, "uptime_after": uptime_after,
-        "weight_rule": args.weight_rule or "downstream",
+        "weight_rule": args.weight_rule or "downstream", "parallelism": args.parallelism or 32,
         "ratio_many_over_single": round(many["wall_s"] / single["wall_s"], 2) if single else None,
         "many": many, "single": single, "bench_seconds": round(time.time() - t_start),
     }
     RESULTS.mkdir(exist_ok=True)
-    suffix = ("_small" if args.small else "") + (f"_{args.weight_rule}" if args.weight_rule else "")
+    suffix = ("_small" if args.small else "") + (f"_{args.weight_rule}" if args.weight_rule else "") + (
+        f"_p{args.parallelism}" if args.parallelism else "")
     out = RESULTS / f"many_leas{suffix}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
