@@ -73,6 +73,9 @@ def default_args(*, exponential_backoff: bool = False, lea: LeaConfig | None = N
         "owner": OWNER,
         "retries": int(conf("task_retries", "2")),
         "retry_delay": configured_retry_delay(),
+        # A task later in its run goes first: with many LEAs' runs at once, each LEA's files are ready in turn
+        # instead of all at the end (docs/performance.md, "Many LEAs"; needs [core] parallelism = worker slots).
+        "weight_rule": "upstream",
     }
     if exponential_backoff:
         args["retry_exponential_backoff"] = True

@@ -147,3 +147,9 @@ def test_a_broken_lea_file_shows_its_problems_as_import_errors_in_the_ui(tmp_pat
     shard_errors = [e for path, e in bag.import_errors.items() if "calpads_leas_" in path]
     assert len(shard_errors) == 16
     assert all("LEA entry 2: code must be the LEA's 7-digit CDS code" in e for e in shard_errors)
+
+
+def test_every_task_puts_its_run_first_so_many_leas_finish_one_by_one(dagbag):
+    # docs/performance.md, "Many LEAs": with the default (downstream) every LEA's files were ready only at the end.
+    for dag in dags(dagbag):
+        assert {str(t.weight_rule) for t in dag.tasks} == {"upstream"}, dag.dag_id

@@ -190,10 +190,23 @@ class Topology:
         self.procs[log_name or service] = proc
         return proc
 
-    def start_all(self, worker_env: dict[str, str] | None = None) -> None:
+    def start_all(self, worker_env: dict[str, str] | None = None, workers: int = 1) -> None:
+        """Every service; ``workers`` Celery workers (the first logs to airflow-worker.log, the n-th to
+        airflow-worker-<n>.log), as ``docker compose up --scale airflow-worker=<n>`` runs them."""
         for service in SERVICES:
-            self.start(service, worker_env if service == "airflow-worker" else None)
+            if service != "airflow-worker":
+                self.start(service)
+        for n in range(1, workers + 1):
+            self.start_worker(n, worker_env)
         self.wait_api()
+
+    def start_worker(self, n: int = 1, worker_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Celery worker number n; a second one on this host needs its own node name and log-server port."""
+        if n == 1:
+            return self.start("airflow-worker", worker_env)
+        env = {**(worker_env or {}), "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return self.start("airflow-worker", env, log_name=f"airflow-worker-{n}",
+                          args=("--celery-hostname", f"worker{n}@%h"))
 
     def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
         proc = self.procs.pop(name)
