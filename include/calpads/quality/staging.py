@@ -120,12 +120,14 @@ def staging_frames(staged: StagedTables) -> tuple[pd.DataFrame, pd.DataFrame | N
     no staged student has that DCID)."""
     from calpads.staging import contract
 
-    s = staged.frame(contract.STUDENTS)
+    # The id columns only, read for this check and not kept (the builder reads the tables again, by group).
+    s = staged.table(contract.STUDENTS, ["id", "dcid"]).to_pandas()
     students = pd.DataFrame({"student_id": local_ids(s["id"]), "dcid": local_ids(s["dcid"])})
+    del s
     schools = [v for v in local_ids(staged.frame(contract.SCHOOLS)["school_number"]) if v is not None]
     if not staged.has(contract.PROGRAMS):
         return students, None, schools
-    p = staged.frame(contract.PROGRAMS)
+    p = staged.table(contract.PROGRAMS, ["id", "studentsdcid", "schoolid"]).to_pandas()
     by_dcid = dict(zip(students["dcid"], students["student_id"], strict=True))
     dcids = pd.Series(local_ids(p["studentsdcid"]), dtype=object)
     programs = pd.DataFrame({"program_id": local_ids(p["id"]),
