@@ -67,8 +67,8 @@ def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
 
 def _text_array(values: pd.Series) -> pa.Array:
     """A column as Arrow text, blanks null; a value that is not text as its str(), as the sort always compared it."""
-    if isinstance(values.dtype, pd.StringDtype):
-        return pa.array(values, pa.string(), from_pandas=True)
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return pa.array(values.array)   # its own Arrow data (no conversion; a cast of sliced chunks can break)
     try:
         return pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
