@@ -205,7 +205,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
         if row_wise is not None:
             answers.append(_validate(record_type, frame, row_wise.suite, suite, context_root))
-            parts.append(_findings(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
+            parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
         if whole is not None:
             narrow.append(frame[[c for c in frame.columns if c in whole_columns or c == ROW]])
         n += len(frame)
@@ -215,7 +215,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         frame = pd.concat(narrow, ignore_index=True) if len(narrow) > 1 else narrow[0]
         del narrow
         whole_answer = _validate(record_type, frame, whole.suite, suite, context_root)
-        parts.append(_findings(whole_answer, frame, pii, positions(whole_answer, whole)))
+        parts.append(_finding_rows(whole_answer, frame, pii, positions(whole_answer, whole)))
         del frame
     result = merge(answers, row_wise, whole_answer, whole, suite, RESULT_FORMAT)
     findings = pd.concat(parts, ignore_index=True) if parts else _no_findings()
@@ -385,8 +385,16 @@ def _no_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row", "_rule"]})
 
 
-def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...], rule_positions: list[int],
-              first_row: int = 0) -> pd.DataFrame:
+def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...]) -> pd.DataFrame:
+    """The findings of one GX answer over ``frame`` (every row), by row and rule id (the afterschool gate's)."""
+    out = _finding_rows(result, frame, pii, list(range(len(result.results))))
+    if not len(out):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row"]})
+    return out.sort_values(["_row", "rule_id"], kind="stable")[[*FINDING_COLUMNS, "_row"]]
+
+
+def _finding_rows(result: Any, frame: pd.DataFrame, pii: tuple[str, ...], rule_positions: list[int],
+                  first_row: int = 0) -> pd.DataFrame:
     """One row per failing record and rule; ``_row`` the record's row number (``frame`` holds the rows from
     ``first_row`` on), ``_rule`` the rule's position in the suite."""
     parts = []
