@@ -85,8 +85,10 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
         del pulled, records, group
     table = pa.concat_tables(tables, promote_options="default")
     del tables
-    records = table.take(sort_order({k: table[k] for k in layout.sort_by}, list(layout.sort_by))).to_pandas()
-    del table
+    ordered = table.take(sort_order({k: table[k] for k in layout.sort_by}, list(layout.sort_by)))
+    del table   # at most two copies of the records at a time: the sorted one, then its pandas frame
+    records = ordered.to_pandas(split_blocks=True, self_destruct=True)
+    del ordered
     if len(ne_groups) == 1:
         not_extracted = _not_extracted_frame(ne_groups[0])
     else:   # reason by reason, in the staged order of the program rows (a program's rows are in one group)
