@@ -207,7 +207,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
             answers.append(_validate(record_type, frame, row_wise.suite, suite, context_root))
             parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
         if whole is not None:
-            narrow.append(frame[[c for c in frame.columns if c in whole_columns or c == ROW]])
+            narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]]))
         n += len(frame)
         del frame
     whole_answer = None
@@ -224,6 +224,20 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         findings["_rule"] = findings["_rule"].map(answer_rank(suite))
         findings = findings.sort_values(["_row", "rule_id", "_rule"], kind="stable").drop(columns="_rule")
     return Checked(findings[[*FINDING_COLUMNS, "_row"]], result, n)
+
+
+def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same values, each distinct text once in memory (a school or program code is repeated on many rows):
+    what the gate keeps of every chunk for the rules over every row."""
+    out = {}
+    for c in frame.columns:
+        values = frame[c].to_numpy()
+        if values.dtype == object:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            distinct = np.append(np.asarray(uniques, dtype=object), None)   # code -1 (blank) -> None
+            values = distinct[codes]
+        out[c] = values
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _validate(record_type: str, frame: pd.DataFrame, rules: Any, suite: Any, context_root: Path | None) -> Any:
