@@ -205,6 +205,8 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
         if row_wise is not None:
             answers.append(_validate(record_type, frame, row_wise.suite, suite, context_root))
+            if len(answers) > 1:   # GX's answer names its batch, data included: the merged answer keeps the first's
+                answers[-1].meta = {}
             parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
         if whole is not None:
             narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]]))
