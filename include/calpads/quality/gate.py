@@ -238,7 +238,7 @@ def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
             codes, uniques = pd.factorize(values, use_na_sentinel=True)
             distinct = np.append(np.asarray(uniques, dtype=object), None)   # code -1 (blank) -> None
             values = distinct[codes]
-        out[c] = values
+        out[c] = pd.Series(values, index=frame.index, dtype=frame[c].dtype)   # object stays object (None, not NaN)
     return pd.DataFrame(out, index=frame.index)
 
 
