@@ -14,12 +14,16 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from calpads.extracts.common import program_set, sort_records
@@ -92,6 +96,51 @@ def _to_parquet(df: pd.DataFrame, path: Path) -> None:
     with failing_part(WorkFolderError, f"The work file {path} could not be written"):
         with replacing(path) as fh:
             df.to_parquet(fh, index=False)
+
+
+def _row_count(ctx: RunContext, name: str) -> int:
+    with failing_part(WorkFolderError, f"The work file {ctx.path(name)} of this run could not be read"):
+        return int(pq.ParquetFile(ctx.path(name)).metadata.num_rows)
+
+
+def _record_chunks(ctx: RunContext, name: str) -> Iterator[pd.DataFrame]:
+    """A work file's rows in consecutive chunks (calpads.quality.gate.CHUNK_ROWS), each as pd.read_parquet reads
+    them; one empty chunk when it has none."""
+    from calpads.quality.gate import CHUNK_ROWS
+
+    with failing_part(WorkFolderError, f"The work file {ctx.path(name)} of this run could not be read"):
+        file = pq.ParquetFile(ctx.path(name))
+        if file.metadata.num_rows == 0:
+            yield file.schema_arrow.empty_table().to_pandas()
+            return
+        for batch in file.iter_batches(batch_size=CHUNK_ROWS):
+            yield pa.Table.from_batches([batch]).to_pandas()
+
+
+def _split_work_file(ctx: RunContext, name: str, held: np.ndarray, kept_name: str,
+                     held_name: str) -> tuple[int, int]:
+    """The rows of a work file in two work files, in their order: those not ``held`` and those ``held``, as
+    ``_to_parquet`` of each part of the whole frame would write them; read and written a chunk at a time."""
+    counts = [0, 0]
+    with failing_part(WorkFolderError, f"The work files {kept_name}, {held_name} could not be written"):
+        with replacing(ctx.path(kept_name)) as kept_fh, replacing(ctx.path(held_name)) as held_fh:
+            writers: list[pq.ParquetWriter | None] = [None, None]
+            schema = None
+            at = 0
+            for chunk in _record_chunks(ctx, name):
+                mask = held[at:at + len(chunk)]
+                at += len(chunk)
+                for i, (part, fh) in enumerate(((chunk[~mask], kept_fh), (chunk[mask], held_fh))):
+                    table = pa.Table.from_pandas(part.reset_index(drop=True), schema=schema, preserve_index=False)
+                    schema = table.schema
+                    if writers[i] is None:
+                        writers[i] = pq.ParquetWriter(fh, schema)
+                    writers[i].write_table(table)
+                    counts[i] += len(part)
+            for w in writers:
+                if w is not None:
+                    w.close()
+    return counts[0], counts[1]
 
 
 def _read_parquet(ctx: RunContext, name: str) -> pd.DataFrame:
@@ -179,16 +228,22 @@ def extract(ctx: RunContext, sis: Any, *, store_engine: sa.Engine | None = None,
 
 # --------------------------------------------------------------------------- gate
 def gate(ctx: RunContext, *, run_date: date, error_ceiling: float) -> dict[str, Any]:
+    """The quality gate over the run's records, read and checked a chunk of records at a time
+    (calpads.quality.gate.check_records); then the publishable and held-back records are written, again a
+    chunk at a time, so that the task's memory grows with a chunk, not with the district."""
     from calpads.extracts.not_extracted import counts_by_reason
-    from calpads.quality.gate import run_gate
+    from calpads.quality.gate import check_records, error_mask, gate_result
     from calpads.quality.report import write_report
 
     t0 = time.perf_counter()
-    records = _read_parquet(ctx, RECORDS)
-    result = run_gate(records, ctx.record_type, run_date, error_ceiling=error_ceiling,
-                      bypass=ctx.scope.bypass_validation)
-    _to_parquet(result.publishable, ctx.path(PUBLISHABLE))
-    _to_parquet(result.held_back, ctx.path(HELD_BACK))
+    total = _row_count(ctx, RECORDS)
+    checked = check_records(_record_chunks(ctx, RECORDS), ctx.record_type, run_date, total_rows=total)
+    is_error = error_mask(checked)
+    held = np.zeros(total, dtype=bool) if ctx.scope.bypass_validation else is_error
+    kept = _split_work_file(ctx, RECORDS, held, PUBLISHABLE, HELD_BACK)
+    result = gate_result(checked, ctx.record_type, None, None, error_ceiling=error_ceiling,
+                         bypass=ctx.scope.bypass_validation)
+    log.info("Gate: %s records publishable, %s held back", *kept)
 
     local_report = ctx.path("report")
     not_extracted = _read_parquet(ctx, NOT_EXTRACTED)

@@ -171,8 +171,23 @@ def pull(n_students: int, *, lea: str = "1234567", extra_programs: list[tuple] =
 def test_staging_frames_keep_local_ids_only():
     st, pr, schools = staging_frames(pull(3))
     assert list(st.columns) == ["student_id", "dcid"] and list(pr.columns) == ["program_id", "student_id", "schoolid"]
-    assert st["student_id"].tolist() == ["1", "2", "3"] and schools == ["100", "200"]
-    assert pr["student_id"].tolist() == ["1", "2", "3"]     # a program's student: the STUDENTS.ID of its DCID
+    # Integer ids without a blank stay numbers (no Python string per id); they read as the same local ids.
+    assert [str(v) for v in st["student_id"]] == ["1", "2", "3"] and [str(v) for v in schools] == ["100", "200"]
+    assert [str(v) for v in pr["student_id"]] == ["1", "2", "3"]   # a program's student: the STUDENTS.ID of its DCID
+
+
+def test_integer_ids_find_the_same_students_as_text_ids():
+    """The integer path's look-up of a program's student (last student with the DCID; none when unknown) is the
+    text path's dict look-up."""
+    from calpads.quality.staging import _integer_frames
+
+    s = pd.DataFrame({"id": [1, 2, 3, 4], "dcid": [10, 20, 20, 40]})          # DCID 20 twice: the last wins
+    p = pd.DataFrame({"id": [7, 8, 9, 6], "studentsdcid": [20, 99, 10, 40], "schoolid": [100, 100, 300, 100]})
+    students, programs, schools = _integer_frames(s, pd.Series([100, 200]), p)
+    by_dcid = dict(zip(local_ids(s["dcid"]), local_ids(s["id"]), strict=True))
+    expected = [by_dcid.get(d) for d in local_ids(p["studentsdcid"])]
+    assert [None if pd.isna(v) else str(v) for v in programs["student_id"]] == expected == ["3", None, "1", "4"]
+    assert schools == [100, 200] and students["dcid"].tolist() == [10, 20, 20, 40]
 
 
 def test_local_ids():

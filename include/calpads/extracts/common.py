@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from calpads.dates import iso_dates
 from calpads.layouts import Layout
@@ -32,9 +35,42 @@ def program_set(layout: Layout, scope: RunScope) -> list[str]:
     return [c for c in codes if c not in layout.never_extracted]
 
 
+def sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys: list[str]) -> np.ndarray:
+    """The row order of the layout's sort: ``keys`` in turn, text compared case-insensitively (upper-cased, as
+    Python's ``str.upper``), blank as ''; a stable sort (equal keys keep their order). Arrow sorts the
+    upper-cased UTF-8 bytes, which is code point order, as Python compares str."""
+    arrays = []
+    for key in keys:
+        values = columns[key]
+        arr = _text_array(values) if isinstance(values, pd.Series) else values
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())   # a null column (every value blank) or a non-text one
+        arr = pc.fill_null(arr, "")
+        if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
+            arrays.append(pc.ascii_upper(arr))
+        else:   # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before
+            upper = pd.Series(arr.to_pandas(types_mapper=None).to_numpy(dtype=object), dtype=object).str.upper()
+            arrays.append(pa.array(upper.to_numpy(dtype=object), pa.string()))
+    table = pa.table({f"k{i}": a for i, a in enumerate(arrays)})
+    order = pc.sort_indices(table, sort_keys=[(f"k{i}", "ascending") for i in range(len(arrays))])
+    return order.to_numpy()
+
+
 def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     """The layout's sort order; text compares case-insensitively ("de la Cruz" sorts with "D")."""
     keys = list(layout.sort_by)
-    order = df[keys].fillna("").astype(str).apply(lambda col: col.str.upper())
-    idx = order.sort_values(keys, kind="stable").index
-    return df.loc[idx].reset_index(drop=True)
+    if df.empty:
+        return df.reset_index(drop=True)
+    order = sort_order({k: df[k] for k in keys}, keys)
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _text_array(values: pd.Series) -> pa.Array:
+    """A column as Arrow text, blanks null; a value that is not text as its str(), as the sort always compared it."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return pa.array(values.array)   # its own Arrow data (no conversion; a cast of sliced chunks can break)
+    try:
+        return pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        text = values.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+        return pa.array(text.to_numpy(dtype=object), pa.string(), from_pandas=True)

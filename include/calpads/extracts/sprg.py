@@ -14,14 +14,17 @@ not a date stays selected: the records at that school carry it in
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from calpads.extracts import not_extracted as ne
-from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_records, to_datetime
+from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_order, sort_records, to_datetime
 from calpads.extracts.enrollment import enrollment_last_days, in_report_range  # shared with SENR/STAS
 from calpads.layouts import load_layout
 from calpads.run_scope import RunScope
@@ -50,16 +53,54 @@ class SprgBuild:
     not_extracted: pd.DataFrame  # local_record_id, local_student_id, school_of_attendance, reason, program_code
 
 
+STUDENTS_PER_GROUP = 25_000   # the build's memory grows with a group of students, not with the district
+
+
 def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built:
-    """Registry entry point: SPRG from the staged tables."""
+    """Registry entry point: SPRG from the staged tables, built one group of students at a time (every SPRG
+    record is decided by its own student's rows), then sorted as one file. The records, the rows not extracted
+    (in the order of the staged program rows, reason by reason) and the enrolled students are the same as
+    ``build_sprg`` over the whole staging gives."""
     from calpads.extracts.selection import sprg_pull
 
-    pulled = sprg_pull(staged, scope, program_set(load_layout("SPRG"), scope))
-    built = build_sprg(pulled, scope)
-    enrolled = None if pulled.enrolled_students is None else [
-        str(n) for n in pulled.enrolled_students["student_number"].dropna()]
-    return Built(built.records, built.not_extracted, pulled.lea,
-                 [str(c) for c in pulled.scoped_schools["school_code"].dropna()], enrolled_students=enrolled)
+    layout = load_layout("SPRG")
+    codes = program_set(layout, scope)
+    program_ids = staged.table(PROGRAMS, ["id"])["id"] if staged.has(PROGRAMS) else pa.chunked_array([], pa.int64())
+    groups_ok = program_ids.null_count == 0 and pc.count_distinct(program_ids).as_py() == len(program_ids)
+    per_group = STUDENTS_PER_GROUP if groups_ok else sys.maxsize
+    tables: list[pa.Table] = []
+    ne_groups: list[list[pd.DataFrame]] = []
+    enrolled: set[str] | None = set()
+    lea, schools = "", []
+    for group in staged.student_groups(TABLES, per_group):
+        pulled = sprg_pull(group, scope, codes)
+        records, ne_parts = _unsorted(pulled, scope)
+        tables.append(pa.Table.from_pandas(records, preserve_index=False))
+        ne_groups.append(ne_parts)
+        lea, schools = pulled.lea, [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
+        if pulled.enrolled_students is None or enrolled is None:
+            enrolled = None
+        else:
+            enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
+        del pulled, records, group
+    table = pa.concat_tables(tables, promote_options="default")
+    del tables
+    ordered = table.take(sort_order({k: table[k] for k in layout.sort_by}, list(layout.sort_by)))
+    del table   # at most two copies of the records at a time: the sorted one, then its pandas frame
+    records = ordered.to_pandas(split_blocks=True, self_destruct=True)
+    del ordered
+    if len(ne_groups) == 1:
+        not_extracted = _not_extracted_frame(ne_groups[0])
+    else:   # reason by reason, in the staged order of the program rows (a program's rows are in one group)
+        position = pd.Index(program_ids.to_numpy())
+        parts = []
+        for reason_parts in zip(*ne_groups, strict=True):
+            part = pd.concat(reason_parts, ignore_index=True)
+            if "_program_id" in part:
+                part = part.iloc[np.argsort(position.get_indexer(part["_program_id"].to_numpy()), kind="stable")]
+            parts.append(part)
+        not_extracted = _not_extracted_frame(parts)
+    return Built(records, not_extracted, lea, schools, enrolled_students=None if enrolled is None else sorted(enrolled))
 
 
 def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
@@ -70,6 +111,17 @@ def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
 
 
 def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
+    records, not_extracted = _unsorted(pull, scope)
+    return SprgBuild(sort_records(records, load_layout("SPRG")), _not_extracted_frame(not_extracted))
+
+
+def _not_extracted_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(parts, ignore_index=True).drop(columns="_program_id", errors="ignore")
+
+
+def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The records (unsorted) and the rows not extracted, one frame per reason in a fixed order, each row with
+    its program row's ``_program_id``."""
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
 
     # --- Student criteria: an enrollment in the report range (SQL pre-filtered on
@@ -203,7 +255,7 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     layout = load_layout("SPRG")
     records = records[[*layout.columns, *[c for c in records.columns if c.startswith("ctx_")]]]
     records = records.astype("object").where(records.notna(), None)
-    return SprgBuild(sort_records(records, layout), pd.concat(not_extracted, ignore_index=True))
+    return records, not_extracted
 
 
 def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
@@ -221,7 +273,7 @@ def _first_school_day(calendar: pd.DataFrame, start: pd.Timestamp) -> pd.Series:
 
 def _not_extracted(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
     named = rows.rename(columns={"student_number": "local_student_id", "school_code": "school_of_attendance"})
-    return ne.frame(named, reason, program_code=rows["programcode"])
+    return ne.frame(named, reason, program_code=rows["programcode"], _program_id=rows["program_id"])
 
 
 def _bad_enrollment_dates(rows: pd.DataFrame) -> pd.DataFrame:

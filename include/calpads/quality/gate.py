@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,8 +47,8 @@ class GateError(RuntimeError):
 
 @dataclass
 class GateResult:
-    publishable: pd.DataFrame
-    held_back: pd.DataFrame
+    publishable: pd.DataFrame | None   # None: the caller wrote them itself (calpads.pipeline.gate)
+    held_back: pd.DataFrame | None
     findings: pd.DataFrame
     summary: dict[str, Any]
     ceiling_exceeded: bool
@@ -147,8 +148,9 @@ def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]
     return cols
 
 
-def validation_frame(records: pd.DataFrame, layout: Layout, run_date: date) -> pd.DataFrame:
-    """Layout columns (blank text -> None) + the builder's ctx_ columns + derived ctx_ columns + row number."""
+def validation_frame(records: pd.DataFrame, layout: Layout, run_date: date, first_row: int = 0) -> pd.DataFrame:
+    """Layout columns (blank text -> None) + the builder's ctx_ columns + derived ctx_ columns + row number (of
+    the whole run's records: ``first_row`` is this frame's first)."""
     missing = [c for c in layout.columns if c not in records.columns]
     if missing:
         raise GateError(f"{layout.record_type} records lack layout columns: {', '.join(missing)}")
@@ -159,57 +161,152 @@ def validation_frame(records: pd.DataFrame, layout: Layout, run_date: date) -> p
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)), dtype="object")
     for name, values in derived_columns(frame, run_date).items():
         frame[name] = values if values.dtype.kind in "Mf" else values.astype("object")   # f: STAS day sums
-    frame[ROW] = np.arange(len(frame), dtype="int64")
+    frame[ROW] = np.arange(first_row, first_row + len(frame), dtype="int64")
     return frame
 
 
 # --------------------------------------------------------------------------- run
-def run_gate(records: pd.DataFrame, record_type: str, run_date: date, *, error_ceiling: float = 0.05,
-             bypass: bool = False, context_root: Path | None = None) -> GateResult:
+CHUNK_ROWS = 250_000   # records validated at a time (calpads.quality.chunks): the gate's memory grows with it
+RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW],
+                 "return_unexpected_index_query": False}
+
+
+@dataclass
+class Checked:
+    """What the suite found in a run's records (``run_gate`` turns it into a GateResult)."""
+
+    findings: pd.DataFrame   # FINDING_COLUMNS + _row
+    validation_result: Any
+    n: int
+
+
+def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: date, *, total_rows: int,
+                  context_root: Path | None = None) -> Checked:
+    """Validate a run's records, given as consecutive chunks (their order is the records' order; ``total_rows``
+    records in all), against the record type's suite: records that fit in one chunk against the whole suite at
+    once; more, each chunk against the rules that decide a row by its own values and every row at once against
+    the others (a key unique across the file), as calpads.quality.chunks describes."""
+    from calpads.quality.chunks import Part, answer_rank, merge, positions, split_suite
+
     layout = load_layout(record_type)
-    records = records.reset_index(drop=True)
-    frame = validation_frame(records, layout, run_date)
     suite = gx_suite(record_type, context_root)
-    # GX copies the frame for every filtered rule: hand it only the columns the rules read, as categoricals.
-    used = suite_columns(suite)
+    if total_rows <= CHUNK_ROWS:
+        row_wise, whole = Part(suite, list(range(len(suite.expectations)))), None
+    else:
+        row_wise, whole = split_suite(suite)
+    pii = pii_columns(layout)
+    # The columns the other rules read, and those their findings show, kept from every chunk.
+    whole_columns = set() if whole is None else (
+        suite_columns(whole.suite) | set(REPORT_COLUMNS)
+        | {c for e in whole.suite.expectations for c in (e.meta or {}).get("columns") or []})
+    answers, parts, narrow = [], [], []
+    n = 0
+    for chunk in chunks:
+        frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
+        if row_wise is not None:
+            answers.append(_validate(record_type, frame, row_wise.suite, suite, context_root))
+            if len(answers) > 1:   # GX's answer names its batch, data included: the merged answer keeps the first's
+                answers[-1].meta = {}
+            parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
+        if whole is not None:
+            narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]]))
+        n += len(frame)
+        del frame
+    whole_answer = None
+    if whole is not None:
+        frame = pd.concat(narrow, ignore_index=True) if len(narrow) > 1 else narrow[0]
+        del narrow
+        whole_answer = _validate(record_type, frame, whole.suite, suite, context_root)
+        parts.append(_finding_rows(whole_answer, frame, pii, positions(whole_answer, whole)))
+        del frame
+    result = merge(answers, row_wise, whole_answer, whole, suite, RESULT_FORMAT)
+    findings = pd.concat(parts, ignore_index=True) if parts else _no_findings()
+    if len(findings):
+        # As validating the whole batch at once orders them: row, rule id, then GX's order of answering.
+        findings["_rule"] = findings["_rule"].map(answer_rank(suite))
+        findings = findings.sort_values(["_row", "rule_id", "_rule"], kind="stable").drop(columns="_rule")
+    return Checked(findings[[*FINDING_COLUMNS, "_row"]], result, n)
+
+
+def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same values, each distinct text once in memory (a school or program code is repeated on many rows):
+    what the gate keeps of every chunk for the rules over every row."""
+    out = {}
+    for c in frame.columns:
+        values = frame[c].to_numpy()
+        if values.dtype == object:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            distinct = np.append(np.asarray(uniques, dtype=object), None)   # code -1 (blank) -> None
+            values = distinct[codes]
+        out[c] = pd.Series(values, index=frame.index, dtype=frame[c].dtype)   # object stays object (None, not NaN)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _validate(record_type: str, frame: pd.DataFrame, rules: Any, suite: Any, context_root: Path | None) -> Any:
+    # GX copies the frame for every filtered rule: hand it only the columns the rules read, as categoricals (which
+    # columns may be categoricals is decided on the whole suite, as when it is validated in one piece).
+    used = suite_columns(rules)
     batch = _batch(record_type, compact_frame(frame[[c for c in frame.columns if c in used or c == ROW]], suite),
                    context_root)
     with warnings.catch_warnings():
         # GX runs regexes through str.contains; a back-reference needs a group, which pandas warns about.
         warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
-        result = batch.validate(suite, result_format={
-            "result_format": "COMPLETE",
-            "unexpected_index_column_names": [ROW],
-            "return_unexpected_index_query": False,
-        })
+        result = batch.validate(rules, result_format=dict(RESULT_FORMAT))
     broken = [r.expectation_config.meta.get("rule_id", r.expectation_config.type)
               for r in result.results if _raised(r.exception_info)]
     if broken:
         raise GateError(f"{record_type} rules could not run: {', '.join(broken)}")
+    return result
 
-    pii = pii_columns(layout)
-    findings = _findings(result, frame, pii)
-    n = len(records)
-    error_rows = np.unique(findings.loc[findings["severity"] == "error", "_row"].to_numpy(dtype="int64"))
-    warning_rows = np.unique(findings.loc[findings["severity"] == "warning", "_row"].to_numpy(dtype="int64"))
-    is_error = np.zeros(n, dtype=bool)
-    is_error[error_rows] = True
-    warned_only = np.setdiff1d(warning_rows, error_rows)
 
+def record_chunks(records: pd.DataFrame, rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Consecutive chunks of at most ``rows`` records (CHUNK_ROWS); one empty chunk when there are none."""
+    rows = rows or CHUNK_ROWS
+    for start in range(0, max(len(records), 1), rows):
+        yield records.iloc[start:start + rows]
+
+
+def run_gate(records: pd.DataFrame, record_type: str, run_date: date, *, error_ceiling: float = 0.05,
+             bypass: bool = False, context_root: Path | None = None) -> GateResult:
+    records = records.reset_index(drop=True)
+    checked = check_records(record_chunks(records), record_type, run_date, total_rows=len(records),
+                            context_root=context_root)
+    is_error = error_mask(checked)
     if bypass:
         publishable, held_back = records, records.iloc[0:0]
     else:
         publishable, held_back = records[~is_error], records[is_error]
+    return gate_result(checked, record_type, publishable.reset_index(drop=True), held_back.reset_index(drop=True),
+                       error_ceiling=error_ceiling, bypass=bypass)
+
+
+def error_mask(checked: Checked) -> np.ndarray:
+    """True for each record (in order) with an error finding: it is held back unless the run bypasses the gate."""
+    findings = checked.findings
+    rows = np.unique(findings.loc[findings["severity"] == "error", "_row"].to_numpy(dtype="int64"))
+    is_error = np.zeros(checked.n, dtype=bool)
+    is_error[rows] = True
+    return is_error
+
+
+def gate_result(checked: Checked, record_type: str, publishable: Any, held_back: Any, *, error_ceiling: float,
+                bypass: bool) -> GateResult:
+    """The GateResult of checked records (publishable / held back: the records, or what the caller kept of them)."""
+    findings, n = checked.findings, checked.n
+    error_rows = np.unique(findings.loc[findings["severity"] == "error", "_row"].to_numpy(dtype="int64"))
+    warning_rows = np.unique(findings.loc[findings["severity"] == "warning", "_row"].to_numpy(dtype="int64"))
+    warned_only = np.setdiff1d(warning_rows, error_rows)
+    held = 0 if bypass else len(error_rows)
     share = len(error_rows) / n if n else 0.0
     ceiling_exceeded = share > error_ceiling
     findings = findings.drop(columns="_row").reset_index(drop=True)
-    summary = _summary(record_type, result, findings, n=n, errors=len(error_rows), warned=len(warned_only),
-                       held_back=len(held_back), share=share, ceiling=error_ceiling,
+    summary = _summary(record_type, checked.validation_result, findings, n=n, errors=len(error_rows),
+                       warned=len(warned_only), held_back=held, share=share, ceiling=error_ceiling,
                        ceiling_exceeded=ceiling_exceeded, bypass=bypass)
     log.info("%s gate: %s records, %s with errors (%.1f%%), %s warned only, bypass=%s", record_type, n,
              len(error_rows), share * 100, len(warned_only), bypass)
-    return GateResult(publishable.reset_index(drop=True), held_back.reset_index(drop=True), findings, summary,
-                      ceiling_exceeded, result, pii)
+    return GateResult(publishable, held_back, findings, summary, ceiling_exceeded, checked.validation_result,
+                      pii_columns(load_layout(record_type)))
 
 
 # Expectations and row_condition operators that only test values for equality / membership / text:
@@ -300,9 +397,24 @@ def _raised(info: Any) -> bool:
     return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
 
 
+def _no_findings() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row", "_rule"]})
+
+
 def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...]) -> pd.DataFrame:
+    """The findings of one GX answer over ``frame`` (every row), by row and rule id (the afterschool gate's)."""
+    out = _finding_rows(result, frame, pii, list(range(len(result.results))))
+    if not len(out):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row"]})
+    return out.sort_values(["_row", "rule_id"], kind="stable")[[*FINDING_COLUMNS, "_row"]]
+
+
+def _finding_rows(result: Any, frame: pd.DataFrame, pii: tuple[str, ...], rule_positions: list[int],
+                  first_row: int = 0) -> pd.DataFrame:
+    """One row per failing record and rule; ``_row`` the record's row number (``frame`` holds the rows from
+    ``first_row`` on), ``_rule`` the rule's position in the suite."""
     parts = []
-    for r in result.results:
+    for r, rule_position in zip(result.results, rule_positions, strict=True):
         if r.success:
             continue
         meta = r.expectation_config.meta or {}
@@ -311,20 +423,21 @@ def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...]) -> pd.Data
             raise GateError(f"rule {meta.get('rule_id', r.expectation_config.type)} failed without naming the "
                             "failing rows (use a per-row expectation)")
         columns = meta.get("columns") or [r.expectation_config.kwargs.get("column")]
-        part = frame.iloc[rows].reindex(columns=REPORT_COLUMNS).copy()   # LEA-level files have no school
+        at = rows - first_row
+        part = frame.iloc[at].reindex(columns=REPORT_COLUMNS).copy()   # LEA-level files have no school
         part["_row"] = rows
+        part["_rule"] = rule_position
         part["rule_id"] = meta.get("rule_id", r.expectation_config.type)
         part["severity"] = meta.get("severity", "error")
         part["field"] = meta.get("field")
         part["column"] = ", ".join(columns)
-        part["value"] = _shown_values(frame.iloc[rows], columns, pii)
+        part["value"] = _shown_values(frame.iloc[at], columns, pii)
         part["rule_text"] = meta.get("rule_text")
         part["fix"] = meta.get("fix")
         parts.append(part)
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*FINDING_COLUMNS, "_row"]})
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["_row", "rule_id"], kind="stable")[[*FINDING_COLUMNS, "_row"]]
+        return _no_findings()
+    return pd.concat(parts, ignore_index=True)
 
 
 def _shown_values(rows: pd.DataFrame, columns: list[str], pii: tuple[str, ...]) -> np.ndarray:

@@ -69,6 +69,14 @@ SOURCE_ONLY_COLUMNS: dict[str, list[str]] = {
 INT_COLUMNS = {"id", "school_number", "state_excludefromreporting", "schoolid", "insession", "dcid", "studentid",
                "studentsdcid", "grade_level", "enroll_status", "attendance_codeid"}
 
+# The tables whose rows each belong to one student: table -> (its column naming the student, the STUDENTS column
+# that column holds). A builder that works student by student may read them one group of students at a time.
+STUDENT_KEYS: dict[str, tuple[str, str]] = {
+    STUDENTS: ("id", "id"), REENROLLMENTS: ("studentid", "id"), STU_X: ("studentsdcid", "dcid"),
+    PROGRAMS: ("studentsdcid", "dcid"), SERVICES: ("studentsdcid", "dcid"),
+    ATTENDANCE_CATEGORY_DAYS: ("student_id", "id"), ABSENT_DAYS: ("student_id", "id"),
+}
+
 # The contract tables every enrollment-based record type reads, and what each record type adds.
 ENROLLMENT_TABLES = (PREFS, SCHOOLS, CALENDAR_DAY, STUDENTS, REENROLLMENTS, STU_X)
 AGGREGATES = (ATTENDANCE_CATEGORY_DAYS, ABSENT_DAYS)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from calpads.failures import WorkFolderError, failing_part
@@ -86,15 +88,46 @@ class StagedTables:
     def write_frame(self, name: str, frame: pd.DataFrame, schema: pa.Schema | None = None) -> int:
         return self.write(name, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
 
-    def table(self, name: str) -> pa.Table:
+    def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """The staged table (only ``columns``, when given) as Arrow; not kept."""
         with failing_part(WorkFolderError, f"The staged table {self.path(name)} of this run could not be read"):
-            return pq.read_table(self.path(name))
+            return pq.read_table(self.path(name), columns=columns)
 
     def frame(self, name: str) -> pd.DataFrame:
         """The table as pandas (int64 columns, text as Python str / None); read once, then shared: do not modify."""
         if name not in self._frames:
             self._frames[name] = self.table(name).to_pandas()
         return self._frames[name]
+
+    def student_groups(self, names: Iterable[str], students_per_group: int) -> Iterator[StagedReader]:
+        """The staged tables in groups of at most ``students_per_group`` STUDENTS rows (in their staged order): each
+        group reads the rows of the student-keyed tables among ``names`` (contract.STUDENT_KEYS) that belong to its
+        students, in their staged order, and every other table whole. For a builder whose every record is
+        decided by one student's rows: its memory then grows with the group, not with the district. Yields this
+        object itself (one group) when the students fit in one group, or when an id is blank or repeated (a
+        row could not be placed in exactly one group)."""
+        from calpads.staging.contract import STUDENT_KEYS, STUDENTS
+
+        students = self.table(STUDENTS)
+        keyed = {n: self.table(n) for n in dict.fromkeys(names)
+                 if n in STUDENT_KEYS and n != STUDENTS and self.has(n)}
+        placeable = all(students[col].null_count == 0 and pc.count_distinct(students[col]).as_py() == len(students)
+                        for col in ("id", "dcid")) and \
+            all(t[STUDENT_KEYS[n][0]].null_count == 0 for n, t in keyed.items())
+        if len(students) <= students_per_group or not placeable:
+            del students, keyed
+            yield self
+            return
+        # An integer column with a blank anywhere reads as float64 from the whole table: so it does in every group.
+        floats = {n: [c for c in t.column_names if pa.types.is_integer(t[c].type) and t[c].null_count]
+                  for n, t in {STUDENTS: students, **keyed}.items()}
+        for start in range(0, len(students), students_per_group):
+            group = students.slice(start, students_per_group)
+            tables = {STUDENTS: group}
+            for n, t in keyed.items():
+                col, student_col = STUDENT_KEYS[n]
+                tables[n] = t.filter(pc.is_in(t[col], value_set=group[student_col]))
+            yield StudentGroup(self, tables, floats)
 
     def missing_columns(self, name: str) -> tuple[str, ...]:
         """The contract columns the source lacked (staged blank)."""
@@ -104,3 +137,39 @@ class StagedTables:
     def counts(self) -> dict[str, int]:
         return {p.name.removesuffix(".parquet"): pq.ParquetFile(p).metadata.num_rows
                 for p in sorted(self.folder.glob("*.parquet"))}
+
+
+class StagedReader(Protocol):
+    """What a builder reads from the staged tables (StagedTables, or one StudentGroup of them)."""
+
+    def frame(self, name: str) -> pd.DataFrame: ...
+
+    def has(self, name: str) -> bool: ...
+
+    def missing_columns(self, name: str) -> tuple[str, ...]: ...
+
+
+class StudentGroup:
+    """One group of students of StagedTables.student_groups: its rows of the student-keyed tables, the other
+    tables from the whole staging."""
+
+    def __init__(self, staged: StagedTables, tables: dict[str, pa.Table], floats: dict[str, list[str]]):
+        self.staged = staged
+        self._tables = tables
+        self._floats = floats
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """As StagedTables.frame: the same columns and dtypes as the whole table's frame, this group's rows."""
+        if name not in self._tables:
+            return self.staged.frame(name)
+        if name not in self._frames:
+            self._frames[name] = self._tables[name].to_pandas().astype(
+                dict.fromkeys(self._floats.get(name, []), "float64"))
+        return self._frames[name]
+
+    def has(self, name: str) -> bool:
+        return self.staged.has(name)
+
+    def missing_columns(self, name: str) -> tuple[str, ...]:
+        return self.staged.missing_columns(name)
