@@ -13,28 +13,19 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from calpads.leas import LeaConfig
 from calpads_airflow import runtime
+from calpads_airflow.factories.lea_tasks import LeaScopedTasks
 
 DAG_ID = "afterschool_sync"
 
 
 @dataclass(frozen=True)
-class AfterschoolTasks:
+class AfterschoolTasks(LeaScopedTasks):
     """What every task of one afterschool_sync DAG shares: its time zone, DAG id and LEA (None: the single LEA and
     today's connections and Variables; a listed LEA: its own SIS, store, export, write mode, publish folder and
     recipients, calpads.leas)."""
 
-    tz: Any
     dag_id: str = DAG_ID
-    lea: LeaConfig | None = None
-
-    @property
-    def lea_code(self) -> str | None:
-        return self.lea.code if self.lea is not None else None
-
-    def store(self) -> Any:
-        return runtime.engine(runtime.store_conn_id(self.lea))
 
     def sis_reader(self, run: Any) -> Any:
         try:

@@ -14,9 +14,9 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from calpads.leas import LeaConfig
 from calpads_airflow import runtime
 from calpads_airflow.factories.health_config import config_from_airflow, health_dag_ids
+from calpads_airflow.factories.lea_tasks import LeaScopedTasks
 
 DAG_ID = "integration_health"
 CHECK_GROUPS = ("afterschool_days", "test_extract", "data_flows", "recent_runs")
@@ -42,20 +42,11 @@ __all__ = ["DAG_ID", "HealthTasks", "config_from_airflow", "health_dag_ids", "la
 
 
 @dataclass(frozen=True)
-class HealthTasks:
+class HealthTasks(LeaScopedTasks):
     """What every task of one integration_health DAG shares: its time zone, DAG id and LEA (None: the single LEA and
     today's connections and Variables; a listed LEA: its own SIS, store, publish folder and recipients)."""
 
-    tz: Any
     dag_id: str = DAG_ID
-    lea: LeaConfig | None = None
-
-    @property
-    def lea_code(self) -> str | None:
-        return self.lea.code if self.lea is not None else None
-
-    def store(self) -> Any:
-        return runtime.engine(runtime.store_conn_id(self.lea))
 
     def publish_root(self) -> Any:
         return runtime.publish_root(self.lea)
