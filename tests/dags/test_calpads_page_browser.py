@@ -199,7 +199,8 @@ def test_leas_in_the_browser(tmp_path, smtp_server):
             # ---- filtered by one LEA's tag: that LEA's DAGs alone
             page.goto(f"{api.url}/dags?tags={quote('LEA 5610002')}")
             birch = page.get_by_role("link", name=re.compile(r"· Birch Joint Unified \(5610002\)$"))
-            expect(birch).to_have_count(4)                  # SPRG, SENR, STAS, LEAP
+            # SPRG, SENR, STAS, LEAP, and Birch's own SIS pull (a SQL SIS), afterschool sync and health checks
+            expect(birch).to_have_count(7)
             expect(page.get_by_role("link", name=re.compile(r"Alder|Cedar"))).to_have_count(0)
             shots.take(page, "leas-02-dag-list-one-lea")
 
