@@ -20,7 +20,6 @@ and the single-LEA ``sis_db`` connection is not set at all: a listed LEA reads n
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 import time
@@ -178,7 +177,16 @@ def _homes(airflow_home: Path, root: Path, count: int) -> list[Path]:
     for i in range(count):
         home = root / f"airflow_home_{i}"
         home.mkdir()
-        shutil.copy(airflow_home / "airflow.db", home / "airflow.db")
+        # SQLite's backup, not a file copy: the metadata DB is in WAL mode (its last writes may be in the -wal
+        # file), and closing a plain file handle on it would drop this process's own SQLite locks on it (POSIX
+        # locks are per process), which left later reads of it here failing with "database disk image is
+        # malformed" while other processes wrote it.
+        src, dst = sqlite3.connect(airflow_home / "airflow.db"), sqlite3.connect(home / "airflow.db")
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
         homes.append(home)
     return homes
 
