@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import os
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -39,21 +41,38 @@ def require_postgres() -> None:
         pytest.skip("PostgreSQL not reachable (set CI=1 to make this a failure)")
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test; its URL; dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "calpads_test") -> Iterator[str]:
+    """A new PostgreSQL database (skips without PostgreSQL); its URL; dropped on exit."""
     require_postgres()
-    name = f"calpads_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        yield url
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def sqlite_frame(path: Path, sql: str) -> pd.DataFrame:
+    """A query's rows from a SQLite file (a generated SIS, a store) as pandas."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return pd.read_sql_query(sql, con)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test; its URL; dropped afterwards."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -109,14 +109,9 @@ class LeaConfig:
 
     def recipients(self, roles: Iterable[str] = ()) -> tuple[str, ...]:
         """The LEA's own addresses for these roles (none: the team); a blank role falls back to the team."""
-        team = tuple(self.emails.get("team", ()))
-        roles = tuple(roles)
-        if not roles:
-            return team
-        out: list[str] = []
-        for role in roles:
-            out += list(self.emails.get(role, ())) or list(team)
-        return tuple(dict.fromkeys(out))
+        from calpads.alerts.roles import addresses_for
+
+        return tuple(addresses_for(roles, self.emails.get("team", ()), lambda role: self.emails.get(role, ())))
 
     def cron(self, key: str) -> str | None:
         """The LEA's own cron for a file type (SPRG) or one of its other DAGs (DAG_SCHEDULE_KEYS: sis_pull, ...)."""

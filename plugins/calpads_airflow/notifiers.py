@@ -6,7 +6,7 @@ import logging
 
 from airflow.sdk import BaseNotifier
 
-from calpads.alerts.roles import ROLE_VARIABLES
+from calpads.alerts.roles import ROLE_VARIABLES, addresses_for
 from calpads.alerts.roles import TEAM_VARIABLE as RECIPIENTS_VARIABLE
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,8 @@ def recipients(roles: tuple[str, ...] = (), lea_code: str | None = None) -> list
     def split(raw: str) -> list[str]:
         return [a.strip() for a in (raw or "").split(",") if a.strip()]
 
-    team = split(Variable.get(RECIPIENTS_VARIABLE, default=""))
-    if not roles:
-        return team
-    out: list[str] = []
-    for role in roles:
-        out += split(Variable.get(ROLE_VARIABLES[role], default="")) or team
-    return list(dict.fromkeys(out))
+    return addresses_for(roles, split(Variable.get(RECIPIENTS_VARIABLE, default="")),
+                         lambda role: split(Variable.get(ROLE_VARIABLES[role], default="")))
 
 
 def send(subject: str, html_content: str, conn_id: str = "smtp_default", roles: tuple[str, ...] = (),

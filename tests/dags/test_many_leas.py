@@ -23,7 +23,6 @@ import json
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PG_ADMIN_URL, require_postgres
+from tests.conftest import fresh_pg_database
 from tests.dags.dagrun import DagRunRequest, DagRunResult, project_env, run_dags
 from tests.integration.many_leas import (
     ALDER,
@@ -131,17 +130,8 @@ def owned(sis) -> dict[str, SisIds]:
 @pytest.fixture(scope="module")
 def shared_store() -> Iterator[str]:
     """One calpads_store database on PostgreSQL for every LEA (rows scoped by LEA)."""
-    require_postgres()
-    name = f"calpads_leas_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with fresh_pg_database("calpads_leas") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

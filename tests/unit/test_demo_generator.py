@@ -24,6 +24,7 @@ from calpads.demo.planting import KINDS, SENR_KINDS
 from calpads.extracts.sprg import extract_sprg
 from calpads.layouts import code_set, load_layout
 from calpads.run_scope import RunScope
+from tests.conftest import sqlite_frame
 
 YEAR = "2025-2026"
 TODAY = date(2026, 6, 30)
@@ -39,14 +40,6 @@ def _dump(path: Path) -> dict[str, list[tuple]]:
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
         return {t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}  # noqa: S608
-    finally:
-        con.close()
-
-
-def _frame(path: Path, sql: str) -> pd.DataFrame:
-    con = sqlite3.connect(path)
-    try:
-        return pd.read_sql_query(sql, con)
     finally:
         con.close()
 
@@ -110,7 +103,7 @@ def _scope(submission: str) -> RunScope:
 
 
 def _truth_ids(path: Path) -> pd.DataFrame:
-    t = _frame(path, "SELECT STUDENTID, PROGRAM_ID, SERVICECODE, KIND, RULE_ID FROM DEMO_PLANTED_VIOLATIONS")
+    t = sqlite_frame(path, "SELECT STUDENTID, PROGRAM_ID, SERVICECODE, KIND, RULE_ID FROM DEMO_PLANTED_VIOLATIONS")
     t["local_record_id"] = (t["STUDENTID"].astype(str) + "." + t["PROGRAM_ID"].astype(str)
                             + t["SERVICECODE"].map(lambda s: f".{s}" if isinstance(s, str) else ""))
     return t
@@ -155,15 +148,15 @@ def test_attendance_and_afterschool_switches_do_not_change_other_tables(tmp_path
 # --- counts and realism ---------------------------------------------------------------------------------
 
 def test_district_shape(clean_db):
-    schools = _frame(clean_db, "SELECT * FROM SCHOOLS")
+    schools = sqlite_frame(clean_db, "SELECT * FROM SCHOOLS")
     assert len(schools) == 10 and schools["STATE_EXCLUDEFROMREPORTING"].sum() == 1   # 5 E + 2 M + 2 H + 1
     assert schools["ALTERNATE_SCHOOL_NUMBER"].str.fullmatch(r"\d{7}").all()
     assert schools["ALTERNATE_SCHOOL_NUMBER"].is_unique and schools["SUBDISTRICT"].nunique() >= 2
-    prefs = _frame(clean_db, "SELECT VALUE FROM PREFS WHERE NAME = 'districtnumber' AND SCHOOLID = 0")
+    prefs = sqlite_frame(clean_db, "SELECT VALUE FROM PREFS WHERE NAME = 'districtnumber' AND SCHOOLID = 0")
     assert len(prefs) == 1 and re.fullmatch(r"\d{7}", prefs["VALUE"][0])
-    terms = _frame(clean_db, "SELECT * FROM TERMS WHERE ISYEARREC = 1")
+    terms = sqlite_frame(clean_db, "SELECT * FROM TERMS WHERE ISYEARREC = 1")
     assert sorted(terms["SCHOOLID"]) == sorted(schools["SCHOOL_NUMBER"]) and set(terms["YEARID"]) == {35}
-    cal = _frame(clean_db, "SELECT * FROM CALENDAR_DAY")
+    cal = sqlite_frame(clean_db, "SELECT * FROM CALENDAR_DAY")
     per_school = cal.groupby("SCHOOLID").agg(days=("DATE_VALUE", "size"), first=("DATE_VALUE", "min"),
                                              last=("DATE_VALUE", "max"), insession=("INSESSION", "sum"))
     assert (per_school["days"] == 365).all() and (per_school["insession"] == 180).all()
@@ -180,7 +173,7 @@ def test_district_shape(clean_db):
 
 
 def test_student_population(clean_db):
-    st = _frame(clean_db, "SELECT * FROM STUDENTS")
+    st = sqlite_frame(clean_db, "SELECT * FROM STUDENTS")
     n = len(st)
     assert n == 1500 and st["ID"].is_unique and st["DCID"].is_unique and st["STUDENT_NUMBER"].is_unique
     assert set(st["GRADE_LEVEL"]) == set(range(-1, 13))
@@ -193,7 +186,7 @@ def test_student_population(clean_db):
     # Birth dates fit the grade: age on Sep 1 is grade + 5 (TK: 4), one year older when held back.
     age = (pd.Timestamp("2025-09-01") - pd.to_datetime(st["DOB"])).dt.days // 365.25
     assert ((age - st["GRADE_LEVEL"] - 5).isin([0, 1])).all()
-    x = _frame(clean_db, "SELECT s.GENDER, x.* FROM STUDENTS s JOIN S_CA_STU_X x ON x.STUDENTSDCID = s.DCID")
+    x = sqlite_frame(clean_db, "SELECT s.GENDER, x.* FROM STUDENTS s JOIN S_CA_STU_X x ON x.STUDENTSDCID = s.DCID")
     assert x.loc[x["GENDER"] == "X", "LEGALGENDER"].isin(["M", "F"]).all()
     assert (st["GENDER"] == "X").sum() == (x["GENDER"] == "X").sum()
     assert x["LEGALFIRSTNAME"].notna().sum() > 10 and x["LEGALLASTNAME"].notna().sum() > 10
@@ -201,7 +194,7 @@ def test_student_population(clean_db):
 
 
 def test_program_mix(clean_db):
-    progs = _frame(clean_db, "SELECT p.*, s.GRADE_LEVEL FROM S_CA_STU_CALPADSPROGRAMS_C p "
+    progs = sqlite_frame(clean_db, "SELECT p.*, s.GRADE_LEVEL FROM S_CA_STU_CALPADSPROGRAMS_C p "
                              "JOIN STUDENTS s ON s.DCID = p.STUDENTSDCID")
     counts = progs["PROGRAMCODE"].value_counts()
     for code in ("101", "108", "113", "122", "127", "135", "144", "162", "174", "180", "181", "182", "185", "190",
@@ -227,7 +220,7 @@ def test_program_mix(clean_db):
 # --- structural invariants ------------------------------------------------------------------------------
 
 def _enrollments(path: Path) -> pd.DataFrame:
-    return _frame(path, """
+    return sqlite_frame(path, """
         SELECT ID AS STUDENTID, DCID, SCHOOLID, ENTRYDATE, EXITDATE, ENROLL_STATUS FROM STUDENTS
         WHERE ENROLL_STATUS <> -1
         UNION ALL
@@ -237,7 +230,7 @@ def _enrollments(path: Path) -> pd.DataFrame:
 
 def _last_days(path: Path, enr: pd.DataFrame) -> pd.Series:
     """Last in-session day before the exclusive EXITDATE (the contract's enrollment last day)."""
-    cal = _frame(path, "SELECT SCHOOLID, DATE_VALUE FROM CALENDAR_DAY WHERE INSESSION = 1")
+    cal = sqlite_frame(path, "SELECT SCHOOLID, DATE_VALUE FROM CALENDAR_DAY WHERE INSESSION = 1")
     days = cal.groupby("SCHOOLID")["DATE_VALUE"].apply(sorted).to_dict()
     out = []
     for school, exit_ in zip(enr["SCHOOLID"], enr["EXITDATE"], strict=True):
@@ -260,14 +253,14 @@ def test_enrollments_are_consistent(db, request):
     prev_exit = ordered.groupby("STUDENTID")["EXITDATE"].shift()
     following = prev_exit.notna() | ordered.duplicated("STUDENTID")
     assert (ordered.loc[following, "ENTRYDATE"] >= prev_exit[following]).all()       # no overlaps
-    re_students = _frame(path, "SELECT STUDENTID FROM REENROLLMENTS")["STUDENTID"]
+    re_students = sqlite_frame(path, "SELECT STUDENTID FROM REENROLLMENTS")["STUDENTID"]
     assert len(re_students) > 10
     transfers = ordered[ordered["STUDENTID"].isin(re_students)]
     assert (transfers.groupby("STUDENTID")["SCHOOLID"].nunique() == 2).all()
 
 
 def _enrollment_codes(path: Path) -> pd.DataFrame:
-    return _frame(path, """
+    return sqlite_frame(path, """
         SELECT s.ID AS STUDENTID, s.SCHOOLID, s.ENTRYDATE, s.EXITDATE, s.GRADE_LEVEL, s.ENROLL_STATUS, 'S' AS SRC,
                s.ENROLLMENTSTATUS, s.EXITCODE, s.COMPLETIONSTATUS, s.RECEIVER_SCHOOL, s.UCCSU_REQS_MET,
                s.SCHOOLID AS NOW
@@ -295,16 +288,16 @@ def test_exits_carry_their_calpads_codes(clean_db):
     assert len(t165) and t165["RECEIVER_SCHOOL"].str.fullmatch(r"\d{7}").all()
     assert closed.loc[closed["EXITCODE"] != "T165", "RECEIVER_SCHOOL"].isna().all()
     # a transfer inside the district names the school the student moved to; one who left, a school outside it
-    cds = dict(zip(*_frame(clean_db, "SELECT SCHOOL_NUMBER, ALTERNATE_SCHOOL_NUMBER FROM SCHOOLS").values.T,
+    cds = dict(zip(*sqlite_frame(clean_db, "SELECT SCHOOL_NUMBER, ALTERNATE_SCHOOL_NUMBER FROM SCHOOLS").values.T,
                    strict=True))
     moved = t165[t165["SRC"] == "R"]
     assert len(moved) and (moved["RECEIVER_SCHOOL"] == moved["NOW"].map(cds)).all()
     assert not t165.loc[t165["SRC"] == "S", "RECEIVER_SCHOOL"].isin(list(cds.values())).any()
-    assert _frame(clean_db, "SELECT * FROM DEMO_PLANTED_SENR").empty
+    assert sqlite_frame(clean_db, "SELECT * FROM DEMO_PLANTED_SENR").empty
 
 
 def test_planted_senr_exit_errors_break_their_field(dirty_db):
-    truth = _frame(dirty_db, "SELECT * FROM DEMO_PLANTED_SENR")
+    truth = sqlite_frame(dirty_db, "SELECT * FROM DEMO_PLANTED_SENR")
     assert set(truth["KIND"]) == set(SENR_KINDS)
     assert (truth["RULE_ID"] == truth["KIND"].map(lambda k: SENR_KINDS[k].rule_id)).all()
     enr = _enrollment_codes(dirty_db).merge(truth, on=["STUDENTID", "SCHOOLID", "ENTRYDATE"])
@@ -318,9 +311,9 @@ def test_planted_senr_exit_errors_break_their_field(dirty_db):
 
 
 def _programs_with_truth(path: Path) -> pd.DataFrame:
-    progs = _frame(path, "SELECT p.*, s.ID AS STUDENTID, s.DOB FROM S_CA_STU_CALPADSPROGRAMS_C p "
+    progs = sqlite_frame(path, "SELECT p.*, s.ID AS STUDENTID, s.DOB FROM S_CA_STU_CALPADSPROGRAMS_C p "
                          "JOIN STUDENTS s ON s.DCID = p.STUDENTSDCID")
-    planted = _frame(path, "SELECT PROGRAM_ID, KIND FROM DEMO_PLANTED_VIOLATIONS")
+    planted = sqlite_frame(path, "SELECT PROGRAM_ID, KIND FROM DEMO_PLANTED_VIOLATIONS")
     return progs.merge(planted.drop_duplicates("PROGRAM_ID"), left_on="ID", right_on="PROGRAM_ID", how="left")
 
 
@@ -328,7 +321,7 @@ def _programs_with_truth(path: Path) -> pd.DataFrame:
 def test_clean_program_rows_sit_inside_enrollments(db, request):
     path = request.getfixturevalue(db)
     progs = _programs_with_truth(path)
-    schools = set(_frame(path, "SELECT SCHOOL_NUMBER FROM SCHOOLS")["SCHOOL_NUMBER"])
+    schools = set(sqlite_frame(path, "SELECT SCHOOL_NUMBER FROM SCHOOLS")["SCHOOL_NUMBER"])
     assert progs["SCHOOLID"].isin(schools).all()
     clean = progs[progs["KIND"].isna()].reset_index(drop=True)
     if db == "clean_db":
@@ -357,7 +350,7 @@ def test_title_one_programs_have_services_in_the_year(db, request):
     progs = _programs_with_truth(path)
     t1 = progs[progs["PROGRAMCODE"] == "122"]
     assert len(t1) > 10
-    svc = _frame(path, "SELECT * FROM S_CA_CALPADS_STUDENTSERVICES_C")
+    svc = sqlite_frame(path, "SELECT * FROM S_CA_CALPADS_STUDENTSERVICES_C")
     m = t1.merge(svc, on=["STUDENTSDCID", "SCHOOLID"])
     assert set(m["ID_x"]) == set(t1["ID"])
     in_year = m[m["SERVICEDATE"].between("2025-07-01", "2026-06-30")]
@@ -365,23 +358,23 @@ def test_title_one_programs_have_services_in_the_year(db, request):
     clean = m[m["KIND"].isna()]
     assert clean["SERVICECODE"].isin([f"{i:02d}" for i in range(5, 14)]).all()
     assert (clean["SERVICEDATE"] >= clean["PROGRAMSTARTDATE"]).all()
-    cal = _frame(path, "SELECT SCHOOLID, DATE_VALUE AS SERVICEDATE, INSESSION FROM CALENDAR_DAY")
+    cal = sqlite_frame(path, "SELECT SCHOOLID, DATE_VALUE AS SERVICEDATE, INSESSION FROM CALENDAR_DAY")
     assert (svc.merge(cal, on=["SCHOOLID", "SERVICEDATE"])["INSESSION"] == 1).all()
 
 
 def test_attendance_codes_and_absence_rate(clean_db):
-    codes = _frame(clean_db, "SELECT * FROM ATTENDANCE_CODE")
+    codes = sqlite_frame(clean_db, "SELECT * FROM ATTENDANCE_CODE")
     assert set(codes["CALPADS_CATEGORY"]) == {"EXCUSED", "UNEXCUSED", "OUT_OF_SCHOOL_SUSPENSION",
                                               "IN_SCHOOL_SUSPENSION", "INDEPENDENT_STUDY", "PRESENT"}
     assert codes.groupby("SCHOOLID").size().nunique() == 1
-    att = _frame(clean_db, "SELECT a.*, c.PRESENCE_STATUS_CD, c.SCHOOLID AS CODE_SCHOOL, d.INSESSION "
+    att = sqlite_frame(clean_db, "SELECT a.*, c.PRESENCE_STATUS_CD, c.SCHOOLID AS CODE_SCHOOL, d.INSESSION "
                            "FROM ATTENDANCE a JOIN ATTENDANCE_CODE c ON c.ID = a.ATTENDANCE_CODEID "
                            "JOIN CALENDAR_DAY d ON d.SCHOOLID = a.SCHOOLID AND d.DATE_VALUE = a.ATT_DATE")
     assert (att["CODE_SCHOOL"] == att["SCHOOLID"]).all() and (att["INSESSION"] == 1).all()
     assert not att.duplicated(["STUDENTID", "ATT_DATE"]).any()
     enr = _enrollments(clean_db)
     student_days = 0
-    cal = _frame(clean_db, "SELECT SCHOOLID, DATE_VALUE FROM CALENDAR_DAY WHERE INSESSION = 1")
+    cal = sqlite_frame(clean_db, "SELECT SCHOOLID, DATE_VALUE FROM CALENDAR_DAY WHERE INSESSION = 1")
     for school, group in enr.groupby("SCHOOLID"):
         days = cal.loc[cal["SCHOOLID"] == school, "DATE_VALUE"].to_numpy()
         for entry, exit_ in zip(group["ENTRYDATE"], group["EXITDATE"].fillna("9999"), strict=True):
@@ -418,7 +411,7 @@ def test_planted_violations_fire_exactly_their_rule(dirty_db):
         assert got == sorted(zip(expected["local_record_id"], expected["RULE_ID"], strict=True))
         seen |= set(expected["KIND"])
     assert seen == set(KINDS)                       # every kind survives selection in EOY 2 or Fall 1
-    assert len(truth) == len(_frame(dirty_db, "SELECT DISTINCT STUDENTID FROM DEMO_PLANTED_VIOLATIONS"))
+    assert len(truth) == len(sqlite_frame(dirty_db, "SELECT DISTINCT STUDENTID FROM DEMO_PLANTED_VIOLATIONS"))
 
 
 # --- CLI ------------------------------------------------------------------------------------------------
@@ -433,7 +426,7 @@ def test_cli_writes_summary_afterschool_exports_and_refuses_to_overwrite(tmp_pat
 
     summary = json.loads(captured.out)
     assert summary["students"] == 300 and sum(summary["planted"].values()) == len(KINDS)
-    names = set(_frame(tmp_path / "sis.db", "SELECT FIRST_NAME FROM STUDENTS")["FIRST_NAME"])
+    names = set(sqlite_frame(tmp_path / "sis.db", "SELECT FIRST_NAME FROM STUDENTS")["FIRST_NAME"])
     assert all(line.startswith("demo district:") for line in captured.err.splitlines())
     assert not any(name in captured.err for name in names)
 
@@ -445,11 +438,11 @@ def test_cli_writes_summary_afterschool_exports_and_refuses_to_overwrite(tmp_pat
     assert list(reg[0]) == ["student_number", "ssid", "program", "registration_date"]
     assert {r["program"] for r in att} == {"ELO-P", "ASES", "21CCLC", "AR"}
     assert all(int(r["minutes"]) > 0 and re.fullmatch(r"\d{7}", r["school_code"]) for r in att)
-    known = set(_frame(tmp_path / "sis.db", "SELECT STUDENT_NUMBER FROM STUDENTS")["STUDENT_NUMBER"])
+    known = set(sqlite_frame(tmp_path / "sis.db", "SELECT STUDENT_NUMBER FROM STUDENTS")["STUDENT_NUMBER"])
     assert sum(r["student_number"] not in known for r in att) == 2
     assert any(date.fromisoformat(r["session_date"]).weekday() == 5 for r in att)
     assert {r["student_number"] for r in reg} <= known and len(reg) > 10
 
     assert cli_main(["--url", url, "--students", "50"]) == 2          # tables exist, no --replace
     assert cli_main(["--url", url, "--students", "50", "--replace", "--no-attendance"]) == 0
-    assert len(_frame(tmp_path / "sis.db", "SELECT ID FROM STUDENTS")) == 50
+    assert len(sqlite_frame(tmp_path / "sis.db", "SELECT ID FROM STUDENTS")) == 50

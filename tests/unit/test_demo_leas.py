@@ -17,6 +17,7 @@ from calpads.demo.cli import main as cli_main
 from calpads.demo.generator import generate_district
 from calpads.extracts.sprg import extract_sprg
 from calpads.run_scope import RunScope
+from tests.conftest import sqlite_frame
 from tests.unit.test_demo_generator import rule_failures
 
 YEAR = "2025-2026"
@@ -44,14 +45,6 @@ def _digest(db: Path, afterschool: Path) -> str:
     return h.hexdigest()
 
 
-def _frame(path: Path, sql: str) -> pd.DataFrame:
-    con = sqlite3.connect(path)
-    try:
-        return pd.read_sql_query(sql, con)
-    finally:
-        con.close()
-
-
 def _generate(path: Path, **kwargs) -> Path:
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
@@ -76,11 +69,11 @@ def two_leas(tmp_path_factory) -> dict[str, Path]:
 
 
 def _sis(path: Path) -> dict[str, set]:
-    st = _frame(path, "SELECT STUDENT_NUMBER, STATE_STUDENTNUMBER FROM STUDENTS")
-    return {"lea": set(_frame(path, "SELECT VALUE FROM PREFS WHERE NAME = 'districtnumber'")["VALUE"]),
-            "schools": set(_frame(path, "SELECT ALTERNATE_SCHOOL_NUMBER FROM SCHOOLS")["ALTERNATE_SCHOOL_NUMBER"]),
+    st = sqlite_frame(path, "SELECT STUDENT_NUMBER, STATE_STUDENTNUMBER FROM STUDENTS")
+    return {"lea": set(sqlite_frame(path, "SELECT VALUE FROM PREFS WHERE NAME = 'districtnumber'")["VALUE"]),
+            "schools": set(sqlite_frame(path, "SELECT ALTERNATE_SCHOOL_NUMBER AS code FROM SCHOOLS")["code"]),
             "numbers": set(st["STUDENT_NUMBER"]), "ssids": set(st["STATE_STUDENTNUMBER"].dropna()),
-            "dsea": set(_frame(path, "SELECT DISTSPEDACCOUNTABILITY FROM S_CA_STU_CALPADSPROGRAMS_C "
+            "dsea": set(sqlite_frame(path, "SELECT DISTSPEDACCOUNTABILITY FROM S_CA_STU_CALPADSPROGRAMS_C "
                                      "WHERE DISTSPEDACCOUNTABILITY IS NOT NULL")["DISTSPEDACCOUNTABILITY"])}
 
 
