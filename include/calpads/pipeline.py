@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -119,27 +120,24 @@ def _record_chunks(ctx: RunContext, name: str) -> Iterator[pd.DataFrame]:
 
 def _split_work_file(ctx: RunContext, name: str, held: np.ndarray, kept_name: str,
                      held_name: str) -> tuple[int, int]:
-    """The rows of a work file in two work files, in their order: those not ``held`` and those ``held``, as
-    ``_to_parquet`` of each part of the whole frame would write them; read and written a chunk at a time."""
+    """The rows of a work file in two work files, in their order and with its schema: those not ``held`` and
+    those ``held``; read, filtered and written as Arrow a chunk at a time (no pandas round trip)."""
+    from calpads.quality.gate import CHUNK_ROWS
+
     counts = [0, 0]
     with failing_part(WorkFolderError, f"The work files {kept_name}, {held_name} could not be written"):
-        with replacing(ctx.path(kept_name)) as kept_fh, replacing(ctx.path(held_name)) as held_fh:
-            writers: list[pq.ParquetWriter | None] = [None, None]
-            schema = None
+        source = pq.ParquetFile(ctx.path(name))
+        with replacing(ctx.path(kept_name)) as kept_fh, replacing(ctx.path(held_name)) as held_fh, \
+                pq.ParquetWriter(kept_fh, source.schema_arrow) as kept, \
+                pq.ParquetWriter(held_fh, source.schema_arrow) as held_back:
             at = 0
-            for chunk in _record_chunks(ctx, name):
-                mask = held[at:at + len(chunk)]
-                at += len(chunk)
-                for i, (part, fh) in enumerate(((chunk[~mask], kept_fh), (chunk[mask], held_fh))):
-                    table = pa.Table.from_pandas(part.reset_index(drop=True), schema=schema, preserve_index=False)
-                    schema = table.schema
-                    if writers[i] is None:
-                        writers[i] = pq.ParquetWriter(fh, schema)
-                    writers[i].write_table(table)
-                    counts[i] += len(part)
-            for w in writers:
-                if w is not None:
-                    w.close()
+            for batch in source.iter_batches(batch_size=CHUNK_ROWS):
+                mask = pa.array(held[at:at + batch.num_rows])
+                at += batch.num_rows
+                for i, (part, writer) in enumerate(((batch.filter(pc.invert(mask)), kept),
+                                                    (batch.filter(mask), held_back))):
+                    writer.write_batch(part)
+                    counts[i] += part.num_rows
     return counts[0], counts[1]
 
 

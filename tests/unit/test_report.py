@@ -146,3 +146,28 @@ def test_changes_since_the_last_run_verdict_files_and_run_link(gated, tmp_path: 
     plain = (tmp_path / "plain")
     write_report(gated, plain, run_id="manual__y", record_type="SPRG")
     assert "Changes since the last run" not in (plain / "index.html").read_text()
+
+
+def test_held_back_listing_groups_as_pandas_does_with_blank_schools_and_students() -> None:
+    """The one-pass grouping of the held-back listing gives pandas' groups: by school then student, blanks
+    last and together, each student's rows in order, each school's count over every finding."""
+    import pandas as pd
+
+    from calpads.quality.report import LISTING_LIMIT, _grouped_errors
+
+    rows = [("0000002", "S2", "r3", "RULE-B"), (None, "S9", "r9", "RULE-A"), ("0000001", None, "r5", "RULE-A"),
+            ("0000001", "S1", "r2", "RULE-B"), ("0000001", "S1", "r1", "RULE-A"), (None, None, "r8", "RULE-A"),
+            ("0000002", "S3", "r4", "RULE-A"), ("0000001", None, "r6", "RULE-C")]
+    part = pd.DataFrame(rows, columns=["school_of_attendance", "local_student_id", "local_record_id", "rule_id"])
+    got = _grouped_errors(part, {"0000001": "First School"})
+    shown = part.sort_values(["school_of_attendance", "local_student_id", "local_record_id", "rule_id"],
+                             kind="stable", na_position="last").head(LISTING_LIMIT)
+    expected = [(("" if pd.isna(code) else code),
+                 [("nan" if pd.isna(sid) else sid, list(rows["local_record_id"]))
+                  for sid, rows in by_school.groupby("local_student_id", sort=False, dropna=False)])
+                for code, by_school in shown.groupby("school_of_attendance", sort=False, dropna=False)]
+    assert [(s["code"], [("nan" if pd.isna(st["id"]) else st["id"], [r.local_record_id for r in st["rows"]])
+                         for st in s["students"]]) for s in got["schools"]] == expected
+    assert [s["code"] for s in got["schools"]] == ["0000001", "0000002", ""]
+    assert [s["findings"] for s in got["schools"]] == [4, 2, 2]
+    assert got["schools"][0]["name"] == "First School" and got["findings"] == 8 and got["students"] == 4

@@ -99,11 +99,18 @@ def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> 
 def _blank_to_none(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.StringDtype):   # text as Parquet hands it: tested in place, no conversion
         blank = (values.isna() | values.str.strip().eq("")).fillna(True).to_numpy(dtype=bool)
-        return pd.Series(np.where(blank, None, values.to_numpy(dtype=object)), index=values.index, dtype=object)
+        return pd.Series(np.where(blank, None, _distinct_objects(values)), index=values.index, dtype=object)
     s = values.astype("object")
     text = s.astype("string")
     blank = s.isna() | text.str.strip().eq("").fillna(True)
     return s.where(~blank, None)
+
+
+def _distinct_objects(values: pd.Series) -> np.ndarray:
+    """The values as Python objects, one object per distinct value (missing: None). A chunk's text columns
+    repeat a few codes on every row: one str per row would cost hundreds of MB per chunk of records."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.append(np.asarray(uniques, dtype=object), None)[codes]
 
 
 _dates = calpads_dates
@@ -204,7 +211,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     for chunk in chunks:
         frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
         if row_wise is not None:
-            answers.append(_validate(record_type, frame, row_wise.suite, suite, context_root))
+            answers.append(_validate(record_type, frame, row_wise.suite, context_root))
             if len(answers) > 1:   # GX's answer names its batch, data included: the merged answer keeps the first's
                 answers[-1].meta = {}
             parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
@@ -216,7 +223,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     if whole is not None:
         frame = pd.concat(narrow, ignore_index=True) if len(narrow) > 1 else narrow[0]
         del narrow
-        whole_answer = _validate(record_type, frame, whole.suite, suite, context_root)
+        whole_answer = _validate(record_type, frame, whole.suite, context_root)
         parts.append(_finding_rows(whole_answer, frame, pii, positions(whole_answer, whole)))
         del frame
     result = merge(answers, row_wise, whole_answer, whole, suite, RESULT_FORMAT)
@@ -242,11 +249,12 @@ def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _validate(record_type: str, frame: pd.DataFrame, rules: Any, suite: Any, context_root: Path | None) -> Any:
-    # GX copies the frame for every filtered rule: hand it only the columns the rules read, as categoricals (which
-    # columns may be categoricals is decided on the whole suite, as when it is validated in one piece).
+def _validate(record_type: str, frame: pd.DataFrame, rules: Any, context_root: Path | None) -> Any:
+    # GX copies the frame for every filtered rule: hand it only the columns the rules read, as categoricals where
+    # every one of these rules reads the column by equality, membership, null or text tests (in chunks, a key
+    # column of the duplicate-key rule is a categorical for the row-wise rules: their answers are the same).
     used = suite_columns(rules)
-    batch = _batch(record_type, compact_frame(frame[[c for c in frame.columns if c in used or c == ROW]], suite),
+    batch = _batch(record_type, compact_frame(frame[[c for c in frame.columns if c in used or c == ROW]], rules),
                    context_root)
     with warnings.catch_warnings():
         # GX runs regexes through str.contains; a back-reference needs a group, which pandas warns about.
