@@ -10,4 +10,5 @@ echo "== ruff"
 echo "== pytest"
 # Two workers: most of the time goes to real `airflow dags test` subprocesses, one core each.
 # --dist loadfile keeps a module's fixtures (e.g. a generated district) in one worker.
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
+# --durations: the slowest tests at the end of the output, to keep the suite's time in view.
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
