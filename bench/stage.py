@@ -9,9 +9,9 @@
 
 Prints one JSON line on stdout: ``seconds`` (the stage call alone), ``import_seconds`` (imports, GX's context
 and suites, for the gate and for the extract's staging gate: what every task pays before its work),
-``peak_rss_mb`` (this process's own peak resident set since its exec: Linux's VmHWM, see ``peak_rss_mb``), ``records`` (the stage's count) and ``cpu_seconds`` (this
-process's CPU time in the stage call: steadier than wall time on a shared, loaded machine, but blind to
-waiting on the database).
+``peak_rss_mb`` (this process's own peak resident set since its exec: Linux's VmHWM, see ``peak_rss_mb``),
+``records`` (the stage's count) and ``cpu_seconds`` (this process's CPU time in the stage call: steadier than
+wall time on a shared, loaded machine, but blind to waiting on the database).
 """
 
 from __future__ import annotations
