@@ -86,10 +86,10 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
     reg = staged.registrations.astype({"student_id": "int64"})
     reg = reg.merge(ids[["student_id", "ssid"]], on="student_id", how="left", indicator=True)
     # not in the pull: calpads.extracts.not_extracted.explain_unknown_students looks up why (excluded, no enrollment)
-    held.append(_held(reg[reg["_merge"] == "left_only"], f"registration(s) for {ne.UNKNOWN}"))
+    held.append(ne.afterschool_rows(reg[reg["_merge"] == "left_only"], f"registration(s) for {ne.UNKNOWN}"))
     reg = reg[reg["_merge"] == "both"]
     no_ssid = reg["ssid"].isna() | (reg["ssid"].astype(str).str.strip() == "")
-    held.append(_held(reg[no_ssid], "registration(s) for a student without an SSID in the SIS"))
+    held.append(ne.afterschool_rows(reg[no_ssid], "registration(s) for a student without an SSID in the SIS"))
     registered = set(reg.loc[~no_ssid, "student_id"])
 
     sessions = staged.sessions[staged.sessions["program"].isin(EXPANDED_LEARNING_PROGRAMS)]
@@ -97,7 +97,7 @@ def build_leap(pull: EnrollmentPull, staged: Staged, scope: RunScope,
                                session_day=pd.to_datetime(sessions["session_date"], format="%Y-%m-%d"))
     unregistered = sessions[~sessions["student_id"].isin(registered)
                             & ~sessions["student_id"].isin(reg.loc[no_ssid, "student_id"])]
-    held.append(_held(unregistered, "expanded-learning session(s) without a registration (not reported)"))
+    held.append(ne.afterschool_rows(unregistered, "expanded-learning session(s) without a registration (not reported)"))
     days = sessions[sessions["student_id"].isin(registered)][["student_id", "session_day"]].drop_duplicates()
 
     counts = days.groupby("student_id").size()
@@ -162,12 +162,3 @@ def school_day_report(days: pd.DataFrame, records: pd.DataFrame, pull: Enrollmen
         "elp_days_absent_from_school": n_away.to_numpy(),
         "elp_days_not_a_school_day": (n_total - n_school).to_numpy(),
     })
-
-
-def _held(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
-    """One report row per student number with a count (no SSIDs, names or dates)."""
-    if rows.empty:
-        return pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)
-    n = rows.groupby("student_number").size()
-    return pd.DataFrame({"local_record_id": "afterschool." + n.index.astype(str), "local_student_id": n.index,
-                         "school_of_attendance": None, "reason": [f"{k} {reason}" for k in n.to_numpy()]})

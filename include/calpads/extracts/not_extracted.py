@@ -173,3 +173,13 @@ def explain_unknown_students(status_of: Callable[[list[str]], pd.DataFrame],
                     else f"{text}; the number is of {UNKNOWN_BECAUSE[key]}")
             out.iloc[i, out.columns.get_loc("reason")] = text
     return out
+
+
+def afterschool_rows(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """The afterschool rows a builder left out (LEAP registrations and sessions, STAS attendance recovery), one
+    report row per student number with their count ("<n> <reason>"): no SSIDs, names or dates."""
+    if rows.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    n = rows.groupby("student_number").size()
+    return pd.DataFrame({"local_record_id": "afterschool." + n.index.astype(str), "local_student_id": n.index,
+                         "school_of_attendance": None, "reason": [f"{k} {reason}" for k in n.to_numpy()]})

@@ -305,8 +305,8 @@ def attendance_recovery_days(sessions: pd.DataFrame, per: pd.DataFrame, enr: pd.
     no_record = s[~s["student_id"].isin(reported)]
     s = s[s["student_id"].isin(reported)]
     unmatched = pd.concat([
-        _unmatched(unknown, "attendance recovery sessions for a student the SIS does not know"),
-        _unmatched(no_record, "attendance recovery sessions for a student with no STAS record in the range"),
+        ne.afterschool_rows(unknown, "attendance recovery sessions for a student the SIS does not know"),
+        ne.afterschool_rows(no_record, "attendance recovery sessions for a student with no STAS record in the range"),
     ], ignore_index=True)
     empty = pd.DataFrame({"student_id": pd.Series(dtype="int64"), "schoolid": pd.Series(dtype="int64"),
                           "ar_days": pd.Series(dtype="int64")})
@@ -339,12 +339,3 @@ def attendance_recovery_days(sessions: pd.DataFrame, per: pd.DataFrame, enr: pd.
     before = at_school.groupby("student_id")["capped"].cumsum() - at_school["capped"]
     at_school["ar_days"] = np.clip(max_days - before, 0, None).combine(at_school["capped"], min)
     return at_school[["student_id", "schoolid", "ar_days"]].astype("int64"), unmatched
-
-
-def _unmatched(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
-    """One report row per student number (a count, no dates: the report shows what to look up)."""
-    if rows.empty:
-        return pd.DataFrame(columns=NOT_EXTRACTED_COLUMNS)
-    n = rows.groupby("student_number").size()
-    return pd.DataFrame({"local_record_id": "afterschool." + n.index.astype(str), "local_student_id": n.index,
-                         "school_of_attendance": None, "reason": [f"{k} {reason}" for k in n.to_numpy()]})

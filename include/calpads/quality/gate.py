@@ -338,25 +338,14 @@ def compact_frame(frame: pd.DataFrame, suite: Any) -> pd.DataFrame:
     converted; columns that a pair rule, an ordering comparison or any other expectation reads
     stay as they are (an unordered categorical cannot be ordered or compared across columns)."""
     keep: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "comparison" and node.get("operator") not in CATEGORY_SAFE_OPERATORS:
-                keep.add(str((node.get("column") or {}).get("name")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
     for e in suite.expectations:
         cfg = e.configuration
         kw = cfg.kwargs
         if cfg.type not in CATEGORY_SAFE_TYPES:
             keep.update(str(kw[k]) for k in ("column", "column_A", "column_B") if kw.get(k))
             keep.update(kw.get("column_list") or [])
-        cond = kw.get("row_condition")
-        walk(cond.dict() if hasattr(cond, "dict") else cond)
+        keep.update(str((node.get("column") or {}).get("name")) for node in _condition_nodes(kw)
+                    if node.get("type") == "comparison" and node.get("operator") not in CATEGORY_SAFE_OPERATORS)
     out = frame.copy(deep=False)
     for c in frame.columns:
         if frame[c].dtype == object and c not in keep:
@@ -375,25 +364,26 @@ def _categorical(values: pd.Series) -> pd.Categorical:
 def suite_columns(suite: Any) -> set[str]:
     """Every column an expectation or its row_condition reads."""
     used: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("column"), dict) and "name" in node["column"]:
-                used.add(node["column"]["name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
     for e in suite.expectations:
-        cfg = e.configuration
-        kw = cfg.kwargs
+        kw = e.configuration.kwargs
         used.update(str(kw[k]) for k in ("column", "column_A", "column_B") if kw.get(k))
         used.update(kw.get("column_list") or [])
-        cond = kw.get("row_condition")
-        walk(cond.dict() if hasattr(cond, "dict") else cond)
+        used.update(node["column"]["name"] for node in _condition_nodes(kw)
+                    if isinstance(node.get("column"), dict) and "name" in node["column"])
     return used
+
+
+def _condition_nodes(kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every node (a dict) of an expectation's ``row_condition`` tree."""
+    cond = kwargs.get("row_condition")
+    stack = [cond.dict() if hasattr(cond, "dict") else cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _raised(info: Any) -> bool:
