@@ -305,8 +305,9 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     t0 = time.perf_counter()
     layout = ctx.layout
     ctx.path(DIFFED).unlink(missing_ok=True)   # a blocked attempt must not leave an earlier attempt's records
-    publishable = pd.read_parquet(ctx.path(PUBLISHABLE))
-    held_back = pd.read_parquet(ctx.path(HELD_BACK))
+    # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
+    publishable = pd.read_parquet(ctx.path(PUBLISHABLE), columns=layout.columns)
+    held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
