@@ -83,10 +83,8 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
         else:
             enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
         del pulled, records, group
-    table = pa.concat_tables(tables)
-    del tables
-    records = _sorted(table, layout)
-    del table
+        pa.default_memory_pool().release_unused()   # the group's freed Arrow memory back to the system
+    records = _sorted(tables, layout)
     if len(ne_groups) == 1:
         not_extracted = _not_extracted_frame(ne_groups[0])
     else:   # reason by reason, in the staged order of the program rows (a program's rows are in one group)
@@ -110,18 +108,33 @@ def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
 
 def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     records, not_extracted = _unsorted(pull, scope)
-    frame = _sorted(records, load_layout("SPRG")).to_pandas()
+    frame = _sorted([records], load_layout("SPRG")).to_pandas()
     return SprgBuild(frame.astype("object").where(frame.notna(), None), _not_extracted_frame(not_extracted))
 
 
-def _sorted(records: pa.Table, layout: Layout) -> pa.Table:
-    """The records in the layout's sort order (calpads.extracts.common.sort_order), a column with no value at all
-    typed null: the table that pandas' ``to_parquet`` of the records as an object frame wrote."""
-    ordered = records.take(sort_order({k: records[k] for k in layout.sort_by}, list(layout.sort_by)))
-    for i, col in enumerate(ordered.columns):
-        if col.null_count == len(col) and col.type != pa.null():
-            ordered = ordered.set_column(i, ordered.field(i).with_type(pa.null()), pa.nulls(len(col)))
-    return ordered
+def _sorted(groups: list[pa.Table], layout: Layout) -> pa.Table:
+    """The records of every group (the list is emptied) as one table in the layout's sort order
+    (calpads.extracts.common.sort_order), text as large_string and a column with no value at all typed null:
+    the table that pandas' ``to_parquet`` of the records as an object frame wrote. Sorted a column at a time,
+    each group column let go once sorted: the records are held about once, not twice."""
+    names = groups[0].column_names
+    columns: list[pa.ChunkedArray | None] = [
+        pa.chunked_array([chunk for g in groups for chunk in g.column(i).chunks], groups[0].field(i).type)
+        for i in range(len(names))]
+    groups.clear()
+    keys = list(layout.sort_by)
+    order = sort_order({k: columns[names.index(k)] for k in keys}, keys)
+    fields, arrays = [], []
+    for i, name in enumerate(names):
+        col, columns[i] = columns[i], None
+        if col.null_count == len(col):
+            fields.append(pa.field(name, pa.null()))
+            arrays.append(pa.nulls(len(col)))
+        else:
+            fields.append(pa.field(name, pa.large_string()))
+            arrays.append(pc.cast(col.combine_chunks().take(order), pa.large_string()))
+        del col
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _not_extracted_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -270,10 +283,10 @@ def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pa.Table, list[pd.DataFr
 def _text(values: pd.Series | str | None, rows: int) -> pa.Array:
     """A record column as Arrow text: a Series' values (null for None/NaN) or one value (None: null) on every row."""
     if values is None:
-        return pa.nulls(rows, pa.large_string())
+        return pa.nulls(rows, pa.string())
     if isinstance(values, str):
-        return pa.array(np.full(rows, values, dtype=object), pa.large_string())
-    return pa.array(values, pa.large_string(), from_pandas=True)
+        return pa.array(np.full(rows, values, dtype=object), pa.string())
+    return pa.array(values, pa.string(), from_pandas=True)
 
 
 def _yes_no(flags: pd.Series) -> np.ndarray:
