@@ -83,7 +83,6 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
         else:
             enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
         del pulled, records, group
-        pa.default_memory_pool().release_unused()   # the group's freed Arrow memory back to the system
     records = _sorted(tables, layout)
     if len(ne_groups) == 1:
         not_extracted = _not_extracted_frame(ne_groups[0])
