@@ -93,10 +93,14 @@ def _write_private(path: Path, data: bytes) -> None:
         write_private(path, data)
 
 
-def _to_parquet(df: pd.DataFrame, path: Path) -> None:
+def _to_parquet(df: pd.DataFrame | pa.Table, path: Path) -> None:
+    """A frame (without its index), or an Arrow table (a builder's records) as it is."""
     with failing_part(WorkFolderError, f"The work file {path} could not be written"):
         with replacing(path) as fh:
-            df.to_parquet(fh, index=False)
+            if isinstance(df, pa.Table):
+                pq.write_table(df, fh)
+            else:
+                df.to_parquet(fh, index=False)
 
 
 def _row_count(ctx: RunContext, name: str) -> int:

@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from calpads.extracts import not_extracted as ne
-from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_order, sort_records, to_datetime
+from calpads.extracts.common import blank_to_none, ccyymmdd, program_set, sort_order, to_datetime
 from calpads.extracts.enrollment import enrollment_last_days, in_report_range  # shared with SENR/STAS
-from calpads.layouts import load_layout
+from calpads.layouts import Layout, load_layout
 from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull
 from calpads.staging.contract import ENROLLMENT_TABLES, PROGRAMS, SERVICES
@@ -75,7 +75,7 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     for group in staged.student_groups(TABLES, per_group):
         pulled = sprg_pull(group, scope, codes)
         records, ne_parts = _unsorted(pulled, scope)
-        tables.append(pa.Table.from_pandas(records, preserve_index=False))
+        tables.append(records)
         ne_groups.append(ne_parts)
         lea, schools = pulled.lea, [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
         if pulled.enrolled_students is None or enrolled is None:
@@ -83,12 +83,7 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
         else:
             enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
         del pulled, records, group
-    table = pa.concat_tables(tables, promote_options="default")
-    del tables
-    ordered = table.take(sort_order({k: table[k] for k in layout.sort_by}, list(layout.sort_by)))
-    del table   # at most two copies of the records at a time: the sorted one, then its pandas frame
-    records = ordered.to_pandas(split_blocks=True, self_destruct=True)
-    del ordered
+    records = _sorted(tables, layout)
     if len(ne_groups) == 1:
         not_extracted = _not_extracted_frame(ne_groups[0])
     else:   # reason by reason, in the staged order of the program rows (a program's rows are in one group)
@@ -112,16 +107,42 @@ def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
 
 def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
     records, not_extracted = _unsorted(pull, scope)
-    return SprgBuild(sort_records(records, load_layout("SPRG")), _not_extracted_frame(not_extracted))
+    frame = _sorted([records], load_layout("SPRG")).to_pandas()
+    return SprgBuild(frame.astype("object").where(frame.notna(), None), _not_extracted_frame(not_extracted))
+
+
+def _sorted(groups: list[pa.Table], layout: Layout) -> pa.Table:
+    """The records of every group (the list is emptied) as one table in the layout's sort order
+    (calpads.extracts.common.sort_order), text as large_string and a column with no value at all typed null:
+    the table that pandas' ``to_parquet`` of the records as an object frame wrote. Sorted a column at a time,
+    each group column let go once sorted: the records are held about once, not twice."""
+    names = groups[0].column_names
+    columns: list[pa.ChunkedArray | None] = [
+        pa.chunked_array([chunk for g in groups for chunk in g.column(i).chunks], groups[0].field(i).type)
+        for i in range(len(names))]
+    groups.clear()
+    keys = list(layout.sort_by)
+    order = sort_order({k: columns[names.index(k)] for k in keys}, keys)
+    fields, arrays = [], []
+    for i, name in enumerate(names):
+        col, columns[i] = columns[i], None
+        if col.null_count == len(col):
+            fields.append(pa.field(name, pa.null()))
+            arrays.append(pa.nulls(len(col)))
+        else:
+            fields.append(pa.field(name, pa.large_string()))
+            arrays.append(pc.cast(col.combine_chunks().take(order), pa.large_string()))
+        del col
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _not_extracted_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop(columns="_program_id", errors="ignore")
 
 
-def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """The records (unsorted) and the rows not extracted, one frame per reason in a fixed order, each row with
-    its program row's ``_program_id``."""
+def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pa.Table, list[pd.DataFrame]]:
+    """The records (unsorted, every column Arrow text) and the rows not extracted, one frame per reason in a fixed
+    order, each row with its program row's ``_program_id``."""
     start, end = pd.Timestamp(scope.start_date), pd.Timestamp(scope.end_date)
 
     # --- Student criteria: an enrollment in the report range (SQL pre-filtered on
@@ -188,15 +209,16 @@ def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pd.DataFrame, list[pd.Da
     # --- End date (16): own end date, else the enrollment's last day when it
     # ended inside the range; never for 144 without a Special Education exit code.
     progs["start_dt"] = to_datetime(progs["programstartdate"])
-    at_school = progs[["local_record_id", "student_id", "schoolid", "start_dt"]].merge(
+    # Each record's Local Record ID as an integer key (equal IDs, equal keys): the joins and lookups below on it.
+    progs["_rk"] = pd.factorize(progs["local_record_id"])[0]
+    rk = progs["_rk"]
+    at_school = progs[["_rk", "student_id", "schoolid", "start_dt"]].merge(
         enr, on=["student_id", "schoolid"], how="inner")
-    enrolled_at_school = set(at_school["local_record_id"])
     relevant = at_school[at_school["last_day"].isna() | (at_school["last_day"] >= at_school["start_dt"])]
-    latest = relevant.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
-    latest_any = at_school.sort_values("entry").groupby("local_record_id").tail(1).set_index("local_record_id")
-    rid = progs["local_record_id"]
-    last_day = _lookup(rid, latest["last_day"])
-    exit_for_rule = last_day.where(rid.isin(latest.index), _lookup(rid, latest_any["last_day"]))
+    latest = relevant.sort_values("entry").drop_duplicates("_rk", keep="last").set_index("_rk")
+    latest_any = at_school.sort_values("entry").drop_duplicates("_rk", keep="last").set_index("_rk")
+    last_day = _lookup(rk, latest["last_day"])
+    exit_for_rule = last_day.where(rk.isin(latest.index), _lookup(rk, latest_any["last_day"]))
     derived = last_day.where((last_day >= start) & (last_day <= end))
     own_end = progs["programenddate"]
     end_iso = own_end.where(own_end.notna(), derived.dt.strftime("%Y-%m-%d").where(derived.notna(), None))
@@ -212,15 +234,14 @@ def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pd.DataFrame, list[pd.Da
     end_dt = to_datetime(progs["end_iso"])
     first_day = _first_school_day(pull.calendar, start)
     floor = _lookup(progs["schoolid"], first_day).fillna(start).clip(lower=start)
-    cov = progs[["local_record_id", "student_id", "schoolid"]].assign(
+    cov = progs[["_rk", "student_id", "schoolid"]].assign(
         rs=progs["start_dt"].where(progs["start_dt"] > floor, floor), re=end_dt.fillna(end).clip(upper=end)
     ).merge(enr, on=["student_id", "schoolid"], how="inner")
     covered = cov[(cov["entry"] <= cov["rs"]) & (cov["last_day"].isna() | (cov["last_day"] >= cov["re"]))]
-    covered_ids = set(covered["local_record_id"])
 
     code = progs["programcode"]
     dsea = blank_to_none(progs["distspedaccountability"])
-    records = pd.DataFrame({
+    columns = {
         "record_type": "SPRG",
         "transaction_type": None,
         "local_record_id": progs["local_record_id"],
@@ -246,16 +267,29 @@ def _unsorted(pull: SprgPull, scope: RunScope) -> tuple[pd.DataFrame, list[pd.Da
         "ctx_preferred_gender": blank_to_none(progs["gender"]),
         "ctx_legal_gender": blank_to_none(progs["legalgender"]),
         "ctx_sped_exit_code": blank_to_none(progs["spedexitcode"]),
-        "ctx_enrolled_at_school": rid.isin(enrolled_at_school).map({True: "Y", False: "N"}),
-        "ctx_enrollment_covers_range": rid.isin(covered_ids).map({True: "Y", False: "N"}),
+        "ctx_enrolled_at_school": _yes_no(rk.isin(at_school["_rk"])),
+        "ctx_enrollment_covers_range": _yes_no(rk.isin(covered["_rk"])),
         "ctx_enrollment_exit_date": exit_for_rule.dt.strftime("%Y%m%d").where(exit_for_rule.notna(), None),
         "ctx_primary_residence_category": None,
         "ctx_enrollment_bad_date": progs["ctx_enrollment_bad_date"],
-    })
+    }
     layout = load_layout("SPRG")
-    records = records[[*layout.columns, *[c for c in records.columns if c.startswith("ctx_")]]]
-    records = records.astype("object").where(records.notna(), None)
+    names = [*layout.columns, *[c for c in columns if c.startswith("ctx_")]]
+    records = pa.table({name: _text(columns[name], len(progs)) for name in names})
     return records, not_extracted
+
+
+def _text(values: pd.Series | str | None, rows: int) -> pa.Array:
+    """A record column as Arrow text: a Series' values (null for None/NaN) or one value (None: null) on every row."""
+    if values is None:
+        return pa.nulls(rows, pa.string())
+    if isinstance(values, str):
+        return pa.array(np.full(rows, values, dtype=object), pa.string())
+    return pa.array(values, pa.string(), from_pandas=True)
+
+
+def _yes_no(flags: pd.Series) -> np.ndarray:
+    return np.where(flags.to_numpy(dtype=bool), "Y", "N").astype(object)
 
 
 def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:

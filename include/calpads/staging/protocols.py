@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from calpads.run_scope import RunScope
@@ -22,7 +23,9 @@ from calpads.staging.store import StagedTables
 
 @dataclass
 class Built:
-    records: pd.DataFrame
+    # The records, written to the run's records.parquet as they are: a frame (without its index), or an Arrow
+    # table (SPRG's: its large districts' records never become a pandas frame in the extract).
+    records: pd.DataFrame | pa.Table
     not_extracted: pd.DataFrame
     lea: str
     scoped_school_codes: list[str]
