@@ -55,3 +55,19 @@ def test_reset_clears_an_earlier_attempt(tmp_path):
     again = StagedTables(tmp_path)
     again.reset()
     assert not again.has(contract.PREFS) and again.counts() == {}
+
+
+def test_spill_file_is_owner_only_reads_back_what_was_written_and_is_removed(tmp_path) -> None:
+    from calpads.staging.store import SpillFile
+
+    spill = SpillFile(tmp_path / ".records.arrow")
+    with pytest.raises(RuntimeError, match="nothing was written"):
+        spill.read()
+    parts = [pa.table({"id": pa.array(["a", None], pa.string()), "n": pa.array([1, 2])}),
+             pa.table({"id": pa.array(["c"], pa.string()), "n": pa.array([3])})]
+    for part in parts:
+        spill.write(part)
+    assert mode(tmp_path / ".records.arrow") == 0o600
+    assert spill.read().equals(pa.concat_tables(parts))
+    spill.remove()
+    assert not (tmp_path / ".records.arrow").exists()

@@ -31,7 +31,7 @@ from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull
 from calpads.staging.contract import ENROLLMENT_TABLES, PROGRAMS, SERVICES
 from calpads.staging.protocols import BuildContext, Built
-from calpads.staging.store import StagedTables
+from calpads.staging.store import SpillFile, StagedTables
 
 TABLES = (*ENROLLMENT_TABLES, PROGRAMS, SERVICES)   # the staged tables SPRG reads
 TITLE_I = "122"
@@ -68,22 +68,27 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     program_ids = staged.table(PROGRAMS, ["id"])["id"] if staged.has(PROGRAMS) else pa.chunked_array([], pa.int64())
     groups_ok = program_ids.null_count == 0 and pc.count_distinct(program_ids).as_py() == len(program_ids)
     per_group = STUDENTS_PER_GROUP if groups_ok else sys.maxsize
-    tables: list[pa.Table] = []
     ne_groups: list[list[pd.DataFrame]] = []
     enrolled: set[str] | None = set()
     lea, schools = "", []
-    for group in staged.student_groups(TABLES, per_group):
-        pulled = sprg_pull(group, scope, codes)
-        records, ne_parts = _unsorted(pulled, scope)
-        tables.append(records)
-        ne_groups.append(ne_parts)
-        lea, schools = pulled.lea, [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
-        if pulled.enrolled_students is None or enrolled is None:
-            enrolled = None
-        else:
-            enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
-        del pulled, records, group
-    records = _sorted(tables, layout)
+    # Each group's records go to a spill file of the run's staging folder as they are built, and are read back
+    # once the groups (and the staged tables they hold) are gone: the two never share the memory.
+    spill = SpillFile(staged.folder / ".sprg_records.arrow")
+    try:
+        for group in staged.student_groups(TABLES, per_group):
+            pulled = sprg_pull(group, scope, codes)
+            records, ne_parts = _unsorted(pulled, scope)
+            spill.write(records)
+            ne_groups.append(ne_parts)
+            lea, schools = pulled.lea, [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
+            if pulled.enrolled_students is None or enrolled is None:
+                enrolled = None
+            else:
+                enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
+            del pulled, records, group
+        records = _sorted([spill.read()], layout)
+    finally:
+        spill.remove()
     if len(ne_groups) == 1:
         not_extracted = _not_extracted_frame(ne_groups[0])
     else:   # reason by reason, in the staged order of the program rows (a program's rows are in one group)

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -137,6 +137,43 @@ class StagedTables:
     def counts(self) -> dict[str, int]:
         return {p.name.removesuffix(".parquet"): pq.ParquetFile(p).metadata.num_rows
                 for p in sorted(self.folder.glob("*.parquet"))}
+
+
+class SpillFile:
+    """Arrow tables of one schema parked in an owner-only file (0600) of the run's work folder and read back
+    whole: for a builder whose results would otherwise share memory with the staged tables it reads."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh: Any = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        with failing_part(WorkFolderError, f"The work file {self.path} could not be written"):
+            if self._writer is None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                os.fchmod(fd, 0o600)
+                self._fh = os.fdopen(fd, "wb")
+                self._writer = pa.ipc.new_file(self._fh, table.schema)
+            self._writer.write_table(table)
+
+    def read(self) -> pa.Table:
+        if self._writer is None:
+            raise RuntimeError(f"internal error: nothing was written to {self.path}")
+        self._close()
+        with failing_part(WorkFolderError, f"The work file {self.path} could not be read"), \
+                pa.OSFile(str(self.path)) as source:
+            return pa.ipc.open_file(source).read_all()
+
+    def remove(self) -> None:
+        self._close()
+        self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._writer is not None and self._fh is not None:
+            self._writer.close()
+            self._fh.close()
+            self._fh = None
 
 
 class StagedReader(Protocol):
