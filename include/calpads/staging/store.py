@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,12 +122,22 @@ class StagedTables:
         # An integer column with a blank anywhere reads as float64 from the whole table: so it does in every group.
         floats = {n: [c for c in t.column_names if pa.types.is_integer(t[c].type) and t[c].null_count]
                   for n, t in {STUDENTS: students, **keyed}.items()}
-        for start in range(0, len(students), students_per_group):
-            group = students.slice(start, students_per_group)
-            tables = {STUDENTS: group}
+        # Each row's group, once: the position of its student (a row whose student is not staged is in none),
+        # divided by the group size; the rows of every table ordered by group, stably (their staged order within
+        # a group), so that a group's rows are one run of that order.
+        runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        bounds = np.arange(0, len(students) + students_per_group, students_per_group)
+        for n, t in keyed.items():
+            col, student_col = STUDENT_KEYS[n]
+            at = pc.index_in(t[col], value_set=students[student_col])
+            group_of = pc.fill_null(pc.divide(at, students_per_group), -1).to_numpy()
+            order = np.argsort(group_of, kind="stable")
+            runs[n] = (order, np.searchsorted(group_of[order], np.arange(len(bounds)), side="left"))
+        for g, start in enumerate(bounds[:-1]):
+            tables = {STUDENTS: students.slice(int(start), students_per_group)}
             for n, t in keyed.items():
-                col, student_col = STUDENT_KEYS[n]
-                tables[n] = t.filter(pc.is_in(t[col], value_set=group[student_col]))
+                order, first = runs[n]
+                tables[n] = t.take(order[first[g]:first[g + 1]])
             yield StudentGroup(self, tables, floats)
 
     def missing_columns(self, name: str) -> tuple[str, ...]:
