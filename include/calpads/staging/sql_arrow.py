@@ -9,9 +9,10 @@ value, where the SIS backend allows it; calpads.staging.sql_adapter reads row by
   from the row-by-row read's (a boolean's 't', a float's '1'), so such a table is read row by row.
 - SQLite: the ADBC SQLite driver (https://arrow.apache.org/adbc/current/driver/sqlite.html) on the same database
   file, opened read-only. SQLite types each value, not each column, and the driver fixes a column's Arrow type from
-  its first batch: a value of another type later (text in an INTEGER column) fails the read, and so does a REAL
-  or BLOB in a text column (one guard column of the SELECT says so: SQLite's own text of a REAL is not Python's).
-  Such a table is read row by row, which types each value as it always has (staging.contract.typed_array).
+  its first batch: a value of another type later (text in an INTEGER column) fails the read, and a column read as
+  another type than the contract's is refused. Such a table is read row by row, which types each value as it
+  always has (staging.contract.typed_array). A text column must be declared with TEXT affinity (it then holds no
+  REAL, whose text SQLite writes otherwise than Python); text that is not UTF-8 is refused too.
 
 Either reader raises NotFast before the table is staged when it cannot read a table exactly as the row-by-row
 read would; a database error is raised as SQLAlchemy raises a driver's error (``sa.exc.DBAPIError``, the
@@ -27,11 +28,9 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-_GUARD = "calpads_not_text"
 # PostgreSQL type OIDs whose COPY text is the row-by-row read's value: int2, int4, int8 / text, varchar, bpchar.
 _PG_INTEGERS = {20, 21, 23}
 _PG_TEXTS = {25, 1042, 1043}
@@ -65,7 +64,7 @@ def arrow_reader(conn: sa.Connection) -> ArrowReader | None:
     if name == "postgresql" and driver == "psycopg2":
         return PgCopyReader(conn)
     if name == "sqlite":
-        return SqliteAdbcReader.open(conn.engine.url)
+        return SqliteAdbcReader.open(conn)
     return None
 
 
@@ -168,13 +167,15 @@ def _copy_batches(conn: sa.Connection, cursor: Any, copy: bytes, sql: str,
 class SqliteAdbcReader:
     """The ADBC SQLite driver on the SIS database file, read-only (see the module docstring)."""
 
-    def __init__(self, connect: Callable[[], Any]):
+    def __init__(self, conn: sa.Connection, connect: Callable[[], Any]):
+        self.conn = conn
         self._connect = connect
         self._adbc: Any = None
 
     @classmethod
-    def open(cls, url: sa.URL) -> SqliteAdbcReader | None:
-        """A reader of the file database at url, or None (in memory, URI options, the driver not installed)."""
+    def open(cls, conn: sa.Connection) -> SqliteAdbcReader | None:
+        """A reader of conn's file database, or None (in memory, URI options, the driver not installed)."""
+        url = conn.engine.url
         database = url.database
         if not database or database == ":memory:" or url.query or database.startswith("file:"):
             return None
@@ -185,7 +186,20 @@ class SqliteAdbcReader:
         from urllib.parse import quote
 
         uri = f"file:{quote(os.path.abspath(database))}?mode=ro"
-        return cls(lambda: adbc_driver_sqlite.dbapi.connect(uri))
+        return cls(conn, lambda: adbc_driver_sqlite.dbapi.connect(uri))
+
+    def _text_affinity(self, query: sa.Select, schema: pa.Schema) -> bool:
+        """True when each of the SELECT's text columns read as stored is declared with TEXT affinity, so that it
+        holds no INTEGER or REAL value (https://www.sqlite.org/datatype3.html, "Determination Of Column Affinity"):
+        the driver would write a REAL's text as SQLite does, the row-by-row read as Python does."""
+        stored = [e.name for e, f in zip(query.selected_columns, schema, strict=True)
+                  if pa.types.is_string(f.type) and isinstance(e, sa.ColumnClause)]
+        if not stored:
+            return True
+        table = query.get_final_froms()[0].name   # type: ignore[attr-defined]
+        declared = {row[1].lower(): (row[2] or "").upper()
+                    for row in self.conn.exec_driver_sql(f'PRAGMA table_info("{table}")')}
+        return all(_text_affine(declared.get(name, "")) for name in stored)
 
     def close(self) -> None:
         if self._adbc is not None:
@@ -199,11 +213,9 @@ class SqliteAdbcReader:
         import adbc_driver_sqlite
         from sqlalchemy.dialects import sqlite
 
-        texts = [e for e, f in zip(query.selected_columns, schema, strict=True) if pa.types.is_string(f.type)]
-        guard = sa.case((sa.or_(sa.false(), *(sa.func.typeof(e).in_(("real", "blob")) for e in texts)), 1),
-                        else_=0).label(_GUARD)
-        compiled = query.add_columns(guard).compile(dialect=sqlite.dialect(),
-                                                    compile_kwargs={"render_postcompile": True})
+        if not self._text_affinity(query, schema):
+            raise NotFast("a text column of the SIS is not of SQLite's TEXT affinity")
+        compiled = query.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
         params = compiled.construct_params()
         args = tuple(params[k] for k in compiled.positiontup or ())
         with _adbc_errors(adbc_driver_manager.Error):
@@ -223,11 +235,15 @@ class SqliteAdbcReader:
                     except StopIteration:
                         break
                     batch.validate(full=True)   # text as SQLite holds it: not checked for UTF-8 by the driver
-                if pc.max(batch.column(_GUARD)).as_py():
-                    raise NotFast("a REAL or BLOB value in a text column")
-                yield conform(batch.drop_columns([_GUARD]), schema)
+                yield conform(batch, schema)
         finally:
             cursor.close()
+
+
+def _text_affine(declared: str) -> bool:
+    """SQLite's rules: a declared type containing INT is of INTEGER affinity; else one containing CHAR, CLOB or TEXT
+    is of TEXT affinity."""
+    return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
 
 
 @contextmanager
