@@ -215,7 +215,12 @@ class SqliteAdbcReader:
 
         if not self._text_affinity(query, schema):
             raise NotFast("a text column of the SIS is not of SQLite's TEXT affinity")
-        compiled = query.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+        # A first row of the contract's types (0, ''), dropped below: the driver types each column by the values of
+        # its first batch, and a column NULL throughout it (an exit code no early student has) would be INT64.
+        # UNION ALL reads its SELECTs one after the other, the staging SELECT as it would alone.
+        typed = sa.select(*(sa.literal(0 if pa.types.is_integer(f.type) else "").label(f.name) for f in schema))
+        compiled = sa.union_all(typed, query).compile(dialect=sqlite.dialect(),
+                                                      compile_kwargs={"render_postcompile": True})
         params = compiled.construct_params()
         args = tuple(params[k] for k in compiled.positiontup or ())
         with _adbc_errors(adbc_driver_manager.Error):
@@ -235,6 +240,8 @@ class SqliteAdbcReader:
                     except StopIteration:
                         break
                     batch.validate(full=True)   # text as SQLite holds it: not checked for UTF-8 by the driver
+                if typed is not None:
+                    batch, typed = batch.slice(1), None
                 yield conform(batch, schema)
         finally:
             cursor.close()
