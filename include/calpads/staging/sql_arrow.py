@@ -12,7 +12,10 @@ value, where the SIS backend allows it; calpads.staging.sql_adapter reads row by
   its first batch: a value of another type later (text in an INTEGER column) fails the read, and a column read as
   another type than the contract's is refused. Such a table is read row by row, which types each value as it
   always has (staging.contract.typed_array). A text column must be declared with TEXT affinity (it then holds no
-  REAL, whose text SQLite writes otherwise than Python); text that is not UTF-8 is refused too.
+  REAL, whose text SQLite writes otherwise than Python); text that is not UTF-8 is refused too. The driver ships
+  its own SQLite library, which may be another version than Python's: the one text the two may write otherwise
+  is a REAL's (CAST(1.7758123456789013e18 AS VARCHAR) is '1.7758123456789e+18' in SQLite 3.40,
+  '1.7758123456789013e+18' in 3.53), so a date column whose text may be a REAL's is refused.
 
 Either reader raises NotFast before the table is staged when it cannot read a table exactly as the row-by-row
 read would; a database error is raised as SQLAlchemy raises a driver's error (``sa.exc.DBAPIError``, the
@@ -28,11 +31,17 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
+from calpads.staging import contract as c
+
 # PostgreSQL type OIDs whose COPY text is the row-by-row read's value: int2, int4, int8 / text, varchar, bpchar.
 _PG_INTEGERS = {20, 21, 23}
+# SQLite's text of a REAL (CAST(x AS VARCHAR) of a date column holding one): '1.5', '1.0e+20', 'Inf'. The driver's
+# SQLite library may be another version than Python's, and the digits of that text changed between versions.
+_REAL_TEXT = r"^-?(Inf|[0-9]*\.[0-9]*(e[-+]?[0-9]+)?)$"
 _PG_TEXTS = {25, 1042, 1043}
 _CSV_BLOCK = 4 << 20
 
@@ -213,6 +222,7 @@ class SqliteAdbcReader:
         import adbc_driver_sqlite
         from sqlalchemy.dialects import sqlite
 
+        dates = [f.name for f in schema if f.name in c.DATE_COLUMNS]
         if not self._text_affinity(query, schema):
             raise NotFast("a text column of the SIS is not of SQLite's TEXT affinity")
         # A first row of the contract's types (0, ''), dropped below: the driver types each column by the values of
@@ -242,7 +252,10 @@ class SqliteAdbcReader:
                     batch.validate(full=True)   # text as SQLite holds it: not checked for UTF-8 by the driver
                 if typed is not None:
                     batch, typed = batch.slice(1), None
-                yield conform(batch, schema)
+                batch = conform(batch, schema)
+                if any(pc.any(pc.match_substring_regex(batch.column(d), _REAL_TEXT)).as_py() for d in dates):
+                    raise NotFast("a date column holds a REAL")
+                yield batch
         finally:
             cursor.close()
 
