@@ -154,7 +154,9 @@ def test_postgresql_columns_of_another_type_are_staged_row_by_row_as_before(pg_d
     engine.dispose()
 
 
-def test_a_connection_lost_during_the_copy_fails_the_pull_and_leaves_no_staged_table(pg_database, tmp_path):
+@pytest.mark.parametrize("rows_before", [False, True], ids=["before-any-row", "mid-row"])
+def test_a_connection_lost_during_the_copy_fails_the_pull_and_leaves_no_staged_table(pg_database, tmp_path,
+                                                                                      rows_before):
     import psycopg2.extensions
 
     make_sis(sa.create_engine(pg_database), students=50)
@@ -168,6 +170,8 @@ def test_a_connection_lost_during_the_copy_fails_the_pull_and_leaves_no_staged_t
                 with admin.connect() as a:
                     assert a.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
                 killed.append(pid)
+                if rows_before:   # the CSV then ends inside a row: it does not parse, and the outage is what counts
+                    file.write(b'1,2,"half a ro')
             return super().copy_expert(sql, file, size)
 
     flaky = sa.create_engine(pg_database, connect_args={"cursor_factory": TerminatedCopy})
@@ -195,3 +199,49 @@ def test_random_bad_sqlite_rows_are_staged_as_the_row_by_row_read_stages_them(st
         engine = fuzz.build_sis(Path(tmp) / "sis.db", students)
         assert_same_staging(engine, Path(tmp))
         engine.dispose()
+
+
+def test_a_copy_that_does_not_parse_is_staged_row_by_row_on_the_same_connection(pg_database, tmp_path):
+    """A COPY whose CSV does not parse (here a stray line before its rows): the COPY is cancelled, its transaction
+    rolled back, and the table staged row by row on the same connection, as before."""
+    import psycopg2.extensions
+
+    engine = make_sis(sa.create_engine(pg_database), students=300)
+    garbled: list[bytes] = []
+
+    class GarbledCopy(psycopg2.extensions.cursor):
+        def copy_expert(self, sql, file, size=8192):
+            garbled.append(sql)
+            file.write(b"not,a,row\n")
+            return super().copy_expert(sql, file, size)
+
+    flaky = sa.create_engine(pg_database, connect_args={"cursor_factory": GarbledCopy}, pool_size=1, max_overflow=0)
+    with pytest.raises(NotFast):
+        fast_reads(flaky, c.PROGRAMS)
+    old, new = stage(engine, tmp_path / "old", fast=False), stage(flaky, tmp_path / "new", fast=True, batch_rows=500)
+    assert len(garbled) > len(TABLES)   # every table's COPY was garbled and fell back
+    for table in TABLES:
+        assert pq.read_table(old.path(table)).equals(pq.read_table(new.path(table)), check_metadata=True), table
+    assert not [p for p in new.folder.iterdir() if p.name.startswith(".")]
+    engine.dispose()
+    flaky.dispose()
+
+
+def test_a_copy_stopped_short_leaves_the_connection_usable(pg_database):
+    """The COPY of a table larger than the pipe and the reader's blocks, stopped at its first batch (the reader's
+    error, or the staged file's): it is cancelled, its pipe read to the end and its transaction rolled back, so
+    that the connection runs statements again (the adapter reads the table row by row on it)."""
+    engine = make_sis(sa.create_engine(pg_database), students=10)
+    with engine.begin() as conn:   # about 60 MB of CSV
+        conn.exec_driver_sql("INSERT INTO s_ca_stu_calpadsprograms_c (id, studentsdcid, schoolid, programcode, "
+                             "programmembershipcode, programstartdate, migrantstudentid) "
+                             "SELECT 100000 + g, 1001, 100, '101', '3', '2025-09-02', 'M' || g "
+                             "FROM generate_series(1, 1200000) g")
+    with engine.connect() as conn:
+        reader = arrow_reader(conn)
+        assert reader is not None
+        batches = reader.batches(table_select(c.PROGRAMS, SCOPE), c.schema(c.PROGRAMS), 1000)
+        assert next(batches).num_rows
+        batches.close()   # as when the staged file cannot be written
+        assert conn.exec_driver_sql("SELECT count(*) FROM s_ca_stu_calpadsprograms_c").scalar() == 1_200_010
+    engine.dispose()

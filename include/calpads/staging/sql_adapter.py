@@ -170,8 +170,6 @@ class SqlAdapter:
                                     missing_columns=missing)
             except NotFast as exc:
                 log.info("Staging %s row by row: %s", table, exc)
-                if conn.in_transaction():
-                    conn.rollback()   # a COPY cancelled on PostgreSQL leaves its transaction aborted
         return staged.write(table, _batches(conn, query, schema, self.batch_rows), schema, missing_columns=missing)
 
     def category_days(self, staged: StagedTables, scope: RunScope) -> pd.DataFrame:

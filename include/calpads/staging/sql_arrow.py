@@ -39,11 +39,11 @@ from calpads.staging import contract as c
 
 # PostgreSQL type OIDs whose COPY text is the row-by-row read's value: int2, int4, int8 / text, varchar, bpchar.
 _PG_INTEGERS = {20, 21, 23}
+_PG_TEXTS = {25, 1042, 1043}
+_CSV_BLOCK = 4 << 20
 # SQLite's text of a REAL (CAST(x AS VARCHAR) of a date column holding one): '1.5', '1.0e+20', 'Inf'. The driver's
 # SQLite library may be another version than Python's, and the digits of that text changed between versions.
 _REAL_TEXT = r"^-?(Inf|[0-9]*\.[0-9]*(e[-+]?[0-9]+)?)$"
-_PG_TEXTS = {25, 1042, 1043}
-_CSV_BLOCK = 4 << 20
 
 
 class NotFast(Exception):
@@ -114,9 +114,11 @@ class PgCopyReader:
             cursor.execute(b"SELECT * FROM (" + statement + b") AS staged LIMIT 0")
             types = [d.type_code for d in cursor.description]
         except base_error as exc:
+            _close(cursor, base_error)
             raise_driver_error(conn, sql, exc, cursor)
         for type_code, field in zip(types, schema, strict=True):
             if type_code not in (_PG_INTEGERS if pa.types.is_integer(field.type) else _PG_TEXTS):
+                _close(cursor, base_error)
                 raise NotFast(f"column {field.name} is of PostgreSQL type {type_code}")
         copy = b"COPY (" + statement + b") TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')"
         yield from _copy_batches(conn, cursor, copy, sql, schema)
@@ -161,8 +163,15 @@ def _copy_batches(conn: sa.Connection, cursor: Any, copy: bytes, sql: str,
                 pass
         thread.join()
         source.close()
-        cursor.close()
-    ours = parse_error is not None and errors and type(errors[0]).__name__ == "QueryCanceled"
+        _close(cursor, conn.dialect.loaded_dbapi.Error)
+        if not done:   # the cancelled COPY aborted the transaction: the connection runs statements again after this
+            try:
+                conn.connection.dbapi_connection.rollback()
+            except conn.dialect.loaded_dbapi.Error:
+                pass
+    from psycopg2.extensions import QueryCanceledError
+
+    ours = parse_error is not None and errors and isinstance(errors[0], QueryCanceledError)
     if errors and not ours:
         exc = errors[0]
         if isinstance(exc, conn.dialect.loaded_dbapi.Error):
@@ -170,6 +179,13 @@ def _copy_batches(conn: sa.Connection, cursor: Any, copy: bytes, sql: str,
         raise exc
     if parse_error is not None:
         raise NotFast(f"the COPY's CSV did not parse: {type(parse_error).__name__}") from None
+
+
+def _close(cursor: Any, base_error: type[BaseException]) -> None:
+    try:
+        cursor.close()
+    except base_error:   # the connection is gone already
+        pass
 
 
 # --------------------------------------------------------------------------- SQLite: ADBC
