@@ -92,9 +92,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     records = int(out[COUNT_KEY[args.stage]]) if isinstance(out, dict) else int(out)
     if isinstance(out, dict) and args.stage == "diff":
         records += int(out.get("unchanged", 0))
+    extra = {"staging_seconds": out["staging_seconds"]} if isinstance(out, dict) and "staging_seconds" in out else {}
     return {"stage": args.stage, "seconds": round(seconds, 3), "import_seconds": round(t_imports, 3),
             "cpu_seconds": round(cpu, 3),
-            "records": records, "peak_rss_mb": round(peak_rss_mb())}
+            "records": records, "peak_rss_mb": round(peak_rss_mb()), **extra}
 
 
 def _bare(sis: Any, scope: Any, path: Path) -> int:

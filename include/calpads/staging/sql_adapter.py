@@ -2,9 +2,11 @@
 
 SQLAlchemy Core, bound parameters, lower-case names (SQLite and MS SQL match them
 case-insensitively, PostgreSQL folds the contract's unquoted upper-case DDL to lower case).
-Rows are streamed from a DBAPI cursor of the SQLAlchemy connection (a named, server-side cursor on
-PostgreSQL) in batches straight into Arrow record batches and Parquet: no Row object per row, no
-frame of Python objects, never the whole table in memory.
+A table is read straight into Arrow record batches where the backend allows it (PostgreSQL's COPY, the
+ADBC SQLite driver: calpads.staging.sql_arrow), else rows are streamed from a DBAPI cursor of the
+SQLAlchemy connection (a named, server-side cursor on PostgreSQL) in batches into Arrow: either way
+no Row object per row, no frame of Python objects, never the whole table in memory, and the same
+staged table.
 
 What is pushed down is a superset of what any record type selects, never a selection rule:
 enrollments, programs and services outside the academic year's date window (widened to the
@@ -31,6 +33,7 @@ from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources import sql_sis
 from calpads.sources.sql_enrollment import CURRENT, EARLIER, codes_in_sis
 from calpads.staging import contract as c
+from calpads.staging.sql_arrow import ArrowReader, NotFast, arrow_reader, raise_driver_error
 from calpads.staging.store import StagedTables
 
 log = logging.getLogger(__name__)
@@ -106,11 +109,7 @@ def _rows(conn: sa.Connection, query: sa.Select, batch_rows: int) -> Iterator[li
         while rows := cursor.fetchmany(batch_rows):
             yield rows
     except base_error as exc:   # as SQLAlchemy raises a driver's error (a SIS outage is sa.exc.DBAPIError)
-        lost = conn.dialect.is_disconnect(exc, dbapi, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(str(compiled), None, exc, base_error, hide_parameters=True,
-                                         connection_invalidated=lost, dialect=conn.dialect) from exc
+        raise_driver_error(conn, str(compiled), exc, cursor)
     finally:
         try:
             cursor.close()
@@ -131,22 +130,27 @@ def _batches(conn: sa.Connection, query: sa.Select, schema: pa.Schema, batch_row
 class SqlAdapter:
     """Stages contract tables and aggregates from a SIS database (see the module docstring)."""
 
-    def __init__(self, engine: sa.Engine, *, batch_rows: int = BATCH_ROWS):
+    def __init__(self, engine: sa.Engine, *, batch_rows: int = BATCH_ROWS, fast: bool = True):
         self.engine = engine
         self.batch_rows = batch_rows
+        self.fast = fast   # False: every table row by row (the fallback's own tests, the old-vs-new equality check)
 
     def stage(self, tables: Collection[str], scope: RunScope, staged: StagedTables) -> None:
         contract = [t for t in tables if t in c.TABLE_COLUMNS]
         with self.engine.connect() as conn:
             codes = codes_in_sis(conn) if {c.STUDENTS, c.REENROLLMENTS} & set(contract) else {}
             have = {c.STUDENTS: codes.get(CURRENT, frozenset()), c.REENROLLMENTS: codes.get(EARLIER, frozenset())}
-            for table in contract:
-                optional = c.OPTIONAL_COLUMNS.get(table, ())
-                missing = [col for col in optional if col not in have.get(table, ())]
-                n = staged.write(table, _batches(conn, table_select(table, scope, have.get(table, ())),
-                                                 c.schema(table), self.batch_rows), c.schema(table),
-                                 missing_columns=missing)
-                log.info("Staged %s: %d rows", table, n)
+            fast = arrow_reader(conn) if self.fast else None
+            try:
+                for table in contract:
+                    optional = c.OPTIONAL_COLUMNS.get(table, ())
+                    missing = [col for col in optional if col not in have.get(table, ())]
+                    n = self._stage_table(conn, fast, staged, table, table_select(table, scope, have.get(table, ())),
+                                          missing)
+                    log.info("Staged %s: %d rows", table, n)
+            finally:
+                if fast is not None:
+                    fast.close()
         if c.ATTENDANCE_CATEGORY_DAYS in tables:
             staged.write_frame(c.ATTENDANCE_CATEGORY_DAYS, self.category_days(staged, scope))
         if c.ABSENT_DAYS in tables:
@@ -154,6 +158,19 @@ class SqlAdapter:
             from calpads.sources.sql_attendance import absent_days
 
             staged.write_frame(c.ABSENT_DAYS, absent_days(self.engine, *absent_days_range(scope)))
+
+    def _stage_table(self, conn: sa.Connection, fast: ArrowReader | None, staged: StagedTables, table: str,
+                     query: sa.Select, missing: list[str]) -> int:
+        """One table: through the backend's fast read (staging.sql_arrow) when it has one and it can read the table
+        exactly, else (and again after a NotFast, the half-written table discarded) row by row."""
+        schema = c.schema(table)
+        if fast is not None:
+            try:
+                return staged.write(table, fast.batches(query, schema, self.batch_rows), schema,
+                                    missing_columns=missing)
+            except NotFast as exc:
+                log.info("Staging %s row by row: %s", table, exc)
+        return staged.write(table, _batches(conn, query, schema, self.batch_rows), schema, missing_columns=missing)
 
     def category_days(self, staged: StagedTables, scope: RunScope) -> pd.DataFrame:
         """STAS's day counts per student and school, over selection.category_days_scope (every reportable
