@@ -47,7 +47,9 @@ def sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys:
             arr = pc.cast(arr, pa.string())   # a null column (every value blank) or a non-text one
         arr = pc.fill_null(arr, "")
         if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
-            arrays.append(pc.ascii_upper(arr))
+            # utf8_upper, the same on ASCII: pyarrow 26's ascii_upper writes broken offsets for a large_string chunk
+            # whose offsets do not start at 0 (pandas hands such chunks for a Parquet file of several row groups).
+            arrays.append(pc.utf8_upper(arr))
         else:   # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before
             upper = pd.Series(arr.to_pandas(types_mapper=None).to_numpy(dtype=object), dtype=object).str.upper()
             arrays.append(pa.array(upper.to_numpy(dtype=object), pa.string()))
