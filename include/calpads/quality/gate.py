@@ -106,7 +106,7 @@ def _blank_to_none(values: pd.Series) -> pd.Series:
     return s.where(~blank, None)
 
 
-def _distinct_objects(values: pd.Series) -> np.ndarray:
+def _distinct_objects(values: pd.Series | np.ndarray) -> np.ndarray:
     """The values as Python objects, one object per distinct value (missing: None). A chunk's text columns
     repeat a few codes on every row: one str per row would cost hundreds of MB per chunk of records."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -242,9 +242,7 @@ def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
     for c in frame.columns:
         values = frame[c].to_numpy()
         if values.dtype == object:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            distinct = np.append(np.asarray(uniques, dtype=object), None)   # code -1 (blank) -> None
-            values = distinct[codes]
+            values = _distinct_objects(values)
         out[c] = pd.Series(values, index=frame.index, dtype=frame[c].dtype)   # object stays object (None, not NaN)
     return pd.DataFrame(out, index=frame.index)
 
