@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -97,9 +97,11 @@ def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> 
 
 # --------------------------------------------------------------------------- frame to validate
 def _blank_to_none(values: pd.Series) -> pd.Series:
-    if isinstance(values.dtype, pd.StringDtype):   # text as Parquet hands it: tested in place, no conversion
-        blank = (values.isna() | values.str.strip().eq("")).fillna(True).to_numpy(dtype=bool)
-        return pd.Series(np.where(blank, None, _distinct_objects(values)), index=values.index, dtype=object)
+    if isinstance(values.dtype, pd.StringDtype):   # text as Parquet hands it: each distinct text tested once
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = np.asarray(uniques, dtype=object)
+        texts[pd.Series(uniques).str.strip().eq("").fillna(True).to_numpy(dtype=bool)] = None
+        return pd.Series(np.append(texts, None)[codes], index=values.index, dtype=object)
     s = values.astype("object")
     text = s.astype("string")
     blank = s.isna() | text.str.strip().eq("").fillna(True)
@@ -121,6 +123,30 @@ def _text(values: pd.Series) -> pd.Series:
     return values.astype("object").where(values.notna(), "").map(str).astype("object")
 
 
+def _per_distinct(frame: pd.DataFrame, columns: list[str], fn: Callable[[pd.DataFrame], pd.Series]) -> pd.Series:
+    """``fn`` of the rows' ``columns``, worked out once per distinct combination of their values and taken back
+    to every row (a chunk repeats a few codes and dates on every row)."""
+    from calpads.quality.distinct import row_combinations
+
+    inverse, first = row_combinations(frame, columns)
+    once = fn(frame.iloc[first][columns].reset_index(drop=True))
+    return pd.Series(once.to_numpy()[inverse], index=frame.index, dtype=once.dtype)
+
+
+def _dates_of(frame: pd.DataFrame, column: str) -> pd.Series:
+    return _per_distinct(frame, [column], lambda rows: _dates(rows[column]))
+
+
+def _text_of(frame: pd.DataFrame, *columns: str) -> pd.Series:
+    """The columns' texts (blank as ''), joined by '|'."""
+    def joined(rows: pd.DataFrame) -> pd.Series:
+        out = _text(rows[columns[0]])
+        for c in columns[1:]:
+            out = out + "|" + _text(rows[c])
+        return out.astype("object")
+    return _per_distinct(frame, list(columns), joined)
+
+
 def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]:
     """ctx_ columns the SPRG business rules read (documented in docs/rules.md).
 
@@ -128,27 +154,26 @@ def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]
     it (the field's format rule reports it alone)."""
     cols: dict[str, pd.Series] = {}
     if "birth_date" in frame:
-        cols["ctx_birth_dt"] = _dates(frame["birth_date"])
+        cols["ctx_birth_dt"] = _dates_of(frame, "birth_date")
     if "membership_start_date" in frame:
-        start = _dates(frame["membership_start_date"])
+        start = _dates_of(frame, "membership_start_date")
         cols["ctx_start_dt"] = start
         limit = pd.Timestamp(run_date) + pd.DateOffset(months=6)
         cols["ctx_start_limit"] = pd.Series(limit, index=frame.index, dtype="datetime64[ns]")
     if "membership_end_date" in frame:
-        end = _dates(frame["membership_end_date"])
+        end = _dates_of(frame, "membership_end_date")
         cols["ctx_end_dt"] = end
         first = end.dt.year - (end.dt.month < 7).astype("int64")     # academic years start July 1
         year = first.astype("Int64").astype("string") + "-" + (first + 1).astype("Int64").astype("string")
         cols["ctx_end_academic_year"] = year.astype("object").where(end.notna(), None)
     if "ctx_enrollment_exit_date" in frame:
-        cols["ctx_exit_dt"] = _dates(frame["ctx_enrollment_exit_date"])
+        cols["ctx_exit_dt"] = _dates_of(frame, "ctx_enrollment_exit_date")
     if {"service_code", "service_academic_year", "academic_year_id"} <= set(frame.columns):
-        cols["ctx_service_fields"] = (_text(frame["service_code"]) + "|" + _text(frame["service_academic_year"]) + "|"
-                                      + _text(frame["academic_year_id"])).astype("object")
+        cols["ctx_service_fields"] = _text_of(frame, "service_code", "service_academic_year", "academic_year_id")
     if "migrant_id" in frame:
-        cols["ctx_migrant_id_text"] = _text(frame["migrant_id"])
+        cols["ctx_migrant_id_text"] = _text_of(frame, "migrant_id")
     if "ctx_primary_residence_category" in frame:
-        cols["ctx_primary_residence_text"] = _text(frame["ctx_primary_residence_category"])
+        cols["ctx_primary_residence_text"] = _text_of(frame, "ctx_primary_residence_category")
     from calpads.quality.derived import layout_columns  # SENR / STAS / LEAP rules' columns
 
     cols.update(layout_columns(frame, run_date))
@@ -192,8 +217,10 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     """Validate a run's records, given as consecutive chunks (their order is the records' order; ``total_rows``
     records in all), against the record type's suite: records that fit in one chunk against the whole suite at
     once; more, each chunk against the rules that decide a row by its own values and every row at once against
-    the others (a key unique across the file), as calpads.quality.chunks describes."""
+    the others (a key unique across the file), as calpads.quality.chunks describes. Within a chunk, the column
+    rules are validated once per distinct combination of the values they read (calpads.quality.distinct)."""
     from calpads.quality.chunks import Part, answer_rank, merge, positions, split_suite
+    from calpads.quality.distinct import validate_distinct
 
     layout = load_layout(record_type)
     suite = gx_suite(record_type, context_root)
@@ -210,8 +237,11 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     n = 0
     for chunk in chunks:
         frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
+        del chunk
         if row_wise is not None:
-            answers.append(_validate(record_type, frame, row_wise.suite, context_root))
+            answers.append(validate_distinct(frame, row_wise.suite,
+                                             lambda f, rules: _validate(record_type, f, rules, context_root),
+                                             row=ROW, result_format=RESULT_FORMAT))
             if len(answers) > 1:   # GX's answer names its batch, data included: the merged answer keeps the first's
                 answers[-1].meta = {}
             parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
@@ -221,6 +251,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         del frame
     whole_answer = None
     if whole is not None:
+        _return_freed_memory()   # the chunks' memory, before every row's values are put together
         frame = pd.concat(narrow, ignore_index=True) if len(narrow) > 1 else narrow[0]
         del narrow
         whole_answer = _validate(record_type, frame, whole.suite, context_root)
@@ -233,6 +264,19 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
         findings["_rule"] = findings["_rule"].map(answer_rank(suite))
         findings = findings.sort_values(["_row", "rule_id", "_rule"], kind="stable").drop(columns="_rule")
     return Checked(findings[[*FINDING_COLUMNS, "_row"]], result, n)
+
+
+def _return_freed_memory() -> None:
+    """Give the memory the chunks freed back to the system (glibc keeps freed pages of a large Python process;
+    the task's peak would otherwise carry them into the next step). A no-op where glibc is not the C library."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,246 @@
+"""Column rules validated once per distinct combination of the values they read, answered as over every row.
+
+A column rule (a GX column map expectation: not null, in set, regex, value lengths...) decides a row by the
+values of its column and of its row_condition's columns alone. A run's records repeat those values: a program
+code on hundreds of thousands of records, a student's SSID, name and birth date on each of the student's
+records. GX's cost grows with the rows it is given, so each group of rules that read the same columns is
+validated by GX over one row per distinct combination of those columns, and GX's answer is put back on every
+row that carries the combination: the failing rows and their values, and the counts GX reports (the rows the
+rule applies to, the rows with no value), each combination weighed by its rows. Which combinations a
+row_condition selects is GX's answer too: a companion rule over the same combinations
+(``expect_column_values_to_be_null`` on the row number, which is never null) lists every combination the
+condition selects. The result of each rule is GX's own formatting of a map expectation's result
+(``_format_map_output``), as calpads.quality.chunks merges chunks; the gate's tests compare it with GX's answer
+over every row.
+
+Rules whose columns barely repeat (a Local Record ID) and every other kind of rule are validated over every row.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Column map expectations: one column (plus the row_condition's), decided row by row.
+COLUMN_RULES = frozenset({
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set", "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex", "expect_column_value_lengths_to_be_between",
+    "expect_column_values_to_be_between",
+})
+# A group of rules is validated over its combinations only when they are at most this share of the rows.
+MAX_DISTINCT_SHARE = 0.5
+
+Validate = Callable[[pd.DataFrame, Any], Any]   # (frame, suite) -> GX's ExpectationSuiteValidationResult
+
+
+def validate_distinct(frame: pd.DataFrame, suite: Any, validate: Validate, *, row: str,
+                      result_format: dict[str, Any]) -> Any:
+    """GX's answer to ``suite`` over ``frame`` (``row``: its row-number column, by which GX names failing rows),
+    its results in the order GX gives them for the whole suite; column rules over distinct combinations."""
+    from calpads.quality.chunks import answer_order
+
+    rules = suite.expectations
+    codes = _ColumnCodes(frame)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    over_rows: list[int] = []
+    for i, rule in enumerate(rules):
+        if _column_rule(rule):
+            groups.setdefault(tuple(sorted(_columns(rule))), []).append(i)
+        else:
+            over_rows.append(i)
+    answered: dict[int, Any] = {}
+    template = None
+    for columns, positions in groups.items():
+        inverse, first = codes.combinations(columns)
+        if len(first) > MAX_DISTINCT_SHARE * len(frame):
+            over_rows += positions
+            continue
+        combos = frame.iloc[first][list(columns)].reset_index(drop=True)
+        combos[row] = np.arange(len(combos), dtype="int64")
+        answer = _answer_combinations(combos, [rules[i] for i in positions], suite, validate, row)
+        template = template or answer.answer
+        weights = np.bincount(inverse, minlength=len(combos))
+        for i, (result, domain) in zip(positions, answer.expanded, strict=True):
+            answered[i] = _expanded(result, rules[i], combos, domain, weights, inverse, frame[row].to_numpy(),
+                                    row, result_format)
+    if over_rows or template is None:
+        over_rows.sort()
+        answer = validate(frame, _subsuite(suite, [rules[i] for i in over_rows]))
+        template = answer
+        for i, result in zip((over_rows[k] for k in answer_order([rules[i] for i in over_rows])), answer.results,
+                             strict=True):
+            answered[i] = result
+    out = copy.copy(template)
+    out.results = [answered[i] for i in answer_order(rules)]
+    return out
+
+
+class _Combined:
+    """GX's answer over a group's combinations: the raw answer, and per rule (in the group's order) its result
+    and the combinations its row_condition selects (None: every one)."""
+
+    def __init__(self, answer: Any, expanded: list[tuple[Any, np.ndarray | None]]) -> None:
+        self.answer, self.expanded = answer, expanded
+
+
+def _answer_combinations(combos: pd.DataFrame, rules: list[Any], suite: Any, validate: Validate, row: str) -> _Combined:
+    """One GX validation over the combinations: the group's rules, and a companion rule per distinct
+    row_condition that lists the combinations the condition selects."""
+    from calpads.quality.chunks import answer_order
+
+    conditions: dict[str, int] = {}
+    companions = []
+    for rule in rules:
+        key = _condition_key(rule)
+        if key is not None and key not in conditions:
+            conditions[key] = len(rules) + len(companions)
+            companions.append(_companion(rule, row))
+    listed = [*rules, *companions]
+    answer = validate(combos, _subsuite(suite, listed))
+    by_position = dict(zip(answer_order(listed), answer.results, strict=True))
+    for position, result in by_position.items():
+        if result.expectation_config.type != listed[position].expectation_type:
+            raise RuntimeError("internal error: GX did not answer the rules in the order "
+                               "calpads.quality.chunks expects")
+    expanded = []
+    for i, rule in enumerate(rules):
+        key = _condition_key(rule)
+        domain = None if key is None else _rows_named(by_position[conditions[key]], row)
+        expanded.append((by_position[i], domain))
+    return _Combined(answer, expanded)
+
+
+_COMPANIONS: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def _companion(rule: Any, row: str) -> Any:
+    """The rule that lists every row ``rule``'s row_condition selects (the row number is never null); one per rule
+    and process, so that every chunk's suite of a group is the same."""
+    import great_expectations as gx
+
+    key = (id(rule), row)
+    if key not in _COMPANIONS:
+        _COMPANIONS[key] = (gx.expectations.ExpectColumnValuesToBeNull(
+            column=row, row_condition=rule.row_condition, condition_parser=rule.condition_parser), rule)
+    return _COMPANIONS[key][0]
+
+
+def _expanded(result: Any, rule: Any, combos: pd.DataFrame, domain: np.ndarray | None, weights: np.ndarray,
+              inverse: np.ndarray, row_numbers: np.ndarray, row: str, result_format: dict[str, Any]) -> Any:
+    """A rule's result over the combinations, as GX gives it over every row: counts weighed by rows, every row of
+    a failing combination named with its value, in row order."""
+    from great_expectations.expectations.expectation import _format_map_output
+    from great_expectations.expectations.expectation_configuration import parse_result_format
+
+    res = result.result or {}
+    if "unexpected_count" not in res:
+        return result
+    in_domain = np.ones(len(combos), dtype=bool) if domain is None else np.isin(np.arange(len(combos)), domain)
+    element_count = int(weights[in_domain].sum())
+    nonnull_count = None
+    if "missing_count" in res:
+        missing = combos[rule.configuration.kwargs["column"]].isna().to_numpy()
+        nonnull_count = element_count - int(weights[in_domain & missing].sum())
+    failing = _rows_named(result, row)
+    # GX names a failing row by its row number and the rule's column value: {column: value, row: number}.
+    named = dict(zip(failing.tolist(), res.get("unexpected_index_list") or [], strict=True))
+    values_of = None
+    if "unexpected_list" in res:
+        values_of = np.empty(len(combos), dtype=object)
+        values_of[failing] = list(res["unexpected_list"])
+    at = np.flatnonzero(np.isin(inverse, failing))
+    formatted = _format_map_output(
+        parse_result_format(dict(result_format)), result.success, element_count=element_count,
+        nonnull_count=nonnull_count, unexpected_count=len(at),
+        unexpected_list=None if values_of is None else list(values_of[inverse[at]]),
+        unexpected_index_list=[{**named[c], row: int(n)} for c, n in zip(inverse[at].tolist(), row_numbers[at],
+                                                                          strict=True)],
+        unexpected_index_column_names=res.get("unexpected_index_column_names"))
+    out = copy.copy(result)
+    out.result = formatted["result"]
+    return out
+
+
+def _rows_named(result: Any, row: str) -> np.ndarray:
+    return np.fromiter((d[row] for d in (result.result or {}).get("unexpected_index_list") or []), dtype="int64")
+
+
+class _ColumnCodes:
+    """Each column's values as integer codes (missing: -1), worked out once per column for every group."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame, self.codes = frame, {}
+
+    def column(self, name: str) -> tuple[np.ndarray, int]:
+        if name not in self.codes:
+            codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
+            self.codes[name] = (codes.astype("int32"), len(uniques))   # int32: a chunk's codes of every column
+        return self.codes[name]
+
+    def combinations(self, columns: tuple[str, ...] | list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's combination number, numbered in order of first appearance; each combination's first row)."""
+        key = np.zeros(len(self.frame), dtype="int64")
+        for name in columns:
+            codes, n = self.column(name)
+            key, _ = pd.factorize(key * (n + 1) + (codes + 1).astype("int64"))   # renumbered: never overflows
+        inverse = key.astype("int64")
+        # Numbered in order of first appearance: a combination's first row is where the numbers reach a new high.
+        seen = np.maximum.accumulate(inverse)
+        first = np.flatnonzero(np.r_[True, inverse[1:] > seen[:-1]]) if len(inverse) else np.zeros(0, dtype="int64")
+        return inverse, first
+
+
+def row_combinations(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's combination of ``columns``' values, numbered in order of first appearance; each combination's
+    first row). Missing values (None, NaN, NaT) are one value."""
+    return _ColumnCodes(frame).combinations(columns)
+
+
+def _column_rule(rule: Any) -> bool:
+    return (rule.expectation_type in COLUMN_RULES and isinstance(rule.configuration.kwargs.get("column"), str)
+            and getattr(rule, "mostly", 1) in (None, 1, 1.0))
+
+
+def _columns(rule: Any) -> set[str]:
+    from calpads.quality.gate import _condition_nodes
+
+    kwargs = rule.configuration.kwargs
+    return {str(kwargs["column"])} | {node["column"]["name"] for node in _condition_nodes(kwargs)
+                                      if isinstance(node.get("column"), dict) and "name" in node["column"]}
+
+
+def _condition_key(rule: Any) -> str | None:
+    kwargs = rule.configuration.kwargs
+    if kwargs.get("row_condition") in (None, ""):
+        return None
+    cond = kwargs["row_condition"]
+    cond = cond.dict() if hasattr(cond, "dict") else cond
+    return json.dumps([cond, kwargs.get("condition_parser")], sort_keys=True, default=str)
+
+
+_SUBSUITES: dict[tuple[int, tuple[int, ...]], Any] = {}
+
+
+def _subsuite(suite: Any, rules: list[Any]) -> Any:
+    """Some rules as a suite of ``suite``'s name (not saved); each keeps its id (its answer names it). Made once per
+    process for the same rules (every chunk asks again; copying GX's rules is slow)."""
+    key = (id(suite), tuple(id(r) for r in rules))
+    if key not in _SUBSUITES:
+        _SUBSUITES[key] = (_new_subsuite(suite, rules), suite, rules)   # holding them keeps their ids unique
+    return _SUBSUITES[key][0]
+
+
+def _new_subsuite(suite: Any, rules: list[Any]) -> Any:
+    import great_expectations as gx
+
+    view = gx.ExpectationSuite(name=suite.name, expectations=[copy.copy(r) for r in rules],
+                               meta=copy.deepcopy(suite.meta))
+    for copied, rule in zip(view.expectations, rules, strict=True):
+        copied.id = rule.id
+    return view

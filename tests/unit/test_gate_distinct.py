@@ -1,0 +1,62 @@
+"""The gate validates column rules once per distinct combination of the values they read
+(calpads.quality.distinct): its answer is GX's answer over every row, rule by rule, counts and failing rows
+included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from calpads.layouts import load_layout
+from calpads.quality import distinct, gate
+from tests.unit.test_gate_rules import RUN_DATE, all_cases
+
+
+def _json(answer: Any) -> list[dict[str, Any]]:
+    return [r.to_json_dict() for r in answer.results]
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """Every rule's failing and passing records, five times over (new ids): each value repeats."""
+    cases, _ = all_cases()
+    copies = []
+    for k in range(5):
+        c = cases.copy()
+        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
+        copies.append(c)
+    records = pd.concat(copies, ignore_index=True).sample(frac=1.0, random_state=5).reset_index(drop=True)
+    return gate.validation_frame(records, load_layout("SPRG"), RUN_DATE, first_row=1000)
+
+
+def test_distinct_answer_is_gx_answer_over_every_row(frame, monkeypatch):
+    suite = gate.gx_suite("SPRG")
+    every_row = gate._validate("SPRG", frame, suite, None)
+    calls: list[int] = []
+
+    def validate(f: pd.DataFrame, rules: Any) -> Any:
+        calls.append(len(f))
+        return gate._validate("SPRG", f, rules, None)
+
+    answer = distinct.validate_distinct(frame, suite, validate, row=gate.ROW, result_format=gate.RESULT_FORMAT)
+    assert min(calls) < len(frame) / 5          # the column rules were given their combinations, not every row
+    assert [r.expectation_config.meta.get("rule_id") for r in answer.results] == \
+        [r.expectation_config.meta.get("rule_id") for r in every_row.results]
+    for got, want in zip(_json(answer), _json(every_row), strict=True):
+        assert got == want, got["expectation_config"]["meta"].get("rule_id")
+    assert sum(not r.success for r in answer.results) >= 20   # the planted cases fail many rules
+
+
+def test_rules_over_barely_repeating_columns_are_validated_over_every_row(frame):
+    suite = gate.gx_suite("SPRG")
+    seen: list[set[str]] = []
+
+    def validate(f: pd.DataFrame, rules: Any) -> Any:
+        seen.append(gate.suite_columns(rules) if len(f) == len(frame) else set())
+        return gate._validate("SPRG", f, rules, None)
+
+    distinct.validate_distinct(frame, suite, validate, row=gate.ROW, result_format=gate.RESULT_FORMAT)
+    assert any("local_record_id" in cols for cols in seen)
+
