@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from calpads.quality import gate
+from calpads.quality import distinct, gate
 from calpads.quality.report import redacted_validation_result
 from tests.unit.test_gate_rules import RUN_DATE, all_cases
 
@@ -39,7 +39,16 @@ def test_chunks_answer_as_the_whole_batch(records, monkeypatch):
     monkeypatch.setattr(gate, "CHUNK_ROWS", 10**9)
     one = gate.run_gate(records, "SPRG", RUN_DATE, error_ceiling=0.9)
     monkeypatch.setattr(gate, "CHUNK_ROWS", 40)
+    across_chunks: list[int] = []
+    answer = distinct.AcrossChunks.answer
+
+    def answer_and_count(self: distinct.AcrossChunks, validate: Any) -> Any:
+        across_chunks.extend(self.positions)
+        return answer(self, validate)
+
+    monkeypatch.setattr(distinct.AcrossChunks, "answer", answer_and_count)
     chunked = gate.run_gate(records, "SPRG", RUN_DATE, error_ceiling=0.9)
+    assert len(across_chunks) >= 20   # most column rules were validated once over every chunk's combinations
 
     dup = one.findings[one.findings["rule_id"] == "SPRG-DUPLICATE-KEY"]
     rows = records.index[records["local_record_id"].isin(dup["local_record_id"])]

@@ -60,3 +60,26 @@ def test_rules_over_barely_repeating_columns_are_validated_over_every_row(frame)
     distinct.validate_distinct(frame, suite, validate, row=gate.ROW, result_format=gate.RESULT_FORMAT)
     assert any("local_record_id" in cols for cols in seen)
 
+
+
+def test_more_failing_rows_than_gx_lists_values_for(monkeypatch):
+    """GX names every failing row but lists the values of the first 200 only: so do the answers over distinct
+    combinations and over chunks (a rule here fails on more than 200 rows)."""
+    cases, _ = all_cases()
+    copies = []
+    for k in range(40):
+        c = cases.copy()
+        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
+        copies.append(c)
+    records = pd.concat(copies, ignore_index=True).sample(frac=1.0, random_state=7).reset_index(drop=True)
+    frame = gate.validation_frame(records, load_layout("SPRG"), RUN_DATE)
+    suite = gate.gx_suite("SPRG")
+    every_row = gate._validate("SPRG", frame, suite, None)
+    assert max(r.result.get("unexpected_count", 0) for r in every_row.results) > 200
+    answer = distinct.validate_distinct(frame, suite, lambda f, rules: gate._validate("SPRG", f, rules, None),
+                                        row=gate.ROW, result_format=gate.RESULT_FORMAT)
+    assert _json(answer) == _json(every_row)
+
+    monkeypatch.setattr(gate, "CHUNK_ROWS", 1500)
+    chunked = gate.run_gate(records, "SPRG", RUN_DATE, error_ceiling=0.99).validation_result
+    assert [r.to_json_dict()["result"] for r in chunked.results] == [r["result"] for r in _json(every_row)]

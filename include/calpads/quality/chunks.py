@@ -89,10 +89,11 @@ def _uses_mostly(expectation: Any) -> bool:
     return getattr(expectation, "mostly", 1) not in (None, 1, 1.0)
 
 
-def merge(chunks: list[Any], row_wise: Part | None, whole: Any | None, whole_part: Part | None, suite: Any,
+def merge(chunks: list[Any], row_wise: Part | None, whole: list[tuple[Any, Part]], suite: Any,
           result_format: dict[str, Any]) -> Any:
     """One ExpectationSuiteValidationResult from the row-wise answers of consecutive chunks (in row order) and
-    the answer of the other rules (``whole``), its results in the order GX answers ``suite`` in."""
+    the answers over every row at once (``whole``: each answer with the part of the suite it answers), its results
+    in the order GX answers ``suite`` in."""
     from great_expectations.validator.validation_statistics import calc_validation_statistics
 
     placed: list[tuple[int, Any]] = []
@@ -100,11 +101,11 @@ def merge(chunks: list[Any], row_wise: Part | None, whole: Any | None, whole_par
         for at, parts in zip(positions(chunks[0], row_wise), zip(*(a.results for a in chunks), strict=True),
                              strict=True):
             placed.append((at, _merge_one(list(parts), result_format)))
-    if whole is not None and whole_part is not None:
-        placed += list(zip(positions(whole, whole_part), whole.results, strict=True))
+    for answer, part in whole:
+        placed += list(zip(positions(answer, part), answer.results, strict=True))
     rank = answer_rank(suite)
     results = [r for _, r in sorted(placed, key=lambda p: rank[p[0]])]
-    first = chunks[0] if chunks else whole
+    first = chunks[0] if chunks else whole[0][0]
     out = copy.copy(first)
     stats = calc_validation_statistics(results)
     out.results = results
@@ -119,6 +120,7 @@ def merge(chunks: list[Any], row_wise: Part | None, whole: Any | None, whole_par
 def _merge_one(parts: list[Any], result_format: dict[str, Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
+    from great_expectations.constants import MAX_RESULT_RECORDS
     from great_expectations.expectations.expectation import _format_map_output
     from great_expectations.expectations.expectation_configuration import parse_result_format
 
@@ -126,7 +128,9 @@ def _merge_one(parts: list[Any], result_format: dict[str, Any]) -> Any:
     element = sum(int(r.get("element_count") or 0) for r in res)
     nonnull = None if any("missing_count" not in r for r in res) else \
         sum(int(r.get("element_count") or 0) - int(r["missing_count"] or 0) for r in res)
-    values = None if any("unexpected_list" not in r for r in res) else [v for r in res for v in r["unexpected_list"]]
+    # GX lists the values of the first MAX_RESULT_RECORDS failing rows of a batch only.
+    values = None if any("unexpected_list" not in r for r in res) else \
+        [v for r in res for v in r["unexpected_list"]][:MAX_RESULT_RECORDS]
     rows = None if any("unexpected_index_list" not in r for r in res) else \
         [v for r in res for v in r["unexpected_index_list"]]
     success = all(p.success for p in parts)

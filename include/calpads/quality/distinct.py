@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from great_expectations.constants import MAX_RESULT_RECORDS
 
 # Column map expectations: one column (plus the row_condition's), decided row by row.
 COLUMN_RULES = frozenset({
@@ -71,7 +72,7 @@ def validate_distinct(frame: pd.DataFrame, suite: Any, validate: Validate, *, ro
                                     row, result_format)
     if over_rows or template is None:
         over_rows.sort()
-        answer = validate(frame, _subsuite(suite, [rules[i] for i in over_rows]))
+        answer = validate(frame, subsuite(suite, [rules[i] for i in over_rows]))
         template = answer
         for i, result in zip((over_rows[k] for k in answer_order([rules[i] for i in over_rows])), answer.results,
                              strict=True):
@@ -102,7 +103,7 @@ def _answer_combinations(combos: pd.DataFrame, rules: list[Any], suite: Any, val
             conditions[key] = len(rules) + len(companions)
             companions.append(_companion(rule, row))
     listed = [*rules, *companions]
-    answer = validate(combos, _subsuite(suite, listed))
+    answer = validate(combos, subsuite(suite, listed))
     by_position = dict(zip(answer_order(listed), answer.results, strict=True))
     for position, result in by_position.items():
         if result.expectation_config.type != listed[position].expectation_type:
@@ -150,15 +151,19 @@ def _expanded(result: Any, rule: Any, combos: pd.DataFrame, domain: np.ndarray |
     failing = _rows_named(result, row)
     # GX names a failing row by its row number and the rule's column value: {column: value, row: number}.
     named = dict(zip(failing.tolist(), res.get("unexpected_index_list") or [], strict=True))
-    values_of = None
-    if "unexpected_list" in res:
-        values_of = np.empty(len(combos), dtype=object)
-        values_of[failing] = list(res["unexpected_list"])
     at = np.flatnonzero(np.isin(inverse, failing))
+    shown = None
+    if "unexpected_list" in res:
+        # GX lists the values of the first MAX_RESULT_RECORDS failing rows only. Combinations are numbered in order
+        # of first appearance, so the first failing rows' combinations are the first failing combinations: listed.
+        listed = list(res["unexpected_list"])
+        values_of = np.empty(len(combos), dtype=object)
+        values_of[failing[:len(listed)]] = listed
+        shown = list(values_of[inverse[at[:MAX_RESULT_RECORDS]]])
     formatted = _format_map_output(
         parse_result_format(dict(result_format)), result.success, element_count=element_count,
         nonnull_count=nonnull_count, unexpected_count=len(at),
-        unexpected_list=None if values_of is None else list(values_of[inverse[at]]),
+        unexpected_list=shown,
         unexpected_index_list=[{**named[c], row: int(n)} for c, n in zip(inverse[at].tolist(), row_numbers[at],
                                                                           strict=True)],
         unexpected_index_column_names=res.get("unexpected_index_column_names"))
@@ -227,7 +232,7 @@ def _condition_key(rule: Any) -> str | None:
 _SUBSUITES: dict[tuple[int, tuple[int, ...]], Any] = {}
 
 
-def _subsuite(suite: Any, rules: list[Any]) -> Any:
+def subsuite(suite: Any, rules: list[Any]) -> Any:
     """Some rules as a suite of ``suite``'s name (not saved); each keeps its id (its answer names it). Made once per
     process for the same rules (every chunk asks again; copying GX's rules is slow)."""
     key = (id(suite), tuple(id(r) for r in rules))
@@ -244,3 +249,115 @@ def _new_subsuite(suite: Any, rules: list[Any]) -> Any:
     for copied, rule in zip(view.expectations, rules, strict=True):
         copied.id = rule.id
     return view
+
+
+class AcrossChunks:
+    """The column rules of a run read a chunk at a time, validated once over the distinct combinations of every
+    chunk's rows (GX's cost per rule is paid once, not once per chunk).
+
+    ``add`` keeps, per group of rules reading the same columns, each chunk's distinct combinations and each row's
+    combination; the first chunk decides which groups repeat too little to gain (``over_rows``: the caller
+    validates those rules chunk by chunk). ``answer`` validates each group over the run's combinations and puts
+    the answers back on every row; ``finding_rows`` gives the failing rows' values for the report."""
+
+    def __init__(self, suite: Any, *, row: str, result_format: dict[str, Any]) -> None:
+        self.suite, self.row, self.result_format = suite, row, result_format
+        rules = suite.expectations
+        groups: dict[tuple[str, ...], list[int]] = {}
+        self.over_rows = [i for i, rule in enumerate(rules) if not _column_rule(rule)]
+        for i, rule in enumerate(rules):
+            if _column_rule(rule):
+                groups.setdefault(tuple(sorted(_columns(rule))), []).append(i)
+        # A combination also carries the columns the rules' findings show (a rule on a derived column shows the
+        # fields it is derived from).
+        self.groups = [_Group(tuple(dict.fromkeys([*read, *_shown_columns([rules[i] for i in at])])), at)
+                       for read, at in groups.items()]
+        self.rows = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        codes = _ColumnCodes(frame)
+        if self.rows == 0:   # the first chunk decides which groups repeat enough to gain
+            keep = []
+            for group in self.groups:
+                if len(codes.combinations(group.columns)[1]) > MAX_DISTINCT_SHARE * len(frame):
+                    self.over_rows += group.positions
+                else:
+                    keep.append(group)
+            self.groups = keep
+            self.over_rows.sort()
+        for group in self.groups:
+            inverse, first = codes.combinations(group.columns)
+            group.combos.append(frame.iloc[first][list(group.columns)].reset_index(drop=True))
+            group.inverses.append(inverse.astype(np.min_scalar_type(max(len(first) - 1, 0))))
+        self.rows += len(frame)
+
+    @property
+    def positions(self) -> list[int]:
+        """The rules validated across chunks, by position in the suite, in order."""
+        return sorted(i for group in self.groups for i in group.positions)
+
+    def answer(self, validate: Validate) -> Any:
+        """GX's answer to the rules of ``positions`` over every row (row numbers 0 .. rows - 1), its results in the
+        order GX gives them for those rules."""
+        from calpads.quality.chunks import answer_order
+
+        rules = self.suite.expectations
+        answered: dict[int, Any] = {}
+        template = None
+        row_numbers = np.arange(self.rows, dtype="int64")
+        for group in self.groups:
+            combos, inverse = group.combined()
+            combos[self.row] = np.arange(len(combos), dtype="int64")
+            answer = _answer_combinations(combos, [rules[i] for i in group.positions], self.suite, validate, self.row)
+            template = template or answer.answer
+            weights = np.bincount(inverse, minlength=len(combos))
+            for i, (result, domain) in zip(group.positions, answer.expanded, strict=True):
+                answered[i] = _expanded(result, rules[i], combos, domain, weights, inverse, row_numbers, self.row,
+                                        self.result_format)
+            group.failing = np.unique(np.concatenate(
+                [_rows_named(answered[i], self.row) for i in group.positions] or [np.zeros(0, dtype="int64")]))
+        out = copy.copy(template)
+        out.meta = {}
+        mine = self.positions
+        out.results = [answered[mine[k]] for k in answer_order([rules[i] for i in mine])]
+        return out
+
+    def finding_rows(self, report: pd.DataFrame) -> pd.DataFrame:
+        """The failing rows (after ``answer``) with their values: ``report`` (every row's report columns, by row
+        number) and each group's columns, one row per failing row number, in order."""
+        failing = np.unique(np.concatenate([g.failing for g in self.groups] or [np.zeros(0, dtype="int64")]))
+        out = report.iloc[failing].reset_index(drop=True)
+        for group in self.groups:
+            combos, inverse = group.combos_all, group.inverse_all
+            values = combos.iloc[inverse[failing]].reset_index(drop=True)
+            for c in group.columns:
+                if c not in out:
+                    out[c] = values[c]
+        return out
+
+
+class _Group:
+    """Rules that read the same columns: their combinations chunk by chunk, then over the run."""
+
+    def __init__(self, columns: tuple[str, ...], positions: list[int]) -> None:
+        self.columns, self.positions = columns, positions
+        self.combos: list[pd.DataFrame] = []
+        self.inverses: list[np.ndarray] = []
+        self.failing = np.zeros(0, dtype="int64")
+
+    def combined(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """(the run's distinct combinations, each row's combination number): the chunks' combinations put together
+        and numbered again over the run."""
+        chunks = pd.concat(self.combos, ignore_index=True) if len(self.combos) > 1 else self.combos[0]
+        renumbered, first = row_combinations(chunks, list(self.columns))
+        offsets = np.cumsum([0] + [len(c) for c in self.combos[:-1]])
+        inverse = np.concatenate([renumbered[offset + chunk_inverse.astype("int64")]
+                                  for offset, chunk_inverse in zip(offsets, self.inverses, strict=True)])
+        self.combos, self.inverses = [], []
+        self.combos_all = chunks.iloc[first].reset_index(drop=True)
+        self.inverse_all = inverse
+        return self.combos_all.copy(), inverse
+
+
+def _shown_columns(rules: list[Any]) -> list[str]:
+    return [c for rule in rules for c in (rule.meta or {}).get("columns") or []]

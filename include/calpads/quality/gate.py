@@ -220,7 +220,7 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     the others (a key unique across the file), as calpads.quality.chunks describes. Within a chunk, the column
     rules are validated once per distinct combination of the values they read (calpads.quality.distinct)."""
     from calpads.quality.chunks import Part, answer_rank, merge, positions, split_suite
-    from calpads.quality.distinct import validate_distinct
+    from calpads.quality.distinct import AcrossChunks, validate_distinct
 
     layout = load_layout(record_type)
     suite = gx_suite(record_type, context_root)
@@ -233,37 +233,65 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     whole_columns = set() if whole is None else (
         suite_columns(whole.suite) | set(REPORT_COLUMNS)
         | {c for e in whole.suite.expectations for c in (e.meta or {}).get("columns") or []})
+
+    def validate(frame: pd.DataFrame, rules: Any) -> Any:
+        return _validate(record_type, frame, rules, context_root)
+
+    # Chunked, the column rules are validated once over every chunk's distinct combinations; the other row-wise
+    # rules chunk by chunk (``per_chunk``, known once the first chunk is read).
+    across = AcrossChunks(row_wise.suite, row=ROW, result_format=RESULT_FORMAT) \
+        if whole is not None and row_wise is not None else None
+    per_chunk = row_wise if across is None else None
     answers, parts, narrow = [], [], []
     n = 0
     for chunk in chunks:
         frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
         del chunk
-        if row_wise is not None:
-            answers.append(validate_distinct(frame, row_wise.suite,
-                                             lambda f, rules: _validate(record_type, f, rules, context_root),
-                                             row=ROW, result_format=RESULT_FORMAT))
+        if across is not None:
+            across.add(frame)
+            per_chunk = per_chunk or _part_of(row_wise, across.over_rows)
+        if per_chunk is not None:
+            answers.append(validate(frame, per_chunk.suite) if across is not None else
+                           validate_distinct(frame, per_chunk.suite, validate, row=ROW, result_format=RESULT_FORMAT))
             if len(answers) > 1:   # GX's answer names its batch, data included: the merged answer keeps the first's
                 answers[-1].meta = {}
-            parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], row_wise), first_row=n))
+            parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], per_chunk), first_row=n))
         if whole is not None:
             narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]]))
         n += len(frame)
         del frame
-    whole_answer = None
+    answered_whole: list[tuple[Any, Part]] = []
     if whole is not None:
         _return_freed_memory()   # the chunks' memory, before every row's values are put together
         frame = pd.concat(narrow, ignore_index=True) if len(narrow) > 1 else narrow[0]
         del narrow
-        whole_answer = _validate(record_type, frame, whole.suite, context_root)
+        if across is not None and across.positions:
+            across_part = _part_of(row_wise, across.positions)
+            answer = across.answer(validate)
+            failing = across.finding_rows(frame[[c for c in [*REPORT_COLUMNS, ROW] if c in frame.columns]])
+            parts.append(_finding_rows(answer, failing, pii, positions(answer, across_part), sparse=True))
+            answered_whole.append((answer, across_part))
+        whole_answer = validate(frame, whole.suite)
         parts.append(_finding_rows(whole_answer, frame, pii, positions(whole_answer, whole)))
+        answered_whole.append((whole_answer, whole))
         del frame
-    result = merge(answers, row_wise, whole_answer, whole, suite, RESULT_FORMAT)
+    result = merge(answers, per_chunk, answered_whole, suite, RESULT_FORMAT)
     findings = pd.concat(parts, ignore_index=True) if parts else _no_findings()
     if len(findings):
         # As validating the whole batch at once orders them: row, rule id, then GX's order of answering.
         findings["_rule"] = findings["_rule"].map(answer_rank(suite))
         findings = findings.sort_values(["_row", "rule_id", "_rule"], kind="stable").drop(columns="_rule")
     return Checked(findings[[*FINDING_COLUMNS, "_row"]], result, n)
+
+
+def _part_of(part: Any, at: list[int]) -> Any:
+    """The rules at positions ``at`` of ``part``'s suite as a part of the whole suite (None: no rule)."""
+    from calpads.quality.chunks import Part
+    from calpads.quality.distinct import subsuite
+
+    if not at:
+        return None
+    return Part(subsuite(part.suite, [part.suite.expectations[i] for i in at]), [part.positions[i] for i in at])
 
 
 def _return_freed_memory() -> None:
@@ -450,9 +478,10 @@ def _findings(result: Any, frame: pd.DataFrame, pii: tuple[str, ...]) -> pd.Data
 
 
 def _finding_rows(result: Any, frame: pd.DataFrame, pii: tuple[str, ...], rule_positions: list[int],
-                  first_row: int = 0) -> pd.DataFrame:
+                  first_row: int = 0, *, sparse: bool = False) -> pd.DataFrame:
     """One row per failing record and rule; ``_row`` the record's row number (``frame`` holds the rows from
-    ``first_row`` on), ``_rule`` the rule's position in the suite."""
+    ``first_row`` on; ``sparse``: some rows, in order, named by their ROW column), ``_rule`` the rule's position
+    in the suite."""
     parts = []
     for r, rule_position in zip(result.results, rule_positions, strict=True):
         if r.success:
@@ -463,7 +492,7 @@ def _finding_rows(result: Any, frame: pd.DataFrame, pii: tuple[str, ...], rule_p
             raise GateError(f"rule {meta.get('rule_id', r.expectation_config.type)} failed without naming the "
                             "failing rows (use a per-row expectation)")
         columns = meta.get("columns") or [r.expectation_config.kwargs.get("column")]
-        at = rows - first_row
+        at = np.searchsorted(frame[ROW].to_numpy(), rows) if sparse else rows - first_row
         part = frame.iloc[at].reindex(columns=REPORT_COLUMNS).copy()   # LEA-level files have no school
         part["_row"] = rows
         part["_rule"] = rule_position
