@@ -74,3 +74,36 @@ def test_a_missing_local_publish_root_is_never_created(tmp_path):
     with pytest.raises(PublishShareError, match=r"Publish failed: the publish folder .*not_mounted is missing"):
         target.publish_folder(root, final, _fill(tmp_path))
     assert not (tmp_path / "not_mounted").exists()
+
+
+def _report_tree(tmp_path: Path) -> Path:
+    src = tmp_path / "report"
+    (src / "data_docs").mkdir(parents=True)
+    for k in range(30):
+        (src / f"held_back_school_{k:07d}.csv").write_text(f"school {k}\n" * (k + 1))
+    (src / "data_docs" / "index.html").write_text("<html></html>")
+    return src
+
+
+def test_put_tree_on_a_local_share_copies_every_file_whole_and_private(tmp_path):
+    src = _report_tree(tmp_path)
+    dest = tmp_path / "share" / "report"
+    target.ensure_folder(dest)
+    written = target.put_tree(src, dest)
+    expected = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    assert written == expected and len(written) == 31
+    for rel in expected:
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes()
+        assert (dest / rel).stat().st_mode & 0o777 == 0o640
+    assert not list(dest.rglob("*.partial"))
+
+
+def test_put_tree_raises_the_failed_copy_and_leaves_no_partial_file(tmp_path):
+    src = _report_tree(tmp_path)
+    dest = tmp_path / "share" / "report"
+    target.ensure_folder(dest)
+    (dest / "held_back_school_0000007.csv" / "in_the_way").mkdir(parents=True)   # the rename onto it fails
+    with pytest.raises(OSError):
+        target.put_tree(src, dest)
+    assert not list(dest.rglob("*.partial"))
+    assert (dest / "held_back_school_0000029.csv").read_bytes() == (src / "held_back_school_0000029.csv").read_bytes()

@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -181,9 +182,13 @@ def remove_stale(dest_folder: Any, keep: Iterable[str]) -> list[str]:
     return removed
 
 
+COPY_THREADS = 8   # a report holds a file per school: their copies wait on the disk (fsync) side by side
+
+
 def put_tree(local_dir: Path, dest_folder: Any) -> list[str]:
-    """Copy a local folder (the validation report) file by file, each through a temporary name."""
-    written = []
+    """Copy a local folder (the validation report) file by file, each through a temporary name; on a local share
+    several files at a time. Returns once every copy has ended; the first error is raised."""
+    copies = []
     for path in sorted(local_dir.rglob("*")):
         if path.is_file():
             rel = path.relative_to(local_dir)
@@ -191,9 +196,16 @@ def put_tree(local_dir: Path, dest_folder: Any) -> list[str]:
             for part in rel.parts[:-1]:   # each level, so no intermediate folder keeps the umask's 0755
                 target = target / part
                 ensure_folder(target)
+            copies.append((path, target, rel))
+    if is_local(dest_folder) and len(copies) > 1:
+        with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:   # leaving the block waits for every copy
+            done = [pool.submit(put_file, path, target, rel.parts[-1]) for path, target, rel in copies]
+        for future in done:
+            future.result()
+    else:
+        for path, target, rel in copies:
             put_file(path, target, rel.parts[-1])
-            written.append(rel.as_posix())
-    return written
+    return [rel.as_posix() for _, _, rel in copies]
 
 
 # --------------------------------------------------------------------------- a whole run folder
