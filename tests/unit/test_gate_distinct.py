@@ -83,3 +83,23 @@ def test_more_failing_rows_than_gx_lists_values_for(monkeypatch):
     monkeypatch.setattr(gate, "CHUNK_ROWS", 1500)
     chunked = gate.run_gate(records, "SPRG", RUN_DATE, error_ceiling=0.99).validation_result
     assert [r.to_json_dict()["result"] for r in chunked.results] == [r["result"] for r in _json(every_row)]
+
+
+def test_a_rule_on_a_column_the_records_lack_is_named_by_the_gate(tmp_path, monkeypatch):
+    """Chunked too: the rule goes to GX over the rows, whose error names it (not a KeyError of the grouping)."""
+    import json
+    import shutil
+
+    from calpads.quality import suite_builder
+
+    root = tmp_path / "gx"
+    shutil.copytree(suite_builder.default_gx_root(), root, ignore=shutil.ignore_patterns("uncommitted"))
+    path = root / "expectations" / "sprg.json"
+    suite = json.loads(path.read_text())
+    rule = next(e for e in suite["expectations"] if e["type"] == "expect_column_values_to_be_in_set")
+    rule["kwargs"]["column"] = "ctx_no_such_column"
+    path.write_text(json.dumps(suite))
+    cases, _ = all_cases()
+    monkeypatch.setattr(gate, "CHUNK_ROWS", 40)
+    with pytest.raises(gate.GateError, match=rule["meta"]["rule_id"]):
+        gate.run_gate(cases, "SPRG", RUN_DATE, context_root=root)

@@ -58,6 +58,9 @@ def validate_distinct(frame: pd.DataFrame, suite: Any, validate: Validate, *, ro
     answered: dict[int, Any] = {}
     template = None
     for columns, positions in groups.items():
+        if not set(columns) <= set(frame.columns):   # GX names the rule that reads a column the records lack
+            over_rows += positions
+            continue
         inverse, first = codes.combinations(columns)
         if len(first) > MAX_DISTINCT_SHARE * len(frame):
             over_rows += positions
@@ -268,10 +271,7 @@ class AcrossChunks:
         for i, rule in enumerate(rules):
             if _column_rule(rule):
                 groups.setdefault(tuple(sorted(_columns(rule))), []).append(i)
-        # A combination also carries the columns the rules' findings show (a rule on a derived column shows the
-        # fields it is derived from).
-        self.groups = [_Group(tuple(dict.fromkeys([*read, *_shown_columns([rules[i] for i in at])])), at)
-                       for read, at in groups.items()]
+        self.groups = [_Group(read, _shown_columns([rules[i] for i in at]), at) for read, at in groups.items()]
         self.rows = 0
 
     def add(self, frame: pd.DataFrame) -> None:
@@ -279,7 +279,10 @@ class AcrossChunks:
         if self.rows == 0:   # the first chunk decides which groups repeat enough to gain
             keep = []
             for group in self.groups:
-                if len(codes.combinations(group.columns)[1]) > MAX_DISTINCT_SHARE * len(frame):
+                # GX names the rule that reads a column the records lack; a finding shows the columns they have.
+                group.columns = tuple(c for c in group.columns if c in frame.columns)
+                if not set(group.read) <= set(frame.columns) or \
+                        len(codes.combinations(group.columns)[1]) > MAX_DISTINCT_SHARE * len(frame):
                     self.over_rows += group.positions
                 else:
                     keep.append(group)
@@ -339,8 +342,11 @@ class AcrossChunks:
 class _Group:
     """Rules that read the same columns: their combinations chunk by chunk, then over the run."""
 
-    def __init__(self, columns: tuple[str, ...], positions: list[int]) -> None:
-        self.columns, self.positions = columns, positions
+    def __init__(self, read: tuple[str, ...], shown: list[str], positions: list[int]) -> None:
+        # A combination also carries the columns the rules' findings show (a rule on a derived column shows the
+        # fields it is derived from).
+        self.read, self.positions = read, positions
+        self.columns = tuple(dict.fromkeys([*read, *shown]))
         self.combos: list[pd.DataFrame] = []
         self.inverses: list[np.ndarray] = []
         self.failing = np.zeros(0, dtype="int64")
