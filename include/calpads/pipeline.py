@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -293,7 +294,7 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     EnrolledDeleteBlocked when a delete is of a student still enrolled and the run does not allow it.
     Either way the would-be deletes are listed in the run's report/deletes.csv."""
     from calpads.extracts.not_extracted import data_problems
-    from calpads.history.diff import compute_transactions, still_in_sis
+    from calpads.history.diff import compute_transactions, record_keys, still_in_sis
     from calpads.history.guard import (
         DEFAULT_MAX_DELETE_SHARE,
         EnrolledDeleteBlocked,
@@ -309,16 +310,21 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     t0 = time.perf_counter()
     layout = ctx.layout
     ctx.path(DIFFED).unlink(missing_ok=True)   # a blocked attempt must not leave an earlier attempt's records
-    # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
-    publishable = pd.read_parquet(ctx.path(PUBLISHABLE), columns=layout.columns)
-    held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
     # The history as of its latest saved run (the base): a save by another run meanwhile is not half-read.
     base, saved_already = store.history_base(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)
-    last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id,
-                                as_of=base)
+    # Read by a worker thread while this one reads the records and computes their keys and hashes: the database
+    # (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work without holding the GIL.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        history = worker.submit(store.last_submitted, ctx.record_type, lea, ctx.scope.academic_year,
+                                exclude_run_id=ctx.run_id, as_of=base)
+        # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
+        publishable = pd.read_parquet(ctx.path(PUBLISHABLE), columns=layout.columns)
+        held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
+        keys = record_keys(publishable, layout)
+        last = history.result()
     ods_counts = None
     if ctx.scope.ods_file:
         from calpads.history.ods import compare_for_run
@@ -329,12 +335,12 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
     # delete, whatever happened to its key fields: matched by key, Local Record ID or record identity.
     not_extracted = data_problems(pd.read_parquet(ctx.path(NOT_EXTRACTED)))
-    kept = still_in_sis(last, held_back, layout, not_extracted)
+    kept = functools.partial(still_in_sis, held_back=held_back, layout=layout, not_extracted=not_extracted)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
     # The history rows hold keys and hashes: the fields of those that become deletes are read from the store.
     result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
-                                  never_delete=kept, read_fields=functools.partial(store.fields_of, layout))
+                                  never_delete=kept, read_fields=functools.partial(store.fields_of, layout), keys=keys)
     records = sort_records(result.records, layout)
     enrolled_path = ctx.path(ENROLLED)
     # to_numpy first: iterating an Arrow-backed column value by value costs seconds on a large district

@@ -17,8 +17,10 @@ A key change of a record that is published (same Local Record ID, new key)
 stays a D + an add; calpads.history.guard.check_enrolled_deletes makes such deletes wait for the
 run's ``allow_enrolled_deletes``.
 
-Keys and hashes are compared in DuckDB over the pandas frames (see ``keys``); only row
-positions come back to Python, so the output is built with ``iloc`` and stays cheap.
+Keys and hashes are computed and compared in DuckDB over the pandas frames (see ``keys``); only row
+positions come back to Python, so the output is built with ``iloc`` and stays cheap. The diff stage computes the
+records' keys and hashes (``record_keys``) while the history is read, and asks ``still_in_sis`` about the history
+rows not extracted again only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from calpads.history.keys import hash_sql, joined_keys, op_key_sql, op_keys, string_frame
 from calpads.layouts import Layout
@@ -44,6 +47,8 @@ HIST_LINE = "hist_line"
 
 # Reads the layout fields (as last submitted) of some history rows, in their order: HistoryStore.fields_of.
 FieldsReader = Callable[[pd.DataFrame], pd.DataFrame]
+# One bool per history row given (True: never a delete), e.g. ``still_in_sis`` with the run's frames bound.
+KeptRows = Callable[[pd.DataFrame], np.ndarray]
 
 NEW, CHANGED, UNCHANGED = 0, 1, 2
 
@@ -95,15 +100,17 @@ class DiffResult:
 
 
 def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: pd.DataFrame, mode: str,
-                         in_scope: ScopeFilter, never_delete: np.ndarray | None = None,
-                         read_fields: FieldsReader | None = None) -> DiffResult:
+                         in_scope: ScopeFilter, never_delete: np.ndarray | KeptRows | None = None,
+                         read_fields: FieldsReader | None = None, keys: pa.Table | None = None) -> DiffResult:
     """The records a run publishes. ``last_submitted`` holds one row per operational key (the
     latest saved, not deleted). Either the layout columns (an ODS file, a hand-made frame: keys and
     hashes are computed), or what ``HistoryStore.last_submitted`` reads: ``hist_op_key``/``hist_hash`` and
     the columns the scope needs; the fields of the rows that become deletes then come from ``read_fields``
     (``HistoryStore.fields_of``), so a 1.5M-row history is compared by key and hash only.
     ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
-    deletes while they still count for adds/updates: a record compared with them stays unchanged."""
+    deletes while they still count for adds/updates: a record compared with them stays unchanged. As a function
+    of history rows it is asked about the rows not extracted again only, the only ones it can keep.
+    ``keys``: ``record_keys(records, layout)`` when computed already."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     columns = layout.columns
@@ -114,30 +121,55 @@ def compute_transactions(records: pd.DataFrame, layout: Layout, last_submitted: 
     prev = prev.reset_index(drop=True)
 
     deletes_allowed = mode == "submission"
-    scope = in_scope.mask(prev, layout) if deletes_allowed else np.zeros(len(prev), dtype=bool)
-    status, gone = _match(cur, prev, layout)
-    kept = np.asarray(never_delete, dtype=bool)[gone] if never_delete is not None and len(gone) else \
-        np.zeros(len(gone), dtype=bool)
-    delete_pos = gone[scope[gone] & ~kept]
+    if keys is not None and keys.num_rows != len(cur):
+        raise ValueError(f"{keys.num_rows} keys given for {len(cur)} records")
+    status, gone = _match(cur if keys is None else keys, prev, layout)
+    gone_rows = _rows(prev, gone)
+    scope = in_scope.mask(gone_rows, layout) if deletes_allowed else np.zeros(len(gone), dtype=bool)
+    kept = _kept(never_delete, gone, gone_rows)
+    delete_pos = gone[scope & ~kept]
     counts = {
         "new": int((status == NEW).sum()),
         "changed": int((status == CHANGED).sum()),
         "unchanged": int((status == UNCHANGED).sum()),
         "deleted": int(len(delete_pos)),
     }
-    kept_from_delete = int((scope[gone] & kept).sum())
+    kept_from_delete = int((scope & kept).sum())
     if not deletes_allowed:
         out = cur.copy()
         out["transaction_type"] = _blank(len(out))
         return DiffResult(out, counts, kept_from_delete)
 
-    sent = cur.iloc[np.flatnonzero(status != UNCHANGED)].copy()
+    sent = _rows(cur, np.flatnonzero(status != UNCHANGED)).copy()
     sent["transaction_type"] = _blank(len(sent))
-    deleted = _deleted_fields(prev.iloc[delete_pos], columns, read_fields)
+    deleted = _deleted_fields(_rows(prev, delete_pos), columns, read_fields)
     deleted["transaction_type"] = "D"
     parts = [p for p in (sent, deleted) if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else cur.iloc[:0].copy()
     return DiffResult(out[columns], counts, kept_from_delete)
+
+
+def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]``; none as a slice: taking no row of a 1.5M-row Arrow-backed column still costs."""
+    return frame.iloc[positions] if len(positions) else frame.iloc[:0]
+
+
+def _kept(never_delete: np.ndarray | KeptRows | None, gone: np.ndarray, gone_rows: pd.DataFrame) -> np.ndarray:
+    """``never_delete`` at the history rows ``gone`` (``gone_rows``)."""
+    if never_delete is None or not len(gone):
+        return np.zeros(len(gone), dtype=bool)
+    if callable(never_delete):
+        return np.asarray(never_delete(gone_rows), dtype=bool)
+    return np.asarray(never_delete, dtype=bool)[gone]
+
+
+def record_keys(records: pd.DataFrame, layout: Layout) -> pa.Table:
+    """Each record's operational key ``k`` and updatable-field hash ``h`` in the canonical form (``keys``), in the
+    records' order, computed in DuckDB."""
+    frame = string_frame(records, layout.columns).reset_index(drop=True)
+    with duckdb.connect() as con:
+        con.register("records", frame)
+        return con.sql(f"SELECT {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM records").to_arrow_table()  # noqa: S608
 
 
 def _deleted_fields(rows: pd.DataFrame, columns: list[str], read_fields: FieldsReader | None) -> pd.DataFrame:
@@ -152,19 +184,22 @@ def _deleted_fields(rows: pd.DataFrame, columns: list[str], read_fields: FieldsR
     return string_frame(fields, columns).reset_index(drop=True).copy()
 
 
-def _match(cur: pd.DataFrame, prev: pd.DataFrame, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+def _match(cur: pd.DataFrame | pa.Table, prev: pd.DataFrame, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Per current row NEW/CHANGED/UNCHANGED, and the positions (sorted) of the history rows whose key
-    is no longer extracted."""
+    is no longer extracted. ``cur``: the records, or their ``record_keys``."""
     if len(prev) == 0:
         return np.full(len(cur), NEW, dtype=np.int8), np.empty(0, dtype=np.int64)
-    cur_in = cur.assign(__pos=np.arange(len(cur), dtype=np.int64))
+    positions = np.arange(len(cur), dtype=np.int64)
+    keyed = isinstance(cur, pa.Table)
+    cur_in = cur.append_column("__pos", pa.array(positions)) if keyed else cur.assign(__pos=positions)
+    cur_key, cur_hash = ("k", "h") if keyed else (op_key_sql(layout), hash_sql(layout))
     prev_in = (prev[[HIST_OP_KEY, HIST_HASH]] if HIST_OP_KEY in prev.columns else prev).assign(
         __pos=np.arange(len(prev), dtype=np.int64))
     prev_key = HIST_OP_KEY if HIST_OP_KEY in prev.columns else f"({op_key_sql(layout)})"
     prev_hash = HIST_HASH if HIST_HASH in prev.columns else f"({hash_sql(layout)})"
     # Layout column names only (from the layout YAML), never user input.
     sql = f"""
-        WITH c AS (SELECT __pos, {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM cur_in),
+        WITH c AS (SELECT __pos, {cur_key} AS k, {cur_hash} AS h FROM cur_in),
              p AS (SELECT __pos, {prev_key} AS k, {prev_hash} AS h FROM prev_in)
         SELECT coalesce(c.__pos, -1) AS cpos, coalesce(p.__pos, -1) AS ppos,
                coalesce(c.h = p.h, false) AS same

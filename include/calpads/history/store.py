@@ -71,6 +71,8 @@ LOG_COLUMNS = ["run_pk", "line", "op_key", "transaction_type", "local_student_id
 DELTA_COLUMNS = ["op_key", "record_hash", "line", "transaction_type", *schema.STATE_COLUMNS]
 CURRENT_COLUMNS = ["scope_id", "op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
 STATE_READ = ["op_key", "record_hash", "run_pk", "line", *schema.STATE_COLUMNS]
+STATE_SCHEMA = pa.schema([(c, pa.int64() if c in ("run_pk", "line") else pa.string()) for c in STATE_READ])
+READ_BATCH = 250_000      # current-state rows per Arrow batch of the SQLite driver
 
 
 class HistoryStore:
@@ -575,6 +577,9 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
                                                    sc.academic_year == academic_year)).scalar()
     if scope_id is None:
         return _table([])
+    fast = _read_current_arrow(conn, int(scope_id))
+    if fast is not None:
+        return fast
     if conn.dialect.name == "postgresql":
         columns = ", ".join("encode(record_hash, 'hex')" if c == "record_hash" else c for c in STATE_READ)
         cursor = conn.connection.dbapi_connection.cursor()
@@ -612,10 +617,39 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
     return pa.table(out)
 
 
+def _read_current_arrow(conn: sa.Connection, scope_id: int) -> pa.Table | None:
+    """The current-state rows of one scope straight into Arrow, as the SQL source reads a SIS
+    (calpads.staging.sql_arrow): COPY streamed into pyarrow's CSV reader on PostgreSQL, the ADBC SQLite driver on a
+    SQLite file. None when that reader cannot be used here (another driver, an in-memory or WAL database): the caller
+    reads otherwise. ADBC reads through its own connection: in SQLite's rollback-journal modes no write commits while
+    this transaction holds its read lock, so that connection reads the same rows; under WAL it could read a later
+    commit."""
+    from calpads.staging.sql_arrow import NotFast, arrow_reader
+
+    pg = conn.dialect.name == "postgresql"
+    if not pg and str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
+        return None
+    reader = arrow_reader(conn)
+    if reader is None:
+        return None
+    c = schema.current.c
+    columns = [sa.func.encode(c.record_hash, "hex").label("record_hash") if pg and name == "record_hash" else c[name]
+               for name in STATE_READ]
+    try:
+        batches = list(reader.batches(sa.select(*columns).where(c.scope_id == scope_id), STATE_SCHEMA, READ_BATCH))
+    except NotFast:
+        if pg:   # the COPY was cancelled and its transaction rolled back: no second read in another snapshot
+            raise RuntimeError("the history's current state could not be read as CSV from PostgreSQL") from None
+        return None    # e.g. a writer waiting for this transaction's read lock refuses the driver's connection
+    finally:
+        reader.close()
+    return pa.Table.from_batches(batches, STATE_SCHEMA)
+
+
 def _table(rows: list[Any]) -> pa.Table:
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(STATE_READ)
-    return pa.table({name: pa.array(values, pa.int64() if name in ("run_pk", "line") else pa.string())
-                     for name, values in zip(STATE_READ, cols, strict=True)})
+    return pa.table([pa.array(values, f.type) for f, values in zip(STATE_SCHEMA, cols, strict=True)],
+                    schema=STATE_SCHEMA)
 
 
 def _rewind(conn: sa.Connection, state: pa.Table, layout: Layout, lea: str, academic_year: str,
