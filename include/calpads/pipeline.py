@@ -342,11 +342,13 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
                                   never_delete=kept, read_fields=functools.partial(store.fields_of, layout), keys=keys)
     records = sort_records(result.records, layout)
+    d_records = records[records["transaction_type"] == "D"]
     enrolled_path = ctx.path(ENROLLED)
-    # to_numpy first: iterating an Arrow-backed column value by value costs seconds on a large district
+    # Read only when there are deletes to list. to_numpy first: iterating an Arrow-backed column value by value
+    # costs seconds on a large district.
     enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str).to_numpy(dtype=object))
-                if enrolled_path.exists() else None)
-    listing = delete_listing(records[records["transaction_type"] == "D"], publishable, enrolled)
+                if len(d_records) and enrolled_path.exists() else None)
+    listing = delete_listing(d_records, publishable, enrolled)
     deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
     if layout.processing != "replacement":
         _write_deletes_report(ctx, listing, deletes)

@@ -12,7 +12,7 @@ import functools
 import pandas as pd
 import pytest
 
-from calpads.history.diff import ScopeFilter, compute_transactions
+from calpads.history.diff import ScopeFilter, compute_transactions, record_keys
 from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
     LAST_YEAR,
     LAYOUT,
@@ -244,3 +244,44 @@ def test_a_record_kept_from_a_delete_is_still_compared(store):
     both = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
                                 never_delete=keep | (last["local_record_id"] == "1.21").to_numpy(), read_fields=reader)
     assert sent(both) == [("D", "1.22.08")] and both.counts["unchanged"] == 1
+
+
+def test_kept_rows_as_a_function_are_asked_about_the_rows_not_extracted_only_and_keys_can_be_given(store):
+    first(store)
+    last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    reader = functools.partial(store.fields_of, LAYOUT)
+    as_array = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
+                                    never_delete=(last["local_record_id"] == "2.23").to_numpy(), read_fields=reader)
+    asked = []
+
+    def kept(rows: pd.DataFrame):
+        asked.append(sorted(rows["local_record_id"]))
+        return (rows["local_record_id"] == "2.23").to_numpy()
+
+    as_function = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=kept,
+                                       read_fields=reader, keys=record_keys(frame(A), LAYOUT))
+    pd.testing.assert_frame_equal(as_function.records, as_array.records)
+    assert as_function.counts == as_array.counts and as_function.kept_from_delete == as_array.kept_from_delete == 1
+    assert asked == [["1.22.08", "2.23"]]
+    # The keys given are the ones compared: those of a changed end date make Ann's 101 an update.
+    other_keys = record_keys(frame({**A, "membership_end_date": "1"}), LAYOUT)
+    changed = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=kept,
+                                   read_fields=reader, keys=other_keys)
+    assert changed.counts["changed"] == 1
+    with pytest.raises(ValueError, match="keys"):
+        compute_transactions(frame(A, C), LAYOUT, last, "submission", ScopeFilter(), keys=record_keys(frame(A), LAYOUT))
+
+
+@pytest.mark.parametrize("names", [
+    pd.Series(["1.21", None, "2.23", "3.1", "3.1"], dtype="str"),
+    pd.Series(["1.21", None, 5, "3.1"], dtype=object),
+    pd.Series([], dtype="str"),
+])
+def test_named_in_is_isin_of_the_names_as_text(names):
+    from calpads.history.guard import named_in
+
+    values = pd.Series(["2.23", None, "9.9", 5, "5", "3.1", "1.21", float("nan")], dtype=object)
+    expected = values.isin(set(names.dropna().astype(str))).tolist()
+    assert named_in(values, names).tolist() == expected
+    assert named_in(values.astype("str"), names).tolist() == values.astype("str").isin(
+        set(names.dropna().astype(str))).tolist()

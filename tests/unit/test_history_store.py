@@ -202,6 +202,30 @@ def test_last_submitted_is_the_latest_row_per_key_without_deleted_keys(store):
     assert len(store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="nope")) == 1
 
 
+def test_the_arrow_read_of_the_current_state_is_the_row_read(store, monkeypatch):
+    from calpads.history import store as store_module
+
+    # Blank state columns (NULL in the table) in the first rows, several batches, a second scope left out.
+    rows = [rec(f"{i}.1", ssid=f"{2_000_000_000 + i}", local_student_id=None if i < 3 else str(10_000 + i),
+                school_of_attendance=None if i % 2 else "7654321") for i in range(7)]
+    save(store, frame(*rows), "run1")
+    save(store, frame(rec("9.1", academic_year_id="2024-2025")), "other", year="2024-2025")
+    monkeypatch.setattr(store_module, "READ_BATCH", 2)
+    pg = store.engine.dialect.name == "postgresql"
+    with store._read_transaction() as conn:
+        scope_id = conn.execute(sa.select(schema.scopes.c.id).where(schema.scopes.c.academic_year == YEAR)).scalar()
+        fast = store_module._read_current_arrow(conn, scope_id)
+        monkeypatch.setattr(store_module, "_read_current_arrow", lambda *a: None)
+        by_rows = store_module._read_current(conn, "SPRG", LEA, YEAR)
+    assert fast is not None and fast.num_rows == 7 and fast.equals(by_rows)
+    assert fast["local_student_id"].null_count == 3 and fast["school_of_attendance"].null_count == 3
+    if not pg:   # under WAL another connection could read a later commit than this transaction: the rows are read
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        with store._read_transaction() as conn:
+            assert store_module._read_current_arrow(conn, scope_id) is None
+
+
 def test_records_for_student_and_the_cli(store, capsys):
     a = rec("1.21")
     save(store, frame(a, bob("2.23")), "run1")
