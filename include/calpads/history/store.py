@@ -32,13 +32,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import numpy as np
@@ -104,6 +106,8 @@ class HistoryStore:
     @store_errors("be opened or upgraded")
     def migrate(self) -> None:
         """Upgrade the history tables to the latest revision; a no-op when already there."""
+        if self._at_head():
+            return
         from alembic import command
 
         if self.current_revision() == self.head_revision():
@@ -118,6 +122,16 @@ class HistoryStore:
             else:
                 with self.engine.begin() as conn:
                     command.upgrade(self._alembic_config(conn), "head")
+
+    def _at_head(self) -> bool:
+        """The version table names schema.HEAD_REVISION: read by plain SQL, because importing Alembic costs each
+        diff and save 0.2 s. False when it cannot tell (no table yet, another revision): ``migrate`` asks Alembic."""
+        version = sa.table(schema.VERSION_TABLE, sa.column("version_num"))
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(version.c.version_num)).scalars().all() == [schema.HEAD_REVISION]
+        except sa.exc.DBAPIError:
+            return False
 
     # ------------------------------------------------------------------ save
     @store_errors("save the submission history")
@@ -577,7 +591,8 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
                                                    sc.academic_year == academic_year)).scalar()
     if scope_id is None:
         return _table([])
-    fast = _read_current_arrow(conn, int(scope_id))
+    pg = conn.dialect.name == "postgresql"
+    fast = _read_current_copy(conn, int(scope_id)) if pg else _read_current_adbc(conn, int(scope_id))
     if fast is not None:
         return fast
     if conn.dialect.name == "postgresql":
@@ -617,33 +632,64 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
     return pa.table(out)
 
 
-def _read_current_arrow(conn: sa.Connection, scope_id: int) -> pa.Table | None:
-    """The current-state rows of one scope straight into Arrow, as the SQL source reads a SIS
-    (calpads.staging.sql_arrow): COPY streamed into pyarrow's CSV reader on PostgreSQL, the ADBC SQLite driver on a
-    SQLite file. None when that reader cannot be used here (another driver, an in-memory or WAL database): the caller
-    reads otherwise. ADBC reads through its own connection: in SQLite's rollback-journal modes no write commits while
-    this transaction holds its read lock, so that connection reads the same rows; under WAL it could read a later
-    commit."""
+def _read_current_copy(conn: sa.Connection, scope_id: int) -> pa.Table | None:
+    """The current-state rows of one scope from PostgreSQL as the SQL source reads a SIS (calpads.staging.sql_arrow):
+    COPY streamed into pyarrow's CSV reader, parsed while the server sends it. None with another driver than
+    psycopg2 (the caller reads otherwise)."""
     from calpads.staging.sql_arrow import NotFast, arrow_reader
 
-    pg = conn.dialect.name == "postgresql"
-    if not pg and str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
-        return None
     reader = arrow_reader(conn)
     if reader is None:
         return None
     c = schema.current.c
-    columns = [sa.func.encode(c.record_hash, "hex").label("record_hash") if pg and name == "record_hash" else c[name]
+    columns = [sa.func.encode(c.record_hash, "hex").label(name) if name == "record_hash" else c[name]
                for name in STATE_READ]
     try:
         batches = list(reader.batches(sa.select(*columns).where(c.scope_id == scope_id), STATE_SCHEMA, READ_BATCH))
-    except NotFast:
-        if pg:   # the COPY was cancelled and its transaction rolled back: no second read in another snapshot
-            raise RuntimeError("the history's current state could not be read as CSV from PostgreSQL") from None
-        return None    # e.g. a writer waiting for this transaction's read lock refuses the driver's connection
+    except NotFast:   # the COPY was cancelled and its transaction rolled back: no second read in another snapshot
+        raise RuntimeError("the history's current state could not be read as CSV from PostgreSQL") from None
     finally:
         reader.close()
     return pa.Table.from_batches(batches, STATE_SCHEMA)
+
+
+def _read_current_adbc(conn: sa.Connection, scope_id: int) -> pa.Table | None:
+    """The current-state rows of one scope from a SQLite file through the ADBC SQLite driver, read-only, straight
+    into Arrow (Python's sqlite3 makes an object of each value). None when it cannot be used: the driver missing, an
+    in-memory database, WAL mode, an error of the driver (e.g. a writer waiting for this transaction's read lock
+    refuses its connection); the caller then reads through ``conn``.
+
+    The driver reads through its own connection: in SQLite's rollback-journal modes no write commits while ``conn``'s
+    transaction holds its read lock, so it reads the same rows; under WAL it could read a later commit. The driver's
+    low-level API: its DB-API module imports polars when installed (0.2 s)."""
+    url = conn.engine.url
+    path = url.database
+    if not path or path == ":memory:" or url.query or path.startswith("file:"):
+        return None
+    if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
+        return None
+    try:
+        import adbc_driver_manager
+        import adbc_driver_sqlite
+    except ImportError:
+        return None
+    # A first row of the columns' types, dropped: the driver types a column by its first batch's values, and one
+    # NULL throughout that batch would be read as INT64. UNION ALL reads the scope's rows after it, in table order.
+    typed = ", ".join(f"{0 if f.type == pa.int64() else repr('')} AS {f.name}" for f in STATE_SCHEMA)
+    sql = (f"SELECT {typed} UNION ALL SELECT {', '.join(STATE_READ)} FROM {schema.CURRENT} "  # noqa: S608
+           f"WHERE scope_id = {int(scope_id)}")
+    try:
+        with closing(adbc_driver_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro")) as db, \
+                closing(adbc_driver_manager.AdbcConnection(db)) as adbc, \
+                closing(adbc_driver_manager.AdbcStatement(adbc)) as statement:
+            statement.set_options(**{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(READ_BATCH)})
+            statement.set_sql_query(sql)
+            stream, _ = statement.execute_query()
+            table = pa.RecordBatchReader._import_from_c(stream.address).read_all().slice(1)
+        table.validate(full=True)   # the driver does not check that text is UTF-8
+        return table.cast(STATE_SCHEMA)
+    except (adbc_driver_manager.Error, OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _table(rows: list[Any]) -> pa.Table:
