@@ -294,14 +294,13 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     EnrolledDeleteBlocked when a delete is of a student still enrolled and the run does not allow it.
     Either way the would-be deletes are listed in the run's report/deletes.csv."""
     from calpads.extracts.not_extracted import data_problems
-    from calpads.history.diff import compute_transactions, record_keys, still_in_sis
+    from calpads.history.diff import RecordsFile, compute_transactions, still_in_sis
     from calpads.history.guard import (
         DEFAULT_MAX_DELETE_SHARE,
         EnrolledDeleteBlocked,
         MassDeleteBlocked,
         check_deletes,
         check_enrolled_deletes,
-        delete_listing,
         delete_summary,
         in_scope_count,
     )
@@ -310,26 +309,28 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     t0 = time.perf_counter()
     layout = ctx.layout
     ctx.path(DIFFED).unlink(missing_ok=True)   # a blocked attempt must not leave an earlier attempt's records
+    # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
+    publishable = RecordsFile(ctx.path(PUBLISHABLE), layout)
+    len(publishable)   # a missing work file fails here, before the store is touched
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
     # The history as of its latest saved run (the base): a save by another run meanwhile is not half-read.
     base, saved_already = store.history_base(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)
-    # Read by a worker thread while this one reads the records and computes their keys and hashes: the database
-    # (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work without holding the GIL.
+    # Read by a worker thread while this one computes the records' keys and hashes (none to compare with when no run
+    # was saved yet): the database (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work
+    # without holding the GIL.
     with ThreadPoolExecutor(max_workers=1) as worker:
         history = worker.submit(store.last_submitted, ctx.record_type, lea, ctx.scope.academic_year,
                                 exclude_run_id=ctx.run_id, as_of=base)
-        # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
-        publishable = pd.read_parquet(ctx.path(PUBLISHABLE), columns=layout.columns)
         held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
-        keys = record_keys(publishable, layout)
+        keys = publishable.keys() if base else None
         last = history.result()
     ods_counts = None
     if ctx.scope.ods_file:
         from calpads.history.ods import compare_for_run
 
-        ods_base, ods_counts = compare_for_run(ctx, publishable, held_back, scope_filter(ctx), lea)
+        ods_base, ods_counts = compare_for_run(ctx, publishable.rows(), held_back, scope_filter(ctx), lea)
         last = ods_base if ods_base is not None else last
     in_scope = in_scope_count(last, layout, scope_filter(ctx))
     # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
@@ -339,16 +340,10 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
     # The history rows hold keys and hashes: the fields of those that become deletes are read from the store.
-    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
+    result = compute_transactions(publishable, layout, last, mode, scope_filter(ctx),
                                   never_delete=kept, read_fields=functools.partial(store.fields_of, layout), keys=keys)
     records = sort_records(result.records, layout)
-    d_records = records[records["transaction_type"] == "D"]
-    enrolled_path = ctx.path(ENROLLED)
-    # Read only when there are deletes to list. to_numpy first: iterating an Arrow-backed column value by value
-    # costs seconds on a large district.
-    enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str).to_numpy(dtype=object))
-                if len(d_records) and enrolled_path.exists() else None)
-    listing = delete_listing(d_records, publishable, enrolled)
+    listing = _delete_listing(ctx, records[records["transaction_type"] == "D"])
     deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
     if layout.processing != "replacement":
         _write_deletes_report(ctx, listing, deletes)
@@ -375,6 +370,21 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
         out["ods_comparison"] = ods_counts
     ctx.update_state(diff=out)
     return out
+
+
+def _delete_listing(ctx: RunContext, d_records: pd.DataFrame) -> pd.DataFrame:
+    """calpads.history.guard.delete_listing of the run's D records; the extracted records' ids and the enrolled
+    students are read only when there are deletes."""
+    from calpads.history.guard import delete_listing
+
+    if not len(d_records):
+        return delete_listing(d_records, pd.DataFrame(columns=["local_record_id"]), None)
+    extracted = pd.read_parquet(ctx.path(PUBLISHABLE), columns=["local_record_id"])
+    enrolled_path = ctx.path(ENROLLED)
+    # to_numpy first: iterating an Arrow-backed column value by value costs seconds on a large district
+    enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str).to_numpy(dtype=object))
+                if enrolled_path.exists() else None)
+    return delete_listing(d_records, extracted, enrolled)
 
 
 def _write_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dict[str, Any]) -> None:
