@@ -384,7 +384,10 @@ class HistoryStore:
         out = state.to_pandas()
         out = out.rename(columns={"op_key": HIST_OP_KEY, "record_hash": HIST_HASH, "run_pk": HIST_RUN_PK,
                                   "line": HIST_LINE})
-        out[HIST_RUN_ID] = out[HIST_RUN_PK].map(run_ids).astype(object)
+        # Series.map(run_ids).astype(object) without a Python object per row: each row takes its run's one str.
+        names = np.array([*run_ids.values(), np.nan], dtype=object)     # NaN: a run not found, as map gives
+        at = pd.Index(list(run_ids), dtype=np.int64).get_indexer(out[HIST_RUN_PK].to_numpy())
+        out[HIST_RUN_ID] = pd.Series(names[at], index=out.index, dtype=object)
         out["reporting_lea"] = lea
         out["academic_year_id"] = academic_year
         out = out.drop(columns=[c for c in schema.STATE_COLUMNS if c not in layout.columns])
