@@ -320,9 +320,11 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     # Read by a worker thread while this one computes the records' keys and hashes (none to compare with when no run
     # was saved yet): the database (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work
     # without holding the GIL.
+    # Keys, hashes and the columns the scope filter reads: the other columns of the few rows that may become deletes
+    # are read with their fields from the log (calpads.history.diff.compute_transactions).
     with ThreadPoolExecutor(max_workers=1) as worker:
         history = worker.submit(store.last_submitted, ctx.record_type, lea, ctx.scope.academic_year,
-                                exclude_run_id=ctx.run_id, as_of=base)
+                                exclude_run_id=ctx.run_id, as_of=base, state_columns=scope_filter(ctx).columns(layout))
         held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
         keys = publishable.keys() if base else None
         last = history.result()

@@ -316,3 +316,31 @@ def test_a_records_file_is_read_as_its_frame(store, tmp_path):
         pd.testing.assert_frame_equal(by_file.records, by_frame.records)
         assert by_file.counts == by_frame.counts
     assert by_frame.counts == {"new": 1, "changed": 1, "unchanged": 1, "deleted": 0}
+
+
+@pytest.mark.parametrize(("scope", "deleted"), [
+    (ScopeFilter(), ["1.22.08", "2.30"]),
+    (ScopeFilter(programs={"101", "108"}), ["2.30"]),
+    (ScopeFilter(students={"1002"}, schools={S1}), []),
+])
+def test_a_history_read_without_the_state_columns_gives_the_same_diff(store, scope, deleted):
+    from calpads.history.diff import still_in_sis
+
+    d = bob("2.29", program_code="191", membership_start_date="20251101")
+    e = bob("2.30", program_code="101", membership_start_date="20251102", school_of_attendance=S2)
+    run(store, frame(A, B, C, d, e), "run1")
+    # Run 2: only A is published. C is held back under a changed key (kept by its Local Record ID); d's program
+    # row is not extracted (kept by student + program); B and e become deletes where in scope.
+    held = frame({**C, "membership_start_date": "20251002"})
+    not_extracted = pd.DataFrame({"local_record_id": ["x"], "local_student_id": ["1002"], "program_code": ["191"]})
+    kept = functools.partial(still_in_sis, held_back=held, layout=LAYOUT, not_extracted=not_extracted)
+    reader = functools.partial(store.fields_of, LAYOUT)
+    full = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    lean = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2", state_columns=scope.columns(LAYOUT))
+    assert set(lean.columns) < set(full.columns)
+    expected = compute_transactions(frame(A), LAYOUT, full, "submission", scope,
+                                    never_delete=still_in_sis(full, held, LAYOUT, not_extracted), read_fields=reader)
+    got = compute_transactions(frame(A), LAYOUT, lean, "submission", scope, never_delete=kept, read_fields=reader)
+    pd.testing.assert_frame_equal(got.records, expected.records)
+    assert (got.counts, got.kept_from_delete) == (expected.counts, expected.kept_from_delete)
+    assert [r[1] for r in sent(got) if r[0] == "D"] == deleted

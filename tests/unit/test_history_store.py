@@ -217,17 +217,20 @@ def test_the_arrow_read_of_the_current_state_is_the_row_read(store, monkeypatch)
     pg = store.engine.dialect.name == "postgresql"
     with store._read_transaction() as conn:
         scope_id = conn.execute(sa.select(schema.scopes.c.id).where(schema.scopes.c.academic_year == YEAR)).scalar()
-        fast = (store_module._read_current_copy if pg else store_module._read_current_adbc)(conn, scope_id)
+        read = store_module._read_current_copy if pg else store_module._read_current_adbc
+        fast = read(conn, scope_id, store_module.STATE_READ)
+        lean = read(conn, scope_id, ["op_key", "record_hash", "program_code"])
         for name in ("_read_current_copy", "_read_current_adbc"):
             monkeypatch.setattr(store_module, name, lambda *a: None)
         by_rows = store_module._read_current(conn, "SPRG", LEA, YEAR)
     assert fast is not None and fast.num_rows == 7 and fast.equals(by_rows)
+    assert lean.equals(by_rows.select(["op_key", "record_hash", "program_code"]))
     assert fast["local_student_id"].null_count == 3 and fast["school_of_attendance"].null_count == 3
     if not pg:   # under WAL another connection could read a later commit than this transaction: the rows are read
         with store.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         with store._read_transaction() as conn:
-            assert _read_current_adbc(conn, scope_id) is None
+            assert _read_current_adbc(conn, scope_id, store_module.STATE_READ) is None
 
 
 def test_records_for_student_and_the_cli(store, capsys):

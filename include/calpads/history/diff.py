@@ -72,9 +72,7 @@ class ScopeFilter:
     reporting_lea: str | None = None
     academic_year: str | None = None
 
-    def mask(self, history: pd.DataFrame, layout: Layout) -> np.ndarray:
-        """True for the history rows inside the scope."""
-        keep = np.ones(len(history), dtype=bool)
+    def _checks(self, layout: Layout) -> list[tuple[str, Iterable[str]]]:
         checks: list[tuple[str, Iterable[str] | None]] = [
             ("school_of_attendance", self.schools),
             ("program_code", self.programs),
@@ -82,9 +80,16 @@ class ScopeFilter:
             ("reporting_lea", None if self.reporting_lea is None else [self.reporting_lea]),
             ("academic_year_id", None if self.academic_year is None else [self.academic_year]),
         ]
-        for column, allowed in checks:
-            if allowed is None or column not in layout.columns:
-                continue
+        return [(column, allowed) for column, allowed in checks if allowed is not None and column in layout.columns]
+
+    def columns(self, layout: Layout) -> list[str]:
+        """The history columns ``mask`` reads."""
+        return [column for column, _ in self._checks(layout)]
+
+    def mask(self, history: pd.DataFrame, layout: Layout) -> np.ndarray:
+        """True for the history rows inside the scope."""
+        keep = np.ones(len(history), dtype=bool)
+        for column, allowed in self._checks(layout):
             values = history[column] if column in history.columns else pd.Series([None] * len(history))
             keep &= values.isin([str(v) for v in allowed]).to_numpy(dtype=bool)
         return keep
@@ -138,11 +143,12 @@ def compute_transactions(records: pd.DataFrame | RecordsFile, layout: Layout, la
     """The records a run publishes. ``last_submitted`` holds one row per operational key (the
     latest saved, not deleted). Either the layout columns (an ODS file, a hand-made frame: keys and
     hashes are computed), or what ``HistoryStore.last_submitted`` reads: ``hist_op_key``/``hist_hash`` and
-    the columns the scope needs; the fields of the rows that become deletes then come from ``read_fields``
-    (``HistoryStore.fields_of``), so a 1.5M-row history is compared by key and hash only.
-    ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
+    the columns the scope needs; the fields of the rows that may become deletes (in scope, not extracted again)
+    then come from ``read_fields`` (``HistoryStore.fields_of``), so a 1.5M-row history is compared by key and hash
+    only. ``never_delete`` (one bool per history row, see ``still_in_sis``) keeps rows from becoming
     deletes while they still count for adds/updates: a record compared with them stays unchanged. As a function
-    of history rows it is asked about the rows not extracted again only, the only ones it can keep.
+    of history rows it is asked about the rows that may become deletes only, given every layout column (those the
+    history frame lacks as read by ``read_fields``).
     ``keys``: ``record_keys(records, layout)`` when computed already. ``records`` may be a ``RecordsFile``."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -157,17 +163,16 @@ def compute_transactions(records: pd.DataFrame | RecordsFile, layout: Layout, la
     if keys is not None and keys.num_rows != len(cur):
         raise ValueError(f"{keys.num_rows} keys given for {len(cur)} records")
     status, gone = _match(cur if keys is None else keys, prev, layout)
-    gone_rows = _rows(prev, gone)
-    scope = in_scope.mask(gone_rows, layout) if deletes_allowed else np.zeros(len(gone), dtype=bool)
-    kept = _kept(never_delete, gone, gone_rows)
-    delete_pos = gone[scope & ~kept]
+    in_scope_gone = gone[in_scope.mask(_rows(prev, gone), layout)] if deletes_allowed else gone[:0]
+    kept, deleted = _kept_and_deleted(never_delete, in_scope_gone, _rows(prev, in_scope_gone), columns, read_fields)
+    delete_pos = in_scope_gone[~kept]
     counts = {
         "new": int((status == NEW).sum()),
         "changed": int((status == CHANGED).sum()),
         "unchanged": int((status == UNCHANGED).sum()),
         "deleted": int(len(delete_pos)),
     }
-    kept_from_delete = int((scope & kept).sum())
+    kept_from_delete = int(kept.sum())
     if not deletes_allowed:
         out = cur.rows() if isinstance(cur, RecordsFile) else cur.copy()
         out["transaction_type"] = _blank(len(out))
@@ -175,7 +180,6 @@ def compute_transactions(records: pd.DataFrame | RecordsFile, layout: Layout, la
 
     sent = _rows(cur, np.flatnonzero(status != UNCHANGED)).copy()
     sent["transaction_type"] = _blank(len(sent))
-    deleted = _deleted_fields(_rows(prev, delete_pos), columns, read_fields)
     deleted["transaction_type"] = "D"
     parts = [p for p in (sent, deleted) if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else _rows(cur, gone[:0]).copy()
@@ -189,13 +193,18 @@ def _rows(frame: pd.DataFrame | RecordsFile, positions: np.ndarray) -> pd.DataFr
     return frame.iloc[positions] if len(positions) else frame.iloc[:0]
 
 
-def _kept(never_delete: np.ndarray | KeptRows | None, gone: np.ndarray, gone_rows: pd.DataFrame) -> np.ndarray:
-    """``never_delete`` at the history rows ``gone`` (``gone_rows``)."""
-    if never_delete is None or not len(gone):
-        return np.zeros(len(gone), dtype=bool)
-    if callable(never_delete):
-        return np.asarray(never_delete(gone_rows), dtype=bool)
-    return np.asarray(never_delete, dtype=bool)[gone]
+def _kept_and_deleted(never_delete: np.ndarray | KeptRows | None, positions: np.ndarray, rows: pd.DataFrame,
+                      columns: list[str], read_fields: FieldsReader | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """For the history ``rows`` at ``positions`` that may become deletes: which ``never_delete`` keeps, and the
+    layout fields (as last submitted) of the others. A function is given the rows with every layout column, those
+    the frame lacks read with the deletes' fields in one ``read_fields``."""
+    if callable(never_delete) and len(rows):
+        rows, fields = _with_fields(rows, columns, read_fields)
+        kept = np.asarray(never_delete(rows), dtype=bool)
+        return kept, fields[~kept].reset_index(drop=True).copy()
+    kept = np.zeros(len(positions), dtype=bool) if never_delete is None or callable(never_delete) else \
+        np.asarray(never_delete, dtype=bool)[positions]
+    return kept, _with_fields(rows[~kept], columns, read_fields)[1].reset_index(drop=True).copy()
 
 
 def record_keys(records: pd.DataFrame, layout: Layout) -> pa.Table:
@@ -207,16 +216,19 @@ def record_keys(records: pd.DataFrame, layout: Layout) -> pa.Table:
         return con.sql(f"SELECT {op_key_sql(layout)} AS k, {hash_sql(layout)} AS h FROM records").to_arrow_table()  # noqa: S608
 
 
-def _deleted_fields(rows: pd.DataFrame, columns: list[str], read_fields: FieldsReader | None) -> pd.DataFrame:
-    """The layout fields of the history rows that become deletes, as last submitted."""
+def _with_fields(rows: pd.DataFrame, columns: list[str],
+                 read_fields: FieldsReader | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with every layout column, their layout columns as last submitted). A history frame of keys and hashes
+    (``HistoryStore.last_submitted``) lacks most: those are read by ``read_fields``; its own columns stay."""
     if set(columns) <= set(rows.columns):
-        return rows[columns].copy()
+        return rows, rows[columns]
     if not len(rows):
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        return rows, pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     if read_fields is None:
         raise ValueError("the history rows hold keys and hashes only: give read_fields to read the deletes' fields")
-    fields = read_fields(rows)
-    return string_frame(fields, columns).reset_index(drop=True).copy()
+    fields = string_frame(read_fields(rows), columns).reset_index(drop=True)
+    missing = {c: fields[c].to_numpy() for c in columns if c not in rows.columns}
+    return rows.assign(**missing), fields
 
 
 def _match(cur: pd.DataFrame | RecordsFile | pa.Table, prev: pd.DataFrame,

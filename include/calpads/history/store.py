@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -347,11 +347,13 @@ class HistoryStore:
     @store_errors("read the submission history")
     def last_submitted(self, record_type: str, lea: str, academic_year: str,
                        exclude_run_id: str | None = None, as_of: int | None = None,
-                       with_fields: bool = False) -> pd.DataFrame:
+                       with_fields: bool = False, state_columns: Iterable[str] | None = None) -> pd.DataFrame:
         """What CALPADS holds for this record type, LEA and academic year: one row per operational key last
         sent as an add/update and not deleted since. Columns: hist_op_key, hist_hash, hist_run_id,
         hist_run_pk, hist_line (its log row), reporting_lea, academic_year_id and the layout's STATE_COLUMNS --
         what the diff reads; ``with_fields``: every layout column too (read from the log, slower).
+        ``state_columns``: only those of the STATE_COLUMNS (the diff stage reads the ones its scope filter needs;
+        the rest of the few rows that may become deletes comes from their log rows, calpads.history.diff).
 
         ``exclude_run_id``: the history as it was before that run was saved (its rows and any saved after it
         are left out), so that a re-run of an already saved run diffs against the same base and publishes
@@ -377,9 +379,13 @@ class HistoryStore:
             if as_of is not None:
                 later = conn.execute(sa.select(sa.func.min(runs.c.id)).where(*scope, runs.c.id > as_of)).scalar()
                 since = later if since is None else min(since, later) if later is not None else since
-            state = _read_current(conn, layout.record_type, lea, academic_year)
+            kept = [c for c in schema.STATE_COLUMNS if c in layout.columns and
+                    (state_columns is None or c in set(state_columns))]
+            read = [*STATE_READ[:4], *kept]
+            state = _read_current(conn, layout.record_type, lea, academic_year,
+                                  STATE_READ if since is not None else read)
             if since is not None:
-                state = _rewind(conn, state, layout, lea, academic_year, int(since))
+                state = _rewind(conn, state, layout, lea, academic_year, int(since)).select(read)
             run_ids = dict(conn.execute(sa.select(runs.c.id, runs.c.run_id).where(*scope)).all())
         out = state.to_pandas()
         out = out.rename(columns={"op_key": HIST_OP_KEY, "record_hash": HIST_HASH, "run_pk": HIST_RUN_PK,
@@ -390,7 +396,6 @@ class HistoryStore:
         out[HIST_RUN_ID] = pd.Series(names[at], index=out.index, dtype=object)
         out["reporting_lea"] = lea
         out["academic_year_id"] = academic_year
-        out = out.drop(columns=[c for c in schema.STATE_COLUMNS if c not in layout.columns])
         if with_fields:
             fields = self.fields_of(layout, out)
             out = pd.concat([fields, out.drop(columns=[c for c in out.columns if c in fields.columns])], axis=1)
@@ -586,18 +591,25 @@ def split_fields(texts: pd.Series, layout: Layout) -> pd.DataFrame:
     return pd.DataFrame({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}, dtype=object)
 
 
-def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year: str) -> pa.Table:
-    """The current-state rows of one scope (STATE_READ columns, the hash as its hex digits): COPY ... TO STDOUT
-    on PostgreSQL (parsed by pyarrow), one fetch on SQLite."""
+def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year: str,
+                  columns: list[str] = STATE_READ) -> pa.Table:
+    """The current-state rows of one scope (``columns`` of STATE_READ, the hash as its hex digits): straight into
+    Arrow where it can (``_read_current_copy``, ``_read_current_adbc``), else COPY ... TO STDOUT on PostgreSQL
+    (parsed by pyarrow), one fetch on SQLite."""
     sc = schema.scopes.c
     scope_id = conn.execute(sa.select(sc.id).where(sc.record_type == record_type, sc.reporting_lea == lea,
                                                    sc.academic_year == academic_year)).scalar()
     if scope_id is None:
-        return _table([])
+        return _table([]).select(columns)
     pg = conn.dialect.name == "postgresql"
-    fast = _read_current_copy(conn, int(scope_id)) if pg else _read_current_adbc(conn, int(scope_id))
+    fast = (_read_current_copy if pg else _read_current_adbc)(conn, int(scope_id), columns)
     if fast is not None:
         return fast
+    return _read_current_rows(conn, record_type, int(scope_id)).select(columns)
+
+
+def _read_current_rows(conn: sa.Connection, record_type: str, scope_id: int) -> pa.Table:
+    """``_read_current`` without the Arrow readers."""
     if conn.dialect.name == "postgresql":
         columns = ", ".join("encode(record_hash, 'hex')" if c == "record_hash" else c for c in STATE_READ)
         cursor = conn.connection.dbapi_connection.cursor()
@@ -635,7 +647,7 @@ def _read_current(conn: sa.Connection, record_type: str, lea: str, academic_year
     return pa.table(out)
 
 
-def _read_current_copy(conn: sa.Connection, scope_id: int) -> pa.Table | None:
+def _read_current_copy(conn: sa.Connection, scope_id: int, columns: list[str]) -> pa.Table | None:
     """The current-state rows of one scope from PostgreSQL as the SQL source reads a SIS (calpads.staging.sql_arrow):
     COPY streamed into pyarrow's CSV reader, parsed while the server sends it. None with another driver than
     psycopg2 (the caller reads otherwise)."""
@@ -645,18 +657,19 @@ def _read_current_copy(conn: sa.Connection, scope_id: int) -> pa.Table | None:
     if reader is None:
         return None
     c = schema.current.c
-    columns = [sa.func.encode(c.record_hash, "hex").label(name) if name == "record_hash" else c[name]
-               for name in STATE_READ]
+    selected = [sa.func.encode(c.record_hash, "hex").label(name) if name == "record_hash" else c[name]
+                for name in columns]
+    types = _state_schema(columns)
     try:
-        batches = list(reader.batches(sa.select(*columns).where(c.scope_id == scope_id), STATE_SCHEMA, READ_BATCH))
+        batches = list(reader.batches(sa.select(*selected).where(c.scope_id == scope_id), types, READ_BATCH))
     except NotFast:   # the COPY was cancelled and its transaction rolled back: no second read in another snapshot
         raise RuntimeError("the history's current state could not be read as CSV from PostgreSQL") from None
     finally:
         reader.close()
-    return pa.Table.from_batches(batches, STATE_SCHEMA)
+    return pa.Table.from_batches(batches, types)
 
 
-def _read_current_adbc(conn: sa.Connection, scope_id: int) -> pa.Table | None:
+def _read_current_adbc(conn: sa.Connection, scope_id: int, columns: list[str]) -> pa.Table | None:
     """The current-state rows of one scope from a SQLite file through the ADBC SQLite driver, read-only, straight
     into Arrow (Python's sqlite3 makes an object of each value). None when it cannot be used: the driver missing, an
     in-memory database, WAL mode, an error of the driver (e.g. a writer waiting for this transaction's read lock
@@ -678,8 +691,9 @@ def _read_current_adbc(conn: sa.Connection, scope_id: int) -> pa.Table | None:
         return None
     # A first row of the columns' types, dropped: the driver types a column by its first batch's values, and one
     # NULL throughout that batch would be read as INT64. UNION ALL reads the scope's rows after it, in table order.
-    typed = ", ".join(f"{0 if f.type == pa.int64() else repr('')} AS {f.name}" for f in STATE_SCHEMA)
-    sql = (f"SELECT {typed} UNION ALL SELECT {', '.join(STATE_READ)} FROM {schema.CURRENT} "  # noqa: S608
+    types = _state_schema(columns)
+    typed = ", ".join(f"{0 if f.type == pa.int64() else repr('')} AS {f.name}" for f in types)
+    sql = (f"SELECT {typed} UNION ALL SELECT {', '.join(columns)} FROM {schema.CURRENT} "  # noqa: S608
            f"WHERE scope_id = {int(scope_id)}")
     try:
         with closing(adbc_driver_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro")) as db, \
@@ -690,9 +704,13 @@ def _read_current_adbc(conn: sa.Connection, scope_id: int) -> pa.Table | None:
             stream, _ = statement.execute_query()
             table = pa.RecordBatchReader._import_from_c(stream.address).read_all().slice(1)
         table.validate(full=True)   # the driver does not check that text is UTF-8
-        return table.cast(STATE_SCHEMA)
+        return table.cast(types)
     except (adbc_driver_manager.Error, OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+
+
+def _state_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([STATE_SCHEMA.field(c) for c in columns])
 
 
 def _table(rows: list[Any]) -> pa.Table:
