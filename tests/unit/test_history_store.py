@@ -233,6 +233,25 @@ def test_the_arrow_read_of_the_current_state_is_the_row_read(store, monkeypatch)
             assert _read_current_adbc(conn, scope_id, store_module.STATE_READ) is None
 
 
+def test_saves_in_several_insert_statements_keep_every_row(store, monkeypatch):
+    from calpads.history import store as store_module
+
+    monkeypatch.setattr(store_module, "SQLITE_ROWS_PER_INSERT", 3)   # 7 rows: statements of 3, 3 and 1
+    first = many(7)
+    assert save(store, first, "run1") == 7
+    second = first.iloc[:5].copy()
+    second.loc[0:3, "membership_end_date"] = "20260115"          # four updates (upserted over run1's rows)
+    second.loc[4, "transaction_type"] = "D"                        # one delete
+    second = pd.concat([second, many(2, start=7)], ignore_index=True)   # two adds
+    assert save(store, second, "run2") == 7
+    assert count(store.engine, schema.LOG) == 14
+    last = store.last_submitted("SPRG", LEA, YEAR, with_fields=True).sort_values("local_record_id")
+    expected = pd.concat([second.iloc[:4], first.iloc[5:], second.iloc[5:]]).sort_values("local_record_id")
+    assert last["local_record_id"].tolist() == expected["local_record_id"].tolist()
+    assert last["membership_end_date"].tolist() == expected["membership_end_date"].tolist()
+    assert last["hist_run_id"].tolist() == ["run2"] * 4 + ["run1"] * 2 + ["run2"] * 2
+
+
 def test_records_for_student_and_the_cli(store, capsys):
     a = rec("1.21")
     save(store, frame(a, bob("2.23")), "run1")
