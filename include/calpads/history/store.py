@@ -400,8 +400,9 @@ class HistoryStore:
         names = np.array([*run_ids.values(), np.nan], dtype=object)     # NaN: a run not found, as map gives
         at = pd.Index(list(run_ids), dtype=np.int64).get_indexer(out[HIST_RUN_PK].to_numpy())
         out[HIST_RUN_ID] = pd.Series(names[at], index=out.index, dtype=object)
-        out["reporting_lea"] = lea
-        out["academic_year_id"] = academic_year
+        # The text columns a scalar assignment makes, built in one piece (pandas repeats the value by a take).
+        out["reporting_lea"] = pd.Series(_repeated(lea, len(out)), index=out.index, dtype="str")
+        out["academic_year_id"] = pd.Series(_repeated(academic_year, len(out)), index=out.index, dtype="str")
         if with_fields:
             fields = self.fields_of(layout, out)
             out = pd.concat([fields, out.drop(columns=[c for c in out.columns if c in fields.columns])], axis=1)
@@ -713,6 +714,14 @@ def _read_current_adbc(conn: sa.Connection, scope_id: int, columns: list[str]) -
         return table.cast(types)
     except (adbc_driver_manager.Error, OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+
+
+def _repeated(text: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """``n`` times ``text`` as pandas' Arrow-backed text (what assigning the scalar to a column of n rows makes)."""
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
+    return pd.array(array, dtype="str")
 
 
 def _state_schema(columns: list[str]) -> pa.Schema:
