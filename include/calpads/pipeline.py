@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -293,14 +294,13 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     EnrolledDeleteBlocked when a delete is of a student still enrolled and the run does not allow it.
     Either way the would-be deletes are listed in the run's report/deletes.csv."""
     from calpads.extracts.not_extracted import data_problems
-    from calpads.history.diff import compute_transactions, still_in_sis
+    from calpads.history.diff import RecordsFile, compute_transactions, still_in_sis
     from calpads.history.guard import (
         DEFAULT_MAX_DELETE_SHARE,
         EnrolledDeleteBlocked,
         MassDeleteBlocked,
         check_deletes,
         check_enrolled_deletes,
-        delete_listing,
         delete_summary,
         in_scope_count,
     )
@@ -310,37 +310,42 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     layout = ctx.layout
     ctx.path(DIFFED).unlink(missing_ok=True)   # a blocked attempt must not leave an earlier attempt's records
     # The layout's columns only: the builder's ctx_ columns are the gate's, not the history's.
-    publishable = pd.read_parquet(ctx.path(PUBLISHABLE), columns=layout.columns)
-    held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
+    publishable = RecordsFile(ctx.path(PUBLISHABLE), layout)
+    len(publishable)   # a missing work file fails here, before the store is touched
     lea = ctx.state()["lea"]
     store = HistoryStore(store_engine)
     store.migrate()
     # The history as of its latest saved run (the base): a save by another run meanwhile is not half-read.
     base, saved_already = store.history_base(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)
-    last = store.last_submitted(ctx.record_type, lea, ctx.scope.academic_year, exclude_run_id=ctx.run_id,
-                                as_of=base)
+    # Read by a worker thread while this one computes the records' keys and hashes (none to compare with when no run
+    # was saved yet): the database (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work
+    # without holding the GIL.
+    # Keys, hashes and the columns the scope filter reads: the other columns of the few rows that may become deletes
+    # are read with their fields from the log (calpads.history.diff.compute_transactions).
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        history = worker.submit(store.last_submitted, ctx.record_type, lea, ctx.scope.academic_year,
+                                exclude_run_id=ctx.run_id, as_of=base, state_columns=scope_filter(ctx).columns(layout))
+        held_back = pd.read_parquet(ctx.path(HELD_BACK), columns=layout.columns)
+        keys = publishable.keys() if base else None
+        last = history.result()
     ods_counts = None
     if ctx.scope.ods_file:
         from calpads.history.ods import compare_for_run
 
-        ods_base, ods_counts = compare_for_run(ctx, publishable, held_back, scope_filter(ctx), lea)
+        ods_base, ods_counts = compare_for_run(ctx, publishable.rows(), held_back, scope_filter(ctx), lea)
         last = ods_base if ods_base is not None else last
     in_scope = in_scope_count(last, layout, scope_filter(ctx))
     # A record the SIS still has (held back, or not extracted for a data problem) is never turned into a
     # delete, whatever happened to its key fields: matched by key, Local Record ID or record identity.
     not_extracted = data_problems(pd.read_parquet(ctx.path(NOT_EXTRACTED)))
-    kept = still_in_sis(last, held_back, layout, not_extracted)
+    kept = functools.partial(still_in_sis, held_back=held_back, layout=layout, not_extracted=not_extracted)
     # A replacement-processed file (STAS, LEAP) always carries every record: CALPADS replaces the LEA's data.
     mode = "replacement" if layout.processing == "replacement" and ctx.scope.mode == "submission" else ctx.scope.mode
     # The history rows hold keys and hashes: the fields of those that become deletes are read from the store.
-    result = compute_transactions(publishable[layout.columns], layout, last, mode, scope_filter(ctx),
-                                  never_delete=kept, read_fields=functools.partial(store.fields_of, layout))
+    result = compute_transactions(publishable, layout, last, mode, scope_filter(ctx),
+                                  never_delete=kept, read_fields=functools.partial(store.fields_of, layout), keys=keys)
     records = sort_records(result.records, layout)
-    enrolled_path = ctx.path(ENROLLED)
-    # to_numpy first: iterating an Arrow-backed column value by value costs seconds on a large district
-    enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str).to_numpy(dtype=object))
-                if enrolled_path.exists() else None)
-    listing = delete_listing(records[records["transaction_type"] == "D"], publishable, enrolled)
+    listing = _delete_listing(ctx, records[records["transaction_type"] == "D"])
     deletes = delete_summary(listing, kept=result.kept_from_delete, allowed=ctx.scope.allow_enrolled_deletes)
     if layout.processing != "replacement":
         _write_deletes_report(ctx, listing, deletes)
@@ -367,6 +372,21 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
         out["ods_comparison"] = ods_counts
     ctx.update_state(diff=out)
     return out
+
+
+def _delete_listing(ctx: RunContext, d_records: pd.DataFrame) -> pd.DataFrame:
+    """calpads.history.guard.delete_listing of the run's D records; the extracted records' ids and the enrolled
+    students are read only when there are deletes."""
+    from calpads.history.guard import delete_listing
+
+    if not len(d_records):
+        return delete_listing(d_records, pd.DataFrame(columns=["local_record_id"]), None)
+    extracted = pd.read_parquet(ctx.path(PUBLISHABLE), columns=["local_record_id"])
+    enrolled_path = ctx.path(ENROLLED)
+    # to_numpy first: iterating an Arrow-backed column value by value costs seconds on a large district
+    enrolled = (set(pd.read_parquet(enrolled_path)["local_student_id"].astype(str).to_numpy(dtype=object))
+                if enrolled_path.exists() else None)
+    return delete_listing(d_records, extracted, enrolled)
 
 
 def _write_deletes_report(ctx: RunContext, listing: pd.DataFrame, summary: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import functools
 import pandas as pd
 import pytest
 
-from calpads.history.diff import ScopeFilter, compute_transactions
+from calpads.history.diff import ScopeFilter, compute_transactions, record_keys
 from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
     LAST_YEAR,
     LAYOUT,
@@ -244,3 +244,103 @@ def test_a_record_kept_from_a_delete_is_still_compared(store):
     both = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
                                 never_delete=keep | (last["local_record_id"] == "1.21").to_numpy(), read_fields=reader)
     assert sent(both) == [("D", "1.22.08")] and both.counts["unchanged"] == 1
+
+
+def test_kept_rows_as_a_function_are_asked_about_the_rows_not_extracted_only_and_keys_can_be_given(store):
+    first(store)
+    last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    reader = functools.partial(store.fields_of, LAYOUT)
+    as_array = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(),
+                                    never_delete=(last["local_record_id"] == "2.23").to_numpy(), read_fields=reader)
+    asked = []
+
+    def kept(rows: pd.DataFrame):
+        asked.append(sorted(rows["local_record_id"]))
+        return (rows["local_record_id"] == "2.23").to_numpy()
+
+    as_function = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=kept,
+                                       read_fields=reader, keys=record_keys(frame(A), LAYOUT))
+    pd.testing.assert_frame_equal(as_function.records, as_array.records)
+    assert as_function.counts == as_array.counts and as_function.kept_from_delete == as_array.kept_from_delete == 1
+    assert asked == [["1.22.08", "2.23"]]
+    # The keys given are the ones compared: those of a changed end date make Ann's 101 an update.
+    other_keys = record_keys(frame({**A, "membership_end_date": "1"}), LAYOUT)
+    changed = compute_transactions(frame(A), LAYOUT, last, "submission", ScopeFilter(), never_delete=kept,
+                                   read_fields=reader, keys=other_keys)
+    assert changed.counts["changed"] == 1
+    with pytest.raises(ValueError, match="keys"):
+        compute_transactions(frame(A, C), LAYOUT, last, "submission", ScopeFilter(), keys=record_keys(frame(A), LAYOUT))
+
+
+@pytest.mark.parametrize("names", [
+    pd.Series(["1.21", None, "2.23", "3.1", "3.1"], dtype="str"),
+    pd.Series(["1.21", None, 5, "3.1"], dtype=object),
+    pd.Series([], dtype="str"),
+])
+def test_named_in_is_isin_of_the_names_as_text(names):
+    from calpads.history.guard import named_in
+
+    values = pd.Series(["2.23", None, "9.9", 5, "5", "3.1", "1.21", float("nan")], dtype=object)
+    expected = values.isin(set(names.dropna().astype(str))).tolist()
+    assert named_in(values, names).tolist() == expected
+    assert named_in(values.astype("str"), names).tolist() == values.astype("str").isin(
+        set(names.dropna().astype(str))).tolist()
+
+
+def test_a_records_file_is_read_as_its_frame(store, tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from calpads.history.diff import RecordsFile
+
+    first(store)
+    d = bob("2.25", program_code="191", membership_start_date="20251103", homeless_dwelling_type="110")
+    records = frame({**A, "membership_end_date": "20260115"}, C, d)
+    # As the gate writes it: text as large_string, an all-blank column of Arrow's null type.
+    table = pa.Table.from_pandas(records, preserve_index=False)
+    table = table.cast(pa.schema([pa.field(f.name, pa.null() if records[f.name].isna().all() else pa.large_string())
+                                  for f in table.schema]))
+    pq.write_table(table, tmp_path / "publishable.parquet")
+    as_read = pd.read_parquet(tmp_path / "publishable.parquet", columns=LAYOUT.columns)
+    file = RecordsFile(tmp_path / "publishable.parquet", LAYOUT)
+    assert len(file) == 3 and file.keys().equals(record_keys(as_read, LAYOUT))
+    for positions in (None, np.array([], dtype=np.int64), np.array([0, 2]), np.arange(3)):
+        expected = as_read if positions is None else as_read.iloc[positions]
+        pd.testing.assert_frame_equal(file.rows(positions), expected.reset_index(drop=True))
+    last = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    reader = functools.partial(store.fields_of, LAYOUT)
+    for mode in ("submission", "non_submission"):
+        by_file = compute_transactions(file, LAYOUT, last, mode, ScopeFilter(), read_fields=reader)
+        by_frame = compute_transactions(as_read, LAYOUT, last, mode, ScopeFilter(), read_fields=reader)
+        pd.testing.assert_frame_equal(by_file.records, by_frame.records)
+        assert by_file.counts == by_frame.counts
+    assert by_frame.counts == {"new": 1, "changed": 1, "unchanged": 1, "deleted": 0}
+
+
+@pytest.mark.parametrize(("scope", "deleted"), [
+    (ScopeFilter(), ["1.22.08", "2.30"]),
+    (ScopeFilter(programs={"101", "108"}), ["2.30"]),
+    (ScopeFilter(students={"1002"}, schools={S1}), []),
+])
+def test_a_history_read_without_the_state_columns_gives_the_same_diff(store, scope, deleted):
+    from calpads.history.diff import still_in_sis
+
+    d = bob("2.29", program_code="191", membership_start_date="20251101")
+    e = bob("2.30", program_code="101", membership_start_date="20251102", school_of_attendance=S2)
+    run(store, frame(A, B, C, d, e), "run1")
+    # Run 2: only A is published. C is held back under a changed key (kept by its Local Record ID); d's program
+    # row is not extracted (kept by student + program); B and e become deletes where in scope.
+    held = frame({**C, "membership_start_date": "20251002"})
+    not_extracted = pd.DataFrame({"local_record_id": ["x"], "local_student_id": ["1002"], "program_code": ["191"]})
+    kept = functools.partial(still_in_sis, held_back=held, layout=LAYOUT, not_extracted=not_extracted)
+    reader = functools.partial(store.fields_of, LAYOUT)
+    full = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2")
+    lean = store.last_submitted("SPRG", LEA, YEAR, exclude_run_id="run2", state_columns=scope.columns(LAYOUT))
+    assert set(lean.columns) < set(full.columns)
+    expected = compute_transactions(frame(A), LAYOUT, full, "submission", scope,
+                                    never_delete=still_in_sis(full, held, LAYOUT, not_extracted), read_fields=reader)
+    got = compute_transactions(frame(A), LAYOUT, lean, "submission", scope, never_delete=kept, read_fields=reader)
+    pd.testing.assert_frame_equal(got.records, expected.records)
+    assert (got.counts, got.kept_from_delete) == (expected.counts, expected.kept_from_delete)
+    assert [r[1] for r in sent(got) if r[0] == "D"] == deleted

@@ -23,6 +23,8 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from calpads.history.diff import ScopeFilter
 from calpads.layouts import Layout
@@ -112,7 +114,7 @@ def delete_listing(deletes: pd.DataFrame, extracted: pd.DataFrame, enrolled: set
     if deletes is None or not len(deletes):
         return pd.DataFrame(columns=DELETE_COLUMNS)
     ids = deletes["local_record_id"].astype(object)
-    key_changed = ids.isin(set(extracted["local_record_id"].dropna().astype(str))).to_numpy(dtype=bool)
+    key_changed = named_in(ids, extracted["local_record_id"])
     if enrolled is None:
         still = np.where(key_changed, "Y", "?")
     else:
@@ -128,6 +130,17 @@ def delete_listing(deletes: pd.DataFrame, extracted: pd.DataFrame, enrolled: set
         "why": np.where(key_changed, KEY_CHANGED, GONE),
         "student_still_enrolled": still,
     })
+
+
+def named_in(values: pd.Series, names: pd.Series) -> np.ndarray:
+    """``values.isin(set(names.dropna().astype(str)))`` without a Python object per name: the distinct text values
+    are looked up among the names in Arrow (a run's 1.5M Local Record IDs against its few deletes' ones)."""
+    wanted = [v for v in set(values.dropna()) if isinstance(v, str)]
+    if not wanted:
+        return np.zeros(len(values), dtype=bool)
+    known = pa.array(names.dropna().astype(str), from_pandas=True)
+    found = known.filter(pc.is_in(known, value_set=pa.array(wanted, known.type)))
+    return values.isin(set(found.to_pylist())).to_numpy(dtype=bool)
 
 
 def delete_summary(listing: pd.DataFrame, *, kept: int, allowed: bool) -> dict[str, object]:

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 VERSION_TABLE = "calpads_alembic_version"
+HEAD_REVISION = "0003"   # the latest migration's revision (migrations/versions): a store there needs no upgrade
 RUNS = "calpads_history_runs"
 LOG = "calpads_history_log"
 CURRENT = "calpads_history_current"
