@@ -28,6 +28,8 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources.sql_enrollment import CODE_TABLES, CURRENT, EARLIER, EnrollmentPull
@@ -50,17 +52,47 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), "")
 
 
+def _arrow(s: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow text of a column pandas holds as Arrow text (the staged tables' text), else None. The tests
+    below compare it in Arrow, as they compare Python str (UTF-8 byte order is code point order), without a
+    Python object per row."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        return pa.chunked_array(pa.array(s.array))
+    return None
+
+
+def _true(flags: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow test's answer as a numpy mask, null (a blank value) false."""
+    return pc.fill_null(flags, False).to_numpy()
+
+
 def on_or_before(s: pd.Series, bound: str) -> np.ndarray:
     """value <= bound (a blank value never is)."""
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.less_equal(arr, bound))
     return (s.notna() & (_text(s) <= bound)).to_numpy(dtype=bool)
 
 
+def on_or_after(s: pd.Series, bound: str) -> np.ndarray:
+    """value >= bound (a blank value never is)."""
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.greater_equal(arr, bound))
+    return (s.notna() & (_text(s) >= bound)).to_numpy(dtype=bool)
+
+
 def after(s: pd.Series, bound: str) -> np.ndarray:
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.greater(arr, bound))
     return (s.notna() & (_text(s) > bound)).to_numpy(dtype=bool)
 
 
 def not_a_date(s: pd.Series) -> np.ndarray:
     """A value not shaped 'YYYY-MM-DD' (NULL is not: it is blank)."""
+    if (arr := _arrow(s)) is not None:   # pandas' str.len and str[i] are these kernels (code points)
+        shaped = pc.and_(pc.equal(pc.utf8_length(arr), 10),
+                         pc.and_(pc.equal(pc.utf8_slice_codeunits(arr, 4, 5), "-"),
+                                 pc.equal(pc.utf8_slice_codeunits(arr, 7, 8), "-")))
+        return _true(pc.invert(shaped))
     t = _text(s).astype(str)
     shaped = (t.str.len() == 10) & (t.str[4] == "-") & (t.str[7] == "-")
     return (s.notna() & ~shaped).to_numpy(dtype=bool)
@@ -68,6 +100,8 @@ def not_a_date(s: pd.Series) -> np.ndarray:
 
 def is_blank(s: pd.Series) -> np.ndarray:
     """NULL or '' (as the SIS pull always tested an SSID; an SSID of spaces is not blank here)."""
+    if (arr := _arrow(s)) is not None:
+        return pc.fill_null(pc.equal(arr, ""), True).to_numpy()
     return (s.isna() | (_text(s) == "")).to_numpy(dtype=bool)
 
 
@@ -210,7 +244,7 @@ def sprg_pull(staged: StagedTables, scope: RunScope, program_codes: list[str]) -
         v = staged.frame(c.SERVICES)
         d = v["servicedate"]
         unreadable = not_a_date(d)
-        keep = (d.notna() & (_text(d) >= start)).to_numpy(dtype=bool) & on_or_before(d, end) | unreadable
+        keep = on_or_after(d, start) & on_or_before(d, end) | unreadable
         v = v[keep].assign(unreadable_date=unreadable[keep].astype("int64"))
         v = v.merge(chosen[["id", "dcid"]], left_on="studentsdcid", right_on="dcid", how="inner")
         services = v.rename(columns={"id_y": "student_id"})[["student_id", "schoolid", "servicecode",

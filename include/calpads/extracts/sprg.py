@@ -41,7 +41,7 @@ from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull
 from calpads.staging.contract import ENROLLMENT_TABLES, PROGRAMS, SERVICES
 from calpads.staging.protocols import BuildContext, Built
-from calpads.staging.store import SpillFile, StagedTables
+from calpads.staging.store import SpillFile, StagedTables, all_distinct
 
 TABLES = (*ENROLLMENT_TABLES, PROGRAMS, SERVICES)   # the staged tables SPRG reads
 TITLE_I = "122"
@@ -77,7 +77,7 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     layout = load_layout("SPRG")
     codes = program_set(layout, scope)
     program_ids = staged.table(PROGRAMS, ["id"])["id"] if staged.has(PROGRAMS) else pa.chunked_array([], pa.int64())
-    groups_ok = program_ids.null_count == 0 and pc.count_distinct(program_ids).as_py() == len(program_ids)
+    groups_ok = all_distinct(program_ids)
     per_group = STUDENTS_PER_GROUP if groups_ok else sys.maxsize
     ne_groups: list[list[pd.DataFrame]] = []
     enrolled: set[str] | None = set()
@@ -423,12 +423,13 @@ def _date_text(days: np.ndarray, fmt: str) -> pa.Array:
 
 
 def _column(values: pa.Array | str | None, rows: int) -> pa.Array:
-    """A record column as Arrow large text: an array, or one value (None: null) on every row."""
+    """A record column as Arrow text: an array, or one value (None: null) on every row. Text, not large text,
+    while the groups' records wait in the spill file: half the offsets (``_sorted`` makes it large text)."""
     if values is None:
-        return pa.nulls(rows, pa.large_string())
+        return pa.nulls(rows, pa.string())
     if isinstance(values, str):
-        return pa.repeat(pa.scalar(values, pa.large_string()), rows)
-    return pc.cast(values, pa.large_string())
+        return pa.repeat(pa.scalar(values, pa.string()), rows)
+    return pc.cast(values, pa.string())
 
 
 def _where(flags: np.ndarray, value: str) -> pa.Array:
