@@ -263,8 +263,18 @@ def enrolled_students(staged: StagedTables, scope: RunScope, school_numbers: pd.
     listed = students[chosen_students(students, scope, require_ssid=False)]
     cur, r = enrollments_at(listed, reenrollments, school_numbers, lambda a, b: overlaps(a, b, start, end))
     earlier = listed.loc[listed["id"].isin(r["studentid"]).to_numpy(), "student_number"]
-    numbers = sorted(set(cur["student_number"].dropna()) | set(earlier.dropna()))
-    return pd.DataFrame({"student_number": pd.Series(numbers, dtype=object)})
+    return pd.DataFrame({"student_number": pd.Series(_distinct_sorted([cur["student_number"], earlier]), dtype=object)})
+
+
+def _distinct_sorted(parts: list[pd.Series]) -> list:
+    """The distinct values of the columns, blanks dropped, sorted: in Arrow when they are Arrow text (its byte
+    order is Python's order of str)."""
+    arrays = [_arrow(p) for p in parts]
+    if any(a is None for a in arrays):
+        return sorted(set().union(*(set(p.dropna()) for p in parts)))
+    texts = pa.chunked_array([chunk.cast(pa.large_string()) for a in arrays for chunk in a.chunks], pa.large_string())
+    distinct = pc.unique(texts.drop_null())
+    return distinct.take(pc.sort_indices(distinct)).to_pylist()
 
 
 # --------------------------------------------------------------------------- SENR, STAS, LEAP

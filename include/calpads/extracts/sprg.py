@@ -80,7 +80,7 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     groups_ok = all_distinct(program_ids)
     per_group = STUDENTS_PER_GROUP if groups_ok else sys.maxsize
     ne_groups: list[list[pd.DataFrame]] = []
-    enrolled: set[str] | None = set()
+    enrolled: list[pd.Series] | None = []
     lea, schools = "", []
     # Each group's records go to a spill file of the run's staging folder as they are built, and are read back
     # once the groups (and the staged tables they hold) are gone: the two never share the memory.
@@ -95,7 +95,7 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
             if pulled.enrolled_students is None or enrolled is None:
                 enrolled = None
             else:
-                enrolled.update(str(n) for n in pulled.enrolled_students["student_number"].dropna())
+                enrolled.append(pulled.enrolled_students["student_number"])
             del pulled, records, group
         records = _sorted([spill.read()], layout)
     finally:
@@ -111,7 +111,20 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
                 part = part.iloc[np.argsort(position.get_indexer(part["_program_id"].to_numpy()), kind="stable")]
             parts.append(part)
         not_extracted = _not_extracted_frame(parts)
-    return Built(records, not_extracted, lea, schools, enrolled_students=None if enrolled is None else sorted(enrolled))
+    return Built(records, not_extracted, lea, schools,
+                 enrolled_students=None if enrolled is None else _distinct_texts(enrolled))
+
+
+def _distinct_texts(parts: list[pd.Series]) -> list[str]:
+    """The distinct str of the values (blanks dropped), in Python's order: sorted in Arrow when they are text
+    (UTF-8 byte order is code point order)."""
+    try:
+        texts = pa.chunked_array([pa.array(p.to_numpy(dtype=object), pa.large_string(), from_pandas=True)
+                                  for p in parts], pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # a number that is not text
+        return sorted({str(n) for p in parts for n in p.dropna()})
+    distinct = pc.unique(texts.drop_null())
+    return distinct.take(pc.sort_indices(distinct)).to_pylist()
 
 
 def extract_sprg(engine: sa.Engine, scope: RunScope) -> pd.DataFrame:
@@ -462,6 +475,8 @@ def _not_extracted(pull: SprgPull, prog: dict[str, pa.Array | np.ndarray], rows:
                    reason: str) -> pd.DataFrame:
     """The report's rows of these program rows (not_extracted.frame), as the pandas frame of the pull's columns
     gives them (their dtypes included)."""
+    if not len(rows):
+        return ne.frame(program_code=None, _program_id=None)
     named = pd.DataFrame({
         "local_record_id": pd.Series(rows.lrid.to_numpy(zero_copy_only=False), dtype=object),
         "local_student_id": pull.students["student_number"].iloc[rows.s].reset_index(drop=True),

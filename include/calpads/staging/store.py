@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,19 +70,16 @@ class StagedTables:
         schema = schema.with_metadata({**(schema.metadata or {}), _MISSING: json.dumps(missing).encode()})
         target = self.path(name)
         tmp = target.with_name(f".{target.name}.partial")
-        rows = 0
         with failing_part(WorkFolderError, f"The staged table {target} could not be written"):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.fchmod(fd, 0o600)
             try:
-                # pyarrow's defaults (snappy, dictionary pages): without dictionary pages the write took 0.4 s less
-                # CPU at 500k students, but reading the tables back raised the extract's peak by about 50 MB
-                # (docs/performance.md, "Staging read (round 3)").
-                with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
-                    for batch in batches:
-                        if batch.num_rows:
-                            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
-                            rows += batch.num_rows
+                # Dictionary pages (pyarrow's default): without them the write took 0.4 s less CPU at 500k students,
+                # but reading the tables back raised the extract's peak by about 50 MB (docs/performance.md, "Staging
+                # read (round 3)"). Not compressed: a work file read back in the same task, where snappy cost about
+                # 1 s of CPU at 500k students (mostly in the reads) to save 40 MB of disk.
+                with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema, compression="none") as writer:
+                    rows = _write_batches(writer, batches, schema.metadata)
                 os.replace(tmp, target)
             except BaseException:
                 tmp.unlink(missing_ok=True)   # a failed read of the source leaves no half table behind
@@ -156,6 +155,39 @@ class StagedTables:
     def counts(self) -> dict[str, int]:
         return {p.name.removesuffix(".parquet"): pq.ParquetFile(p).metadata.num_rows
                 for p in sorted(self.folder.glob("*.parquet"))}
+
+
+def _write_batches(writer: pq.ParquetWriter, batches: Iterable[pa.RecordBatch], metadata: dict[bytes, bytes]) -> int:
+    """Write the batches (the empty ones skipped) in a thread of their own while the source reads the next: the
+    SIS read and the Parquet encoding both run outside the GIL, so they overlap. Returns the rows written; the
+    source's error is raised as it was, the writer's once the source has stopped."""
+    pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (batch := pending.get()) is not None:
+            if not failed:
+                try:
+                    writer.write_batch(batch)
+                except BaseException as exc:   # raised in the caller's thread below
+                    failed.append(exc)
+
+    thread = threading.Thread(target=write, name="staging-writer", daemon=True)
+    thread.start()
+    rows = 0
+    try:
+        for batch in batches:
+            if failed:
+                break
+            if batch.num_rows:
+                pending.put(batch.replace_schema_metadata(metadata))
+                rows += batch.num_rows
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    return rows
 
 
 def all_distinct(values: pa.ChunkedArray | pa.Array) -> bool:
