@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calpads.extracts.arrow_ops import first_of_each, inner_join
 from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources.sql_enrollment import CODE_TABLES, CURRENT, EARLIER, EnrollmentPull
 from calpads.sources.sql_sis import SisDataError, SprgPull, narrow_schools
@@ -235,23 +236,33 @@ def sprg_pull(staged: StagedTables, scope: RunScope, program_codes: list[str]) -
                              r.rename(columns={"studentid": "student_id"})[cols]], ignore_index=True)
 
     student_rows = student_frame(chosen, staged.frame(c.STU_X))
-    progs = programs[candidate].merge(students.loc[listed, ["id", "dcid"]], left_on="studentsdcid",
-                                      right_on="dcid", how="inner")
-    progs = progs.rename(columns={"id_x": "program_id", "id_y": "student_id"})[PROGRAM_OUT].reset_index(drop=True)
+    progs = _with_student_ids(programs, np.flatnonzero(candidate), students, np.flatnonzero(listed))
+    progs = progs.rename(columns={"id": "program_id"})[PROGRAM_OUT]
 
     services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
     if TITLE_I in program_codes:
         v = staged.frame(c.SERVICES)
         d = v["servicedate"]
         unreadable = not_a_date(d)
-        keep = on_or_after(d, start) & on_or_before(d, end) | unreadable
-        v = v[keep].assign(unreadable_date=unreadable[keep].astype("int64"))
-        v = v.merge(chosen[["id", "dcid"]], left_on="studentsdcid", right_on="dcid", how="inner")
-        services = v.rename(columns={"id_y": "student_id"})[["student_id", "schoolid", "servicecode",
-                                                              "unreadable_date"]]
-        services = services.drop_duplicates().reset_index(drop=True)
+        keep = np.flatnonzero(on_or_after(d, start) & on_or_before(d, end) | unreadable)
+        v = _with_student_ids(v.assign(unreadable_date=unreadable.astype("int64")), keep, chosen,
+                              np.arange(len(chosen)))
+        services = v[["student_id", "schoolid", "servicecode", "unreadable_date"]]
+        services = services[first_of_each([services["student_id"].to_numpy(), services["schoolid"].to_numpy(),
+                                           pd.factorize(services["servicecode"], use_na_sentinel=False)[0],
+                                           services["unreadable_date"].to_numpy()])].reset_index(drop=True)
     return SprgPull(lea, all_schools, schools, calendar, enrollments, student_rows, progs, services,
                     enrolled_students(staged, scope, scoped))
+
+
+def _with_student_ids(rows: pd.DataFrame, at: np.ndarray, students: pd.DataFrame, among: np.ndarray) -> pd.DataFrame:
+    """The rows at positions ``at`` joined to their students among the rows ``among`` of ``students`` by DCID
+    (STUDENTSDCID = DCID), each with its student's ``student_id``: ``rows.merge(students, how="inner")``'s rows, in
+    its order, moved by position instead of merged column by column. A fresh index."""
+    r, s = inner_join([rows["studentsdcid"].to_numpy()[at]], [students["dcid"].to_numpy()[among]])
+    out = rows.iloc[at[r]].reset_index(drop=True)
+    out["student_id"] = students["id"].iloc[among[s]].reset_index(drop=True)
+    return out
 
 
 def enrolled_students(staged: StagedTables, scope: RunScope, school_numbers: pd.Series) -> pd.DataFrame:
