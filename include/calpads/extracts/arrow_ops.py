@@ -95,7 +95,19 @@ def left_positions(left: Sequence[np.ndarray], right: Sequence[np.ndarray]) -> n
 
 def key_codes(columns: Sequence[np.ndarray]) -> np.ndarray:
     """One int64 code per row: equal codes for equal key tuples (missing equals missing, as pandas compares
-    keys), numbered in order of first appearance."""
+    keys). Integer keys whose ranges multiply within int64 are their own codes (no hashing); others are
+    numbered in order of first appearance."""
+    if all(values.dtype.kind == "i" for values in columns):
+        codes = np.zeros(len(columns[0]), dtype=np.int64)
+        size = 1
+        for values in columns:
+            low, high = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+            span = high - low + 1
+            if size * span >= 2**62:
+                break
+            codes, size = codes * span + (values.astype(np.int64) - low), size * span
+        else:
+            return codes
     codes = np.zeros(len(columns[0]), dtype=np.int64)
     for values in columns:
         c, uniques = pd.factorize(values, use_na_sentinel=False)
