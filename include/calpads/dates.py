@@ -4,14 +4,26 @@ guess."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ISO = "%Y-%m-%d"
 CALPADS = "%Y%m%d"
 
 
 def iso_dates(values: pd.Series) -> pd.Series:
-    """ISO text dates (as the SIS hands them) to datetime64; blanks and anything unparsable become NaT."""
+    """ISO text dates (as the SIS hands them) to datetime64; blanks and anything unparsable become NaT.
+    Arrow-backed text (the staged tables') is parsed once per distinct value: a column of dates repeats a few
+    hundred days, and pandas would first make a Python str of every row."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        encoded = pc.dictionary_encode(pa.chunked_array(pa.array(values.array)).combine_chunks())
+        distinct = pd.to_datetime(pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object),
+                                  format=ISO, errors="coerce").to_numpy()
+        days = np.append(distinct, np.datetime64("NaT").astype(distinct.dtype))
+        at = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+        return pd.Series(days[at], index=values.index, name=values.name)
     return pd.to_datetime(values, format=ISO, errors="coerce")
 
 

@@ -48,6 +48,36 @@ def test_a_failed_write_leaves_no_table(tmp_path):
     assert not staged.has(contract.PREFS) and not list(staged.folder.iterdir())
 
 
+def test_a_write_error_stops_the_read_and_leaves_no_table(tmp_path):
+    """The batches are written in a thread of their own: its error is raised here, and the source is not read to
+    its end."""
+    staged = StagedTables(tmp_path)
+    staged.reset()
+    schema = contract.schema(contract.PREFS)
+    read = []
+
+    def batches():
+        for i in range(50):
+            read.append(i)
+            yield pa.RecordBatch.from_pylist([{"id": i, "name": "x", "value": "1", "schoolid": 0}], schema)
+            if i == 0:   # a batch of another schema: the Parquet writer refuses it
+                yield pa.RecordBatch.from_pylist([{"other": 1}])
+
+    with pytest.raises((ValueError, pa.ArrowInvalid, WorkFolderError)):
+        staged.write(contract.PREFS, batches(), schema)
+    assert not staged.has(contract.PREFS) and not list(staged.folder.iterdir()) and len(read) < 50
+
+
+def test_batches_are_staged_in_their_order(tmp_path):
+    staged = StagedTables(tmp_path)
+    staged.reset()
+    schema = contract.schema(contract.PREFS)
+    rows = [{"id": i, "name": f"n{i}", "value": str(i), "schoolid": i % 3} for i in range(1000)]
+    batches = (pa.RecordBatch.from_pylist(rows[i:i + 7], schema) for i in range(0, 1000, 7))
+    assert staged.write(contract.PREFS, batches, schema) == 1000
+    assert staged.table(contract.PREFS).to_pylist() == rows
+
+
 def test_reset_clears_an_earlier_attempt(tmp_path):
     staged = StagedTables(tmp_path)
     staged.reset()

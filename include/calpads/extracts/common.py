@@ -53,9 +53,34 @@ def sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys:
         else:   # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before
             upper = pd.Series(arr.to_pandas(types_mapper=None).to_numpy(dtype=object), dtype=object).str.upper()
             arrays.append(pa.array(upper.to_numpy(dtype=object), pa.string()))
-    table = pa.table({f"k{i}": a for i, a in enumerate(arrays)})
-    order = pc.sort_indices(table, sort_keys=[(f"k{i}", "ascending") for i in range(len(arrays))])
-    return order.to_numpy()
+    return _stable_lexsort([_dense_ranks(a) for a in arrays])
+
+
+def _dense_ranks(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Each value's rank among the distinct values (text without nulls, in byte order): equal values, equal ranks.
+    Sorting the few distinct values of most keys and then integers is faster than Arrow's sort of the texts."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = pc.dictionary_encode(arr)
+    rank = np.empty(len(encoded.dictionary), dtype=np.int64)
+    rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
+    return rank[encoded.indices.to_numpy()]
+
+
+def _stable_lexsort(ranks: list[np.ndarray]) -> np.ndarray:
+    """The stable order of the rows by the rank columns in turn, the ranks of consecutive keys combined into one
+    integer while their product fits."""
+    combined: list[np.ndarray] = []
+    size = 0
+    for rank in ranks:
+        n = int(rank.max()) + 1 if len(rank) else 1
+        if combined and size * n < 2**62:
+            combined[-1], size = combined[-1] * n + rank, size * n
+        else:
+            combined.append(rank)
+            size = n
+    if len(combined) == 1:
+        return np.argsort(combined[0], kind="stable")
+    return np.lexsort(combined[::-1])
 
 
 def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:

@@ -28,7 +28,10 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from calpads.extracts.arrow_ops import first_of_each, inner_join
 from calpads.run_scope import RunScope, academic_year_bounds
 from calpads.sources.sql_enrollment import CODE_TABLES, CURRENT, EARLIER, EnrollmentPull
 from calpads.sources.sql_sis import SisDataError, SprgPull, narrow_schools
@@ -50,17 +53,47 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), "")
 
 
+def _arrow(s: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow text of a column pandas holds as Arrow text (the staged tables' text), else None. The tests
+    below compare it in Arrow, as they compare Python str (UTF-8 byte order is code point order), without a
+    Python object per row."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        return pa.chunked_array(pa.array(s.array))
+    return None
+
+
+def _true(flags: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow test's answer as a numpy mask, null (a blank value) false."""
+    return pc.fill_null(flags, False).to_numpy()
+
+
 def on_or_before(s: pd.Series, bound: str) -> np.ndarray:
     """value <= bound (a blank value never is)."""
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.less_equal(arr, bound))
     return (s.notna() & (_text(s) <= bound)).to_numpy(dtype=bool)
 
 
+def on_or_after(s: pd.Series, bound: str) -> np.ndarray:
+    """value >= bound (a blank value never is)."""
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.greater_equal(arr, bound))
+    return (s.notna() & (_text(s) >= bound)).to_numpy(dtype=bool)
+
+
 def after(s: pd.Series, bound: str) -> np.ndarray:
+    if (arr := _arrow(s)) is not None:
+        return _true(pc.greater(arr, bound))
     return (s.notna() & (_text(s) > bound)).to_numpy(dtype=bool)
 
 
 def not_a_date(s: pd.Series) -> np.ndarray:
     """A value not shaped 'YYYY-MM-DD' (NULL is not: it is blank)."""
+    if (arr := _arrow(s)) is not None:   # pandas' str.len and str[i] are these kernels (code points)
+        shaped = pc.and_(pc.equal(pc.utf8_length(arr), 10),
+                         pc.and_(pc.equal(pc.utf8_slice_codeunits(arr, 4, 5), "-"),
+                                 pc.equal(pc.utf8_slice_codeunits(arr, 7, 8), "-")))
+        return _true(pc.invert(shaped))
     t = _text(s).astype(str)
     shaped = (t.str.len() == 10) & (t.str[4] == "-") & (t.str[7] == "-")
     return (s.notna() & ~shaped).to_numpy(dtype=bool)
@@ -68,6 +101,8 @@ def not_a_date(s: pd.Series) -> np.ndarray:
 
 def is_blank(s: pd.Series) -> np.ndarray:
     """NULL or '' (as the SIS pull always tested an SSID; an SSID of spaces is not blank here)."""
+    if (arr := _arrow(s)) is not None:
+        return pc.fill_null(pc.equal(arr, ""), True).to_numpy()
     return (s.isna() | (_text(s) == "")).to_numpy(dtype=bool)
 
 
@@ -201,23 +236,33 @@ def sprg_pull(staged: StagedTables, scope: RunScope, program_codes: list[str]) -
                              r.rename(columns={"studentid": "student_id"})[cols]], ignore_index=True)
 
     student_rows = student_frame(chosen, staged.frame(c.STU_X))
-    progs = programs[candidate].merge(students.loc[listed, ["id", "dcid"]], left_on="studentsdcid",
-                                      right_on="dcid", how="inner")
-    progs = progs.rename(columns={"id_x": "program_id", "id_y": "student_id"})[PROGRAM_OUT].reset_index(drop=True)
+    progs = _with_student_ids(programs, np.flatnonzero(candidate), students, np.flatnonzero(listed))
+    progs = progs.rename(columns={"id": "program_id"})[PROGRAM_OUT]
 
     services = pd.DataFrame(columns=["student_id", "schoolid", "servicecode", "unreadable_date"])
     if TITLE_I in program_codes:
         v = staged.frame(c.SERVICES)
         d = v["servicedate"]
         unreadable = not_a_date(d)
-        keep = (d.notna() & (_text(d) >= start)).to_numpy(dtype=bool) & on_or_before(d, end) | unreadable
-        v = v[keep].assign(unreadable_date=unreadable[keep].astype("int64"))
-        v = v.merge(chosen[["id", "dcid"]], left_on="studentsdcid", right_on="dcid", how="inner")
-        services = v.rename(columns={"id_y": "student_id"})[["student_id", "schoolid", "servicecode",
-                                                              "unreadable_date"]]
-        services = services.drop_duplicates().reset_index(drop=True)
+        keep = np.flatnonzero(on_or_after(d, start) & on_or_before(d, end) | unreadable)
+        v = _with_student_ids(v.assign(unreadable_date=unreadable.astype("int64")), keep, chosen,
+                              np.arange(len(chosen)))
+        services = v[["student_id", "schoolid", "servicecode", "unreadable_date"]]
+        services = services[first_of_each([services["student_id"].to_numpy(), services["schoolid"].to_numpy(),
+                                           pd.factorize(services["servicecode"], use_na_sentinel=False)[0],
+                                           services["unreadable_date"].to_numpy()])].reset_index(drop=True)
     return SprgPull(lea, all_schools, schools, calendar, enrollments, student_rows, progs, services,
                     enrolled_students(staged, scope, scoped))
+
+
+def _with_student_ids(rows: pd.DataFrame, at: np.ndarray, students: pd.DataFrame, among: np.ndarray) -> pd.DataFrame:
+    """The rows at positions ``at`` joined to their students among the rows ``among`` of ``students`` by DCID
+    (STUDENTSDCID = DCID), each with its student's ``student_id``: ``rows.merge(students, how="inner")``'s rows, in
+    its order, moved by position instead of merged column by column. A fresh index."""
+    r, s = inner_join([rows["studentsdcid"].to_numpy()[at]], [students["dcid"].to_numpy()[among]])
+    out = rows.iloc[at[r]].reset_index(drop=True)
+    out["student_id"] = students["id"].iloc[among[s]].reset_index(drop=True)
+    return out
 
 
 def enrolled_students(staged: StagedTables, scope: RunScope, school_numbers: pd.Series) -> pd.DataFrame:
@@ -229,8 +274,18 @@ def enrolled_students(staged: StagedTables, scope: RunScope, school_numbers: pd.
     listed = students[chosen_students(students, scope, require_ssid=False)]
     cur, r = enrollments_at(listed, reenrollments, school_numbers, lambda a, b: overlaps(a, b, start, end))
     earlier = listed.loc[listed["id"].isin(r["studentid"]).to_numpy(), "student_number"]
-    numbers = sorted(set(cur["student_number"].dropna()) | set(earlier.dropna()))
-    return pd.DataFrame({"student_number": pd.Series(numbers, dtype=object)})
+    return pd.DataFrame({"student_number": pd.Series(_distinct_sorted([cur["student_number"], earlier]), dtype=object)})
+
+
+def _distinct_sorted(parts: list[pd.Series]) -> list:
+    """The distinct values of the columns, blanks dropped, sorted: in Arrow when they are Arrow text (its byte
+    order is Python's order of str)."""
+    arrays = [_arrow(p) for p in parts]
+    if any(a is None for a in arrays):
+        return sorted(set().union(*(set(p.dropna()) for p in parts)))
+    texts = pa.chunked_array([chunk.cast(pa.large_string()) for a in arrays for chunk in a.chunks], pa.large_string())
+    distinct = pc.unique(texts.drop_null())
+    return distinct.take(pc.sort_indices(distinct)).to_pylist()
 
 
 # --------------------------------------------------------------------------- SENR, STAS, LEAP

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,19 +70,16 @@ class StagedTables:
         schema = schema.with_metadata({**(schema.metadata or {}), _MISSING: json.dumps(missing).encode()})
         target = self.path(name)
         tmp = target.with_name(f".{target.name}.partial")
-        rows = 0
         with failing_part(WorkFolderError, f"The staged table {target} could not be written"):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.fchmod(fd, 0o600)
             try:
-                # pyarrow's defaults (snappy, dictionary pages): without dictionary pages the write took 0.4 s less
-                # CPU at 500k students, but reading the tables back raised the extract's peak by about 50 MB
-                # (docs/performance.md, "Staging read (round 3)").
-                with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
-                    for batch in batches:
-                        if batch.num_rows:
-                            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
-                            rows += batch.num_rows
+                # Dictionary pages (pyarrow's default): without them the write took 0.4 s less CPU at 500k students,
+                # but reading the tables back raised the extract's peak by about 50 MB (docs/performance.md, "Staging
+                # read (round 3)"). Not compressed: a work file read back in the same task, where snappy cost about
+                # 1 s of CPU at 500k students (mostly in the reads) to save 40 MB of disk.
+                with os.fdopen(fd, "wb") as fh, pq.ParquetWriter(fh, schema, compression="none") as writer:
+                    rows = _write_batches(writer, batches, schema.metadata)
                 os.replace(tmp, target)
             except BaseException:
                 tmp.unlink(missing_ok=True)   # a failed read of the source leaves no half table behind
@@ -115,8 +114,7 @@ class StagedTables:
         students = self.table(STUDENTS)
         keyed = {n: self.table(n) for n in dict.fromkeys(names)
                  if n in STUDENT_KEYS and n != STUDENTS and self.has(n)}
-        placeable = all(students[col].null_count == 0 and pc.count_distinct(students[col]).as_py() == len(students)
-                        for col in ("id", "dcid")) and \
+        placeable = all(all_distinct(students[col]) for col in ("id", "dcid")) and \
             all(t[STUDENT_KEYS[n][0]].null_count == 0 for n, t in keyed.items())
         if len(students) <= students_per_group or not placeable:
             del students, keyed
@@ -127,20 +125,26 @@ class StagedTables:
                   for n, t in {STUDENTS: students, **keyed}.items()}
         # Each row's group, once: the position of its student (a row whose student is not staged is in none),
         # divided by the group size; the rows of every table ordered by group, stably (their staged order within
-        # a group), so that a group's rows are one run of that order.
-        runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # a group), so that a group's rows are one run of that order. Rows staged in their students' order
+        # already are in runs: a group reads a slice of them, no copy.
+        runs: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
         bounds = np.arange(0, len(students) + students_per_group, students_per_group)
         for n, t in keyed.items():
             col, student_col = STUDENT_KEYS[n]
             at = pc.index_in(t[col], value_set=students[student_col])
             group_of = pc.fill_null(pc.divide(at, students_per_group), -1).to_numpy()
-            order = np.argsort(group_of, kind="stable")
-            runs[n] = (order, np.searchsorted(group_of[order], np.arange(len(bounds)), side="left"))
+            in_runs = bool(np.all(group_of[1:] >= group_of[:-1]))
+            order = None if in_runs else np.argsort(group_of, kind="stable")
+            runs[n] = (order, np.searchsorted(group_of if in_runs else group_of[order], np.arange(len(bounds)),
+                                              side="left"))
+            if not in_runs:   # a take from one chunk is several times faster than from the file's many
+                keyed[n] = t.combine_chunks()
         for g, start in enumerate(bounds[:-1]):
             tables = {STUDENTS: students.slice(int(start), students_per_group)}
             for n, t in keyed.items():
                 order, first = runs[n]
-                tables[n] = t.take(order[first[g]:first[g + 1]])
+                tables[n] = t.slice(first[g], first[g + 1] - first[g]) if order is None else \
+                    t.take(order[first[g]:first[g + 1]])
             yield StudentGroup(self, tables, floats)
 
     def missing_columns(self, name: str) -> tuple[str, ...]:
@@ -151,6 +155,51 @@ class StagedTables:
     def counts(self) -> dict[str, int]:
         return {p.name.removesuffix(".parquet"): pq.ParquetFile(p).metadata.num_rows
                 for p in sorted(self.folder.glob("*.parquet"))}
+
+
+def _write_batches(writer: pq.ParquetWriter, batches: Iterable[pa.RecordBatch], metadata: dict[bytes, bytes]) -> int:
+    """Write the batches (the empty ones skipped) in a thread of their own while the source reads the next: the
+    SIS read and the Parquet encoding both run outside the GIL, so they overlap. Returns the rows written; the
+    source's error is raised as it was, the writer's once the source has stopped."""
+    pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (batch := pending.get()) is not None:
+            if not failed:
+                try:
+                    writer.write_batch(batch)
+                except BaseException as exc:   # raised in the caller's thread below
+                    failed.append(exc)
+
+    thread = threading.Thread(target=write, name="staging-writer", daemon=True)
+    thread.start()
+    rows = 0
+    try:
+        for batch in batches:
+            if failed:
+                break
+            if batch.num_rows:
+                pending.put(batch.replace_schema_metadata(metadata))
+                rows += batch.num_rows
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    return rows
+
+
+def all_distinct(values: pa.ChunkedArray | pa.Array) -> bool:
+    """No blank and no value twice (ids in increasing order, as a SIS usually stages them, are checked in one
+    pass; others are counted)."""
+    if values.null_count:
+        return False
+    if pa.types.is_integer(values.type):
+        numbers = values.to_numpy()
+        if bool(np.all(numbers[1:] > numbers[:-1])):
+            return True
+    return pc.count_distinct(values).as_py() == len(values)
 
 
 class SpillFile:
