@@ -317,11 +317,10 @@ def diff(ctx: RunContext, store_engine: sa.Engine, *, max_delete_share: float | 
     store.migrate()
     # The history as of its latest saved run (the base): a save by another run meanwhile is not half-read.
     base, saved_already = store.history_base(ctx.record_type, lea, ctx.scope.academic_year, ctx.run_id)
-    # Read by a worker thread while this one computes the records' keys and hashes (none to compare with when no run
-    # was saved yet): the database (PostgreSQL's COPY runs in the server), the drivers, DuckDB and pyarrow work
-    # without holding the GIL.
-    # Keys, hashes and the columns the scope filter reads: the other columns of the few rows that may become deletes
-    # are read with their fields from the log (calpads.history.diff.compute_transactions).
+    # The history's keys, hashes and the columns the scope filter reads (the other columns of the few rows that may
+    # become deletes come with their fields from the log), read by a worker thread while this one computes the
+    # records' keys and hashes (none when no run was saved yet): the database (PostgreSQL's COPY runs in the server),
+    # the drivers, DuckDB and pyarrow work without holding the GIL.
     with ThreadPoolExecutor(max_workers=1) as worker:
         history = worker.submit(store.last_submitted, ctx.record_type, lea, ctx.scope.academic_year,
                                 exclude_run_id=ctx.run_id, as_of=base, state_columns=scope_filter(ctx).columns(layout))

@@ -19,8 +19,8 @@ run's ``allow_enrolled_deletes``.
 
 Keys and hashes are computed and compared in DuckDB over the pandas frames (see ``keys``); only row
 positions come back to Python, so the output is built with ``iloc`` and stays cheap. The diff stage computes the
-records' keys and hashes (``record_keys``) while the history is read, and asks ``still_in_sis`` about the history
-rows not extracted again only.
+records' keys and hashes from their Parquet file (``RecordsFile``) while the history is read, and asks
+``still_in_sis`` about the history rows that may become deletes only.
 """
 
 from __future__ import annotations

@@ -385,9 +385,9 @@ class HistoryStore:
             if as_of is not None:
                 later = conn.execute(sa.select(sa.func.min(runs.c.id)).where(*scope, runs.c.id > as_of)).scalar()
                 since = later if since is None else min(since, later) if later is not None else since
-            kept = [c for c in schema.STATE_COLUMNS if c in layout.columns and
-                    (state_columns is None or c in set(state_columns))]
-            read = [*STATE_READ[:4], *kept]
+            wanted = [c for c in schema.STATE_COLUMNS if c in layout.columns and
+                      (state_columns is None or c in set(state_columns))]
+            read = [*STATE_READ[:4], *wanted]
             state = _read_current(conn, layout.record_type, lea, academic_year,
                                   STATE_READ if since is not None else read)
             if since is not None:
@@ -679,8 +679,7 @@ def _read_current_copy(conn: sa.Connection, scope_id: int, columns: list[str]) -
 def _read_current_adbc(conn: sa.Connection, scope_id: int, columns: list[str]) -> pa.Table | None:
     """The current-state rows of one scope from a SQLite file through the ADBC SQLite driver, read-only, straight
     into Arrow (Python's sqlite3 makes an object of each value). None when it cannot be used: the driver missing, an
-    in-memory database, WAL mode, an error of the driver (e.g. a writer waiting for this transaction's read lock
-    refuses its connection); the caller then reads through ``conn``.
+    in-memory database, WAL mode, any error of the driver; the caller then reads through ``conn``.
 
     The driver reads through its own connection: in SQLite's rollback-journal modes no write commits while ``conn``'s
     transaction holds its read lock, so it reads the same rows; under WAL it could read a later commit. The driver's
