@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -37,38 +39,40 @@ def program_set(layout: Layout, scope: RunScope) -> list[str]:
 
 def sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys: list[str]) -> np.ndarray:
     """The row order of the layout's sort: ``keys`` in turn, text compared case-insensitively (upper-cased, as
-    Python's ``str.upper``), blank as ''; a stable sort (equal keys keep their order). Arrow sorts the
-    upper-cased UTF-8 bytes, which is code point order, as Python compares str."""
-    arrays = []
-    for key in keys:
-        values = columns[key]
-        arr = _text_array(values) if isinstance(values, pd.Series) else values
-        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
-            arr = pc.cast(arr, pa.string())   # a null column (every value blank) or a non-text one
-        arr = pc.fill_null(arr, "")
-        if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
-            # utf8_upper, the same on ASCII: pyarrow 26's ascii_upper writes broken offsets for a large_string chunk
-            # whose offsets do not start at 0 (pandas hands such chunks for a Parquet file of several row groups).
-            arrays.append(pc.utf8_upper(arr))
-        else:   # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before
-            upper = pd.Series(arr.to_pandas(types_mapper=None).to_numpy(dtype=object), dtype=object).str.upper()
-            arrays.append(pa.array(upper.to_numpy(dtype=object), pa.string()))
-    return _stable_lexsort([_dense_ranks(a) for a in arrays])
+    Python's ``str.upper``), blank as ''; a stable sort (equal keys keep their order). Upper-cased text compares
+    in UTF-8 byte order, which is code point order, as Python compares str."""
+    return _stable_lexsort(_upper_ranks(columns[key]) for key in keys)
 
 
-def _dense_ranks(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _upper_ranks(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
+    """Each row's rank among the key's distinct upper-cased texts (blank ''): equal texts, equal ranks."""
+    arr = _text_array(values) if isinstance(values, pd.Series) else values
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        arr = pc.cast(arr, pa.string())   # a null column (every value blank) or a non-text one
+    arr = pc.fill_null(arr, "")
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
+        # utf8_upper, the same on ASCII: pyarrow 26's ascii_upper writes broken offsets for a large_string chunk
+        # whose offsets do not start at 0 (pandas hands such chunks for a Parquet file of several row groups).
+        return _dense_ranks(pc.utf8_upper(arr))
+    # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before, once per distinct value.
+    encoded = pc.dictionary_encode(arr)
+    upper = pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object).str.upper()
+    return _dense_ranks(pa.array(upper.to_numpy(dtype=object), pa.string()))[encoded.indices.to_numpy()]
+
+
+def _dense_ranks(values: pa.Array) -> np.ndarray:
     """Each value's rank among the distinct values (text without nulls, in byte order): equal values, equal ranks.
     Sorting the few distinct values of most keys and then integers is faster than Arrow's sort of the texts."""
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    encoded = pc.dictionary_encode(arr)
+    encoded = pc.dictionary_encode(values)
     rank = np.empty(len(encoded.dictionary), dtype=np.int64)
     rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
     return rank[encoded.indices.to_numpy()]
 
 
-def _stable_lexsort(ranks: list[np.ndarray]) -> np.ndarray:
-    """The stable order of the rows by the rank columns in turn, the ranks of consecutive keys combined into one
-    integer while their product fits."""
+def _stable_lexsort(ranks: Iterable[np.ndarray]) -> np.ndarray:
+    """The stable order of the rows by the rank columns in turn. The ranks of consecutive keys are combined into
+    one integer as they come, while their product fits: a few integer columns are held, not one per key."""
     combined: list[np.ndarray] = []
     size = 0
     for rank in ranks:

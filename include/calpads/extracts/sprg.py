@@ -15,6 +15,9 @@ not a date stays selected: the records at that school carry it in
 from __future__ import annotations
 
 import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +44,7 @@ from calpads.run_scope import RunScope
 from calpads.sources.sql_sis import SprgPull
 from calpads.staging.contract import ENROLLMENT_TABLES, PROGRAMS, SERVICES
 from calpads.staging.protocols import BuildContext, Built
-from calpads.staging.store import SpillFile, StagedTables, all_distinct
+from calpads.staging.store import SpillFile, StagedReader, StagedTables, all_distinct
 
 TABLES = (*ENROLLMENT_TABLES, PROGRAMS, SERVICES)   # the staged tables SPRG reads
 TITLE_I = "122"
@@ -72,8 +75,6 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     record is decided by its own student's rows), then sorted as one file. The records, the rows not extracted
     (in the order of the staged program rows, reason by reason) and the enrolled students are the same as
     ``build_sprg`` over the whole staging gives."""
-    from calpads.extracts.selection import sprg_pull
-
     layout = load_layout("SPRG")
     codes = program_set(layout, scope)
     program_ids = staged.table(PROGRAMS, ["id"])["id"] if staged.has(PROGRAMS) else pa.chunked_array([], pa.int64())
@@ -86,18 +87,20 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
     # once the groups (and the staged tables they hold) are gone: the two never share the memory.
     spill = SpillFile(staged.folder / ".sprg_records.arrow")
     try:
-        for group in staged.student_groups(TABLES, per_group):
-            pulled = sprg_pull(group, scope, codes)
-            records, ne_parts = _unsorted(pulled, scope)
+        for built in _in_order(lambda group: _group(group, scope, codes), staged.student_groups(TABLES, per_group)):
+            records, ne_parts, lea, schools, numbers = built
             spill.write(records)
             ne_groups.append(ne_parts)
-            lea, schools = pulled.lea, [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
-            if pulled.enrolled_students is None or enrolled is None:
+            if numbers is None or enrolled is None:
                 enrolled = None
             else:
-                enrolled.append(pulled.enrolled_students["student_number"])
-            del pulled, records, group
+                enrolled.append(numbers)
+            del records, built
+        # The groups' Arrow memory, freed by now, is handed back before the sort allocates its own: the pool keeps
+        # freed pages per thread (about 500 MB at 500k students), which would otherwise add to the extract's peak.
+        pa.default_memory_pool().release_unused()
         records = _sorted([spill.read()], layout)
+        pa.default_memory_pool().release_unused()
     finally:
         spill.remove()
     if len(ne_groups) == 1:
@@ -113,6 +116,39 @@ def build(staged: StagedTables, scope: RunScope, context: BuildContext) -> Built
         not_extracted = _not_extracted_frame(parts)
     return Built(records, not_extracted, lea, schools,
                  enrolled_students=None if enrolled is None else _distinct_texts(enrolled))
+
+
+GroupBuild = tuple[pa.Table, list[pd.DataFrame], str, list[str], "pd.Series | None"]
+
+
+def _group(group: StagedReader, scope: RunScope, codes: list[str]) -> GroupBuild:
+    """One group of students: (its records, its rows not extracted by reason, the LEA, the schools in scope,
+    its enrolled students' numbers or None)."""
+    from calpads.extracts.selection import sprg_pull
+
+    pulled = sprg_pull(group, scope, codes)
+    records, ne_parts = _unsorted(pulled, scope)
+    schools = [str(c) for c in pulled.scoped_schools["school_code"].dropna()]
+    numbers = None if pulled.enrolled_students is None else pulled.enrolled_students["student_number"]
+    return records, ne_parts, pulled.lea, schools, numbers
+
+
+def _in_order(work: Callable[[StagedReader], GroupBuild], groups: Iterable[StagedReader]) -> Iterator[GroupBuild]:
+    """work(group) of each group, in the groups' order, two groups at a time in threads: the Arrow and numpy
+    steps of one run while the other holds the GIL. At most two groups (and their results) are held at once."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sprg-group") as pool:
+        pending: deque[Future[GroupBuild]] = deque()
+        try:
+            for group in groups:
+                pending.append(pool.submit(work, group))
+                del group
+                if len(pending) == 2:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _distinct_texts(parts: list[pd.Series]) -> list[str]:
@@ -143,26 +179,27 @@ def build_sprg(pull: SprgPull, scope: RunScope) -> SprgBuild:
 def _sorted(groups: list[pa.Table], layout: Layout) -> pa.Table:
     """The records of every group (the list is emptied) as one table in the layout's sort order
     (calpads.extracts.common.sort_order), text as large_string and a column with no value at all typed null:
-    the table that pandas' ``to_parquet`` of the records as an object frame wrote. Sorted a column at a time,
-    each group column let go once sorted: the records are held about once, not twice."""
+    the table that pandas' ``to_parquet`` of the records as an object frame wrote. Sorted a column at a time (two
+    in threads), each group column let go once sorted: the records are held about once, not twice."""
     names = groups[0].column_names
     columns: list[pa.ChunkedArray | None] = [
         pa.chunked_array([chunk for g in groups for chunk in g.column(i).chunks], groups[0].field(i).type)
         for i in range(len(names))]
     groups.clear()
     keys = list(layout.sort_by)
-    order = sort_order({k: columns[names.index(k)] for k in keys}, keys)
-    fields, arrays = [], []
-    for i, name in enumerate(names):
+    order = pa.array(sort_order({k: columns[names.index(k)] for k in keys}, keys))
+    pa.default_memory_pool().release_unused()   # the sort keys' pages, before the sorted columns take their own
+
+    def sorted_column(i: int) -> tuple[pa.Field, pa.Array]:
         col, columns[i] = columns[i], None
         if col.null_count == len(col):
-            fields.append(pa.field(name, pa.null()))
-            arrays.append(pa.nulls(len(col)))
-        else:
-            fields.append(pa.field(name, pa.large_string()))
-            arrays.append(pc.cast(col.combine_chunks().take(order), pa.large_string()))
-        del col
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+            return pa.field(names[i], pa.null()), pa.nulls(len(col))
+        return pa.field(names[i], pa.large_string()), pc.cast(col.combine_chunks().take(order), pa.large_string())
+
+    # Two columns at a time: Arrow's take runs outside the GIL.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sprg-sort") as pool:
+        fields, arrays = zip(*pool.map(sorted_column, range(len(names))), strict=True) if names else ((), ())
+    return pa.Table.from_arrays(list(arrays), schema=pa.schema(list(fields)))
 
 
 def _not_extracted_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -233,14 +233,22 @@ class SqliteAdbcReader:
             finally:
                 self._adbc = None
 
-    def batches(self, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def check(self, query: sa.Select, schema: pa.Schema) -> None:
+        """Raise NotFast when the SIS declares a text column of the SELECT without TEXT affinity. It asks the
+        reader's SQLAlchemy connection, so it runs in that connection's thread: before ``batches`` is read in
+        another (``affinity_checked``)."""
+        if not self._text_affinity(query, schema):
+            raise NotFast("a text column of the SIS is not of SQLite's TEXT affinity")
+
+    def batches(self, query: sa.Select, schema: pa.Schema, batch_rows: int, *,
+                affinity_checked: bool = False) -> Iterator[pa.RecordBatch]:
         import adbc_driver_manager
         import adbc_driver_sqlite
         from sqlalchemy.dialects import sqlite
 
         dates = [f.name for f in schema if f.name in c.DATE_COLUMNS]
-        if not self._text_affinity(query, schema):
-            raise NotFast("a text column of the SIS is not of SQLite's TEXT affinity")
+        if not affinity_checked:
+            self.check(query, schema)
         # A first row of the contract's types (0, ''), dropped below: the driver types each column by the values of
         # its first batch, and a column NULL throughout it (an exit code no early student has) would be INT64.
         # UNION ALL reads its SELECTs one after the other, the staging SELECT as it would alone.
