@@ -11,7 +11,7 @@ import pytest
 
 from calpads.quality import distinct, gate
 from calpads.quality.report import redacted_validation_result
-from tests.unit.test_gate_rules import RUN_DATE, all_cases
+from tests.unit.test_gate_rules import RUN_DATE, repeated_cases
 
 
 def _answer(result: gate.GateResult) -> dict[str, Any]:
@@ -25,14 +25,7 @@ def _answer(result: gate.GateResult) -> dict[str, Any]:
 def records() -> pd.DataFrame:
     """Every rule's failing and passing records, three times over (new ids), in an order that puts the records
     sharing an operational key far apart."""
-    cases, _ = all_cases()
-    copies = []
-    for k in range(3):
-        c = cases.copy()
-        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
-        copies.append(c)
-    whole = pd.concat(copies, ignore_index=True)
-    return whole.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    return repeated_cases(3, random_state=3)
 
 
 def test_chunks_answer_as_the_whole_batch(records, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 
 from calpads.layouts import load_layout
 from calpads.quality import distinct, gate
-from tests.unit.test_gate_rules import RUN_DATE, all_cases
+from tests.unit.test_gate_rules import RUN_DATE, all_cases, repeated_cases
 
 
 def _json(answer: Any) -> list[dict[str, Any]]:
@@ -21,13 +21,7 @@ def _json(answer: Any) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     """Every rule's failing and passing records, five times over (new ids): each value repeats."""
-    cases, _ = all_cases()
-    copies = []
-    for k in range(5):
-        c = cases.copy()
-        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
-        copies.append(c)
-    records = pd.concat(copies, ignore_index=True).sample(frac=1.0, random_state=5).reset_index(drop=True)
+    records = repeated_cases(5, random_state=5)
     return gate.validation_frame(records, load_layout("SPRG"), RUN_DATE, first_row=1000)
 
 
@@ -65,13 +59,7 @@ def test_rules_over_barely_repeating_columns_are_validated_over_every_row(frame)
 def test_more_failing_rows_than_gx_lists_values_for(monkeypatch):
     """GX names every failing row but lists the values of the first 200 only: so do the answers over distinct
     combinations and over chunks (a rule here fails on more than 200 rows)."""
-    cases, _ = all_cases()
-    copies = []
-    for k in range(40):
-        c = cases.copy()
-        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
-        copies.append(c)
-    records = pd.concat(copies, ignore_index=True).sample(frac=1.0, random_state=7).reset_index(drop=True)
+    records = repeated_cases(40, random_state=7)
     frame = gate.validation_frame(records, load_layout("SPRG"), RUN_DATE)
     suite = gate.gx_suite("SPRG")
     every_row = gate._validate("SPRG", frame, suite, None)

@@ -202,6 +202,18 @@ def gated() -> tuple[GateResult, pd.DataFrame, dict[str, tuple[str, str]]]:
     return run_gate(records, "SPRG", RUN_DATE), records, expected
 
 
+def repeated_cases(times: int, random_state: int) -> pd.DataFrame:
+    """Every rule's failing and passing records ``times`` over (each copy with new Local Record IDs), shuffled:
+    each value repeats, and records that share an operational key fall far apart."""
+    cases, _ = all_cases()
+    copies = []
+    for k in range(times):
+        c = cases.copy()
+        c["local_record_id"] = c["local_record_id"].astype(str) + f"-{k}"
+        copies.append(c)
+    return pd.concat(copies, ignore_index=True).sample(frac=1.0, random_state=random_state).reset_index(drop=True)
+
+
 def _fired(result: GateResult, records: pd.DataFrame, program_id: str) -> set[str]:
     pos = records.index[records["ctx_program_id"] == program_id]
     ids = records.loc[pos, "local_student_id"].tolist()      # unique per case record
