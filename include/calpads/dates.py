@@ -4,6 +4,8 @@ guess."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,13 +20,23 @@ def iso_dates(values: pd.Series) -> pd.Series:
     Arrow-backed text (the staged tables') is parsed once per distinct value: a column of dates repeats a few
     hundred days, and pandas would first make a Python str of every row."""
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        encoded = pc.dictionary_encode(pa.chunked_array(pa.array(values.array)).combine_chunks())
-        distinct = pd.to_datetime(pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object),
-                                  format=ISO, errors="coerce").to_numpy()
-        days = np.append(distinct, np.datetime64("NaT").astype(distinct.dtype))
-        at = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
-        return pd.Series(days[at], index=values.index, name=values.name)
+        days = dates_per_value(pa.chunked_array(pa.array(values.array)), _parse_iso)
+        return pd.Series(days, index=values.index, name=values.name)
+    return _parse_iso(values)
+
+
+def _parse_iso(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, format=ISO, errors="coerce")
+
+
+def dates_per_value(values: pa.Array | pa.ChunkedArray, parse: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """``parse`` (text to datetime64, NaT for what is not a date) of Arrow text, run once per distinct value and
+    taken back to every row, in ``parse``'s datetime unit; a null is NaT."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = pc.dictionary_encode(arr)
+    distinct = parse(pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)).to_numpy()
+    days = np.append(distinct, np.datetime64("NaT").astype(distinct.dtype))
+    return days[pc.fill_null(encoded.indices, len(distinct)).to_numpy()]
 
 
 # datetime64[ns] spans 1677-09-21..2262-04-11; a SIS can hold 0001-01-01 or 9999-12-31.

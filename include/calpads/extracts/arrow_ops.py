@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calpads.dates import dates_per_value
+
 Text = pa.Array | pa.ChunkedArray
 
 
@@ -48,11 +50,7 @@ def per_value(values: Text, fn: Callable[[pd.Series], pd.Series]) -> pa.Array:
 def per_value_dates(values: Text, fn: Callable[[pd.Series], pd.Series]) -> np.ndarray:
     """``fn`` (ISO text to datetime64, e.g. common.to_datetime) of every value, once per distinct value, as
     datetime64[us] (NaT for a null or an unparsable value)."""
-    encoded = _encoded(values)
-    parsed = fn(pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object))
-    days = np.append(parsed.to_numpy(dtype="datetime64[us]"), np.datetime64("NaT", "us"))
-    at = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()
-    return days[at]
+    return dates_per_value(values, fn).astype("datetime64[us]")
 
 
 def _encoded(values: Text) -> pa.DictionaryArray:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -42,7 +41,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import duckdb
 import numpy as np
@@ -684,9 +682,10 @@ def _read_current_adbc(conn: sa.Connection, scope_id: int, columns: list[str]) -
     The driver reads through its own connection: in SQLite's rollback-journal modes no write commits while ``conn``'s
     transaction holds its read lock, so it reads the same rows; under WAL it could read a later commit. The driver's
     low-level API: its DB-API module imports polars when installed (0.2 s)."""
-    url = conn.engine.url
-    path = url.database
-    if not path or path == ":memory:" or url.query or path.startswith("file:"):
+    from calpads.staging.sql_arrow import sqlite_read_only_uri
+
+    uri = sqlite_read_only_uri(conn.engine.url)
+    if uri is None:
         return None
     if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
         return None
@@ -702,7 +701,7 @@ def _read_current_adbc(conn: sa.Connection, scope_id: int, columns: list[str]) -
     sql = (f"SELECT {typed} UNION ALL SELECT {', '.join(columns)} FROM {schema.CURRENT} "  # noqa: S608
            f"WHERE scope_id = {int(scope_id)}")
     try:
-        with closing(adbc_driver_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro")) as db, \
+        with closing(adbc_driver_sqlite.connect(uri)) as db, \
                 closing(adbc_driver_manager.AdbcConnection(db)) as adbc, \
                 closing(adbc_driver_manager.AdbcStatement(adbc)) as statement:
             statement.set_options(**{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(READ_BATCH)})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,46 +43,32 @@ Validate = Callable[[pd.DataFrame, Any], Any]   # (frame, suite) -> GX's Expecta
 def validate_distinct(frame: pd.DataFrame, suite: Any, validate: Validate, *, row: str,
                       result_format: dict[str, Any]) -> Any:
     """GX's answer to ``suite`` over ``frame`` (``row``: its row-number column, by which GX names failing rows),
-    its results in the order GX gives them for the whole suite; column rules over distinct combinations."""
+    its results in the order GX gives them for the whole suite: the column rules over the frame's distinct
+    combinations (``AcrossChunks`` of one chunk), the other rules over every row."""
     from calpads.quality.chunks import answer_order
 
     rules = suite.expectations
-    codes = _ColumnCodes(frame)
-    groups: dict[tuple[str, ...], list[int]] = {}
-    over_rows: list[int] = []
-    for i, rule in enumerate(rules):
-        if _column_rule(rule):
-            groups.setdefault(tuple(sorted(_columns(rule))), []).append(i)
-        else:
-            over_rows.append(i)
+    across = AcrossChunks(suite, row=row, result_format=result_format)
+    across.add(frame)
     answered: dict[int, Any] = {}
     template = None
-    for columns, positions in groups.items():
-        if not set(columns) <= set(frame.columns):   # GX names the rule that reads a column the records lack
-            over_rows += positions
-            continue
-        inverse, first = codes.combinations(columns)
-        if len(first) > MAX_DISTINCT_SHARE * len(frame):
-            over_rows += positions
-            continue
-        combos = frame.iloc[first][list(columns)].reset_index(drop=True)
-        combos[row] = np.arange(len(combos), dtype="int64")
-        answer = _answer_combinations(combos, [rules[i] for i in positions], suite, validate, row)
-        template = template or answer.answer
-        weights = np.bincount(inverse, minlength=len(combos))
-        for i, (result, domain) in zip(positions, answer.expanded, strict=True):
-            answered[i] = _expanded(result, rules[i], combos, domain, weights, inverse, frame[row].to_numpy(),
-                                    row, result_format)
-    if over_rows or template is None:
-        over_rows.sort()
-        answer = validate(frame, subsuite(suite, [rules[i] for i in over_rows]))
-        template = answer
-        for i, result in zip((over_rows[k] for k in answer_order([rules[i] for i in over_rows])), answer.results,
-                             strict=True):
-            answered[i] = result
+    for positions, answer in _answers(frame, rules, across, validate, suite):
+        template = template or answer
+        answered.update(zip((positions[k] for k in answer_order([rules[i] for i in positions])), answer.results,
+                            strict=True))
     out = copy.copy(template)
     out.results = [answered[i] for i in answer_order(rules)]
     return out
+
+
+def _answers(frame: pd.DataFrame, rules: list[Any], across: AcrossChunks, validate: Validate,
+             suite: Any) -> Iterator[tuple[list[int], Any]]:
+    """(rule positions, GX's answer to them): the rules over every row first (its answer names the frame's batch),
+    then those over distinct combinations."""
+    if across.over_rows or not across.positions:
+        yield across.over_rows, validate(frame, subsuite(suite, [rules[i] for i in across.over_rows]))
+    if across.positions:
+        yield across.positions, across.answer(validate)
 
 
 class _Combined:
@@ -185,19 +171,16 @@ class _ColumnCodes:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame, self.codes = frame, {}
 
-    def column(self, name: str) -> tuple[np.ndarray, int]:
-        if name not in self.codes:
-            codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
-            self.codes[name] = (codes.astype("int32"), len(uniques))   # int32: a chunk's codes of every column
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.codes:   # int32: a chunk's codes of every column
+            self.codes[name] = pd.factorize(self.frame[name], use_na_sentinel=True)[0].astype("int32")
         return self.codes[name]
 
     def combinations(self, columns: tuple[str, ...] | list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(each row's combination number, numbered in order of first appearance; each combination's first row)."""
-        key = np.zeros(len(self.frame), dtype="int64")
-        for name in columns:
-            codes, n = self.column(name)
-            key, _ = pd.factorize(key * (n + 1) + (codes + 1).astype("int64"))   # renumbered: never overflows
-        inverse = key.astype("int64")
+        from calpads.extracts.arrow_ops import key_codes
+
+        inverse = pd.factorize(key_codes([self.column(name) for name in columns]))[0].astype("int64")
         # Numbered in order of first appearance: a combination's first row is where the numbers reach a new high.
         seen = np.maximum.accumulate(inverse)
         first = np.flatnonzero(np.r_[True, inverse[1:] > seen[:-1]]) if len(inverse) else np.zeros(0, dtype="int64")
@@ -213,14 +196,6 @@ def row_combinations(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarra
 def _column_rule(rule: Any) -> bool:
     return (rule.expectation_type in COLUMN_RULES and isinstance(rule.configuration.kwargs.get("column"), str)
             and getattr(rule, "mostly", 1) in (None, 1, 1.0))
-
-
-def _columns(rule: Any) -> set[str]:
-    from calpads.quality.gate import _condition_nodes
-
-    kwargs = rule.configuration.kwargs
-    return {str(kwargs["column"])} | {node["column"]["name"] for node in _condition_nodes(kwargs)
-                                      if isinstance(node.get("column"), dict) and "name" in node["column"]}
 
 
 def _condition_key(rule: Any) -> str | None:
@@ -264,19 +239,23 @@ class AcrossChunks:
     the answers back on every row; ``finding_rows`` gives the failing rows' values for the report."""
 
     def __init__(self, suite: Any, *, row: str, result_format: dict[str, Any]) -> None:
+        from calpads.quality.gate import rule_columns
+
         self.suite, self.row, self.result_format = suite, row, result_format
         rules = suite.expectations
         groups: dict[tuple[str, ...], list[int]] = {}
         self.over_rows = [i for i, rule in enumerate(rules) if not _column_rule(rule)]
         for i, rule in enumerate(rules):
             if _column_rule(rule):
-                groups.setdefault(tuple(sorted(_columns(rule))), []).append(i)
+                groups.setdefault(tuple(sorted(rule_columns(rule))), []).append(i)
         self.groups = [_Group(read, _shown_columns([rules[i] for i in at]), at) for read, at in groups.items()]
         self.rows = 0
+        self.first_row = 0   # the first chunk's first row number (the chunks are consecutive)
 
     def add(self, frame: pd.DataFrame) -> None:
         codes = _ColumnCodes(frame)
         if self.rows == 0:   # the first chunk decides which groups repeat enough to gain
+            self.first_row = int(frame[self.row].iloc[0]) if len(frame) else 0
             keep = []
             for group in self.groups:
                 # GX names the rule that reads a column the records lack; a finding shows the columns they have.
@@ -300,14 +279,14 @@ class AcrossChunks:
         return sorted(i for group in self.groups for i in group.positions)
 
     def answer(self, validate: Validate) -> Any:
-        """GX's answer to the rules of ``positions`` over every row (row numbers 0 .. rows - 1), its results in the
+        """GX's answer to the rules of ``positions`` over every row added (by their row numbers), its results in the
         order GX gives them for those rules."""
         from calpads.quality.chunks import answer_order
 
         rules = self.suite.expectations
         answered: dict[int, Any] = {}
         template = None
-        row_numbers = np.arange(self.rows, dtype="int64")
+        row_numbers = self.first_row + np.arange(self.rows, dtype="int64")
         for group in self.groups:
             combos, inverse = group.combined()
             combos[self.row] = np.arange(len(combos), dtype="int64")

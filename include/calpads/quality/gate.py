@@ -433,13 +433,16 @@ def _categorical(values: pd.Series) -> pd.Categorical:
 
 def suite_columns(suite: Any) -> set[str]:
     """Every column an expectation or its row_condition reads."""
-    used: set[str] = set()
-    for e in suite.expectations:
-        kw = e.configuration.kwargs
-        used.update(str(kw[k]) for k in ("column", "column_A", "column_B") if kw.get(k))
-        used.update(kw.get("column_list") or [])
-        used.update(node["column"]["name"] for node in _condition_nodes(kw)
-                    if isinstance(node.get("column"), dict) and "name" in node["column"])
+    return set().union(*(rule_columns(e) for e in suite.expectations))
+
+
+def rule_columns(rule: Any) -> set[str]:
+    """The columns one expectation and its row_condition read."""
+    kw = rule.configuration.kwargs
+    used = {str(kw[k]) for k in ("column", "column_A", "column_B") if kw.get(k)}
+    used.update(kw.get("column_list") or [])
+    used.update(node["column"]["name"] for node in _condition_nodes(kw)
+                if isinstance(node.get("column"), dict) and "name" in node["column"])
     return used
 
 

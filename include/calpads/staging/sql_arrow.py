@@ -189,6 +189,17 @@ def _close(cursor: Any, base_error: type[BaseException]) -> None:
 
 
 # --------------------------------------------------------------------------- SQLite: ADBC
+def sqlite_read_only_uri(url: sa.URL) -> str | None:
+    """A read-only SQLite URI of the file database ``url`` names, for a second connection (the ADBC driver's); None
+    for an in-memory database or a URL with options of its own."""
+    from urllib.parse import quote
+
+    database = url.database
+    if not database or database == ":memory:" or url.query or database.startswith("file:"):
+        return None
+    return f"file:{quote(os.path.abspath(database))}?mode=ro"
+
+
 class SqliteAdbcReader:
     """The ADBC SQLite driver on the SIS database file, read-only (see the module docstring)."""
 
@@ -200,17 +211,13 @@ class SqliteAdbcReader:
     @classmethod
     def open(cls, conn: sa.Connection) -> SqliteAdbcReader | None:
         """A reader of conn's file database, or None (in memory, URI options, the driver not installed)."""
-        url = conn.engine.url
-        database = url.database
-        if not database or database == ":memory:" or url.query or database.startswith("file:"):
+        uri = sqlite_read_only_uri(conn.engine.url)
+        if uri is None:
             return None
         try:
             import adbc_driver_sqlite.dbapi
         except ImportError:
             return None
-        from urllib.parse import quote
-
-        uri = f"file:{quote(os.path.abspath(database))}?mode=ro"
         return cls(conn, lambda: adbc_driver_sqlite.dbapi.connect(uri))
 
     def _text_affinity(self, query: sa.Select, schema: pa.Schema) -> bool:
