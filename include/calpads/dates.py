@@ -29,6 +29,18 @@ def _parse_iso(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, format=ISO, errors="coerce")
 
 
+# The years an enrollment or a school day can fall in. A SIS can hold placeholders such as 0001-01-01 or
+# 9999-12-31 (a "no end" date): real ISO dates, but no enrollment's, and outside datetime64[ns]'s span.
+SIS_FIRST, SIS_LAST = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")
+
+
+def sis_days(values: pd.Series) -> pd.Series:
+    """ISO text dates of enrollments and calendars to datetime64[ns]: NaT for a blank, for anything
+    unparsable and for a date outside SIS_FIRST..SIS_LAST (a placeholder, never an enrollment's day)."""
+    days = iso_dates(values)
+    return days.where((days >= SIS_FIRST) & (days <= SIS_LAST)).astype("datetime64[ns]")
+
+
 def dates_per_value(values: pa.Array | pa.ChunkedArray, parse: Callable[[pd.Series], pd.Series]) -> np.ndarray:
     """``parse`` (text to datetime64, NaT for what is not a date) of Arrow text, run once per distinct value and
     taken back to every row, in ``parse``'s datetime unit; a null is NaT."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from calpads.extracts.common import to_datetime
+from calpads.dates import sis_days
 
 
 def enrollment_last_days(enrollments: pd.DataFrame, calendar: pd.DataFrame) -> pd.Series:
@@ -21,16 +21,18 @@ def enrollment_last_days(enrollments: pd.DataFrame, calendar: pd.DataFrame) -> p
     in-session day of its school before EXITDATE (or EXITDATE - 1 when the
     school has no calendar). NaT for an open enrollment.
 
-    enrollments: schoolid, exitdate ('YYYY-MM-DD' text); calendar: schoolid, date_value (in-session days)."""
-    exits = to_datetime(enrollments["exitdate"])
+    enrollments: schoolid, exitdate ('YYYY-MM-DD' text); calendar: schoolid, date_value (in-session days). An exit
+    or a calendar day that is no real date (calpads.dates.sis_days) counts as none: callers hold such enrollments
+    back first (calpads.extracts.not_extracted.readable_dates)."""
+    exits = sis_days(enrollments["exitdate"])
     last = pd.Series(pd.NaT, index=enrollments.index, dtype="datetime64[ns]")
     has_exit = exits.notna()
     if not has_exit.any():
         return last
     left = pd.DataFrame({"row": enrollments.index[has_exit], "schoolid": enrollments.loc[has_exit, "schoolid"].astype(
-        "int64"), "exit": exits[has_exit].astype("datetime64[ns]")}).sort_values("exit")
+        "int64"), "exit": exits[has_exit]}).sort_values("exit")
     cal = pd.DataFrame({"schoolid": calendar["schoolid"].astype("int64"),
-                        "day": to_datetime(calendar["date_value"]).astype("datetime64[ns]")}).dropna()
+                        "day": sis_days(calendar["date_value"])}).dropna()
     cal = cal.sort_values("day")
     matched = pd.merge_asof(left, cal, left_on="exit", right_on="day", by="schoolid",
                             allow_exact_matches=False, direction="backward")
@@ -48,7 +50,7 @@ def selected_enrollments(enrollments: pd.DataFrame, calendar: pd.DataFrame, star
                          end: pd.Timestamp) -> pd.DataFrame:
     """The enrollments in the report range, with ``entry`` and ``last_day`` (datetime64) added."""
     enr = enrollments.copy()
-    enr["entry"] = to_datetime(enr["entrydate"])
+    enr["entry"] = sis_days(enr["entrydate"])
     enr["last_day"] = enrollment_last_days(enr, calendar)
     return enr[in_report_range(enr["entry"], enr["last_day"], start, end)].reset_index(drop=True)
 
@@ -69,7 +71,7 @@ def in_session_counts(calendar: pd.DataFrame, schoolid: pd.Series, first: pd.Ser
     district's enrollments are counted without expanding them into one row per day."""
     out = np.zeros(len(schoolid), dtype=np.int64)
     cal = pd.DataFrame({"schoolid": calendar["schoolid"].astype("int64"),
-                        "day": to_datetime(calendar["date_value"]).astype("datetime64[ns]")}).dropna()
+                        "day": sis_days(calendar["date_value"])}).dropna()
     sid = schoolid.astype("int64").to_numpy()
     lo = first.astype("datetime64[ns]").to_numpy()
     hi = last.astype("datetime64[ns]").to_numpy()

@@ -41,7 +41,9 @@ NO_ENROLLMENT = ("no enrollment in the report range: the program record's dates 
                  "student has no enrollment in it. End the program (or correct its dates) if the student has left; "
                  "correct the enrollment dates if the student is still enrolled")
 BAD_ENROLLMENT_DATES = ("an enrollment date is not a date: the enrollment's ENTRYDATE or EXITDATE in the SIS is not a "
-                        "real date (YYYY-MM-DD). Correct it; until then the enrollment cannot be reported")
+                        "real date (YYYY-MM-DD, 1900-2199; a placeholder such as 9999-12-31 is none). Correct it "
+                        "(an enrollment that has not ended has a blank EXITDATE); until then the enrollment cannot "
+                        "be reported")
 
 
 def frame(rows: pd.DataFrame | None = None, reason: str | pd.Series | None = None, **columns: object) -> pd.DataFrame:
@@ -95,12 +97,14 @@ def without_blank_ssid(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def readable_dates(enrollments: pd.DataFrame) -> np.ndarray:
-    """True for the enrollment rows whose entry date, and exit date when there is one, are real dates: the others
-    cannot be placed in the report range (an unreadable exit would pass for an open enrollment)."""
-    from calpads.extracts.common import blank_to_none, to_datetime
+    """True for the enrollment rows whose entry date, and exit date when there is one, are real dates
+    (calpads.dates.sis_days): the others cannot be placed in the report range (an unreadable exit would pass for an
+    open enrollment)."""
+    from calpads.dates import sis_days
+    from calpads.extracts.common import blank_to_none
 
     exit_text = blank_to_none(enrollments["exitdate"])
-    unreadable = to_datetime(enrollments["entrydate"]).isna() | (exit_text.notna() & to_datetime(exit_text).isna())
+    unreadable = sis_days(enrollments["entrydate"]).isna() | (exit_text.notna() & sis_days(exit_text).isna())
     return ~unreadable.to_numpy(dtype=bool)
 
 
