@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -61,7 +62,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_ROWS_PER_INSERT = 1_000   # rows per INSERT statement on SQLite (fewer when its bound-parameter limit is lower)
-PG_COPY_BATCH = 200_000
+PG_COPY_BATCH = 200_000   # rows rendered as CSV at a time for PostgreSQL's COPY
+COPY_READ_BYTES = 1 << 20  # what the COPY reads of the rendered text at a time
 SAVE_CHUNK = 100_000
 READ_CHUNK = 900          # log lines per fields_of query: under SQLite's 999 bound parameters
 SQLITE_BUSY_MS = 300_000
@@ -168,24 +170,32 @@ class HistoryStore:
                         f"{academic_year} after this run compared its records with the history.")
             run_pk = int(conn.execute(schema.runs.insert(), run_row).inserted_primary_key[0])
             # In chunks, in file order (line numbers keep it): memory stays bounded whatever the run's size. A
-            # worker thread computes the next chunk (DuckDB and pyarrow release the GIL) while this one's COPY runs.
-            delta = []
+            # worker thread computes the next chunk (DuckDB and pyarrow release the GIL) while this one is written,
+            # then puts the current state's rows in key order while the last chunks are written.
+            delta: list[pa.Table] = []
             with ThreadPoolExecutor(max_workers=1) as worker:
                 def compute(start: int) -> Future[pa.Table]:
                     return worker.submit(_record_rows, published.iloc[start:start + SAVE_CHUNK], layout,
                                          first_line=start + 1)
 
-                pending = compute(0) if n else None
-                for start in range(0, n, SAVE_CHUNK):
-                    rows = pending.result()
-                    pending = compute(start + SAVE_CHUNK) if start + SAVE_CHUNK < n else None
-                    logged = rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
-                                                                                            pa.int64()))
-                    self._write(conn, schema.LOG, logged)
-                    delta.append(rows.select(DELTA_COLUMNS))
-                    del rows, logged
-            if delta:
-                self._apply_delta(conn, pa.concat_tables(delta), record_type, lea, academic_year, run_pk)
+                sorted_delta: Future[pa.Table] | None = None
+
+                def logged() -> Iterator[pa.Table]:
+                    nonlocal sorted_delta
+                    pending = compute(0) if n else None
+                    for start in range(0, n, SAVE_CHUNK):
+                        rows = pending.result()
+                        pending = compute(start + SAVE_CHUNK) if start + SAVE_CHUNK < n else None
+                        delta.append(rows.select(DELTA_COLUMNS))
+                        if pending is None:
+                            sorted_delta = worker.submit(_last_of_each_key, delta)
+                        yield rows.select(LOG_COLUMNS[1:]).add_column(0, "run_pk", pa.array([run_pk] * rows.num_rows,
+                                                                                             pa.int64()))
+                        del rows
+
+                self._write(conn, schema.LOG, LOG_COLUMNS, logged())
+                if sorted_delta is not None:
+                    self._apply_delta(conn, sorted_delta.result(), record_type, lea, academic_year, run_pk)
             conn.execute(sa.delete(schema.leases).where(*_lease_scope(record_type, lea, academic_year),
                                                         schema.leases.c.run_id == run_id))
         log.info("%s run %s saved: %d records (%d deletes)", record_type, run_id, n, deletes)
@@ -193,16 +203,7 @@ class HistoryStore:
 
     def _apply_delta(self, conn: sa.Connection, delta: pa.Table, record_type: str, lea: str, academic_year: str,
                      run_pk: int) -> None:
-        """The run's records onto the current state: adds/updates upserted, D's removed. A key sent twice in
-        one run: its later line counts (the published file's order), as it did for CALPADS."""
-        # In key order (a key's later line last): the primary key's index is then filled page after page, not at
-        # random places; of a key sent twice, the later line is kept.
-        delta = delta.take(pc.sort_indices(delta["op_key"]))    # a stable sort: lines stay ascending per key
-        keys = delta["op_key"]
-        if delta.num_rows > 1:
-            last_of_key = pc.not_equal(keys.slice(0, delta.num_rows - 1), keys.slice(1))
-            if not pc.all(last_of_key).as_py():
-                delta = delta.filter(pa.concat_arrays([c for c in last_of_key.chunks] + [pa.array([True])]))
+        """The run's records (``_last_of_each_key``) onto the current state: adds/updates upserted, D's removed."""
         is_delete = pc.fill_null(pc.equal(delta["transaction_type"], "D"), False)
         upserts = delta.filter(pc.invert(is_delete)).drop_columns(["transaction_type"])
         removals = delta.filter(is_delete)["op_key"].to_pylist()
@@ -218,13 +219,13 @@ class HistoryStore:
         updates = ", ".join(f"{col} = excluded.{col}" for col in CURRENT_COLUMNS[2:])
         conflict = f" ON CONFLICT (scope_id, op_key) DO UPDATE SET {updates}"
         if first:        # the first submission of this scope: straight in, nothing to update or remove
-            self._write(conn, schema.CURRENT, upserts)
+            self._write(conn, schema.CURRENT, CURRENT_COLUMNS, [upserts])
             return
         c = schema.current.c
         if pg:
             conn.exec_driver_sql("CREATE TEMP TABLE calpads_history_delta "
                                  f"(LIKE {schema.CURRENT} INCLUDING DEFAULTS) ON COMMIT DROP")
-            self._write(conn, "calpads_history_delta", upserts)
+            self._write(conn, "calpads_history_delta", CURRENT_COLUMNS, [upserts])
             cols = ", ".join(CURRENT_COLUMNS)
             conn.exec_driver_sql(f"INSERT INTO {schema.CURRENT} ({cols}) SELECT {cols} "  # noqa: S608
                                  f"FROM calpads_history_delta{conflict}")
@@ -232,29 +233,30 @@ class HistoryStore:
                 conn.execute(sa.delete(schema.current).where(c.scope_id == scope_id, c.op_key == sa.func.any(
                     sa.bindparam("keys", removals, type_=sa.ARRAY(sa.Text)))))
             return
-        self._write(conn, schema.CURRENT, upserts, suffix=conflict)
+        self._write(conn, schema.CURRENT, CURRENT_COLUMNS, [upserts], suffix=conflict)
         if removals:
             conn.exec_driver_sql(f"DELETE FROM {schema.CURRENT} WHERE scope_id = ? AND op_key = ?",  # noqa: S608
                                  [(scope_id, k) for k in removals])
 
     @staticmethod
-    def _write(conn: sa.Connection, table: str, rows: pa.Table, *, suffix: str = "") -> None:
-        """Append rows: COPY on PostgreSQL; on SQLite INSERTs of many rows each (``suffix``: an ON CONFLICT clause),
-        which bind the same values as executemany with a statement step per row but cost 40% less at 1.5M rows."""
-        if rows.num_rows == 0:
-            return
+    def _write(conn: sa.Connection, table: str, columns: list[str], batches: Iterable[pa.Table], *,
+               suffix: str = "") -> None:
+        """Append rows (``batches`` of the ``columns``): one COPY on PostgreSQL; on SQLite INSERTs of many rows each
+        (``suffix``: an ON CONFLICT clause), which bind the same values as executemany with a statement step per row
+        but cost 40% less at 1.5M rows."""
         if conn.dialect.name == "postgresql":
-            _copy_pg(conn, table, rows)
+            _copy_pg(conn, table, columns, batches)
             return
-        columns = rows.column_names
         limit = conn.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         per = max(1, min(SQLITE_ROWS_PER_INSERT, limit // len(columns)))
         marks = "(" + ", ".join("?" * len(columns)) + ")"
-        for start in range(0, rows.num_rows, per):
-            batch = rows.slice(start, per)
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * batch.num_rows)}{suffix}"  # noqa: S608
-            conn.exec_driver_sql(sql, tuple(chain.from_iterable(zip(*(batch[c].to_pylist() for c in columns),
-                                                                    strict=True))))
+        for rows in batches:
+            for start in range(0, rows.num_rows, per):
+                batch = rows.slice(start, per)
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * batch.num_rows)}{suffix}"  # noqa: S608
+                conn.exec_driver_sql(sql, tuple(chain.from_iterable(zip(*(batch[c].to_pylist() for c in columns),
+                                                                        strict=True))))
+
     @contextmanager
     def _read_transaction(self) -> Iterator[sa.Connection]:
         """One snapshot for several reads (the runs and the current state agree): REPEATABLE READ on
@@ -763,17 +765,55 @@ def _rewind(conn: sa.Connection, state: pa.Table, layout: Layout, lea: str, acad
     return pa.concat_tables([kept, back.select(STATE_READ)])
 
 
-def _copy_pg(conn: sa.Connection, table: str, rows: pa.Table) -> None:
-    """COPY ... FROM STDIN (CSV rendered by pyarrow: NULL unquoted-empty, "" quoted), in batches, on the
-    transaction's own connection. Per-value Python string escaping cost more than the COPY itself."""
+def _last_of_each_key(chunks: list[pa.Table]) -> pa.Table:
+    """A run's delta rows in key order, one per key: of a key sent twice in one run its later line counts (the
+    published file's order), as it did for CALPADS. In key order, the primary key's index is filled page after
+    page, not at random places."""
+    delta = pa.concat_tables(chunks)
+    delta = delta.take(pc.sort_indices(delta["op_key"]))    # a stable sort: lines stay ascending per key
+    keys = delta["op_key"]
+    if delta.num_rows > 1:
+        last_of_key = pc.not_equal(keys.slice(0, delta.num_rows - 1), keys.slice(1))
+        if not pc.all(last_of_key).as_py():
+            delta = delta.filter(pa.concat_arrays([c for c in last_of_key.chunks] + [pa.array([True])]))
+    return delta
+
+
+def _copy_pg(conn: sa.Connection, table: str, columns: list[str], batches: Iterable[pa.Table]) -> None:
+    """One COPY ... FROM STDIN of every batch on the transaction's own connection, as CSV rendered by pyarrow (NULL
+    unquoted-empty, "" quoted) in a thread of its own: the text reaches the server through a pipe while the next
+    batch is computed and rendered, so the server never waits for it. Per-value Python string escaping cost more
+    than the COPY itself."""
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def render() -> None:
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        try:
+            for rows in batches:
+                for start in range(0, rows.num_rows, PG_COPY_BATCH):
+                    sink = pa.BufferOutputStream()
+                    pacsv.write_csv(rows.slice(start, PG_COPY_BATCH).select(columns), sink, options)
+                    text = memoryview(sink.getvalue())
+                    while text:
+                        text = text[os.write(write_fd, text):]
+        except BaseException as exc:  # noqa: BLE001 - handed to the COPY's thread, which raises it
+            failed.append(exc)
+        finally:
+            os.close(write_fd)
+
     cursor = conn.connection.dbapi_connection.cursor()
+    renderer = threading.Thread(target=render, name="calpads-copy", daemon=True)
     try:
-        sql = f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN WITH (FORMAT csv)"
-        for start in range(0, rows.num_rows, PG_COPY_BATCH):
-            buf = io.BytesIO()
-            pacsv.write_csv(rows.slice(start, PG_COPY_BATCH), buf,
-                            pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-            buf.seek(0)
-            cursor.copy_expert(sql, buf)
+        with open(read_fd, "rb", buffering=0) as pipe:
+            renderer.start()
+            try:
+                cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", pipe,
+                                   size=COPY_READ_BYTES)
+            finally:
+                pipe.close()            # a failed COPY: the renderer's next write fails and it stops
+                renderer.join()
     finally:
         cursor.close()
+    if failed and not isinstance(failed[0], BrokenPipeError):
+        raise failed[0]

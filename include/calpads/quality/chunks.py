@@ -41,7 +41,6 @@ class Part:
 
 def split_suite(suite: Any) -> tuple[Part | None, Part | None]:
     """(the suite's row-wise rules, its other rules), or None when there are none."""
-    import great_expectations as gx
 
     row_wise = [i for i, e in enumerate(suite.expectations)
                 if e.expectation_type in ROW_WISE and not _uses_mostly(e)]
@@ -50,13 +49,29 @@ def split_suite(suite: Any) -> tuple[Part | None, Part | None]:
     def part(positions: list[int]) -> Part | None:
         if not positions:
             return None
-        rules = [copy.copy(suite.expectations[i]) for i in positions]
-        view = gx.ExpectationSuite(name=suite.name, expectations=rules, meta=copy.deepcopy(suite.meta))
-        for rule, i in zip(view.expectations, positions, strict=True):   # each answer names its rule's id
-            rule.id = suite.expectations[i].id
-        return Part(view, positions)
+        return Part(suite_view(suite, [suite.expectations[i] for i in positions]), positions)
 
     return part(row_wise), part(whole)
+
+
+def suite_view(suite: Any, rules: list[Any]) -> Any:
+    """Some of ``suite``'s rules as a suite of its name (not saved); each rule keeps its id (its answer names it).
+
+    The rules are copied field by field: GX's own copy of a rule (``copy.copy``) is deep and also copies the whole
+    suite the rule belongs to (through its save callback), which cost seconds for the gate's few dozen views."""
+    import great_expectations as gx
+
+    view = gx.ExpectationSuite(name=suite.name, expectations=[_detached(r) for r in rules],
+                               meta=copy.deepcopy(suite.meta))
+    for copied, rule in zip(view.expectations, rules, strict=True):
+        copied.id = rule.id
+    return view
+
+
+def _detached(rule: Any) -> Any:
+    """A copy of a rule that belongs to no suite: its fields deep-copied, without its save callback's suite."""
+    fields = {name: copy.deepcopy(value) for name, value in rule.__dict__.items() if name != "id"}
+    return rule.copy(update={**fields, "id": None}, deep=False)
 
 
 def answer_order(expectations: list[Any]) -> list[int]:

@@ -215,18 +215,12 @@ def subsuite(suite: Any, rules: list[Any]) -> Any:
     process for the same rules (every chunk asks again; copying GX's rules is slow)."""
     key = (id(suite), tuple(id(r) for r in rules))
     if key not in _SUBSUITES:
-        _SUBSUITES[key] = (_new_subsuite(suite, rules), suite, rules)   # holding them keeps their ids unique
+        from calpads.quality.chunks import suite_view
+
+        _SUBSUITES[key] = (suite_view(suite, rules), suite, rules)   # holding them keeps their ids unique
     return _SUBSUITES[key][0]
 
 
-def _new_subsuite(suite: Any, rules: list[Any]) -> Any:
-    import great_expectations as gx
-
-    view = gx.ExpectationSuite(name=suite.name, expectations=[copy.copy(r) for r in rules],
-                               meta=copy.deepcopy(suite.meta))
-    for copied, rule in zip(view.expectations, rules, strict=True):
-        copied.id = rule.id
-    return view
 
 
 class AcrossChunks:
