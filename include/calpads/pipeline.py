@@ -148,10 +148,20 @@ def _split_work_file(ctx: RunContext, name: str, held: np.ndarray, kept_name: st
 
 def _read_parquet(ctx: RunContext, name: str) -> pd.DataFrame:
     """A work file an earlier stage of this run wrote; missing = deleted (retention) or another worker's disk."""
-    with failing_part(WorkFolderError, f"The work file {ctx.path(name)} of this run could not be read (was the "
-                                       f"run's work folder deleted after the retention period, or is it not "
-                                       f"shared by every worker?)"):
+    with _reading(ctx, name):
         return pd.read_parquet(ctx.path(name))
+
+
+def _read_arrow(ctx: RunContext, name: str, columns: list[str]) -> pa.Table:
+    """``columns`` of a work file as Arrow (``_read_parquet``'s errors)."""
+    with _reading(ctx, name):
+        return pq.read_table(ctx.path(name), columns=columns)
+
+
+def _reading(ctx: RunContext, name: str) -> Any:
+    return failing_part(WorkFolderError, f"The work file {ctx.path(name)} of this run could not be read (was the "
+                                         f"run's work folder deleted after the retention period, or is it not "
+                                         f"shared by every worker?)")
 
 
 def prepare_work_dir(ctx: RunContext) -> None:
@@ -573,14 +583,14 @@ def save_history(ctx: RunContext, store_engine: sa.Engine) -> dict[str, Any]:
 
     if not ctx.scope.save_history:
         return {"saved": 0, "reason": "save_history is off (or the mode never saves)"}
-    records = _read_parquet(ctx, DIFFED)
+    records = _read_arrow(ctx, DIFFED, ctx.layout.columns)    # Arrow: no Python object per value
     state = ctx.state()
     if "history_base" not in state:
         raise WorkFolderError(f"The work folder {ctx.work_dir} does not say which history this run compared "
                               f"against: nothing saved. Clear the whole run to compare and publish again.")
     store = HistoryStore(store_engine)
     store.migrate()
-    saved = store.save_run(records[ctx.layout.columns], ctx.layout, lea=state["lea"],
+    saved = store.save_run(records, ctx.layout, lea=state["lea"],
                            academic_year=ctx.scope.academic_year, run_id=ctx.run_id, params=ctx.scope.to_dict(),
                            expected_base=int(state["history_base"]))
     ctx.update_state(history_saved=True)

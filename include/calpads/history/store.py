@@ -137,10 +137,10 @@ class HistoryStore:
 
     # ------------------------------------------------------------------ save
     @store_errors("save the submission history")
-    def save_run(self, published: pd.DataFrame, layout: Layout, *, lea: str, academic_year: str, run_id: str,
-                 params: dict[str, Any], expected_base: int | None = None) -> int:
-        """Record a run's published records (layout columns; transaction_type None or "D") as
-        submitted. Returns the rows saved: 0 when this run was already saved.
+    def save_run(self, published: pd.DataFrame | pa.Table, layout: Layout, *, lea: str, academic_year: str,
+                 run_id: str, params: dict[str, Any], expected_base: int | None = None) -> int:
+        """Record a run's published records (layout columns, a frame or an Arrow table of text; transaction_type
+        None or "D") as submitted. Returns the rows saved: 0 when this run was already saved.
 
         ``expected_base``: the history the run compared against (``history_base`` at its diff); when the
         latest saved run of the record type, LEA and year is another one now, nothing is saved
@@ -148,8 +148,7 @@ class HistoryStore:
         record_type = layout.record_type
         _check_belongs(published, lea, academic_year)
         n = len(published)
-        types = string_frame(published, ["transaction_type"])["transaction_type"]
-        deletes = int(types.eq("D").sum()) if n else 0
+        deletes = _count_equal(published, "transaction_type", "D")
         saved_at = datetime.now(UTC)
         run_row = dict(record_type=record_type, reporting_lea=lea, academic_year=academic_year, run_id=run_id,
                        params=json.dumps(params, sort_keys=True, default=str), record_count=n,
@@ -175,8 +174,9 @@ class HistoryStore:
             delta: list[pa.Table] = []
             with ThreadPoolExecutor(max_workers=1) as worker:
                 def compute(start: int) -> Future[pa.Table]:
-                    return worker.submit(_record_rows, published.iloc[start:start + SAVE_CHUNK], layout,
-                                         first_line=start + 1)
+                    part = published.slice(start, SAVE_CHUNK) if isinstance(published, pa.Table) \
+                        else published.iloc[start:start + SAVE_CHUNK]
+                    return worker.submit(_record_rows, part, layout, first_line=start + 1)
 
                 sorted_delta: Future[pa.Table] | None = None
 
@@ -537,25 +537,47 @@ def _scope_id(conn: sa.Connection, record_type: str, lea: str, academic_year: st
     return int(found), empty
 
 
-def _check_belongs(published: pd.DataFrame, lea: str, academic_year: str) -> None:
+def _check_belongs(published: pd.DataFrame | pa.Table, lea: str, academic_year: str) -> None:
     """Every record must be the run's own LEA and year: one LEA's data is never saved as another's."""
     for column, expected in (("reporting_lea", lea), ("academic_year_id", academic_year)):
-        if column in published.columns and len(published):
-            wrong = int((published[column].fillna("") != expected).sum())
+        if column in published.column_names if isinstance(published, pa.Table) else column in published.columns:
+            wrong = len(published) - _count_equal(published, column, expected)
             if wrong:
                 raise ValueError(f"{wrong} records have a {column} other than the run's {expected}: nothing saved")
 
 
-def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) -> pa.Table:
+def _count_equal(published: pd.DataFrame | pa.Table, column: str, value: str) -> int:
+    """How many records have ``value`` in ``column`` (none when the column is missing)."""
+    if not len(published):
+        return 0
+    if isinstance(published, pa.Table):
+        if column not in published.column_names:
+            return 0
+        values = published[column]
+        if pa.types.is_null(values.type):
+            return 0
+        return int(pc.sum(pc.fill_null(pc.equal(values.cast(pa.string()), value), False)).as_py() or 0)
+    return int(string_frame(published, [column])[column].eq(value).sum())
+
+
+def _record_rows(published: pd.DataFrame | pa.Table, layout: Layout, *, first_line: int) -> pa.Table:
     """Per record, computed in DuckDB: its line in the run, op key, hash, type, student ids, the state
     columns and its fields joined by FIELD_SEPARATOR. A value holding the separator is refused (the
     published file cannot hold one either: calpads.publish.writer)."""
-    frame = string_frame(published, layout.columns).reset_index(drop=True)
-    lines = np.arange(first_line, first_line + len(frame), dtype=np.int64)
-    try:        # DuckDB reads an Arrow table faster than a frame of Python objects
-        source: Any = pa.Table.from_pandas(frame, preserve_index=False).append_column("__line", pa.array(lines))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):      # values of mixed types (a hand-made frame): DuckDB casts them
-        source = frame.assign(__line=lines)
+    lines = pa.array(np.arange(first_line, first_line + len(published), dtype=np.int64))
+    source: Any
+    if isinstance(published, pa.Table):
+        missing = [c for c in layout.columns if c not in published.column_names]
+        source = published.select([c for c in layout.columns if c in published.column_names])
+        for c in missing:
+            source = source.append_column(c, pa.nulls(len(published), pa.string()))
+        source = source.append_column("__line", lines)
+    else:
+        frame = string_frame(published, layout.columns).reset_index(drop=True)
+        try:        # DuckDB reads an Arrow table faster than a frame of Python objects
+            source = pa.Table.from_pandas(frame, preserve_index=False).append_column("__line", lines)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):   # values of mixed types (a hand-made frame): DuckDB casts them
+            source = frame.assign(__line=lines.to_numpy())
     picked = {c: (f"CAST({ident(c)} AS VARCHAR)" if c in layout.columns else "CAST(NULL AS VARCHAR)")
               for c in ("local_student_id", "ssid")}
     picked |= {c: (f"nullif(CAST({ident(c)} AS VARCHAR), '')" if c in layout.columns else "CAST(NULL AS VARCHAR)")
@@ -574,8 +596,8 @@ def _record_rows(published: pd.DataFrame, layout: Layout, *, first_line: int) ->
     wrong = pc.not_equal(pc.count_substring(table["fields"], FIELD_SEPARATOR), len(layout.columns) - 1)
     bad = [(line,) for line in table["line"].filter(wrong).slice(0, 10).to_pylist()]
     if bad:
-        ids = [str(frame.at[line - first_line, "local_record_id"]) for (line,) in bad] \
-            if "local_record_id" in frame.columns else []
+        ids = [str(v) for v in table["local_record_id"].take([line - first_line for (line,) in bad]).to_pylist()] \
+            if "local_record_id" in layout.columns else []
         raise ValueError(f"{layout.record_type} records with a value holding a caret ({FIELD_SEPARATOR}) cannot be "
                          f"saved (Local Record IDs {', '.join(ids)}): nothing saved")
     return table
