@@ -166,10 +166,11 @@ def _rows_named(result: Any, row: str) -> np.ndarray:
 
 
 class _ColumnCodes:
-    """Each column's values as integer codes (missing: -1), worked out once per column for every group."""
+    """Each column's values as integer codes (missing: -1), worked out once per column for every group (``known``:
+    codes worked out already, e.g. calpads.quality.gate.coded_validation_frame's)."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame, self.codes = frame, {}
+    def __init__(self, frame: pd.DataFrame, known: dict[str, np.ndarray] | None = None) -> None:
+        self.frame, self.codes = frame, dict(known or {})
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.codes:   # int32: a chunk's codes of every column
@@ -246,8 +247,9 @@ class AcrossChunks:
         self.rows = 0
         self.first_row = 0   # the first chunk's first row number (the chunks are consecutive)
 
-    def add(self, frame: pd.DataFrame) -> None:
-        codes = _ColumnCodes(frame)
+    def add(self, frame: pd.DataFrame, codes_of: dict[str, np.ndarray] | None = None) -> None:
+        """A chunk's rows (``codes_of``: distinct-value codes of some of its columns, missing as -1)."""
+        codes = _ColumnCodes(frame, codes_of)
         if self.rows == 0:   # the first chunk decides which groups repeat enough to gain
             self.first_row = int(frame[self.row].iloc[0]) if len(frame) else 0
             keep = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -97,15 +97,23 @@ def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> 
 
 # --------------------------------------------------------------------------- frame to validate
 def _blank_to_none(values: pd.Series) -> pd.Series:
+    return _blank_to_none_coded(values)[0]
+
+
+def _blank_to_none_coded(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """(the values with blank text as None; for text as Parquet hands it, each row's distinct-value code, None
+    being -1, as ``pd.factorize`` of the result numbers them up to order: the gate's later steps reuse them)."""
     if isinstance(values.dtype, pd.StringDtype):   # text as Parquet hands it: each distinct text tested once
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         texts = np.asarray(uniques, dtype=object)
-        texts[pd.Series(uniques).str.strip().eq("").fillna(True).to_numpy(dtype=bool)] = None
-        return pd.Series(np.append(texts, None)[codes], index=values.index, dtype=object)
+        blank = pd.Series(uniques).str.strip().eq("").fillna(True).to_numpy(dtype=bool)
+        texts[blank] = None
+        codes = np.where(np.append(blank, True)[codes], -1, codes).astype("int32")   # a blank is None: -1
+        return pd.Series(np.append(texts, None)[codes], index=values.index, dtype=object), codes
     s = values.astype("object")
     text = s.astype("string")
     blank = s.isna() | text.str.strip().eq("").fillna(True)
-    return s.where(~blank, None)
+    return s.where(~blank, None), None
 
 
 def _distinct_objects(values: pd.Series | np.ndarray) -> np.ndarray:
@@ -183,18 +191,30 @@ def derived_columns(frame: pd.DataFrame, run_date: date) -> dict[str, pd.Series]
 def validation_frame(records: pd.DataFrame, layout: Layout, run_date: date, first_row: int = 0) -> pd.DataFrame:
     """Layout columns (blank text -> None) + the builder's ctx_ columns + derived ctx_ columns + row number (of
     the whole run's records: ``first_row`` is this frame's first)."""
+    return coded_validation_frame(records, layout, run_date, first_row)[0]
+
+
+def coded_validation_frame(records: pd.DataFrame, layout: Layout, run_date: date,
+                           first_row: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """``validation_frame`` and the distinct-value codes of the columns read from Parquet text
+    (``_blank_to_none_coded``): in such a column each distinct text is one object already."""
     missing = [c for c in layout.columns if c not in records.columns]
     if missing:
         raise GateError(f"{layout.record_type} records lack layout columns: {', '.join(missing)}")
-    data = {c: _blank_to_none(records[c]).to_numpy() for c in layout.columns}
-    for c in records.columns:
-        if c.startswith("ctx_") and c not in data:
-            data[c] = _blank_to_none(records[c]).to_numpy()
+    names = [*layout.columns, *dict.fromkeys(c for c in records.columns if c.startswith("ctx_")
+                                             and c not in layout.columns)]
+    data, codes = {}, {}
+    for c in names:
+        values, coded = _blank_to_none_coded(records[c])
+        data[c] = values.to_numpy()
+        if coded is not None:
+            codes[c] = coded
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)), dtype="object")
     for name, values in derived_columns(frame, run_date).items():
         frame[name] = values if values.dtype.kind in "Mf" else values.astype("object")   # f: STAS day sums
+        codes.pop(name, None)
     frame[ROW] = np.arange(first_row, first_row + len(frame), dtype="int64")
-    return frame
+    return frame, codes
 
 
 # --------------------------------------------------------------------------- run
@@ -245,10 +265,10 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
     answers, parts, narrow = [], [], []
     n = 0
     for chunk in chunks:
-        frame = validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
+        frame, codes = coded_validation_frame(chunk.reset_index(drop=True), layout, run_date, first_row=n)
         del chunk
         if across is not None:
-            across.add(frame)
+            across.add(frame, codes)
             per_chunk = per_chunk or _part_of(row_wise, across.over_rows)
         if per_chunk is not None:
             answers.append(validate(frame, per_chunk.suite) if across is not None else
@@ -257,9 +277,10 @@ def check_records(chunks: Iterable[pd.DataFrame], record_type: str, run_date: da
                 answers[-1].meta = {}
             parts.append(_finding_rows(answers[-1], frame, pii, positions(answers[-1], per_chunk), first_row=n))
         if whole is not None:
-            narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]]))
+            narrow.append(_shared_values(frame[[c for c in frame.columns if c in whole_columns or c == ROW]],
+                                         shared=set(codes)))
         n += len(frame)
-        del frame
+        del frame, codes
     answered_whole: list[tuple[Any, Part]] = []
     if whole is not None:
         _return_freed_memory()   # the chunks' memory, before every row's values are put together
@@ -307,13 +328,13 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _shared_values(frame: pd.DataFrame) -> pd.DataFrame:
+def _shared_values(frame: pd.DataFrame, shared: Collection[str] = ()) -> pd.DataFrame:
     """The same values, each distinct text once in memory (a school or program code is repeated on many rows):
-    what the gate keeps of every chunk for the rules over every row."""
+    what the gate keeps of every chunk for the rules over every row. ``shared``: columns that are so already."""
     out = {}
     for c in frame.columns:
         values = frame[c].to_numpy()
-        if values.dtype == object:
+        if values.dtype == object and c not in shared:
             values = _distinct_objects(values)
         out[c] = pd.Series(values, index=frame.index, dtype=frame[c].dtype)   # object stays object (None, not NaN)
     return pd.DataFrame(out, index=frame.index)
