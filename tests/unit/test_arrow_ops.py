@@ -16,7 +16,7 @@ import pytest
 from calpads.dates import ISO, iso_dates
 from calpads.extracts import arrow_ops as ops
 from calpads.extracts import selection
-from calpads.extracts.common import blank_to_none, ccyymmdd, sort_order, to_datetime
+from calpads.extracts.common import blank_to_none, ccyymmdd, in_sort_order, sort_order, to_datetime
 from calpads.staging.store import all_distinct
 
 TEXTS = ["a", "A", " a ", "", None, "\u00a0x\u2003", "\x1cy\x1f", "ß", "Émile", "李", "ab", "B ", "10", "9", "z"]
@@ -104,6 +104,23 @@ def test_rank_sort_is_arrows_stable_sort_of_the_upper_cased_keys():
         else:
             rows = pc.sort_indices(upper, sort_keys=[(k, "ascending") for k in keys]).to_pylist()
         assert sort_order(columns, keys).tolist() == rows
+
+
+def test_in_sort_order_is_true_exactly_when_python_sorting_keeps_the_rows():
+    rng = random.Random(13)
+    seen = set()
+    for _ in range(400):
+        n = rng.randint(0, 8)
+        width = rng.randint(1, 3)
+        rows = [[rng.choice(TEXTS[:6] + ["ß", "SS", "ss", "b"]) for _ in range(width)] for _ in range(n)]
+        if rng.random() < 0.5:   # half of the cases sorted as Python would: the answer must then be True
+            rows.sort(key=lambda r: tuple((v or "").upper() for v in r))
+        columns = {f"c{j}": pa.array([r[j] for r in rows], pa.string()) for j in range(width)}
+        python_keeps = [tuple((v or "").upper() for v in r) for r in rows] == sorted(
+            tuple((v or "").upper() for v in r) for r in rows)
+        assert in_sort_order(columns, list(columns)) is python_keeps
+        seen.add(python_keeps)
+    assert seen == {True, False}
 
 
 def test_all_distinct_counts_only_when_the_ids_are_not_increasing():

@@ -44,8 +44,32 @@ def sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys:
     return _stable_lexsort(_upper_ranks(columns[key]) for key in keys)
 
 
+def in_sort_order(columns: dict[str, pa.Array | pa.ChunkedArray | pd.Series], keys: list[str]) -> bool:
+    """Whether the rows are in ``sort_order`` already (its stable sort would keep them as they are): each row's
+    keys, compared as ``sort_order`` compares them, are never before the previous row's. Stops at the first key
+    that decides every pair of neighbours."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    if n < 2:
+        return True
+    tied = np.ones(n - 1, dtype=bool)     # neighbours equal on the keys so far
+    for key in keys:
+        upper = _upper_texts(columns[key])
+        before, after = upper.slice(0, n - 1), upper.slice(1)
+        if (pc.greater(before, after).to_numpy(zero_copy_only=False) & tied).any():
+            return False
+        tied &= pc.equal(before, after).to_numpy(zero_copy_only=False)
+        if not tied.any():
+            break
+    return True
+
+
 def _upper_ranks(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
     """Each row's rank among the key's distinct upper-cased texts (blank ''): equal texts, equal ranks."""
+    return _dense_ranks(_upper_texts(values))
+
+
+def _upper_texts(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
+    """The key's texts upper-cased (as Python's ``str.upper``), blank as ''."""
     arr = _text_array(values) if isinstance(values, pd.Series) else values
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
         arr = pc.cast(arr, pa.string())   # a null column (every value blank) or a non-text one
@@ -54,11 +78,11 @@ def _upper_ranks(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
     if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
         # utf8_upper, the same on ASCII: pyarrow 26's ascii_upper writes broken offsets for a large_string chunk
         # whose offsets do not start at 0 (pandas hands such chunks for a Parquet file of several row groups).
-        return _dense_ranks(pc.utf8_upper(arr))
+        return pc.utf8_upper(arr)
     # Python's upper-casing of non-ASCII text (e.g. "ß" -> "SS"), exactly as before, once per distinct value.
     encoded = pc.dictionary_encode(arr)
     upper = pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object).str.upper()
-    return _dense_ranks(pa.array(upper.to_numpy(dtype=object), pa.string()))[encoded.indices.to_numpy()]
+    return pa.array(upper.to_numpy(dtype=object), pa.string()).take(encoded.indices)
 
 
 def _dense_ranks(values: pa.Array) -> np.ndarray:
@@ -90,7 +114,7 @@ def _stable_lexsort(ranks: Iterable[np.ndarray]) -> np.ndarray:
 def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     """The layout's sort order; text compares case-insensitively ("de la Cruz" sorts with "D")."""
     keys = list(layout.sort_by)
-    if df.empty:
+    if df.empty or in_sort_order({k: df[k] for k in keys}, keys):   # e.g. the diff's records, sorted by the build
         return df.reset_index(drop=True)
     order = sort_order({k: df[k] for k in keys}, keys)
     return df.iloc[order].reset_index(drop=True)
