@@ -5,6 +5,8 @@ import os
 import stat
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from calpads.layouts import load_layout
@@ -24,7 +26,8 @@ def record(student: str, program: str, rid: str, tx=None, service=None, last="Le
     return r
 
 
-def test_split_into_full_au_au2_and_d(tmp_path):
+@pytest.mark.parametrize("as_work_file", [False, True], ids=["frame", "arrow"])
+def test_split_into_full_au_au2_and_d(tmp_path, as_work_file):
     recs = pd.DataFrame([
         record("S1", "122", "1.9.08", service="08"),
         record("S1", "122", "1.9.09", service="09"),
@@ -33,6 +36,11 @@ def test_split_into_full_au_au2_and_d(tmp_path):
         record("S2", "101", "2.8"),
         record("S3", "108", "3.4", tx="D"),
     ])
+    if as_work_file:   # as the publish stage reads the diff's work file: Arrow text, a column without a value null
+        path = tmp_path / "diffed.parquet"
+        recs.to_parquet(path, index=False)
+        recs = pq.read_table(path, columns=LAYOUT.columns)
+        assert pa.types.is_null(recs["cpa_id"].type)
     files = {f.kind: f for f in render_files(recs, LAYOUT, tmp_path, "SPRG_1234567_2025-2026")}
     assert set(files) == {"full", "AU", "AU2", "AU3", "D"}
     assert files["full"].name == "SPRG_1234567_2025-2026.txt"

@@ -9,6 +9,7 @@ root by ``calpads.publish.target``.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,10 +47,13 @@ def base_name(layout: Layout, lea: str, academic_year: str) -> str:
     return f"{layout.record_type}_{lea}_{academic_year}"
 
 
-def split_kinds(records: pd.DataFrame, layout: Layout) -> pd.Series:
+def split_kinds(records: pd.DataFrame | pa.Table, layout: Layout) -> pd.Series:
     """The file each record goes to besides the full file: D for deletes; AU,
     AU2, AU3 ... for the others, by the rank of the record among the student's
     records with the same split key (e.g. the same program code), in file order."""
+    if isinstance(records, pa.Table):   # only the columns the split reads, as text
+        records = pd.DataFrame({c: records[c].to_pandas(types_mapper=None).astype(object) for c in
+                                dict.fromkeys(["transaction_type", *layout.split_duplicates_by])})
     is_delete = records["transaction_type"].fillna("").eq("D")
     kinds = pd.Series("D", index=records.index, dtype="object")
     au = records[~is_delete]
@@ -62,25 +66,36 @@ def split_kinds(records: pd.DataFrame, layout: Layout) -> pd.Series:
     return kinds
 
 
-def render_files(records: pd.DataFrame, layout: Layout, out_dir: Path, name: str) -> list[RenderedFile]:
-    """Write the full file and its split files into out_dir; records must already be in file order."""
+def render_files(records: pd.DataFrame | pa.Table, layout: Layout, out_dir: Path, name: str) -> list[RenderedFile]:
+    """Write the full file and its split files into out_dir; records (a frame, or Arrow text as the work file
+    holds them) must already be in file order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # One conversion to Arrow strings (no per-value Python objects); the split files are Arrow filters of it.
-    table = pa.table({c: pa.array(records[c], type=pa.string(), from_pandas=True) for c in layout.columns})
-    files = [_write(table, out_dir, f"{name}.txt", "full")]
-    if layout.processing == "replacement":   # one file: no transaction types, no _AU/_D split
-        return files
-    kinds = split_kinds(records, layout).to_numpy(dtype=object)
+    # Arrow strings (no per-value Python objects); the split files are Arrow filters of it.
+    table = pa.table({c: _text_column(records, c) for c in layout.columns})
+    # Each file's sha256 is worked out by a thread while the next file is written (both release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calpads-sha256") as hasher:
+        written = [_write(table, out_dir, f"{name}.txt", "full", hasher)]
+        if layout.processing != "replacement":   # replacement: one file, no transaction types, no _AU/_D split
+            kinds = split_kinds(records, layout).to_numpy(dtype=object)
 
-    def order(kind: str) -> tuple[int, int]:
-        return (1, 0) if kind == "D" else (0, int(kind[2:] or 1))
+            def order(kind: str) -> tuple[int, int]:
+                return (1, 0) if kind == "D" else (0, int(kind[2:] or 1))
 
-    for kind in sorted(set(kinds), key=order):
-        files.append(_write(table.filter(pa.array(kinds == kind)), out_dir, f"{name}_{kind}.txt", kind))
-    return files
+            for kind in sorted(set(kinds), key=order):
+                written.append(_write(table.filter(pa.array(kinds == kind)), out_dir, f"{name}_{kind}.txt", kind,
+                                      hasher))
+        return [file.result() for file in written]
 
 
-def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str) -> RenderedFile:
+def _text_column(records: pd.DataFrame | pa.Table, column: str) -> pa.Array | pa.ChunkedArray:
+    if isinstance(records, pa.Table):
+        values = records[column]
+        return pa.nulls(len(values), pa.string()) if pa.types.is_null(values.type) else values.cast(pa.string())
+    return pa.array(records[column], type=pa.string(), from_pandas=True)
+
+
+def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str,
+           hasher: ThreadPoolExecutor) -> Future[RenderedFile]:
     path = out_dir / file_name
     # Owner-only (0600) before the first byte: the writer opens the existing file (keeping its mode) to fill it.
     open_private(path).close()
@@ -93,8 +108,12 @@ def _write(arrow: pa.Table, out_dir: Path, file_name: str, kind: str) -> Rendere
             f"{file_name}: a value contains a caret or a line break; refusing to write a file whose "
             "records would have the wrong number of fields"
         ) from None
+    return hasher.submit(_rendered, path, kind, arrow.num_rows)
+
+
+def _rendered(path: Path, kind: str, records: int) -> RenderedFile:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return RenderedFile(file_name, kind, arrow.num_rows, digest.hexdigest(), path.stat().st_size, str(path))
+    return RenderedFile(path.name, kind, records, digest.hexdigest(), path.stat().st_size, str(path))
