@@ -12,18 +12,16 @@ The district of tests/integration/small_district.py, plus:
 from __future__ import annotations
 
 import csv
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from calpads import pipeline
 from calpads.extracts import not_extracted as ne
 from calpads.extracts.enrollment import enrollment_last_days, in_session_counts
-from calpads.run_scope import RunScope
 from tests.integration.small_district import CDS_A, A, build_sis
+from tests.integration.test_not_extracted_reasons import run
 
 PLACEHOLDERS = ("0001-01-01", "9999-12-31")
 
@@ -42,16 +40,8 @@ def _sis(path: Path, placeholders: bool) -> sa.Engine:
 
 
 def _run(tmp_path: Path, sis: sa.Engine, record_type: str) -> Path:
-    scope = RunScope.from_params(record_type, {"academic_year": "2025-2026"}, today=date(2026, 6, 20))
-    ctx = pipeline.RunContext(record_type, f"calpads_{record_type.lower()}", "manual__t", scope,
-                              tmp_path / "work" / record_type, tmp_path / "pub")
     (tmp_path / "pub").mkdir(parents=True, exist_ok=True)
-    store = sa.create_engine(f"sqlite:///{tmp_path}/store.db")
-    pipeline.extract(ctx, sis, store_engine=store)
-    pipeline.gate(ctx, run_date=scope.today, error_ceiling=0.5)
-    pipeline.diff(ctx, store)
-    pipeline.publish(ctx)
-    return Path(str(ctx.run_folder))
+    return run(tmp_path, sis, record_type)
 
 
 def _lines(folder: Path, record_type: str) -> list[str]:
