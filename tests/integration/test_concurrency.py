@@ -28,7 +28,7 @@ from tests.integration.reliability import LEA, YEAR, assert_no_stray_files, make
 
 SAVER = r"""
 import json, pathlib, sys, time
-import numpy as np, pandas as pd, sqlalchemy as sa
+import numpy as np, pandas as pd, pyarrow as pa, sqlalchemy as sa
 from calpads.history import store as store_mod
 from calpads.layouts import load_layout
 
@@ -45,11 +45,13 @@ for col, v in (("reporting_lea", "LEA"), ("academic_year_id", "YEAR")):
         frame[col] = v
 
 real_write = store_mod.HistoryStore._write
-def slow_write(conn, table, rows, **kw):   # test hook: two halves with a pause, inside the save transaction
+def slow_write(conn, table, columns, batches, **kw):   # test hook: two halves with a pause, inside the transaction
+    batches = list(batches)
+    rows = pa.concat_tables(batches) if batches else pa.table({c: pa.array([], pa.string()) for c in columns})
     half = rows.num_rows // 2
-    real_write(conn, table, rows.slice(0, half), **kw)
+    real_write(conn, table, columns, [rows.slice(0, half)], **kw)
     time.sleep(1.5)
-    real_write(conn, table, rows.slice(half), **kw)
+    real_write(conn, table, columns, [rows.slice(half)], **kw)
 store_mod.HistoryStore._write = staticmethod(slow_write)
 
 engine = sa.create_engine(url)

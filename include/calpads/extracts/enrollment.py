@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from calpads.dates import sis_days
+from calpads.dates import iso_dates, sis_days
 
 
 def enrollment_last_days(enrollments: pd.DataFrame, calendar: pd.DataFrame) -> pd.Series:
@@ -50,7 +50,7 @@ def selected_enrollments(enrollments: pd.DataFrame, calendar: pd.DataFrame, star
                          end: pd.Timestamp) -> pd.DataFrame:
     """The enrollments in the report range, with ``entry`` and ``last_day`` (datetime64) added."""
     enr = enrollments.copy()
-    enr["entry"] = sis_days(enr["entrydate"])
+    enr["entry"] = iso_dates(enr["entrydate"])
     enr["last_day"] = enrollment_last_days(enr, calendar)
     return enr[in_report_range(enr["entry"], enr["last_day"], start, end)].reset_index(drop=True)
 
