@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from calpads.failures import StoreUnavailable
 from calpads.history import cli, schema
 from calpads.history.store import HistoryStore, _record_rows
 from tests.unit.test_history_support import (  # noqa: F401  (fixtures)
@@ -149,6 +150,22 @@ def test_records_of_another_lea_or_year_are_refused(store, form):
         save(store, form(rec("1.20"), rec("1.21", reporting_lea="9999999")), "run1")
     with pytest.raises(ValueError, match="academic_year_id"):
         save(store, form(rec("1.21")), "run1", year="2024-2025")
+    assert count(store.engine, schema.LOG) == 0 and store.runs().empty
+
+
+def test_a_copy_refused_by_postgresql_fails_as_the_store_without_the_rows_values(pg_history_url):
+    # PostgreSQL text holds no NUL: the server refuses the COPY. Its error can quote the row; the run's error, and
+    # every error it was raised from, name the store and the reason only.
+    store = HistoryStore(sa.create_engine(pg_history_url))
+    store.migrate()
+    with pytest.raises(StoreUnavailable, match=r"could not save the submission history") as raised:
+        save(store, frame(rec("1.20"), rec("1.21", legal_last_name="Zed\x00Quill")), "run1")
+    chain, exc = [], raised.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert len(chain) >= 2 and "0x00" in chain[1]          # the server's reason travels
+    assert not any(part in text for text in chain for part in ("Zed", "Quill", "1000000001", "Ann"))
     assert count(store.engine, schema.LOG) == 0 and store.runs().empty
 
 

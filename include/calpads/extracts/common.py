@@ -114,9 +114,10 @@ def _stable_lexsort(ranks: Iterable[np.ndarray]) -> np.ndarray:
 def sort_records(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     """The layout's sort order; text compares case-insensitively ("de la Cruz" sorts with "D")."""
     keys = list(layout.sort_by)
-    if df.empty or in_sort_order({k: df[k] for k in keys}, keys):   # e.g. the diff's records, sorted by the build
+    columns = {k: df[k] for k in keys}
+    if df.empty or in_sort_order(columns, keys):   # e.g. the diff's records, kept in the build's order
         return df.reset_index(drop=True)
-    order = sort_order({k: df[k] for k in keys}, keys)
+    order = sort_order(columns, keys)
     return df.iloc[order].reset_index(drop=True)
 
 

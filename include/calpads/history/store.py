@@ -553,10 +553,7 @@ def _count_equal(published: pd.DataFrame | pa.Table, column: str, value: str) ->
     if isinstance(published, pa.Table):
         if column not in published.column_names:
             return 0
-        values = published[column]
-        if pa.types.is_null(values.type):
-            return 0
-        return int(pc.sum(pc.fill_null(pc.equal(values.cast(pa.string()), value), False)).as_py() or 0)
+        return int(pc.sum(pc.fill_null(pc.equal(published[column].cast(pa.string()), value), False)).as_py() or 0)
     return int(string_frame(published, [column])[column].eq(value).sum())
 
 
@@ -801,6 +798,10 @@ def _last_of_each_key(chunks: list[pa.Table]) -> pa.Table:
     return delta
 
 
+class _CopyFailed(Exception):
+    """PostgreSQL's reason for refusing a COPY, without the row it quotes."""
+
+
 def _copy_pg(conn: sa.Connection, table: str, columns: list[str], batches: Iterable[pa.Table]) -> None:
     """One COPY ... FROM STDIN of every batch on the transaction's own connection, as CSV rendered by pyarrow (NULL
     unquoted-empty, "" quoted) in a thread of its own: the text reaches the server through a pipe while the next
@@ -824,14 +825,21 @@ def _copy_pg(conn: sa.Connection, table: str, columns: list[str], batches: Itera
         finally:
             os.close(write_fd)
 
+    import psycopg2
+
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
     cursor = conn.connection.dbapi_connection.cursor()
     renderer = threading.Thread(target=render, name="calpads-copy", daemon=True)
     try:
         with open(read_fd, "rb", buffering=0) as pipe:
             renderer.start()
             try:
-                cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", pipe,
-                                   size=COPY_READ_BYTES)
+                cursor.copy_expert(sql, pipe, size=COPY_READ_BYTES)
+            except psycopg2.Error as exc:
+                # The driver's own error, outside SQLAlchemy: its CONTEXT line can quote the row's values (a name,
+                # an SSID). Only the server's one-line reason goes on, as a DBAPIError (the store's failure).
+                reason = exc.diag.message_primary or type(exc).__name__
+                raise sa.exc.DBAPIError(sql, None, _CopyFailed(f"{reason} ({exc.pgcode})")) from None
             finally:
                 pipe.close()            # a failed COPY: the renderer's next write fails and it stops
                 renderer.join()

@@ -52,7 +52,7 @@ def split_kinds(records: pd.DataFrame | pa.Table, layout: Layout) -> pd.Series:
     AU2, AU3 ... for the others, by the rank of the record among the student's
     records with the same split key (e.g. the same program code), in file order."""
     if isinstance(records, pa.Table):   # only the columns the split reads, as text
-        records = pd.DataFrame({c: records[c].to_pandas(types_mapper=None).astype(object) for c in
+        records = pd.DataFrame({c: records[c].to_pandas().astype(object) for c in
                                 dict.fromkeys(["transaction_type", *layout.split_duplicates_by])})
     is_delete = records["transaction_type"].fillna("").eq("D")
     kinds = pd.Series("D", index=records.index, dtype="object")
@@ -89,8 +89,7 @@ def render_files(records: pd.DataFrame | pa.Table, layout: Layout, out_dir: Path
 
 def _text_column(records: pd.DataFrame | pa.Table, column: str) -> pa.Array | pa.ChunkedArray:
     if isinstance(records, pa.Table):
-        values = records[column]
-        return pa.nulls(len(values), pa.string()) if pa.types.is_null(values.type) else values.cast(pa.string())
+        return records[column].cast(pa.string())   # a column without a value (null type) too
     return pa.array(records[column], type=pa.string(), from_pandas=True)
 
 

@@ -222,8 +222,6 @@ def subsuite(suite: Any, rules: list[Any]) -> Any:
     return _SUBSUITES[key][0]
 
 
-
-
 class AcrossChunks:
     """The column rules of a run read a chunk at a time, validated once over the distinct combinations of every
     chunk's rows (GX's cost per rule is paid once, not once per chunk).

@@ -96,10 +96,6 @@ def _batch(record_type: str, frame: pd.DataFrame, context_root: Path | None) -> 
 
 
 # --------------------------------------------------------------------------- frame to validate
-def _blank_to_none(values: pd.Series) -> pd.Series:
-    return _blank_to_none_coded(values)[0]
-
-
 def _blank_to_none_coded(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     """(the values with blank text as None; for text as Parquet hands it, each row's distinct-value code, None
     being -1, as ``pd.factorize`` of the result numbers them up to order: the gate's later steps reuse them)."""
